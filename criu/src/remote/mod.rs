@@ -1,1 +1,394 @@
-//! (filled by its own work)
+//! Layer 3: a seized task.
+//!
+//! [`Tracee`] seizes a task with ptrace, stops it, reads and sets its
+//! registers, and runs syscalls *inside* it ("remote syscalls"): the task's
+//! registers are pointed at a `syscall` instruction already present in its
+//! address space (its vDSO has some), and ptrace's syscall-stops bring it back
+//! under control right after the kernel returns. No code is injected.
+//!
+//! A tracee is released either exactly as it was found
+//! ([`Tracee::release`]: registers and signal mask put back, an interrupted
+//! syscall restarted by the kernel's own rules) or with new registers
+//! ([`Tracee::detach`], used by restore).
+
+pub mod mem;
+
+use nix::errno::Errno;
+use nix::libc::user_regs_struct;
+use nix::sys::ptrace::{self, Options};
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::sys;
+
+/// The registers of an x86_64 task as ptrace shows them.
+pub type Regs = user_regs_struct;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("pid {pid}: {what}: {errno}")]
+    Sys {
+        pid: i32,
+        what: &'static str,
+        errno: Errno,
+    },
+    #[error("pid {pid}: {what}")]
+    Unexpected { pid: i32, what: String },
+    #[error("pid {pid}: remote {name}({args}) failed: {errno}")]
+    Remote {
+        pid: i32,
+        name: String,
+        args: String,
+        errno: Errno,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Attaches `what` and the PID to a raw errno.
+pub(crate) trait Ctx<T> {
+    fn ctx(self, pid: Pid, what: &'static str) -> Result<T>;
+}
+
+impl<T> Ctx<T> for std::result::Result<T, Errno> {
+    fn ctx(self, pid: Pid, what: &'static str) -> Result<T> {
+        self.map_err(|errno| Error::Sys {
+            pid: pid.as_raw(),
+            what,
+            errno,
+        })
+    }
+}
+
+/// Where the tracee is stopped, which decides how it may be let go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// A PTRACE_EVENT_STOP (from PTRACE_INTERRUPT): on resume the kernel
+    /// applies its syscall restart rules to the registers.
+    Event,
+    /// A syscall-exit-stop after a remote syscall: on resume nothing looks at
+    /// the registers again.
+    SyscallExit,
+}
+
+/// Children that the tracee created while running a remote `clone`.
+#[derive(Debug, Default)]
+pub struct Events {
+    pub new_tasks: Vec<i32>,
+}
+
+/// A seized, stopped task.
+#[derive(Debug)]
+pub struct Tracee {
+    pid: Pid,
+    stop: Stop,
+    /// Address of a `syscall` instruction in the task.
+    syscall_ip: Option<u64>,
+    /// Registers when stopped; the base of every remote syscall.
+    regs: Regs,
+    events: Events,
+}
+
+const OPTIONS: Options = Options::PTRACE_O_TRACESYSGOOD
+    .union(Options::PTRACE_O_TRACECLONE)
+    .union(Options::PTRACE_O_TRACEFORK)
+    .union(Options::PTRACE_O_TRACEVFORK);
+
+/// Blocks until `pid` reports a ptrace stop.
+fn wait_stop(pid: Pid) -> Result<WaitStatus> {
+    loop {
+        match waitpid(pid, Some(WaitPidFlag::__WALL)) {
+            Ok(s) => return Ok(s),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e).ctx(pid, "waitpid"),
+        }
+    }
+}
+
+impl Tracee {
+    /// Seizes `pid` and stops it. `kill_on_exit` asks the kernel to kill it
+    /// should criu die while it is attached (only for tasks criu made).
+    pub fn seize(pid: i32, kill_on_exit: bool) -> Result<Self> {
+        let pid = Pid::from_raw(pid);
+        let mut opts = OPTIONS;
+        if kill_on_exit {
+            opts |= Options::PTRACE_O_EXITKILL;
+        }
+        ptrace::seize(pid, opts).ctx(pid, "PTRACE_SEIZE")?;
+        if let Err(e) = ptrace::interrupt(pid) {
+            let _ = ptrace::detach(pid, None);
+            return Err(e).ctx(pid, "PTRACE_INTERRUPT");
+        }
+        loop {
+            match wait_stop(pid)? {
+                WaitStatus::PtraceEvent(_, _, ev) if ev == libc::PTRACE_EVENT_STOP => break,
+                // A signal arrived before our interrupt: let it be
+                // delivered and keep waiting for the interrupt's stop.
+                WaitStatus::Stopped(_, sig) => {
+                    ptrace::cont(pid, sig).ctx(pid, "PTRACE_CONT")?;
+                }
+                WaitStatus::Exited(..) | WaitStatus::Signaled(..) => {
+                    return Err(Error::Unexpected {
+                        pid: pid.as_raw(),
+                        what: "exited while being seized".into(),
+                    })
+                }
+                other => {
+                    let _ = ptrace::detach(pid, None);
+                    return Err(Error::Unexpected {
+                        pid: pid.as_raw(),
+                        what: format!("unexpected stop while seizing: {other:?}"),
+                    });
+                }
+            }
+        }
+        let regs = ptrace::getregs(pid).ctx(pid, "PTRACE_GETREGS")?;
+        Ok(Tracee {
+            pid,
+            stop: Stop::Event,
+            syscall_ip: None,
+            regs,
+            events: Events::default(),
+        })
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid.as_raw()
+    }
+
+    /// The registers as found when the task was seized.
+    pub fn regs(&self) -> &Regs {
+        &self.regs
+    }
+
+    pub fn set_regs(&mut self, regs: &Regs) -> Result<()> {
+        ptrace::setregs(self.pid, *regs).ctx(self.pid, "PTRACE_SETREGS")?;
+        self.regs = *regs;
+        Ok(())
+    }
+
+    /// The XSAVE area (FPU, SSE, AVX, AVX-512, PKRU …) in the standard format.
+    pub fn xstate(&self) -> Result<Vec<u8>> {
+        let (_, size) = sys::cpu::xsave_features();
+        let mut buf = vec![0u8; size.max(4096) as usize];
+        let n = sys::ptrace::getregset(self.pid, sys::ptrace::NT_X86_XSTATE, &mut buf)
+            .ctx(self.pid, "PTRACE_GETREGSET(NT_X86_XSTATE)")?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    pub fn set_xstate(&self, xsave: &[u8]) -> Result<()> {
+        sys::ptrace::setregset(self.pid, sys::ptrace::NT_X86_XSTATE, xsave)
+            .ctx(self.pid, "PTRACE_SETREGSET(NT_X86_XSTATE)")
+    }
+
+    pub fn sigmask(&self) -> Result<u64> {
+        sys::ptrace::getsigmask(self.pid).ctx(self.pid, "PTRACE_GETSIGMASK")
+    }
+
+    pub fn set_sigmask(&self, mask: u64) -> Result<()> {
+        sys::ptrace::setsigmask(self.pid, mask).ctx(self.pid, "PTRACE_SETSIGMASK")
+    }
+
+    pub fn rseq(&self) -> Result<sys::ptrace::RseqConfiguration> {
+        sys::ptrace::get_rseq_configuration(self.pid).ctx(self.pid, "PTRACE_GET_RSEQ_CONFIGURATION")
+    }
+
+    /// Uses the `syscall` instruction at `ip` for remote syscalls.
+    pub fn set_syscall_ip(&mut self, ip: u64) {
+        self.syscall_ip = Some(ip);
+    }
+
+    /// Finds a `syscall` instruction in the task's vDSO at `[start, end)`.
+    pub fn find_syscall_ip(&mut self, start: u64, end: u64) -> Result<u64> {
+        let mut code = vec![0u8; (end - start) as usize];
+        mem::read(self.pid(), start, &mut code).map_err(|e| Error::Unexpected {
+            pid: self.pid(),
+            what: format!("reading the vDSO at {start:#x}: {e}"),
+        })?;
+        let off = code
+            .windows(2)
+            .position(|w| w == [0x0f, 0x05])
+            .ok_or_else(|| Error::Unexpected {
+                pid: self.pid(),
+                what: format!("no syscall instruction in the vDSO at {start:#x}"),
+            })?;
+        let ip = start + off as u64;
+        self.syscall_ip = Some(ip);
+        Ok(ip)
+    }
+
+    /// Tasks the tracee created (remote clone/fork) since the last call.
+    pub fn take_events(&mut self) -> Events {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Runs syscall `nr` inside the task and returns its raw result
+    /// (`-errno` on failure).
+    pub fn syscall_raw(&mut self, nr: i64, args: &[u64]) -> Result<i64> {
+        let ip = self.syscall_ip.ok_or_else(|| Error::Unexpected {
+            pid: self.pid(),
+            what: "no syscall instruction known for remote syscalls".into(),
+        })?;
+        let mut r = self.regs;
+        let a = |i: usize| args.get(i).copied().unwrap_or(0);
+        r.rax = nr as u64;
+        r.orig_rax = u64::MAX;
+        r.rdi = a(0);
+        r.rsi = a(1);
+        r.rdx = a(2);
+        r.r10 = a(3);
+        r.r8 = a(4);
+        r.r9 = a(5);
+        r.rip = ip;
+        ptrace::setregs(self.pid, r).ctx(self.pid, "PTRACE_SETREGS")?;
+        let mut entered = false;
+        ptrace::syscall(self.pid, None).ctx(self.pid, "PTRACE_SYSCALL")?;
+        loop {
+            match wait_stop(self.pid)? {
+                WaitStatus::PtraceSyscall(_) if !entered => {
+                    entered = true;
+                    ptrace::syscall(self.pid, None).ctx(self.pid, "PTRACE_SYSCALL")?;
+                }
+                WaitStatus::PtraceSyscall(_) => break,
+                WaitStatus::PtraceEvent(_, _, ev)
+                    if ev == libc::PTRACE_EVENT_CLONE
+                        || ev == libc::PTRACE_EVENT_FORK
+                        || ev == libc::PTRACE_EVENT_VFORK =>
+                {
+                    let child = ptrace::getevent(self.pid).ctx(self.pid, "PTRACE_GETEVENTMSG")?;
+                    self.events.new_tasks.push(child as i32);
+                    ptrace::syscall(self.pid, None).ctx(self.pid, "PTRACE_SYSCALL")?;
+                }
+                other => {
+                    return Err(Error::Unexpected {
+                        pid: self.pid(),
+                        what: format!("remote syscall {nr}: unexpected stop {other:?}"),
+                    })
+                }
+            }
+        }
+        self.stop = Stop::SyscallExit;
+        let out = ptrace::getregs(self.pid).ctx(self.pid, "PTRACE_GETREGS")?;
+        Ok(out.rax as i64)
+    }
+
+    /// Runs syscall `nr` inside the task; a failure names the call.
+    pub fn syscall(&mut self, nr: i64, args: &[u64]) -> Result<u64> {
+        let ret = self.syscall_raw(nr, args)?;
+        if (-4095..0).contains(&ret) {
+            return Err(Error::Remote {
+                pid: self.pid(),
+                name: syscall_name(nr),
+                args: args
+                    .iter()
+                    .map(|a| format!("{a:#x}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                errno: Errno::from_raw(-ret as i32),
+            });
+        }
+        Ok(ret as u64)
+    }
+
+    /// Maps `len` bytes of anonymous read-write memory in the task.
+    pub fn mmap_scratch(&mut self, len: u64) -> Result<u64> {
+        self.syscall(
+            libc::SYS_mmap,
+            &[
+                0,
+                len,
+                (libc::PROT_READ | libc::PROT_WRITE) as u64,
+                (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
+                u64::MAX,
+                0,
+            ],
+        )
+    }
+
+    /// Lets the task go exactly as it was found: `regs` (normally the ones
+    /// read at seize time) are put back, and if the task was inside a syscall
+    /// the kernel restarts it (or returns EINTR) by its own rules.
+    pub fn release(self, regs: &Regs, sigmask: u64) -> Result<()> {
+        self.set_sigmask(sigmask)?;
+        ptrace::setregs(self.pid, *regs).ctx(self.pid, "PTRACE_SETREGS")?;
+        if self.stop == Stop::SyscallExit {
+            // Resuming from a syscall-exit-stop skips the restart rules:
+            // pass through one more interrupt stop so that they apply.
+            ptrace::interrupt(self.pid).ctx(self.pid, "PTRACE_INTERRUPT")?;
+            ptrace::cont(self.pid, None).ctx(self.pid, "PTRACE_CONT")?;
+            loop {
+                match wait_stop(self.pid)? {
+                    WaitStatus::PtraceEvent(_, _, ev) if ev == libc::PTRACE_EVENT_STOP => break,
+                    WaitStatus::Stopped(_, sig) => {
+                        // A signal that became deliverable: keep it queued
+                        // for after the detach.
+                        let _ = sig;
+                        ptrace::cont(self.pid, sig).ctx(self.pid, "PTRACE_CONT")?;
+                    }
+                    other => {
+                        return Err(Error::Unexpected {
+                            pid: self.pid(),
+                            what: format!("unexpected stop while releasing: {other:?}"),
+                        })
+                    }
+                }
+            }
+        }
+        ptrace::detach(self.pid, None).ctx(self.pid, "PTRACE_DETACH")
+    }
+
+    /// Lets the task run from the registers it has now.
+    pub fn detach(self) -> Result<()> {
+        ptrace::detach(self.pid, None).ctx(self.pid, "PTRACE_DETACH")
+    }
+
+    /// Kills a task criu made (restore failure path) and reaps nothing: the
+    /// caller waits for it.
+    pub fn kill(self) {
+        let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
+    }
+}
+
+/// A readable name of the syscalls criu runs remotely, for error messages.
+pub fn syscall_name(nr: i64) -> String {
+    let name = match nr {
+        libc::SYS_mmap => "mmap",
+        libc::SYS_munmap => "munmap",
+        libc::SYS_mprotect => "mprotect",
+        libc::SYS_mremap => "mremap",
+        libc::SYS_madvise => "madvise",
+        libc::SYS_brk => "brk",
+        libc::SYS_rt_sigaction => "rt_sigaction",
+        libc::SYS_prctl => "prctl",
+        libc::SYS_rseq => "rseq",
+        libc::SYS_close => "close",
+        libc::SYS_dup2 => "dup2",
+        libc::SYS_dup3 => "dup3",
+        libc::SYS_recvmsg => "recvmsg",
+        libc::SYS_openat => "openat",
+        libc::SYS_lseek => "lseek",
+        libc::SYS_fcntl => "fcntl",
+        libc::SYS_chdir => "chdir",
+        libc::SYS_fchdir => "fchdir",
+        libc::SYS_chroot => "chroot",
+        libc::SYS_umask => "umask",
+        libc::SYS_setsid => "setsid",
+        libc::SYS_setpgid => "setpgid",
+        libc::SYS_clone3 => "clone3",
+        libc::SYS_setresuid => "setresuid",
+        libc::SYS_setresgid => "setresgid",
+        libc::SYS_setgroups => "setgroups",
+        libc::SYS_capset => "capset",
+        libc::SYS_prlimit64 => "prlimit64",
+        libc::SYS_getitimer => "getitimer",
+        libc::SYS_setitimer => "setitimer",
+        libc::SYS_set_robust_list => "set_robust_list",
+        libc::SYS_set_tid_address => "set_tid_address",
+        libc::SYS_sigaltstack => "sigaltstack",
+        libc::SYS_close_range => "close_range",
+        _ => return format!("syscall#{nr}"),
+    };
+    name.to_string()
+}

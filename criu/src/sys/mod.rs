@@ -1,2 +1,28 @@
 //! Layer 0: thin safe wrappers of the syscalls nix lacks.
+//!
+//! Every `unsafe` block of the crate lives below this module, each with a
+//! `// SAFETY:` comment saying why it is sound.
 #![allow(unsafe_code)]
+
+pub mod clone3;
+pub mod cpu;
+pub mod pidfd;
+pub mod ptrace;
+
+pub use nix::errno::Errno;
+
+/// Size of a page on every architecture we support.
+pub const PAGE_SIZE: u64 = 4096;
+
+/// Result of the wrappers here: the raw errno, to be wrapped with context by
+/// the caller.
+pub type SysResult<T> = std::result::Result<T, Errno>;
+
+/// Turns a raw `syscall(2)` return value into a result.
+fn check(ret: libc::c_long) -> SysResult<libc::c_long> {
+    if ret < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(ret)
+    }
+}
