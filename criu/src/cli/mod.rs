@@ -1,1 +1,266 @@
-//! (filled by its own work)
+//! Layer 6: the command line, with CRIU's command and option names.
+//!
+//! Options may stand before or after the command, as with CRIU
+//! (`criu -D dir restore` and `criu restore -D dir` are the same), and
+//! CRIU's verbosity spellings `-v`, `-vvv`, `-v4` and `--verbosity=4` all
+//! work.
+
+pub mod check;
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::{dump, restore};
+
+/// What criu-rs tells `criu --version` callers: the CRIU release whose
+/// interfaces it speaks, and its own version.
+pub const CRIU_VERSION: &str = "4.2";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "criu",
+    about = "Checkpoint/Restore In Userspace (criu-rs)",
+    disable_version_flag = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub common: Common,
+    /// Print the version and exit.
+    #[arg(short = 'V', long = "version", global = true)]
+    pub version: bool,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct Common {
+    /// Directory of the image files.
+    #[arg(short = 'D', long = "images-dir", global = true, value_name = "DIR")]
+    pub images_dir: Option<PathBuf>,
+    /// Directory for logs and pid files (default: the images directory).
+    #[arg(short = 'W', long = "work-dir", global = true, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// Log file; a relative name is in the work directory.
+    #[arg(short = 'o', long = "log-file", global = true, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+    /// Log level: 0 errors only … 4 debug.
+    #[arg(long = "verbosity", global = true, value_name = "N", default_value_t = 2)]
+    pub verbosity: u8,
+    /// Write the PID of the restored root (restore) to this file.
+    #[arg(long = "pidfile", global = true, value_name = "FILE")]
+    pub pidfile: Option<PathBuf>,
+    /// The tree is a shell job: keep its session and terminal.
+    #[arg(short = 'j', long = "shell-job", global = true)]
+    pub shell_job: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Checkpoint a process tree into the images directory.
+    Dump(DumpArgs),
+    /// Restore a process tree from the images directory.
+    Restore(RestoreArgs),
+    /// Check that the kernel has what criu needs.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    /// PID of the root of the tree to dump.
+    #[arg(short = 't', long = "tree", value_name = "PID")]
+    pub tree: i32,
+    /// Leave the tree running after the dump.
+    #[arg(short = 'R', long = "leave-running")]
+    pub leave_running: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Detach from the restored tree once it runs, instead of waiting for it.
+    #[arg(short = 'd', long = "restore-detached")]
+    pub restore_detached: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Check only this feature (see `criu check --feature list`).
+    #[arg(long = "feature", value_name = "NAME")]
+    pub feature: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Dump(#[from] dump::Error),
+    #[error(transparent)]
+    Restore(#[from] restore::Error),
+    #[error("log file {path}: {source}")]
+    Log {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Rewrites CRIU's verbosity spellings (`-v`, `-vvv`, `-v4`) into
+/// `--verbosity=N`; everything else passes through.
+pub fn normalize_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    const DEFAULT: u32 = 2;
+    let mut extra_v = None::<u32>;
+    let mut out = Vec::new();
+    for a in args {
+        if let Some(rest) = a.strip_prefix("-v") {
+            if !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()) {
+                out.push(format!("--verbosity={rest}"));
+                continue;
+            }
+            if rest.bytes().all(|b| b == b'v') {
+                let n = extra_v.unwrap_or(DEFAULT) + 1 + rest.len() as u32;
+                extra_v = Some(n);
+                continue;
+            }
+        }
+        out.push(a);
+    }
+    if let Some(n) = extra_v {
+        out.push(format!("--verbosity={n}"));
+    }
+    out
+}
+
+fn level(v: u8) -> tracing::Level {
+    match v {
+        0 | 1 => tracing::Level::ERROR,
+        2 => tracing::Level::WARN,
+        3 => tracing::Level::INFO,
+        4 => tracing::Level::DEBUG,
+        _ => tracing::Level::TRACE,
+    }
+}
+
+/// Where relative log and pid files go: the work dir, else the images dir.
+fn in_work_dir(c: &Common, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        return p.to_path_buf();
+    }
+    match c.work_dir.as_ref().or(c.images_dir.as_ref()) {
+        Some(d) => d.join(p),
+        None => p.to_path_buf(),
+    }
+}
+
+/// A log sink that appends to the log file (when given) and lets errors
+/// reach stderr too.
+struct Sink(Option<Mutex<std::fs::File>>);
+
+impl Write for &Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match &self.0 {
+            Some(f) => f.lock().map_err(|_| std::io::ErrorKind::Other)?.write(buf),
+            None => std::io::stderr().write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn setup_log(c: &Common) -> Result<Option<PathBuf>, Error> {
+    let path = c.log_file.as_ref().map(|p| in_work_dir(c, p));
+    let file = match &path {
+        Some(p) if p.as_os_str() != "-" => {
+            if let Some(parent) = p.parent() {
+                let _ = std::fs::create_dir_all(parent);
+            }
+            Some(Mutex::new(
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .map_err(|source| Error::Log {
+                        path: p.clone(),
+                        source,
+                    })?,
+            ))
+        }
+        _ => None,
+    };
+    let sink: &'static Sink = Box::leak(Box::new(Sink(file)));
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level(c.verbosity))
+        .with_writer(move || sink)
+        .with_ansi(false)
+        .with_target(false)
+        .try_init();
+    Ok(path)
+}
+
+fn images_dir(c: &Common) -> Result<PathBuf, Error> {
+    c.images_dir
+        .clone()
+        .ok_or_else(|| Error::Usage("the images directory (-D/--images-dir) is required".into()))
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn run(cli: Cli) -> Result<i32, Error> {
+    if cli.version {
+        println!("Version: {CRIU_VERSION}");
+        println!("GitID: criu-rs-{}", env!("CARGO_PKG_VERSION"));
+        return Ok(0);
+    }
+    let Some(command) = cli.command else {
+        return Err(Error::Usage(
+            "a command is needed: dump, restore or check (see --help)".into(),
+        ));
+    };
+    let c = &cli.common;
+    match command {
+        Command::Dump(a) => {
+            let dir = images_dir(c)?;
+            setup_log(c)?;
+            let opts = dump::DumpOpts {
+                pid: a.tree,
+                images_dir: dir,
+                leave_running: a.leave_running,
+                shell_job: c.shell_job,
+            };
+            dump::dump(&opts).inspect_err(|e| tracing::error!("dump failed: {e}"))?;
+            tracing::info!("dumping finished successfully");
+            Ok(0)
+        }
+        Command::Restore(a) => {
+            let dir = images_dir(c)?;
+            setup_log(c)?;
+            let opts = restore::RestoreOpts {
+                images_dir: dir,
+                detach: a.restore_detached,
+                shell_job: c.shell_job,
+            };
+            let pidfile = c.pidfile.as_ref().map(|p| in_work_dir(c, p));
+            let write_pid = |pid: i32| -> std::io::Result<()> {
+                match &pidfile {
+                    Some(p) => std::fs::write(p, format!("{pid}\n")),
+                    None => Ok(()),
+                }
+            };
+            let outcome = restore::restore(&opts, &write_pid)
+                .inspect_err(|e| tracing::error!("restore failed: {e}"))?;
+            tracing::info!("restore finished: {outcome:?}");
+            Ok(match outcome {
+                restore::Outcome::Detached(_) => 0,
+                restore::Outcome::Exited(code) => code,
+                restore::Outcome::Killed(sig) => 128 + sig,
+            })
+        }
+        Command::Check(a) => {
+            setup_log(c)?;
+            check::run(a.feature.as_deref())
+        }
+    }
+}

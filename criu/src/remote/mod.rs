@@ -11,6 +11,7 @@
 //! syscall restarted by the kernel's own rules) or with new registers
 //! ([`Tracee::detach`], used by restore).
 
+pub mod fdpass;
 pub mod mem;
 
 use nix::errno::Errno;
@@ -88,6 +89,8 @@ pub struct Tracee {
     /// Registers when stopped; the base of every remote syscall.
     regs: Regs,
     events: Events,
+    /// A page range criu mapped in the task for syscall arguments.
+    scratch: Option<(u64, u64)>,
 }
 
 const OPTIONS: Options = Options::PTRACE_O_TRACESYSGOOD
@@ -150,6 +153,7 @@ impl Tracee {
             syscall_ip: None,
             regs,
             events: Events::default(),
+            scratch: None,
         })
     }
 
@@ -193,6 +197,11 @@ impl Tracee {
 
     pub fn rseq(&self) -> Result<sys::ptrace::RseqConfiguration> {
         sys::ptrace::get_rseq_configuration(self.pid).ctx(self.pid, "PTRACE_GET_RSEQ_CONFIGURATION")
+    }
+
+    /// The `syscall` instruction remote syscalls go through.
+    pub fn syscall_ip(&self) -> Option<u64> {
+        self.syscall_ip
     }
 
     /// Uses the `syscall` instruction at `ip` for remote syscalls.
@@ -305,6 +314,80 @@ impl Tracee {
                 0,
             ],
         )
+    }
+
+    /// Maps the scratch area criu passes syscall arguments through: `len`
+    /// bytes, at `at` exactly when given.
+    pub fn map_scratch(&mut self, at: Option<u64>, len: u64) -> Result<u64> {
+        let addr = match at {
+            None => self.mmap_scratch(len)?,
+            Some(at) => {
+                let got = self.syscall(
+                    libc::SYS_mmap,
+                    &[
+                        at,
+                        len,
+                        (libc::PROT_READ | libc::PROT_WRITE) as u64,
+                        (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE)
+                            as u64,
+                        u64::MAX,
+                        0,
+                    ],
+                )?;
+                if got != at {
+                    return Err(Error::Unexpected {
+                        pid: self.pid(),
+                        what: format!("scratch area wanted at {at:#x}, got {got:#x}"),
+                    });
+                }
+                got
+            }
+        };
+        self.scratch = Some((addr, len));
+        Ok(addr)
+    }
+
+    /// The scratch area (address, length), once mapped.
+    pub fn scratch(&self) -> Option<(u64, u64)> {
+        self.scratch
+    }
+
+    fn scratch_at(&self, off: u64, len: usize) -> Result<u64> {
+        match self.scratch {
+            Some((addr, size)) if off + len as u64 <= size => Ok(addr + off),
+            _ => Err(Error::Unexpected {
+                pid: self.pid(),
+                what: format!("{len} bytes at scratch offset {off} do not fit the scratch area"),
+            }),
+        }
+    }
+
+    /// Copies `data` into the scratch area at `off`; returns its address in
+    /// the task.
+    pub fn scratch_put(&self, off: u64, data: &[u8]) -> Result<u64> {
+        let addr = self.scratch_at(off, data.len())?;
+        mem::write(self.pid(), addr, data).map_err(|e| Error::Unexpected {
+            pid: self.pid(),
+            what: format!("writing {} bytes of scratch at {addr:#x}: {e}", data.len()),
+        })?;
+        Ok(addr)
+    }
+
+    /// Reads `buf.len()` bytes of the scratch area at `off`.
+    pub fn scratch_get(&self, off: u64, buf: &mut [u8]) -> Result<()> {
+        let addr = self.scratch_at(off, buf.len())?;
+        mem::read(self.pid(), addr, buf).map_err(|e| Error::Unexpected {
+            pid: self.pid(),
+            what: format!("reading {} bytes of scratch at {addr:#x}: {e}", buf.len()),
+        })
+    }
+
+    /// Removes the scratch area again.
+    pub fn unmap_scratch(&mut self) -> Result<()> {
+        if let Some((addr, len)) = self.scratch.take() {
+            self.syscall(libc::SYS_munmap, &[addr, len])?;
+        }
+        Ok(())
     }
 
     /// Lets the task go exactly as it was found: `regs` (normally the ones

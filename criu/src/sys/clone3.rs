@@ -56,3 +56,22 @@ pub fn fork_with_pid(pid: Option<i32>) -> SysResult<Forked> {
         Forked::Parent(ret as i32)
     })
 }
+
+/// Starts a puppet: a fork of criu (with PID `pid` when given) that does
+/// nothing but wait, to be seized and remade by remote syscalls. It dies
+/// with criu.
+pub fn spawn_puppet(pid: Option<i32>) -> SysResult<i32> {
+    match fork_with_pid(pid)? {
+        Forked::Parent(p) => Ok(p),
+        Forked::Child => {
+            // SAFETY: async-signal-safe calls only, in the child of a fork;
+            // it never returns into criu's code.
+            unsafe {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                loop {
+                    libc::pause();
+                }
+            }
+        }
+    }
+}

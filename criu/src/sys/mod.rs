@@ -6,7 +6,10 @@
 
 pub mod clone3;
 pub mod cpu;
+pub mod fd;
+pub mod kcmp;
 pub mod pidfd;
+pub mod probe;
 pub mod ptrace;
 
 pub use nix::errno::Errno;

@@ -1,0 +1,665 @@
+//! A task's address space: its mappings (`mm-*.img`), their pages
+//! (`pagemap-*.img` + `pages-*.img`) and the mm fields (brk, arg/env
+//! ranges, auxv, exe).
+//!
+//! Dump reads the layout from /proc/PID/smaps, finds the pages that exist
+//! with /proc/PID/pagemap and copies them out with `process_vm_readv`.
+//! Restore runs in a puppet: criu's own mappings are dropped, the vDSO and
+//! vvar pages are moved to where the task had them, every mapping is made
+//! again and filled with `process_vm_writev`.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use crate::image::{self, magic, pb, ImageReader};
+use crate::proc::{self, MapName, VmFlag};
+use crate::remote::{mem, Tracee};
+use crate::sys::PAGE_SIZE;
+
+use super::files::FileTable;
+use super::{Error, Result};
+
+// VMA status bits of the image format.
+pub const VMA_AREA_REGULAR: u32 = 1 << 0;
+pub const VMA_AREA_STACK: u32 = 1 << 1;
+pub const VMA_AREA_VSYSCALL: u32 = 1 << 2;
+pub const VMA_AREA_VDSO: u32 = 1 << 3;
+pub const VMA_AREA_HEAP: u32 = 1 << 5;
+pub const VMA_FILE_PRIVATE: u32 = 1 << 6;
+pub const VMA_FILE_SHARED: u32 = 1 << 7;
+pub const VMA_ANON_SHARED: u32 = 1 << 8;
+pub const VMA_ANON_PRIVATE: u32 = 1 << 9;
+pub const VMA_AREA_VVAR: u32 = 1 << 12;
+
+// pagemap entry flags of the image format.
+pub const PE_LAZY: u32 = 1 << 1;
+pub const PE_PRESENT: u32 = 1 << 2;
+
+// /proc/PID/pagemap bits.
+const PM_PRESENT: u64 = 1 << 63;
+const PM_SWAP: u64 = 1 << 62;
+const PM_FILE: u64 = 1 << 61;
+
+/// Largest piece of memory copied in one go.
+const CHUNK: u64 = 4 << 20;
+
+pub fn mm_file(pid: i32) -> String {
+    format!("mm-{pid}.img")
+}
+pub fn pagemap_file(pid: i32) -> String {
+    format!("pagemap-{pid}.img")
+}
+
+/// madvise advice that /proc shows as VmFlags, as bits `1 << MADV_*`.
+fn madv_bits(flags: &proc::VmFlags) -> u64 {
+    let pairs = [
+        (VmFlag::DontDump, libc::MADV_DONTDUMP),
+        (VmFlag::DontCopy, libc::MADV_DONTFORK),
+        (VmFlag::WipeOnFork, libc::MADV_WIPEONFORK),
+        (VmFlag::HugePage, libc::MADV_HUGEPAGE),
+        (VmFlag::NoHugePage, libc::MADV_NOHUGEPAGE),
+        (VmFlag::Mergeable, libc::MADV_MERGEABLE),
+        (VmFlag::SeqRead, libc::MADV_SEQUENTIAL),
+        (VmFlag::RandRead, libc::MADV_RANDOM),
+    ];
+    pairs
+        .iter()
+        .filter(|(f, _)| flags.contains(*f))
+        .fold(0, |acc, (_, m)| acc | (1u64 << m))
+}
+
+/// Whether a VMA's pages are part of the image (and which of them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pages {
+    /// None (kernel-provided or backed by a shared file).
+    Skip,
+    /// Every present or swapped page.
+    Anon,
+    /// Only the pages written since mapping (no longer the file's).
+    PrivateFile,
+}
+
+fn classify(pid: i32, s: &proc::SmapsEntry, files: &mut FileTable) -> Result<(pb::VmaEntry, Pages)> {
+    let m = &s.map;
+    let mut flags = if m.perms.shared {
+        libc::MAP_SHARED
+    } else {
+        libc::MAP_PRIVATE
+    } as u32;
+    if s.vm_flags.contains(VmFlag::GrowsDown) {
+        flags |= libc::MAP_GROWSDOWN as u32;
+    }
+    let mut e = pb::VmaEntry {
+        start: m.start,
+        end: m.end,
+        pgoff: 0,
+        shmid: 0,
+        prot: m.perms.prot() as u32,
+        flags,
+        status: VMA_AREA_REGULAR,
+        fd: -1,
+        madv: None,
+        fdflags: None,
+    };
+    let madv = madv_bits(&s.vm_flags);
+    if madv != 0 {
+        e.madv = Some(madv);
+    }
+    let unsupported = |what: &str| Error::Unsupported {
+        pid,
+        what: format!(
+            "mapping {:#x}-{:#x} ({:?}) is {what}, which criu-rs cannot dump yet",
+            m.start, m.end, m.name
+        ),
+    };
+    let anon = |e: &mut pb::VmaEntry| {
+        e.flags |= libc::MAP_ANONYMOUS as u32;
+    };
+    let pages = match &m.name {
+        MapName::Vsyscall => {
+            anon(&mut e);
+            e.status = VMA_AREA_VSYSCALL | VMA_ANON_PRIVATE;
+            Pages::Skip
+        }
+        MapName::Vdso => {
+            anon(&mut e);
+            e.status |= VMA_AREA_VDSO | VMA_ANON_PRIVATE;
+            Pages::Skip
+        }
+        MapName::Vvar | MapName::VvarVclock => {
+            anon(&mut e);
+            e.status |= VMA_AREA_VVAR | VMA_ANON_PRIVATE;
+            Pages::Skip
+        }
+        _ if s.vm_flags.contains(VmFlag::Io) || s.vm_flags.contains(VmFlag::PfnMap) => {
+            return Err(unsupported("a device (I/O or PFN) mapping"))
+        }
+        _ if s.vm_flags.contains(VmFlag::Hugetlb) => return Err(unsupported("a hugetlb mapping")),
+        MapName::File { path, deleted } => {
+            if *deleted {
+                return Err(unsupported("a mapping of a deleted file (or memfd, or SysV shm)"));
+            }
+            let path = path.to_string_lossy();
+            e.shmid = u64::from(files.by_path(pid, &path)?);
+            e.pgoff = m.offset;
+            if m.perms.shared {
+                e.status |= VMA_FILE_SHARED;
+                e.fdflags = Some(if m.perms.write || s.vm_flags.contains(VmFlag::MayWrite) {
+                    libc::O_RDWR as u32
+                } else {
+                    libc::O_RDONLY as u32
+                });
+                Pages::Skip
+            } else {
+                e.status |= VMA_FILE_PRIVATE;
+                e.fdflags = Some(libc::O_RDONLY as u32);
+                Pages::PrivateFile
+            }
+        }
+        MapName::Heap | MapName::Stack | MapName::Anonymous | MapName::AnonNamed(_) => {
+            anon(&mut e);
+            if m.perms.shared {
+                return Err(unsupported("shared anonymous memory"));
+            }
+            e.status |= VMA_ANON_PRIVATE;
+            if m.name == MapName::Heap {
+                e.status |= VMA_AREA_HEAP;
+            }
+            Pages::Anon
+        }
+        MapName::AnonShmemNamed(_) => return Err(unsupported("shared anonymous memory")),
+        MapName::Special(_) => return Err(unsupported("a special kernel mapping")),
+    };
+    Ok((e, pages))
+}
+
+/// Runs of pages of `[start, end)` that belong in the image.
+fn page_runs(pagemap: &File, pid: i32, start: u64, end: u64, want: Pages) -> Result<Vec<(u64, u64)>> {
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    let per_read = 64 * 1024u64; // pages per pagemap read
+    let mut buf = vec![0u8; (per_read * 8) as usize];
+    let mut page = start / PAGE_SIZE;
+    let last = end / PAGE_SIZE;
+    while page < last {
+        let n = per_read.min(last - page);
+        let bytes = &mut buf[..(n * 8) as usize];
+        pagemap
+            .read_exact_at(bytes, page * 8)
+            .map_err(|source| Error::Io {
+                pid,
+                what: format!("reading /proc/{pid}/pagemap at {:#x}", page * PAGE_SIZE),
+                source,
+            })?;
+        for (i, chunk) in bytes.chunks_exact(8).enumerate() {
+            let pm = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+            let keep = match want {
+                Pages::Skip => false,
+                Pages::Anon => pm & (PM_PRESENT | PM_SWAP) != 0,
+                Pages::PrivateFile => pm & (PM_PRESENT | PM_SWAP) != 0 && pm & PM_FILE == 0,
+            };
+            if keep {
+                let addr = (page + i as u64) * PAGE_SIZE;
+                match runs.last_mut() {
+                    Some((s, len)) if *s + *len * PAGE_SIZE == addr => *len += 1,
+                    _ => runs.push((addr, 1)),
+                }
+            }
+        }
+        page += n;
+    }
+    Ok(runs)
+}
+
+/// What the mm dump needs beyond /proc: read remotely before.
+pub struct MmExtra {
+    pub brk: u64,
+    pub dumpable: i32,
+    pub thp_disabled: bool,
+}
+
+/// Dump half: the mappings and pages of `pid` into `mm-PID.img`,
+/// `pagemap-PID.img` and `pages-<pages_id>.img`.
+pub fn dump(
+    pid: i32,
+    dir: &Path,
+    files: &mut FileTable,
+    pages_id: u32,
+    extra: &MmExtra,
+) -> Result<pb::MmEntry> {
+    let stat = proc::read_stat(pid)?;
+    let smaps = proc::read_smaps(pid)?;
+    let auxv_raw = std::fs::read(format!("/proc/{pid}/auxv")).map_err(|source| Error::Io {
+        pid,
+        what: format!("reading /proc/{pid}/auxv"),
+        source,
+    })?;
+    let exe = super::read_proc_link(pid, "exe")?;
+    let exe_file_id = files.by_path(pid, &exe)?;
+
+    let pagemap = File::open(format!("/proc/{pid}/pagemap")).map_err(|source| Error::Io {
+        pid,
+        what: format!("opening /proc/{pid}/pagemap"),
+        source,
+    })?;
+    let mut writer = image::pages::PagesWriter::create(dir, &pagemap_file(pid), pages_id)?;
+    let mut vmas: Vec<pb::VmaEntry> = Vec::with_capacity(smaps.len());
+    let mut buf = vec![0u8; CHUNK as usize];
+    for s in &smaps {
+        let (e, want) = classify(pid, s, files)?;
+        // [vvar] and [vvar_vclock] are one area in the image, as the kernel
+        // maps them side by side.
+        if e.status & VMA_AREA_VVAR != 0 {
+            if let Some(prev) = vmas.last_mut() {
+                if prev.status & VMA_AREA_VVAR != 0 && prev.end == e.start {
+                    prev.end = e.end;
+                    continue;
+                }
+            }
+        }
+        if want != Pages::Skip {
+            let flags = if want == Pages::Anon {
+                PE_PRESENT | PE_LAZY
+            } else {
+                PE_PRESENT
+            };
+            for (addr, npages) in page_runs(&pagemap, pid, e.start, e.end, want)? {
+                let mut off = 0;
+                let len = npages * PAGE_SIZE;
+                while off < len {
+                    let n = CHUNK.min(len - off);
+                    let chunk = &mut buf[..n as usize];
+                    mem::read(pid, addr + off, chunk).map_err(|source| Error::Io {
+                        pid,
+                        what: format!("reading memory at {:#x}", addr + off),
+                        source,
+                    })?;
+                    writer.add(addr + off, flags, chunk)?;
+                    off += n;
+                }
+            }
+        }
+        vmas.push(e);
+    }
+    writer.finish()?;
+
+    let auxv = auxv_raw
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
+        .collect();
+    Ok(pb::MmEntry {
+        mm_start_code: stat.start_code,
+        mm_end_code: stat.end_code,
+        mm_start_data: stat.start_data,
+        mm_end_data: stat.end_data,
+        mm_start_stack: stat.start_stack,
+        mm_start_brk: stat.start_brk,
+        mm_brk: extra.brk,
+        mm_arg_start: stat.arg_start,
+        mm_arg_end: stat.arg_end,
+        mm_env_start: stat.env_start,
+        mm_env_end: stat.env_end,
+        exe_file_id,
+        mm_saved_auxv: auxv,
+        vmas,
+        dumpable: Some(extra.dumpable),
+        aios: Vec::new(),
+        thp_disabled: Some(extra.thp_disabled),
+    })
+}
+
+pub fn write(dir: &Path, pid: i32, mm: &pb::MmEntry) -> Result<()> {
+    image::write_image(dir, &mm_file(pid), magic::MM, [mm])?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Restore
+
+fn overlaps(a: (u64, u64), b: (u64, u64)) -> bool {
+    a.0 < b.1 && b.0 < a.1
+}
+
+/// An address for `len` bytes of scratch that collides neither with the
+/// target's mappings nor with what the puppet has mapped now.
+pub fn pick_scratch(mm: &pb::MmEntry, puppet: &[proc::MapsEntry], len: u64) -> Option<u64> {
+    let taken: Vec<(u64, u64)> = mm
+        .vmas
+        .iter()
+        .map(|v| (v.start, v.end))
+        .chain(puppet.iter().map(|m| (m.start, m.end)))
+        .collect();
+    // Walk down from below the usual mmap base, a gap at a time.
+    let mut at: u64 = 0x7e00_0000_0000;
+    while at > 0x1_0000_0000 {
+        let want = (at, at + len);
+        match taken.iter().find(|&&t| overlaps(t, want)) {
+            None => return Some(at),
+            Some(&(s, _)) => at = (s.min(at) - len) & !(PAGE_SIZE - 1),
+        }
+    }
+    None
+}
+
+/// The kernel-provided areas criu moves rather than makes: vDSO and vvar.
+fn special(maps: &[proc::MapsEntry]) -> (Option<(u64, u64)>, Vec<(u64, u64)>) {
+    let vdso = maps
+        .iter()
+        .find(|m| m.name == MapName::Vdso)
+        .map(|m| (m.start, m.end));
+    let vvar = maps
+        .iter()
+        .filter(|m| matches!(m.name, MapName::Vvar | MapName::VvarVclock))
+        .map(|m| (m.start, m.end))
+        .collect();
+    (vdso, vvar)
+}
+
+fn mremap(p: &mut Tracee, from: (u64, u64), to: u64) -> Result<()> {
+    let len = from.1 - from.0;
+    p.syscall(
+        libc::SYS_mremap,
+        &[
+            from.0,
+            len,
+            len,
+            (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64,
+            to,
+        ],
+    )?;
+    Ok(())
+}
+
+/// Moves the puppet's vDSO and vvar pages (found as `vdso`, `vvar`) to the
+/// image's addresses; returns the vDSO's new start.
+fn move_vdso(
+    p: &mut Tracee,
+    mm: &pb::MmEntry,
+    vdso: (u64, u64),
+    vvar: &[(u64, u64)],
+    parking: u64,
+) -> Result<Option<u64>> {
+    let img_vdso = mm.vmas.iter().find(|v| v.status & VMA_AREA_VDSO != 0);
+    let img_vvar = mm.vmas.iter().find(|v| v.status & VMA_AREA_VVAR != 0);
+    let Some(img_vdso) = img_vdso else {
+        // The task had no vDSO: drop ours.
+        for &r in vvar.iter().chain(std::iter::once(&vdso)) {
+            p.syscall(libc::SYS_munmap, &[r.0, r.1 - r.0])?;
+        }
+        return Ok(None);
+    };
+    if img_vdso.end - img_vdso.start != vdso.1 - vdso.0 {
+        return Err(Error::Mismatch {
+            what: format!(
+                "the vDSO of the image is {} bytes, this kernel's is {}: restoring on another kernel is not supported yet",
+                img_vdso.end - img_vdso.start,
+                vdso.1 - vdso.0
+            ),
+        });
+    }
+    // Pieces to move: (current range, destination).
+    let mut moves = vec![(vdso, img_vdso.start)];
+    if let (Some(iv), Some(&first)) = (img_vvar, vvar.first()) {
+        let ours = vvar.last().map_or(0, |l| l.1) - first.0;
+        if ours != iv.end - iv.start {
+            return Err(Error::Mismatch {
+                what: format!(
+                    "the vvar area of the image is {} bytes, this kernel's is {ours}",
+                    iv.end - iv.start
+                ),
+            });
+        }
+        for &r in vvar {
+            moves.push((r, iv.start + (r.0 - first.0)));
+        }
+    }
+    // Two hops when a destination overlaps where a piece is now: park them
+    // all first.
+    let clash = moves
+        .iter()
+        .any(|&(_, to)| moves.iter().any(|&(from, _)| overlaps(from, (to, to + (from.1 - from.0)))));
+    if clash {
+        let mut at = parking;
+        for (from, _) in moves.iter_mut() {
+            let len = from.1 - from.0;
+            mremap(p, *from, at)?;
+            *from = (at, at + len);
+            at += len;
+        }
+    }
+    for &(from, to) in &moves {
+        if from.0 != to {
+            mremap(p, from, to)?;
+        }
+    }
+    Ok(Some(img_vdso.start))
+}
+
+/// Opens (in the puppet) the file of image id `id` with `flags`; returns the
+/// puppet's fd. `scratch_off` is where the path may be written.
+fn remote_open(p: &mut Tracee, files: &[pb::FileEntry], id: u32, flags: u32, scratch_off: u64) -> Result<u64> {
+    let reg = files
+        .iter()
+        .find(|f| f.id == id)
+        .and_then(|f| f.reg.as_ref())
+        .ok_or_else(|| Error::Mismatch {
+            what: format!("a mapping refers to file id {id}, which files.img does not have"),
+        })?;
+    super::files::reg::check_unchanged(reg)?;
+    let mut path = reg.name.as_bytes().to_vec();
+    path.push(0);
+    let addr = p.scratch_put(scratch_off, &path)?;
+    Ok(p.syscall(
+        libc::SYS_openat,
+        &[libc::AT_FDCWD as u64, addr, u64::from(flags | libc::O_CLOEXEC as u32), 0],
+    )?)
+}
+
+/// Restore half, step one: replaces the puppet's address space (a copy of
+/// criu's) by the image's. The scratch area must be mapped already (see
+/// [`pick_scratch`]); `scratch_off` is free scratch space for paths.
+pub fn restore(
+    p: &mut Tracee,
+    dir: &Path,
+    pid: i32,
+    mm: &pb::MmEntry,
+    files: &[pb::FileEntry],
+    scratch_off: u64,
+) -> Result<()> {
+    let puppet = proc::read_maps(p.pid())?;
+    let (scratch, scratch_len) = p.scratch().ok_or_else(|| Error::Mismatch {
+        what: "no scratch area in the puppet".into(),
+    })?;
+    let (vdso, vvar) = special(&puppet);
+    let vdso = vdso.ok_or_else(|| Error::Unsupported {
+        pid,
+        what: "criu itself has no vDSO to give the restored task".into(),
+    })?;
+    let syscall_off = p.syscall_ip().map(|ip| ip - vdso.0);
+
+    // 1. Drop criu's mappings, keeping the scratch area, vDSO and vvar.
+    for m in &puppet {
+        let keep = overlaps((m.start, m.end), (scratch, scratch + scratch_len))
+            || matches!(m.name, MapName::Vdso | MapName::Vvar | MapName::VvarVclock | MapName::Vsyscall);
+        if !keep {
+            p.syscall(libc::SYS_munmap, &[m.start, m.end - m.start])?;
+        }
+    }
+    // 2. vDSO and vvar where the task had them; remote syscalls follow.
+    let parking = pick_scratch(mm, &[], (vdso.1 - vdso.0) + vvar.iter().map(|r| r.1 - r.0).sum::<u64>())
+        .filter(|&a| !overlaps((a, a + 1), (scratch, scratch + scratch_len)))
+        .unwrap_or(scratch + scratch_len + (1 << 30));
+    if let Some(new_vdso) = move_vdso(p, mm, vdso, &vvar, parking)? {
+        if let Some(off) = syscall_off {
+            p.set_syscall_ip(new_vdso + off);
+        }
+    }
+
+    // 3. Every other mapping, writable while its pages are filled.
+    let mut opened: Vec<(u64, u32, u64)> = Vec::new(); // (file id, flags, remote fd)
+    let pages = read_pagemap(dir, pid)?;
+    for v in &mm.vmas {
+        if v.status & (VMA_AREA_VDSO | VMA_AREA_VVAR | VMA_AREA_VSYSCALL) != 0 {
+            continue;
+        }
+        let has_pages = pages.runs.iter().any(|r| overlaps((r.0, r.0 + r.1 * PAGE_SIZE), (v.start, v.end)));
+        let mut prot = v.prot;
+        if has_pages {
+            prot |= (libc::PROT_READ | libc::PROT_WRITE) as u32;
+        }
+        let mut flags = u64::from(v.flags) | libc::MAP_FIXED as u64;
+        let fd = if v.status & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0 {
+            let id = u32::try_from(v.shmid).unwrap_or(u32::MAX);
+            let oflags = v.fdflags.unwrap_or(libc::O_RDONLY as u32);
+            match opened.iter().find(|o| o.0 == u64::from(id) && o.1 == oflags) {
+                Some(o) => o.2,
+                None => {
+                    let fd = remote_open(p, files, id, oflags, scratch_off)?;
+                    opened.push((u64::from(id), oflags, fd));
+                    fd
+                }
+            }
+        } else {
+            flags |= libc::MAP_ANONYMOUS as u64;
+            u64::MAX
+        };
+        let got = p.syscall(
+            libc::SYS_mmap,
+            &[v.start, v.end - v.start, u64::from(prot), flags, fd, v.pgoff],
+        )?;
+        if got != v.start {
+            return Err(Error::Mismatch {
+                what: format!("pid {pid}: mapping {:#x} landed at {got:#x}", v.start),
+            });
+        }
+    }
+    for (_, _, fd) in opened {
+        p.syscall(libc::SYS_close, &[fd])?;
+    }
+
+    // 4. The pages.
+    pages.fill(p.pid(), dir)?;
+
+    // 5. Final protections and advice.
+    for v in &mm.vmas {
+        if v.status & (VMA_AREA_VDSO | VMA_AREA_VVAR | VMA_AREA_VSYSCALL) != 0 {
+            continue;
+        }
+        p.syscall(libc::SYS_mprotect, &[v.start, v.end - v.start, u64::from(v.prot)])?;
+        let madv = v.madv.unwrap_or(0);
+        for bit in 0..64u64 {
+            if madv & (1 << bit) != 0 {
+                p.syscall(libc::SYS_madvise, &[v.start, v.end - v.start, bit])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The pagemap of one task: which runs of pages the pages file holds.
+struct PageMap {
+    pages_id: u32,
+    /// (vaddr, number of pages), in file order.
+    runs: Vec<(u64, u64)>,
+}
+
+fn read_pagemap(dir: &Path, pid: i32) -> Result<PageMap> {
+    let mut r = ImageReader::open(dir, &pagemap_file(pid), magic::PAGEMAP)?;
+    let head: pb::PagemapHead = r.next()?.ok_or_else(|| Error::Mismatch {
+        what: format!("{} has no header", pagemap_file(pid)),
+    })?;
+    let mut runs = Vec::new();
+    while let Some(e) = r.next::<pb::PagemapEntry>()? {
+        let n = e.nr_pages.unwrap_or(u64::from(e.compat_nr_pages));
+        runs.push((e.vaddr, n));
+    }
+    Ok(PageMap {
+        pages_id: head.pages_id,
+        runs,
+    })
+}
+
+impl PageMap {
+    /// Copies the pages file into task `pid`, run by run.
+    fn fill(&self, pid: i32, dir: &Path) -> Result<()> {
+        let name = dir.join(format!("pages-{}.img", self.pages_id));
+        let mut f = File::open(&name).map_err(|source| Error::File {
+            path: name.clone(),
+            what: "opening",
+            source,
+        })?;
+        let mut buf = vec![0u8; CHUNK as usize];
+        for &(addr, npages) in &self.runs {
+            let len = npages.saturating_mul(PAGE_SIZE);
+            let mut off = 0;
+            while off < len {
+                let n = CHUNK.min(len - off);
+                let chunk = &mut buf[..n as usize];
+                f.read_exact(chunk).map_err(|source| Error::File {
+                    path: name.clone(),
+                    what: "reading pages (the file is shorter than its pagemap says)",
+                    source,
+                })?;
+                mem::write(pid, addr + off, chunk).map_err(|source| Error::Io {
+                    pid,
+                    what: format!("writing {n} bytes of pages at {:#x}", addr + off),
+                    source,
+                })?;
+                off += n;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Restore half, last step (after creds, which reset it): dumpable.
+pub fn restore_dumpable(p: &mut Tracee, mm: &pb::MmEntry) -> Result<()> {
+    if let Some(d) = mm.dumpable {
+        p.syscall(libc::SYS_prctl, &[libc::PR_SET_DUMPABLE as u64, d as u64])?;
+    }
+    Ok(())
+}
+
+/// `struct prctl_mm_map` of PR_SET_MM_MAP.
+pub fn mm_map_bytes(mm: &pb::MmEntry, auxv_addr: u64, exe_fd: u32) -> Vec<u8> {
+    let mut b = Vec::with_capacity(104);
+    for v in [
+        mm.mm_start_code,
+        mm.mm_end_code,
+        mm.mm_start_data,
+        mm.mm_end_data,
+        mm.mm_start_brk,
+        mm.mm_brk,
+        mm.mm_start_stack,
+        mm.mm_arg_start,
+        mm.mm_arg_end,
+        mm.mm_env_start,
+        mm.mm_env_end,
+        auxv_addr,
+    ] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    b.extend_from_slice(&((mm.mm_saved_auxv.len() * 8) as u32).to_le_bytes());
+    b.extend_from_slice(&exe_fd.to_le_bytes());
+    b
+}
+
+/// Restore half, step two (after files): the mm fields — code/data/brk/
+/// stack/arg/env ranges, auxv and the exe link — in one PR_SET_MM_MAP.
+pub fn restore_fields(p: &mut Tracee, mm: &pb::MmEntry, files: &[pb::FileEntry], scratch_off: u64) -> Result<()> {
+    let exe_fd = remote_open(p, files, mm.exe_file_id, libc::O_RDONLY as u32, scratch_off)?;
+    let auxv: Vec<u8> = mm.mm_saved_auxv.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let auxv_addr = p.scratch_put(scratch_off, &auxv)?;
+    let map = mm_map_bytes(mm, auxv_addr, exe_fd as u32);
+    let map_addr = p.scratch_put(scratch_off + auxv.len() as u64 + 64, &map)?;
+    const PR_SET_MM: u64 = 35;
+    const PR_SET_MM_MAP: u64 = 14;
+    let r = p.syscall(libc::SYS_prctl, &[PR_SET_MM, PR_SET_MM_MAP, map_addr, map.len() as u64, 0]);
+    p.syscall(libc::SYS_close, &[exe_fd])?;
+    r?;
+    if let Some(thp) = mm.thp_disabled {
+        p.syscall(libc::SYS_prctl, &[libc::PR_SET_THP_DISABLE as u64, u64::from(thp), 0, 0, 0])?;
+    }
+    Ok(())
+}

@@ -1,0 +1,55 @@
+//! Signal dispositions (`sigactions` of `task_core_entry`) and the blocked
+//! mask (`blk_sigset`).
+
+use crate::image::pb;
+use crate::remote::Tracee;
+
+use super::Result;
+
+/// Size of the kernel's `struct sigaction` on x86_64.
+const KSIGACTION: usize = 32;
+const NSIG: i32 = 64;
+
+/// The signals that have a disposition of their own (all but SIGKILL and
+/// SIGSTOP), in image order.
+fn signals() -> impl Iterator<Item = i32> {
+    (1..=NSIG).filter(|&s| s != libc::SIGKILL && s != libc::SIGSTOP)
+}
+
+/// Dump half: every disposition, read with a remote `rt_sigaction`.
+pub fn dump(t: &mut Tracee, scratch_off: u64) -> Result<Vec<pb::SaEntry>> {
+    let (base, _) = t.scratch().unwrap_or((0, 0));
+    let mut out = Vec::with_capacity(62);
+    for sig in signals() {
+        t.syscall(
+            libc::SYS_rt_sigaction,
+            &[sig as u64, 0, base + scratch_off, 8],
+        )?;
+        let mut k = [0u8; KSIGACTION];
+        t.scratch_get(scratch_off, &mut k)?;
+        let w = |i: usize| u64::from_le_bytes(k[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+        out.push(pb::SaEntry {
+            sigaction: w(0),
+            flags: w(1),
+            restorer: w(2),
+            mask: w(3),
+            compat_sigaction: Some(false),
+            mask_extended: None,
+        });
+    }
+    Ok(out)
+}
+
+/// Restore half: every disposition, set with a remote `rt_sigaction` (also
+/// the default ones: the puppet carries criu's).
+pub fn restore(t: &mut Tracee, sas: &[pb::SaEntry], scratch_off: u64) -> Result<()> {
+    for (sig, sa) in signals().zip(sas.iter()) {
+        let mut k = Vec::with_capacity(KSIGACTION);
+        for v in [sa.sigaction, sa.flags, sa.restorer, sa.mask] {
+            k.extend_from_slice(&v.to_le_bytes());
+        }
+        let addr = t.scratch_put(scratch_off, &k)?;
+        t.syscall(libc::SYS_rt_sigaction, &[sig as u64, addr, 0, 8])?;
+    }
+    Ok(())
+}
