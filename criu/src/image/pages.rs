@@ -1,0 +1,410 @@
+//! Memory pages: `pagemap-<id>.img` (a `pagemap_head` naming the pages file,
+//! then one `pagemap_entry` per run of pages) and `pages-<pages_id>.img`, the
+//! raw contents of the runs that have [`PE_PRESENT`], back to back.
+
+use super::{magic, pb, Error, ImageReader, ImageWriter, Result};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// The run's pages are in the parent (pre-dump) image.
+pub const PE_PARENT: u32 = 1 << 0;
+/// The run's pages are restored lazily (on fault).
+pub const PE_LAZY: u32 = 1 << 1;
+/// The run's pages are in this image's pages file.
+pub const PE_PRESENT: u32 = 1 << 2;
+
+/// Size of a page in images.
+pub const PAGE_SIZE: u64 = 4096;
+
+/// Name of the pagemap image of `id` (a pid, or a shmem id).
+pub fn pagemap_file(id: u32) -> String {
+    format!("pagemap-{id}.img")
+}
+
+/// Name of the pages file `pages_id`.
+pub fn pages_file(pages_id: u32) -> String {
+    format!("pages-{pages_id}.img")
+}
+
+/// One run of pages of a pagemap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRun {
+    pub vaddr: u64,
+    pub nr_pages: u64,
+    pub flags: u32,
+    /// Where the run's data starts in the pages file (only meaningful with
+    /// [`PE_PRESENT`]).
+    pub offset: u64,
+}
+
+impl PageRun {
+    /// Bytes the run covers.
+    pub fn len(&self) -> u64 {
+        self.nr_pages.saturating_mul(PAGE_SIZE)
+    }
+
+    /// Whether the run has no pages.
+    pub fn is_empty(&self) -> bool {
+        self.nr_pages == 0
+    }
+
+    /// Whether the run's data is in this pages file.
+    pub fn is_present(&self) -> bool {
+        self.flags & PE_PRESENT != 0
+    }
+}
+
+/// Writes a pagemap and its pages file.
+#[derive(Debug)]
+pub struct PagesWriter {
+    map: ImageWriter,
+    pages_path: PathBuf,
+    pages: BufWriter<File>,
+    pending: Option<PageRun>,
+    offset: u64,
+}
+
+impl PagesWriter {
+    /// Creates `pagemap-<id>.img` and `pages-<pages_id>.img` in `dir`.
+    pub fn create(dir: &Path, id: u32, pages_id: u32) -> Result<Self> {
+        let mut map = ImageWriter::create(dir, &pagemap_file(id), magic::PAGEMAP)?;
+        map.write(&pb::PagemapHead { pages_id })?;
+        let pages_path = dir.join(pages_file(pages_id));
+        let f = File::create(&pages_path).map_err(|source| Error::Io {
+            file: pages_path.clone(),
+            op: "create",
+            source,
+        })?;
+        Ok(PagesWriter {
+            map,
+            pages_path,
+            pages: BufWriter::with_capacity(1 << 20, f),
+            pending: None,
+            offset: 0,
+        })
+    }
+
+    fn check(&self, vaddr: u64, len: u64) -> Result<()> {
+        if vaddr % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 || len == 0 {
+            return Err(Error::Format {
+                file: self.map.path().to_owned(),
+                offset: self.offset,
+                what: format!("run at {vaddr:#x} of {len} bytes is not whole pages"),
+            });
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, vaddr: u64, nr_pages: u64, flags: u32) -> Result<()> {
+        if let Some(p) = &mut self.pending {
+            if p.flags == flags && p.vaddr.checked_add(p.len()) == Some(vaddr) {
+                p.nr_pages += nr_pages;
+                return Ok(());
+            }
+        }
+        self.flush_entry()?;
+        self.pending = Some(PageRun {
+            vaddr,
+            nr_pages,
+            flags,
+            offset: self.offset,
+        });
+        Ok(())
+    }
+
+    fn flush_entry(&mut self) -> Result<()> {
+        if let Some(p) = self.pending.take() {
+            self.map.write(&pb::PagemapEntry {
+                vaddr: p.vaddr,
+                compat_nr_pages: 0,
+                in_parent: None,
+                flags: Some(p.flags),
+                nr_pages: Some(p.nr_pages),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Adds whole pages at `vaddr` whose contents are `data`. With
+    /// [`PE_PRESENT`] in `flags` the data goes to the pages file; without it
+    /// (e.g. [`PE_PARENT`]) only the extent is recorded. A run adjacent to
+    /// the previous one with the same flags extends it.
+    pub fn add(&mut self, vaddr: u64, flags: u32, data: &[u8]) -> Result<()> {
+        let len = data.len() as u64;
+        self.check(vaddr, len)?;
+        self.push(vaddr, len / PAGE_SIZE, flags)?;
+        if flags & PE_PRESENT != 0 {
+            self.pages.write_all(data).map_err(|source| Error::Io {
+                file: self.pages_path.clone(),
+                op: "write",
+                source,
+            })?;
+            self.offset += len;
+        }
+        Ok(())
+    }
+
+    /// Records `nr_pages` pages at `vaddr` that have no data here (flags
+    /// without [`PE_PRESENT`], e.g. [`PE_PARENT`]).
+    pub fn add_absent(&mut self, vaddr: u64, nr_pages: u64, flags: u32) -> Result<()> {
+        self.check(vaddr, nr_pages.saturating_mul(PAGE_SIZE))?;
+        if flags & PE_PRESENT != 0 {
+            return Err(Error::Format {
+                file: self.map.path().to_owned(),
+                offset: self.offset,
+                what: format!("run at {vaddr:#x} is PE_PRESENT but has no data"),
+            });
+        }
+        self.push(vaddr, nr_pages, flags)
+    }
+
+    /// Bytes written to the pages file so far.
+    pub fn pages_written(&self) -> u64 {
+        self.offset
+    }
+
+    /// Writes the last entry and flushes both files.
+    pub fn finish(mut self) -> Result<()> {
+        self.flush_entry()?;
+        let path = self.pages_path;
+        let f = self.pages.into_inner().map_err(|e| Error::Io {
+            file: path.clone(),
+            op: "flush",
+            source: e.into_error(),
+        })?;
+        f.sync_data().map_err(|source| Error::Io {
+            file: path,
+            op: "sync",
+            source,
+        })?;
+        self.map.finish()
+    }
+}
+
+/// Reads a pagemap and the data of its runs.
+#[derive(Debug)]
+pub struct PagesReader {
+    pages_id: u32,
+    runs: Vec<PageRun>,
+    pages_path: PathBuf,
+    pages: File,
+    pages_size: u64,
+}
+
+impl PagesReader {
+    /// Opens `pagemap-<id>.img` in `dir` and the pages file it names.
+    pub fn open(dir: &Path, id: u32) -> Result<Self> {
+        let mut r = ImageReader::open(dir, &pagemap_file(id), magic::PAGEMAP)?;
+        let at = r.offset();
+        let head: pb::PagemapHead = r.next()?.ok_or_else(|| Error::Format {
+            file: r.path().to_owned(),
+            offset: at,
+            what: "no pagemap_head".into(),
+        })?;
+        let mut runs = Vec::new();
+        let mut offset = 0u64;
+        loop {
+            let at = r.offset();
+            let Some(e) = r.next::<pb::PagemapEntry>()? else {
+                break;
+            };
+            let nr_pages = e.nr_pages.unwrap_or(u64::from(e.compat_nr_pages));
+            let flags = match (e.flags, e.in_parent) {
+                (Some(f), _) => f,
+                (None, Some(true)) => PE_PARENT,
+                (None, _) => PE_PRESENT,
+            };
+            let run = PageRun {
+                vaddr: e.vaddr,
+                nr_pages,
+                flags,
+                offset,
+            };
+            let bad = |what: &str| Error::Format {
+                file: r.path().to_owned(),
+                offset: at,
+                what: format!("pagemap entry at {:#x}: {what}", e.vaddr),
+            };
+            if e.vaddr % PAGE_SIZE != 0 {
+                return Err(bad("address is not page aligned"));
+            }
+            if nr_pages
+                .checked_mul(PAGE_SIZE)
+                .and_then(|l| l.checked_add(e.vaddr))
+                .is_none()
+            {
+                return Err(bad("run overflows the address space"));
+            }
+            if run.is_present() {
+                offset = offset
+                    .checked_add(run.len())
+                    .ok_or_else(|| bad("pages file offset overflows"))?;
+            }
+            runs.push(run);
+        }
+        let pages_path = dir.join(pages_file(head.pages_id));
+        let pages = File::open(&pages_path).map_err(|source| Error::Io {
+            file: pages_path.clone(),
+            op: "open",
+            source,
+        })?;
+        let pages_size = pages
+            .metadata()
+            .map_err(|source| Error::Io {
+                file: pages_path.clone(),
+                op: "stat",
+                source,
+            })?
+            .len();
+        if offset > pages_size {
+            return Err(Error::Format {
+                file: pages_path,
+                offset: pages_size,
+                what: format!("pagemap needs {offset} bytes of pages, file has {pages_size}"),
+            });
+        }
+        Ok(PagesReader {
+            pages_id: head.pages_id,
+            runs,
+            pages_path,
+            pages,
+            pages_size,
+        })
+    }
+
+    /// The pages file's id (from the pagemap head).
+    pub fn pages_id(&self) -> u32 {
+        self.pages_id
+    }
+
+    /// The runs, in pagemap order.
+    pub fn runs(&self) -> &[PageRun] {
+        &self.runs
+    }
+
+    /// Reads `buf.len()` bytes of the pages file at `offset`.
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let end = offset.checked_add(buf.len() as u64);
+        if end.is_none_or(|e| e > self.pages_size) {
+            return Err(Error::Format {
+                file: self.pages_path.clone(),
+                offset,
+                what: format!(
+                    "read of {} bytes is past the end ({})",
+                    buf.len(),
+                    self.pages_size
+                ),
+            });
+        }
+        self.pages
+            .read_exact_at(buf, offset)
+            .map_err(|source| Error::Io {
+                file: self.pages_path.clone(),
+                op: "read",
+                source,
+            })
+    }
+
+    /// Reads the data of a present run into `buf`, which must be exactly
+    /// [`PageRun::len`] bytes.
+    pub fn read_run(&self, run: &PageRun, buf: &mut [u8]) -> Result<()> {
+        if !run.is_present() || buf.len() as u64 != run.len() {
+            return Err(Error::Format {
+                file: self.pages_path.clone(),
+                offset: run.offset,
+                what: format!(
+                    "run at {:#x} (flags {:#x}, {} bytes) cannot fill {} bytes",
+                    run.vaddr,
+                    run.flags,
+                    run.len(),
+                    buf.len()
+                ),
+            });
+        }
+        self.read_at(run.offset, buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(b: u8, n: usize) -> Vec<u8> {
+        vec![b; n * PAGE_SIZE as usize]
+    }
+
+    #[test]
+    fn writes_merges_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = PagesWriter::create(dir.path(), 42, 7).unwrap();
+        w.add(0x10000, PE_PRESENT, &page(1, 2)).unwrap();
+        w.add(0x12000, PE_PRESENT, &page(2, 1)).unwrap(); // merges
+        w.add(0x13000, PE_PRESENT | PE_LAZY, &page(3, 1)).unwrap(); // other flags
+        w.add_absent(0x20000, 3, PE_PARENT).unwrap();
+        w.add(0x30000, PE_PRESENT, &page(4, 1)).unwrap();
+        assert!(w.add(0x30001, PE_PRESENT, &page(4, 1)).is_err());
+        w.finish().unwrap();
+
+        let r = PagesReader::open(dir.path(), 42).unwrap();
+        assert_eq!(r.pages_id(), 7);
+        let runs = r.runs().to_vec();
+        let want = [
+            (0x10000, 3, PE_PRESENT, 0),
+            (0x13000, 1, PE_PRESENT | PE_LAZY, 0x3000),
+            (0x20000, 3, PE_PARENT, 0x4000),
+            (0x30000, 1, PE_PRESENT, 0x4000),
+        ];
+        let got: Vec<_> = runs
+            .iter()
+            .map(|r| (r.vaddr, r.nr_pages, r.flags, r.offset))
+            .collect();
+        assert_eq!(got, want);
+        let mut buf = vec![0; 3 * PAGE_SIZE as usize];
+        r.read_run(&runs[0], &mut buf).unwrap();
+        assert_eq!(&buf[..2 * PAGE_SIZE as usize], &page(1, 2)[..]);
+        assert!(buf[2 * PAGE_SIZE as usize..].iter().all(|&b| b == 2));
+        let mut one = vec![0; PAGE_SIZE as usize];
+        r.read_run(&runs[3], &mut one).unwrap();
+        assert!(one.iter().all(|&b| b == 4));
+        assert!(r.read_run(&runs[2], &mut one).is_err());
+    }
+
+    #[test]
+    fn short_pages_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = PagesWriter::create(dir.path(), 1, 1).unwrap();
+        w.add(0x1000, PE_PRESENT, &page(9, 2)).unwrap();
+        w.finish().unwrap();
+        let p = dir.path().join(pages_file(1));
+        std::fs::write(&p, page(9, 1)).unwrap();
+        let e = PagesReader::open(dir.path(), 1).unwrap_err();
+        assert!(e.to_string().contains("pages-1.img"), "{e}");
+    }
+
+    #[test]
+    fn golden_pagemap_offsets_cover_the_pages_file() {
+        let dir =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/golden-images/basic/img");
+        let dir = if dir.is_dir() {
+            dir
+        } else {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/golden-images/basic/img")
+        };
+        let r = PagesReader::open(&dir, 20157).unwrap();
+        let present: u64 = r
+            .runs()
+            .iter()
+            .filter(|r| r.is_present())
+            .map(|r| r.len())
+            .sum();
+        let size = std::fs::metadata(dir.join(pages_file(r.pages_id())))
+            .unwrap()
+            .len();
+        assert_eq!(present, size);
+        let last = r.runs().iter().rfind(|r| r.is_present()).unwrap();
+        let mut buf = vec![0; last.len() as usize];
+        r.read_run(last, &mut buf).unwrap();
+    }
+}
