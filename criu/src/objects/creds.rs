@@ -52,6 +52,7 @@ const PR_CAP_AMBIENT_RAISE: u64 = 2;
 const PR_SET_NO_NEW_PRIVS: u64 = 38;
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 const CAP_LAST: u64 = 63;
+const CAP_SETPCAP: u64 = 8;
 
 fn capset(t: &mut Tracee, eff: u64, prm: u64, inh: u64, off: u64) -> Result<()> {
     let mut b = Vec::with_capacity(8 + 24);
@@ -97,7 +98,7 @@ pub fn restore(t: &mut Tracee, c: &pb::CredsEntry, scratch_off: u64) -> Result<(
     t.syscall(libc::SYS_setfsuid, &[u64::from(c.fsuid)])?;
     // With KEEPCAPS the permitted set survived the uid change: make it
     // effective long enough to set securebits, then give the exact sets.
-    capset(t, prm | (1 << libc::CAP_SETPCAP), prm | (1 << libc::CAP_SETPCAP), 0, scratch_off)
+    capset(t, prm | (1 << CAP_SETPCAP), prm | (1 << CAP_SETPCAP), 0, scratch_off)
         .or_else(|_| capset(t, prm, prm, 0, scratch_off))?;
     t.syscall(libc::SYS_prctl, &[PR_SET_SECUREBITS, u64::from(c.secbits), 0, 0, 0])
         .map(|_| ())

@@ -38,7 +38,7 @@ fn path_of(files: &[pb::FileEntry], id: u32) -> Result<&str> {
 
 /// Restore half: chroot (when not /), chdir, umask.
 pub fn restore(t: &mut Tracee, e: &pb::FsEntry, files: &[pb::FileEntry], scratch_off: u64) -> Result<()> {
-    let mut put = |t: &mut Tracee, s: &str| {
+    let put = |t: &mut Tracee, s: &str| {
         let mut b = s.as_bytes().to_vec();
         b.push(0);
         t.scratch_put(scratch_off, &b)

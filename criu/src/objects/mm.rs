@@ -9,11 +9,11 @@
 //! again and filled with `process_vm_writev`.
 
 use std::fs::File;
-use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use crate::image::{self, magic, pb, ImageReader};
+use crate::image::pages::{PagesReader, PE_LAZY, PE_PRESENT};
+use crate::image::{self, magic, pb};
 use crate::proc::{self, MapName, VmFlag};
 use crate::remote::{mem, Tracee};
 use crate::sys::PAGE_SIZE;
@@ -33,9 +33,6 @@ pub const VMA_ANON_SHARED: u32 = 1 << 8;
 pub const VMA_ANON_PRIVATE: u32 = 1 << 9;
 pub const VMA_AREA_VVAR: u32 = 1 << 12;
 
-// pagemap entry flags of the image format.
-pub const PE_LAZY: u32 = 1 << 1;
-pub const PE_PRESENT: u32 = 1 << 2;
 
 // /proc/PID/pagemap bits.
 const PM_PRESENT: u64 = 1 << 63;
@@ -47,9 +44,6 @@ const CHUNK: u64 = 4 << 20;
 
 pub fn mm_file(pid: i32) -> String {
     format!("mm-{pid}.img")
-}
-pub fn pagemap_file(pid: i32) -> String {
-    format!("pagemap-{pid}.img")
 }
 
 /// madvise advice that /proc shows as VmFlags, as bits `1 << MADV_*`.
@@ -243,7 +237,7 @@ pub fn dump(
         what: format!("opening /proc/{pid}/pagemap"),
         source,
     })?;
-    let mut writer = image::pages::PagesWriter::create(dir, &pagemap_file(pid), pages_id)?;
+    let mut writer = image::pages::PagesWriter::create(dir, pid as u32, pages_id)?;
     let mut vmas: Vec<pb::VmaEntry> = Vec::with_capacity(smaps.len());
     let mut buf = vec![0u8; CHUNK as usize];
     for s in &smaps {
@@ -356,8 +350,28 @@ fn special(maps: &[proc::MapsEntry]) -> (Option<(u64, u64)>, Vec<(u64, u64)>) {
     (vdso, vvar)
 }
 
+/// Moves `from` to `to`. Remote syscalls run from the vDSO: when the move
+/// takes the syscall instruction along, follow it.
 fn mremap(p: &mut Tracee, from: (u64, u64), to: u64) -> Result<()> {
     let len = from.1 - from.0;
+    let ip = p.syscall_ip();
+    if let Some(ip) = ip.filter(|&ip| ip >= from.0 && ip < from.1) {
+        p.set_syscall_ip(to + (ip - from.0));
+        // The kernel returns from this call to the old address; we are
+        // back in control at the syscall-exit stop before that matters.
+        let r = p.syscall_at(
+            ip,
+            libc::SYS_mremap,
+            &[
+                from.0,
+                len,
+                len,
+                (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64,
+                to,
+            ],
+        );
+        return r.map(|_| ()).map_err(Into::into);
+    }
     p.syscall(
         libc::SYS_mremap,
         &[
@@ -476,7 +490,6 @@ pub fn restore(
         pid,
         what: "criu itself has no vDSO to give the restored task".into(),
     })?;
-    let syscall_off = p.syscall_ip().map(|ip| ip - vdso.0);
 
     // 1. Drop criu's mappings, keeping the scratch area, vDSO and vvar.
     for m in &puppet {
@@ -490,20 +503,19 @@ pub fn restore(
     let parking = pick_scratch(mm, &[], (vdso.1 - vdso.0) + vvar.iter().map(|r| r.1 - r.0).sum::<u64>())
         .filter(|&a| !overlaps((a, a + 1), (scratch, scratch + scratch_len)))
         .unwrap_or(scratch + scratch_len + (1 << 30));
-    if let Some(new_vdso) = move_vdso(p, mm, vdso, &vvar, parking)? {
-        if let Some(off) = syscall_off {
-            p.set_syscall_ip(new_vdso + off);
-        }
-    }
+    move_vdso(p, mm, vdso, &vvar, parking)?;
 
     // 3. Every other mapping, writable while its pages are filled.
     let mut opened: Vec<(u64, u32, u64)> = Vec::new(); // (file id, flags, remote fd)
-    let pages = read_pagemap(dir, pid)?;
+    let pages = PagesReader::open(dir, pid as u32)?;
     for v in &mm.vmas {
         if v.status & (VMA_AREA_VDSO | VMA_AREA_VVAR | VMA_AREA_VSYSCALL) != 0 {
             continue;
         }
-        let has_pages = pages.runs.iter().any(|r| overlaps((r.0, r.0 + r.1 * PAGE_SIZE), (v.start, v.end)));
+        let has_pages = pages
+            .runs()
+            .iter()
+            .any(|r| r.is_present() && overlaps((r.vaddr, r.vaddr + r.len()), (v.start, v.end)));
         let mut prot = v.prot;
         if has_pages {
             prot |= (libc::PROT_READ | libc::PROT_WRITE) as u32;
@@ -539,7 +551,7 @@ pub fn restore(
     }
 
     // 4. The pages.
-    pages.fill(p.pid(), dir)?;
+    fill_pages(p.pid(), &pages)?;
 
     // 5. Final protections and advice.
     for v in &mm.vmas {
@@ -557,60 +569,25 @@ pub fn restore(
     Ok(())
 }
 
-/// The pagemap of one task: which runs of pages the pages file holds.
-struct PageMap {
-    pages_id: u32,
-    /// (vaddr, number of pages), in file order.
-    runs: Vec<(u64, u64)>,
-}
-
-fn read_pagemap(dir: &Path, pid: i32) -> Result<PageMap> {
-    let mut r = ImageReader::open(dir, &pagemap_file(pid), magic::PAGEMAP)?;
-    let head: pb::PagemapHead = r.next()?.ok_or_else(|| Error::Mismatch {
-        what: format!("{} has no header", pagemap_file(pid)),
-    })?;
-    let mut runs = Vec::new();
-    while let Some(e) = r.next::<pb::PagemapEntry>()? {
-        let n = e.nr_pages.unwrap_or(u64::from(e.compat_nr_pages));
-        runs.push((e.vaddr, n));
-    }
-    Ok(PageMap {
-        pages_id: head.pages_id,
-        runs,
-    })
-}
-
-impl PageMap {
-    /// Copies the pages file into task `pid`, run by run.
-    fn fill(&self, pid: i32, dir: &Path) -> Result<()> {
-        let name = dir.join(format!("pages-{}.img", self.pages_id));
-        let mut f = File::open(&name).map_err(|source| Error::File {
-            path: name.clone(),
-            what: "opening",
-            source,
-        })?;
-        let mut buf = vec![0u8; CHUNK as usize];
-        for &(addr, npages) in &self.runs {
-            let len = npages.saturating_mul(PAGE_SIZE);
-            let mut off = 0;
-            while off < len {
-                let n = CHUNK.min(len - off);
-                let chunk = &mut buf[..n as usize];
-                f.read_exact(chunk).map_err(|source| Error::File {
-                    path: name.clone(),
-                    what: "reading pages (the file is shorter than its pagemap says)",
-                    source,
-                })?;
-                mem::write(pid, addr + off, chunk).map_err(|source| Error::Io {
-                    pid,
-                    what: format!("writing {n} bytes of pages at {:#x}", addr + off),
-                    source,
-                })?;
-                off += n;
-            }
+/// Copies the pages of the image into task `pid`, run by run.
+fn fill_pages(pid: i32, pages: &PagesReader) -> Result<()> {
+    let mut buf = vec![0u8; CHUNK as usize];
+    for run in pages.runs().iter().filter(|r| r.is_present()) {
+        let len = run.len();
+        let mut off = 0;
+        while off < len {
+            let n = CHUNK.min(len - off);
+            let chunk = &mut buf[..n as usize];
+            pages.read_at(run.offset + off, chunk)?;
+            mem::write(pid, run.vaddr + off, chunk).map_err(|source| Error::Io {
+                pid,
+                what: format!("writing {n} bytes of pages at {:#x}", run.vaddr + off),
+                source,
+            })?;
+            off += n;
         }
-        Ok(())
     }
+    Ok(())
 }
 
 /// Restore half, last step (after creds, which reset it): dumpable.

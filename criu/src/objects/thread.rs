@@ -261,8 +261,8 @@ pub fn dump(t: &Tracee, clear_tid_addr: u64) -> Result<pb::ThreadInfoX86> {
     let xstate = t.xstate()?;
     Ok(pb::ThreadInfoX86 {
         clear_tid_addr,
-        gpregs: Some(regs_to_image(&resume_regs(t.regs()))),
-        fpregs: Some(fpregs_to_image(&xstate)),
+        gpregs: regs_to_image(&resume_regs(t.regs())),
+        fpregs: fpregs_to_image(&xstate),
         tls: Vec::new(),
     })
 }
@@ -270,14 +270,10 @@ pub fn dump(t: &Tracee, clear_tid_addr: u64) -> Result<pb::ThreadInfoX86> {
 /// Restore half: give the puppet thread its CPU state back. Called last,
 /// right before the thread is let go.
 pub fn restore(t: &mut Tracee, ti: &pb::ThreadInfoX86) -> Result<()> {
-    if let Some(fp) = &ti.fpregs {
-        t.set_xstate(&fpregs_from_image(fp))?;
-    }
-    if let Some(gp) = &ti.gpregs {
-        let mut r = regs_from_image(gp);
-        r.orig_rax = u64::MAX;
-        t.set_regs(&r)?;
-    }
+    t.set_xstate(&fpregs_from_image(&ti.fpregs))?;
+    let mut r = regs_from_image(&ti.gpregs);
+    r.orig_rax = u64::MAX;
+    t.set_regs(&r)?;
     Ok(())
 }
 

@@ -23,9 +23,9 @@ fn get(t: &mut Tracee, which: i32, off: u64) -> Result<pb::ItimerEntry> {
 /// Dump half.
 pub fn dump(t: &mut Tracee, scratch_off: u64) -> Result<pb::TaskTimersEntry> {
     Ok(pb::TaskTimersEntry {
-        real: Some(get(t, libc::ITIMER_REAL, scratch_off)?),
-        virt: Some(get(t, libc::ITIMER_VIRTUAL, scratch_off)?),
-        prof: Some(get(t, libc::ITIMER_PROF, scratch_off)?),
+        real: get(t, libc::ITIMER_REAL, scratch_off)?,
+        virt: get(t, libc::ITIMER_VIRTUAL, scratch_off)?,
+        prof: get(t, libc::ITIMER_PROF, scratch_off)?,
         posix: Vec::new(),
     })
 }
@@ -37,7 +37,6 @@ pub fn restore(t: &mut Tracee, timers: &pb::TaskTimersEntry, scratch_off: u64) -
         (libc::ITIMER_VIRTUAL, &timers.virt),
         (libc::ITIMER_PROF, &timers.prof),
     ] {
-        let Some(it) = it else { continue };
         if it.vsec == 0 && it.vusec == 0 {
             continue;
         }

@@ -240,6 +240,17 @@ impl Tracee {
             pid: self.pid(),
             what: "no syscall instruction known for remote syscalls".into(),
         })?;
+        self.syscall_raw_at(ip, nr, args)
+    }
+
+    /// Runs syscall `nr` from the `syscall` instruction at `ip`, whatever
+    /// the current default is; a failure names the call.
+    pub fn syscall_at(&mut self, ip: u64, nr: i64, args: &[u64]) -> Result<u64> {
+        let ret = self.syscall_raw_at(ip, nr, args)?;
+        self.check_ret(nr, args, ret)
+    }
+
+    fn syscall_raw_at(&mut self, ip: u64, nr: i64, args: &[u64]) -> Result<i64> {
         let mut r = self.regs;
         let a = |i: usize| args.get(i).copied().unwrap_or(0);
         r.rax = nr as u64;
@@ -286,6 +297,10 @@ impl Tracee {
     /// Runs syscall `nr` inside the task; a failure names the call.
     pub fn syscall(&mut self, nr: i64, args: &[u64]) -> Result<u64> {
         let ret = self.syscall_raw(nr, args)?;
+        self.check_ret(nr, args, ret)
+    }
+
+    fn check_ret(&self, nr: i64, args: &[u64], ret: i64) -> Result<u64> {
         if (-4095..0).contains(&ret) {
             return Err(Error::Remote {
                 pid: self.pid(),

@@ -3,7 +3,7 @@
 
 use std::os::fd::OwnedFd;
 
-use nix::fcntl::{open, OFlag};
+use nix::fcntl::OFlag;
 use nix::sys::stat::{FileStat, Mode};
 
 use crate::image::pb;
@@ -40,7 +40,7 @@ pub fn dump(
         id,
         flags: info.flags & !(libc::O_CLOEXEC as u32),
         pos: info.pos,
-        fown: Some(no_owner()),
+        fown: no_owner(),
         name: path.to_string(),
         size,
         mode,
@@ -60,7 +60,7 @@ pub fn for_path(pid: i32, id: u32, path: &str) -> Result<pb::RegFileEntry> {
         id,
         flags: 0,
         pos: 0,
-        fown: Some(no_owner()),
+        fown: no_owner(),
         name: path.to_string(),
         size,
         mode,
@@ -91,7 +91,7 @@ pub fn open(e: &pb::RegFileEntry) -> Result<OwnedFd> {
     check_unchanged(e)?;
     let creation = libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY;
     let flags = OFlag::from_bits_retain(e.flags as i32 & !creation) | OFlag::O_CLOEXEC;
-    let fd = open(e.name.as_str(), flags, Mode::empty()).map_err(|errno| Error::Mismatch {
+    let fd = nix::fcntl::open(e.name.as_str(), flags, Mode::empty()).map_err(|errno| Error::Mismatch {
         what: format!("cannot open {} (id {}): {errno}", e.name, e.id),
     })?;
     if e.pos != 0 {
