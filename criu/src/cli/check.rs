@@ -87,10 +87,9 @@ pub fn run(only: Option<&str>) -> Result<i32, Error> {
     }
     let selected: Vec<&Feature> = match only {
         Some(name) => {
-            let f = FEATURES
-                .iter()
-                .find(|f| f.name == name)
-                .ok_or_else(|| Error::Usage(format!("unknown feature {name:?} (try --feature list)")))?;
+            let f = FEATURES.iter().find(|f| f.name == name).ok_or_else(|| {
+                Error::Usage(format!("unknown feature {name:?} (try --feature list)"))
+            })?;
             vec![f]
         }
         None => FEATURES.iter().collect(),

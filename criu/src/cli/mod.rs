@@ -48,7 +48,12 @@ pub struct Common {
     #[arg(short = 'o', long = "log-file", global = true, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
     /// Log level: 0 errors only … 4 debug.
-    #[arg(long = "verbosity", global = true, value_name = "N", default_value_t = 2)]
+    #[arg(
+        long = "verbosity",
+        global = true,
+        value_name = "N",
+        default_value_t = 2
+    )]
     pub verbosity: u8,
     /// Write the PID of the restored root (restore) to this file.
     #[arg(long = "pidfile", global = true, value_name = "FILE")]

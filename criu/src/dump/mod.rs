@@ -61,6 +61,12 @@ struct Frozen {
 
 /// The processes of the tree rooted at `root`, parents before children.
 fn collect_tree(root: i32) -> Result<Vec<i32>> {
+    if !Path::new(&format!("/proc/{root}")).exists() {
+        return Err(Error::Task {
+            pid: root,
+            what: "no such process".into(),
+        });
+    }
     let mut out = vec![root];
     let mut i = 0;
     while i < out.len() {
@@ -73,7 +79,10 @@ fn collect_tree(root: i32) -> Result<Vec<i32>> {
         for t in tasks.flatten() {
             let path = t.path().join("children");
             if let Ok(text) = std::fs::read_to_string(&path) {
-                out.extend(text.split_whitespace().filter_map(|c| c.parse::<i32>().ok()));
+                out.extend(
+                    text.split_whitespace()
+                        .filter_map(|c| c.parse::<i32>().ok()),
+                );
             }
         }
         i += 1;
@@ -109,8 +118,7 @@ fn freeze(pid: i32) -> Result<Frozen> {
     let tracee = Tracee::seize(pid, false).map_err(|e| match e {
         remote::Error::Sys { errno, .. } if errno == nix::errno::Errno::EPERM => Error::Task {
             pid,
-            what: "cannot be traced (EPERM): is criu root, or is the task already traced?"
-                .into(),
+            what: "cannot be traced (EPERM): is criu root, or is the task already traced?".into(),
         },
         remote::Error::Sys { errno, .. } if errno == nix::errno::Errno::ESRCH => Error::Task {
             pid,
@@ -174,7 +182,8 @@ fn ask_inside(t: &mut Tracee, pid: i32) -> Result<Inside> {
     t.find_syscall_ip(vdso.start, vdso.end)?;
     let base = t.map_scratch(None, SCRATCH_LEN)?;
     let res = (|| -> Result<Inside> {
-        let prctl = |t: &mut Tracee, op: u64, arg: u64| t.syscall(libc::SYS_prctl, &[op, arg, 0, 0, 0]);
+        let prctl =
+            |t: &mut Tracee, op: u64, arg: u64| t.syscall(libc::SYS_prctl, &[op, arg, 0, 0, 0]);
         let brk = t.syscall(libc::SYS_brk, &[0])?;
         prctl(t, PR_GET_TID_ADDRESS, base)?;
         let clear_tid_addr = scratch_u64(t, 0)?;
@@ -268,7 +277,9 @@ fn dump_process(
     let rlimits = objects::rlimit::dump(pid)?;
     let rseq = objects::rseq::dump(&f.tracee)?;
     let thread_info = objects::thread::dump(&f.tracee, inside.clear_tid_addr)?;
-    let comm = objects::read_proc(pid, "comm")?.trim_end_matches('\n').to_string();
+    let comm = objects::read_proc(pid, "comm")?
+        .trim_end_matches('\n')
+        .to_string();
 
     let kobj = pb::TaskKobjIdsEntry {
         vm_id: ids.next_id(),
@@ -277,7 +288,12 @@ fn dump_process(
         sighand_id: ids.next_id(),
         ..Default::default()
     };
-    image::write_image(dir, &format!("fdinfo-{}.img", kobj.files_id), magic::FDINFO, &fdinfo)?;
+    image::write_image(
+        dir,
+        &format!("fdinfo-{}.img", kobj.files_id),
+        magic::FDINFO,
+        &fdinfo,
+    )?;
     image::write_image(dir, &format!("fs-{pid}.img"), magic::FS, [&fs])?;
     image::write_image(dir, &format!("ids-{pid}.img"), magic::IDS, [&kobj])?;
 

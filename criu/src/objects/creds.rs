@@ -15,7 +15,11 @@ fn split(caps: u64) -> Vec<u32> {
 }
 
 fn join(words: &[u32]) -> u64 {
-    words.iter().take(2).enumerate().fold(0, |acc, (i, w)| acc | (u64::from(*w) << (32 * i)))
+    words
+        .iter()
+        .take(2)
+        .enumerate()
+        .fold(0, |acc, (i, w)| acc | (u64::from(*w) << (32 * i)))
 }
 
 /// Dump half (`secbits` read remotely by the caller).
@@ -84,7 +88,14 @@ pub fn restore(t: &mut Tracee, c: &pb::CredsEntry, scratch_off: u64) -> Result<(
     }
     t.syscall(libc::SYS_prctl, &[PR_SET_KEEPCAPS, 1, 0, 0, 0])?;
     let groups: Vec<u8> = c.groups.iter().flat_map(|g| g.to_le_bytes()).collect();
-    let addr = t.scratch_put(scratch_off, if groups.is_empty() { &[0u8; 4] } else { &groups })?;
+    let addr = t.scratch_put(
+        scratch_off,
+        if groups.is_empty() {
+            &[0u8; 4]
+        } else {
+            &groups
+        },
+    )?;
     t.syscall(libc::SYS_setgroups, &[c.groups.len() as u64, addr])?;
     t.syscall(
         libc::SYS_setresgid,
@@ -98,16 +109,28 @@ pub fn restore(t: &mut Tracee, c: &pb::CredsEntry, scratch_off: u64) -> Result<(
     t.syscall(libc::SYS_setfsuid, &[u64::from(c.fsuid)])?;
     // With KEEPCAPS the permitted set survived the uid change: make it
     // effective long enough to set securebits, then give the exact sets.
-    capset(t, prm | (1 << CAP_SETPCAP), prm | (1 << CAP_SETPCAP), 0, scratch_off)
-        .or_else(|_| capset(t, prm, prm, 0, scratch_off))?;
-    t.syscall(libc::SYS_prctl, &[PR_SET_SECUREBITS, u64::from(c.secbits), 0, 0, 0])
-        .map(|_| ())
-        .or_else(|e| if c.secbits == 0 { Ok(()) } else { Err(e) })?;
+    capset(
+        t,
+        prm | (1 << CAP_SETPCAP),
+        prm | (1 << CAP_SETPCAP),
+        0,
+        scratch_off,
+    )
+    .or_else(|_| capset(t, prm, prm, 0, scratch_off))?;
+    t.syscall(
+        libc::SYS_prctl,
+        &[PR_SET_SECUREBITS, u64::from(c.secbits), 0, 0, 0],
+    )
+    .map(|_| ())
+    .or_else(|e| if c.secbits == 0 { Ok(()) } else { Err(e) })?;
     capset(t, join(&c.cap_eff), prm, join(&c.cap_inh), scratch_off)?;
     let amb = join(&c.cap_amb);
     for cap in 0..=CAP_LAST {
         if amb & (1 << cap) != 0 {
-            t.syscall(libc::SYS_prctl, &[PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0])?;
+            t.syscall(
+                libc::SYS_prctl,
+                &[PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0],
+            )?;
         }
     }
     if c.no_new_privs == Some(1) {

@@ -37,7 +37,12 @@ fn path_of(files: &[pb::FileEntry], id: u32) -> Result<&str> {
 }
 
 /// Restore half: chroot (when not /), chdir, umask.
-pub fn restore(t: &mut Tracee, e: &pb::FsEntry, files: &[pb::FileEntry], scratch_off: u64) -> Result<()> {
+pub fn restore(
+    t: &mut Tracee,
+    e: &pb::FsEntry,
+    files: &[pb::FileEntry],
+    scratch_off: u64,
+) -> Result<()> {
     let put = |t: &mut Tracee, s: &str| {
         let mut b = s.as_bytes().to_vec();
         b.push(0);

@@ -33,7 +33,6 @@ pub const VMA_ANON_SHARED: u32 = 1 << 8;
 pub const VMA_ANON_PRIVATE: u32 = 1 << 9;
 pub const VMA_AREA_VVAR: u32 = 1 << 12;
 
-
 // /proc/PID/pagemap bits.
 const PM_PRESENT: u64 = 1 << 63;
 const PM_SWAP: u64 = 1 << 62;
@@ -75,7 +74,11 @@ enum Pages {
     PrivateFile,
 }
 
-fn classify(pid: i32, s: &proc::SmapsEntry, files: &mut FileTable) -> Result<(pb::VmaEntry, Pages)> {
+fn classify(
+    pid: i32,
+    s: &proc::SmapsEntry,
+    files: &mut FileTable,
+) -> Result<(pb::VmaEntry, Pages)> {
     let m = &s.map;
     let mut flags = if m.perms.shared {
         libc::MAP_SHARED
@@ -133,7 +136,9 @@ fn classify(pid: i32, s: &proc::SmapsEntry, files: &mut FileTable) -> Result<(pb
         _ if s.vm_flags.contains(VmFlag::Hugetlb) => return Err(unsupported("a hugetlb mapping")),
         MapName::File { path, deleted } => {
             if *deleted {
-                return Err(unsupported("a mapping of a deleted file (or memfd, or SysV shm)"));
+                return Err(unsupported(
+                    "a mapping of a deleted file (or memfd, or SysV shm)",
+                ));
             }
             let path = path.to_string_lossy();
             e.shmid = u64::from(files.by_path(pid, &path)?);
@@ -170,7 +175,13 @@ fn classify(pid: i32, s: &proc::SmapsEntry, files: &mut FileTable) -> Result<(pb
 }
 
 /// Runs of pages of `[start, end)` that belong in the image.
-fn page_runs(pagemap: &File, pid: i32, start: u64, end: u64, want: Pages) -> Result<Vec<(u64, u64)>> {
+fn page_runs(
+    pagemap: &File,
+    pid: i32,
+    start: u64,
+    end: u64,
+    want: Pages,
+) -> Result<Vec<(u64, u64)>> {
     let mut runs: Vec<(u64, u64)> = Vec::new();
     let per_read = 64 * 1024u64; // pages per pagemap read
     let mut buf = vec![0u8; (per_read * 8) as usize];
@@ -430,9 +441,11 @@ fn move_vdso(
     }
     // Two hops when a destination overlaps where a piece is now: park them
     // all first.
-    let clash = moves
-        .iter()
-        .any(|&(_, to)| moves.iter().any(|&(from, _)| overlaps(from, (to, to + (from.1 - from.0)))));
+    let clash = moves.iter().any(|&(_, to)| {
+        moves
+            .iter()
+            .any(|&(from, _)| overlaps(from, (to, to + (from.1 - from.0))))
+    });
     if clash {
         let mut at = parking;
         for (from, _) in moves.iter_mut() {
@@ -452,7 +465,13 @@ fn move_vdso(
 
 /// Opens (in the puppet) the file of image id `id` with `flags`; returns the
 /// puppet's fd. `scratch_off` is where the path may be written.
-fn remote_open(p: &mut Tracee, files: &[pb::FileEntry], id: u32, flags: u32, scratch_off: u64) -> Result<u64> {
+fn remote_open(
+    p: &mut Tracee,
+    files: &[pb::FileEntry],
+    id: u32,
+    flags: u32,
+    scratch_off: u64,
+) -> Result<u64> {
     let reg = files
         .iter()
         .find(|f| f.id == id)
@@ -466,7 +485,12 @@ fn remote_open(p: &mut Tracee, files: &[pb::FileEntry], id: u32, flags: u32, scr
     let addr = p.scratch_put(scratch_off, &path)?;
     Ok(p.syscall(
         libc::SYS_openat,
-        &[libc::AT_FDCWD as u64, addr, u64::from(flags | libc::O_CLOEXEC as u32), 0],
+        &[
+            libc::AT_FDCWD as u64,
+            addr,
+            u64::from(flags | libc::O_CLOEXEC as u32),
+            0,
+        ],
     )?)
 }
 
@@ -494,15 +518,22 @@ pub fn restore(
     // 1. Drop criu's mappings, keeping the scratch area, vDSO and vvar.
     for m in &puppet {
         let keep = overlaps((m.start, m.end), (scratch, scratch + scratch_len))
-            || matches!(m.name, MapName::Vdso | MapName::Vvar | MapName::VvarVclock | MapName::Vsyscall);
+            || matches!(
+                m.name,
+                MapName::Vdso | MapName::Vvar | MapName::VvarVclock | MapName::Vsyscall
+            );
         if !keep {
             p.syscall(libc::SYS_munmap, &[m.start, m.end - m.start])?;
         }
     }
     // 2. vDSO and vvar where the task had them; remote syscalls follow.
-    let parking = pick_scratch(mm, &[], (vdso.1 - vdso.0) + vvar.iter().map(|r| r.1 - r.0).sum::<u64>())
-        .filter(|&a| !overlaps((a, a + 1), (scratch, scratch + scratch_len)))
-        .unwrap_or(scratch + scratch_len + (1 << 30));
+    let parking = pick_scratch(
+        mm,
+        &[],
+        (vdso.1 - vdso.0) + vvar.iter().map(|r| r.1 - r.0).sum::<u64>(),
+    )
+    .filter(|&a| !overlaps((a, a + 1), (scratch, scratch + scratch_len)))
+    .unwrap_or(scratch + scratch_len + (1 << 30));
     move_vdso(p, mm, vdso, &vvar, parking)?;
 
     // 3. Every other mapping, writable while its pages are filled.
@@ -524,7 +555,10 @@ pub fn restore(
         let fd = if v.status & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0 {
             let id = u32::try_from(v.shmid).unwrap_or(u32::MAX);
             let oflags = v.fdflags.unwrap_or(libc::O_RDONLY as u32);
-            match opened.iter().find(|o| o.0 == u64::from(id) && o.1 == oflags) {
+            match opened
+                .iter()
+                .find(|o| o.0 == u64::from(id) && o.1 == oflags)
+            {
                 Some(o) => o.2,
                 None => {
                     let fd = remote_open(p, files, id, oflags, scratch_off)?;
@@ -538,7 +572,14 @@ pub fn restore(
         };
         let got = p.syscall(
             libc::SYS_mmap,
-            &[v.start, v.end - v.start, u64::from(prot), flags, fd, v.pgoff],
+            &[
+                v.start,
+                v.end - v.start,
+                u64::from(prot),
+                flags,
+                fd,
+                v.pgoff,
+            ],
         )?;
         if got != v.start {
             return Err(Error::Mismatch {
@@ -558,7 +599,10 @@ pub fn restore(
         if v.status & (VMA_AREA_VDSO | VMA_AREA_VVAR | VMA_AREA_VSYSCALL) != 0 {
             continue;
         }
-        p.syscall(libc::SYS_mprotect, &[v.start, v.end - v.start, u64::from(v.prot)])?;
+        p.syscall(
+            libc::SYS_mprotect,
+            &[v.start, v.end - v.start, u64::from(v.prot)],
+        )?;
         let madv = v.madv.unwrap_or(0);
         for bit in 0..64u64 {
             if madv & (1 << bit) != 0 {
@@ -624,19 +668,34 @@ pub fn mm_map_bytes(mm: &pb::MmEntry, auxv_addr: u64, exe_fd: u32) -> Vec<u8> {
 
 /// Restore half, step two (after files): the mm fields — code/data/brk/
 /// stack/arg/env ranges, auxv and the exe link — in one PR_SET_MM_MAP.
-pub fn restore_fields(p: &mut Tracee, mm: &pb::MmEntry, files: &[pb::FileEntry], scratch_off: u64) -> Result<()> {
+pub fn restore_fields(
+    p: &mut Tracee,
+    mm: &pb::MmEntry,
+    files: &[pb::FileEntry],
+    scratch_off: u64,
+) -> Result<()> {
     let exe_fd = remote_open(p, files, mm.exe_file_id, libc::O_RDONLY as u32, scratch_off)?;
-    let auxv: Vec<u8> = mm.mm_saved_auxv.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let auxv: Vec<u8> = mm
+        .mm_saved_auxv
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
     let auxv_addr = p.scratch_put(scratch_off, &auxv)?;
     let map = mm_map_bytes(mm, auxv_addr, exe_fd as u32);
     let map_addr = p.scratch_put(scratch_off + auxv.len() as u64 + 64, &map)?;
     const PR_SET_MM: u64 = 35;
     const PR_SET_MM_MAP: u64 = 14;
-    let r = p.syscall(libc::SYS_prctl, &[PR_SET_MM, PR_SET_MM_MAP, map_addr, map.len() as u64, 0]);
+    let r = p.syscall(
+        libc::SYS_prctl,
+        &[PR_SET_MM, PR_SET_MM_MAP, map_addr, map.len() as u64, 0],
+    );
     p.syscall(libc::SYS_close, &[exe_fd])?;
     r?;
     if let Some(thp) = mm.thp_disabled {
-        p.syscall(libc::SYS_prctl, &[libc::PR_SET_THP_DISABLE as u64, u64::from(thp), 0, 0, 0])?;
+        p.syscall(
+            libc::SYS_prctl,
+            &[libc::PR_SET_THP_DISABLE as u64, u64::from(thp), 0, 0, 0],
+        )?;
     }
     Ok(())
 }

@@ -31,7 +31,9 @@ pub fn dump(pid: i32) -> Result<pb::TaskRlimitsEntry> {
 pub fn restore(t: &mut Tracee, pid: i32, e: &pb::TaskRlimitsEntry, scratch_off: u64) -> Result<()> {
     let mine = proc::read_limits(t.pid())?;
     for (res, want) in e.rlimits.iter().enumerate() {
-        let Some(have) = mine.rlimits.get(res) else { break };
+        let Some(have) = mine.rlimits.get(res) else {
+            break;
+        };
         if have.soft == want.cur && have.hard == want.max {
             continue;
         }

@@ -66,7 +66,11 @@ pub fn pass_fd(
     t.scratch_put(base + CONTROL, &[0u8; CONTROL_LEN as usize])?;
     t.syscall(
         libc::SYS_recvmsg,
-        &[remote_sock as u64, at(MSGHDR), libc::MSG_CMSG_CLOEXEC as u64],
+        &[
+            remote_sock as u64,
+            at(MSGHDR),
+            libc::MSG_CMSG_CLOEXEC as u64,
+        ],
     )?;
     // struct cmsghdr { len: u64, level: i32, type: i32 } then the fd.
     let mut cmsg = [0u8; CONTROL_LEN as usize];

@@ -153,7 +153,11 @@ fn restore_process(
     remote_sock: i32,
 ) -> Result<()> {
     let pid = t.pstree.pid as i32;
-    let tc = t.core.tc.as_ref().ok_or_else(|| Error::Images(format!("core-{pid}.img has no task core")))?;
+    let tc = t
+        .core
+        .tc
+        .as_ref()
+        .ok_or_else(|| Error::Images(format!("core-{pid}.img has no task core")))?;
     let th = t
         .core
         .thread_core
@@ -240,7 +244,11 @@ fn restore_process(
     comm.push(0);
     let a = p.scratch_put(DATA_OFF, &comm)?;
     prctl(p, libc::PR_SET_NAME, a)?;
-    prctl(p, libc::PR_SET_PDEATHSIG, u64::from(th.pdeath_sig.unwrap_or(0)))?;
+    prctl(
+        p,
+        libc::PR_SET_PDEATHSIG,
+        u64::from(th.pdeath_sig.unwrap_or(0)),
+    )?;
     if tc.child_subreaper == Some(true) {
         prctl(p, libc::PR_SET_CHILD_SUBREAPER, 1)?;
     }
@@ -279,7 +287,10 @@ pub enum Outcome {
 ///
 /// `on_running` is told the root's PID once the whole tree runs (for
 /// `--pidfile`), before criu waits for it.
-pub fn restore(opts: &RestoreOpts, on_running: &dyn Fn(i32) -> std::io::Result<()>) -> Result<Outcome> {
+pub fn restore(
+    opts: &RestoreOpts,
+    on_running: &dyn Fn(i32) -> std::io::Result<()>,
+) -> Result<Outcome> {
     let dir = &opts.images_dir;
     let inventory: pb::InventoryEntry = image::read_one(dir, "inventory.img", magic::INVENTORY)?;
     if inventory.img_version != 2 {

@@ -14,7 +14,10 @@ pub fn syscall3(nr: libc::c_long, a: [libc::c_long; 3]) -> SysResult<libc::c_lon
 /// Soft-dirty bits: writing "4" to clear_refs is accepted.
 pub fn soft_dirty() -> Result<(), String> {
     let smaps = std::fs::read_to_string("/proc/self/smaps").map_err(|e| e.to_string())?;
-    if smaps.lines().any(|l| l.starts_with("VmFlags:") && l.contains(" sd")) {
+    if smaps
+        .lines()
+        .any(|l| l.starts_with("VmFlags:") && l.contains(" sd"))
+    {
         Ok(())
     } else {
         Err("no VMA is soft-dirty tracked (CONFIG_MEM_SOFT_DIRTY is off)".into())

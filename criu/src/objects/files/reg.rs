@@ -91,8 +91,10 @@ pub fn open(e: &pb::RegFileEntry) -> Result<OwnedFd> {
     check_unchanged(e)?;
     let creation = libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY;
     let flags = OFlag::from_bits_retain(e.flags as i32 & !creation) | OFlag::O_CLOEXEC;
-    let fd = nix::fcntl::open(e.name.as_str(), flags, Mode::empty()).map_err(|errno| Error::Mismatch {
-        what: format!("cannot open {} (id {}): {errno}", e.name, e.id),
+    let fd = nix::fcntl::open(e.name.as_str(), flags, Mode::empty()).map_err(|errno| {
+        Error::Mismatch {
+            what: format!("cannot open {} (id {}): {errno}", e.name, e.id),
+        }
     })?;
     if e.pos != 0 {
         nix::unistd::lseek(&fd, e.pos as i64, nix::unistd::Whence::SeekSet).map_err(|errno| {

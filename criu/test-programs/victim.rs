@@ -1,0 +1,120 @@
+//! A process for criu's integration tests to dump and restore.
+//!
+//! `victim loop FILE`: counts forever, writing `COUNT PID` (fixed width) to
+//! FILE.
+//! `victim pattern MIB FILE`: fills MIB MiB of heap with a pseudo-random
+//! pattern, writes `ready PID` to FILE, then on each SIGUSR1 checks the
+//! pattern and writes `ok N` or `bad OFFSET` to FILE.
+//! `victim pipe FILE`: like `loop`, holding a pipe (which criu cannot dump
+//! yet).
+//! Stdio goes to /dev/null and other inherited fds are closed, so that only
+//! what the mode sets up is in the fd table.
+
+use std::fs::File;
+use std::io::{Seek, SeekFrom, Write};
+use std::time::Duration;
+
+use nix::sys::signal::{SigSet, Signal};
+
+fn xorshift(mut x: u64) -> u64 {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    x
+}
+
+fn fill(buf: &mut [u8]) {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for chunk in buf.chunks_mut(8) {
+        x = xorshift(x);
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+}
+
+fn first_bad(buf: &[u8]) -> Option<usize> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for (i, chunk) in buf.chunks(8).enumerate() {
+        x = xorshift(x);
+        if chunk != &x.to_le_bytes()[..chunk.len()] {
+            return Some(i * 8);
+        }
+    }
+    None
+}
+
+/// Rewrites the report. Counter lines are fixed width and overwrite in
+/// place (the size never changes under a dump); other lines replace it.
+fn report(f: &mut File, line: &str) {
+    if f.metadata().map(|m| m.len()).unwrap_or(0) != line.len() as u64 {
+        let _ = f.set_len(0);
+    }
+    let _ = f.seek(SeekFrom::Start(0));
+    let _ = f.write_all(line.as_bytes());
+    let _ = f.flush();
+}
+
+fn count_forever(out: &mut File) -> ! {
+    let pid = std::process::id();
+    let mut n: u64 = 0;
+    loop {
+        n += 1;
+        // Fixed width: the file keeps its size, as restore checks it.
+        report(out, &format!("{n:020} {pid:010}\n"));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Closes every fd above stderr that the victim inherited.
+fn close_inherited_fds() {
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .filter(|&fd| fd > 2)
+                .collect()
+        })
+        .unwrap_or_default();
+    for fd in fds {
+        let _ = nix::unistd::close(fd);
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    close_inherited_fds();
+    let mode = args.get(1).map(String::as_str).unwrap_or("");
+    match mode {
+        "loop" => {
+            let mut out = File::create(&args[2]).expect("output file");
+            count_forever(&mut out);
+        }
+        "pipe" => {
+            let (_r, _w) = nix::unistd::pipe().expect("pipe");
+            let mut out = File::create(&args[2]).expect("output file");
+            count_forever(&mut out);
+        }
+        "pattern" => {
+            let mib: usize = args[2].parse().expect("size in MiB");
+            let mut out = File::create(&args[3]).expect("output file");
+            let mut mem = vec![0u8; mib << 20];
+            fill(&mut mem);
+            let mut set = SigSet::empty();
+            set.add(Signal::SIGUSR1);
+            set.thread_block().expect("block SIGUSR1");
+            report(&mut out, &format!("ready {}\n", std::process::id()));
+            let mut checks = 0;
+            loop {
+                let _ = set.wait();
+                checks += 1;
+                match first_bad(&mem) {
+                    None => report(&mut out, &format!("ok {checks}\n")),
+                    Some(off) => report(&mut out, &format!("bad {off}\n")),
+                }
+            }
+        }
+        _ => {
+            eprintln!("usage: victim loop FILE | pipe FILE | pattern MIB FILE");
+            std::process::exit(2);
+        }
+    }
+}

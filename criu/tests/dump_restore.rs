@@ -1,0 +1,372 @@
+//! End to end: real processes dumped and restored by the `criu` binary.
+//!
+//! The test process is made a child subreaper so that restored tasks (whose
+//! parent, criu, exits) become its children and are reaped here.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag};
+use nix::unistd::Pid;
+use serial_test::serial;
+
+const CRIU: &str = env!("CARGO_BIN_EXE_criu");
+
+const VICTIM: &str = env!("CARGO_BIN_EXE_criu-test-victim");
+
+fn subreaper() {
+    nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
+}
+
+fn spawn(args: &[&str]) -> Child {
+    Command::new(VICTIM)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn victim")
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+fn counter(p: &Path) -> u64 {
+    read(p)
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn criu(args: &[&str]) -> Output {
+    Command::new(CRIU).args(args).output().expect("run criu")
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.contains(") Z "))
+        .unwrap_or(false)
+}
+
+/// Kills and reaps a restored task (our child through the subreaper).
+fn finish(pid: i32) {
+    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    wait_for("the restored task to be reaped", || {
+        matches!(
+            waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)),
+            Err(_) | Ok(nix::sys::wait::WaitStatus::Signaled(..))
+        )
+    });
+}
+
+fn dump(pid: i32, dir: &Path, extra: &[&str]) -> Output {
+    let d = dir.to_str().unwrap();
+    let mut args = vec![
+        "dump",
+        "-t",
+        &*Box::leak(pid.to_string().into_boxed_str()),
+        "-D",
+        d,
+        "-o",
+        "dump.log",
+        "-v4",
+    ];
+    args.extend_from_slice(extra);
+    criu(&args)
+}
+
+fn restore(dir: &Path) -> (Output, Option<i32>) {
+    let d = dir.to_str().unwrap();
+    let pidfile = dir.join("restored.pid");
+    let out = criu(&[
+        "restore",
+        "-D",
+        d,
+        "-o",
+        "restore.log",
+        "-v4",
+        "-d",
+        "--pidfile",
+        pidfile.to_str().unwrap(),
+    ]);
+    let pid = read(&pidfile).trim().parse().ok();
+    (out, pid)
+}
+
+fn log(dir: &Path, name: &str) -> String {
+    read(&dir.join(name))
+}
+
+#[test]
+#[serial]
+fn counter_loop_survives_dump_and_restore() {
+    subreaper();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("count");
+    let mut child = spawn(&["loop", out.to_str().unwrap()]);
+    let pid = child.id() as i32;
+    wait_for("the counter to start", || counter(&out) > 3);
+
+    let images = tmp.path().join("img");
+    let o = dump(pid, &images, &[]);
+    assert!(
+        o.status.success(),
+        "dump failed: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        log(&images, "dump.log")
+    );
+    child.wait().unwrap();
+    let at_dump = counter(&out);
+
+    let (o, restored) = restore(&images);
+    assert!(
+        o.status.success(),
+        "restore failed: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        log(&images, "restore.log")
+    );
+    assert_eq!(restored, Some(pid), "restored with another PID");
+    wait_for("the counter to go on", || counter(&out) > at_dump + 5);
+    assert!(alive(pid));
+    let seen: Option<i32> = read(&out)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok());
+    assert_eq!(seen, Some(pid), "getpid() changed: {}", read(&out));
+    finish(pid);
+}
+
+#[test]
+#[serial]
+fn a_64mib_pattern_is_intact_after_restore() {
+    subreaper();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("state");
+    let mut child = spawn(&["pattern", "64", out.to_str().unwrap()]);
+    let pid = child.id() as i32;
+    wait_for("the pattern", || read(&out).starts_with("ready"));
+    kill(Pid::from_raw(pid), Signal::SIGUSR1).unwrap();
+    wait_for("a first check", || read(&out) == "ok 1\n");
+
+    let images = tmp.path().join("img");
+    let o = dump(pid, &images, &[]);
+    assert!(
+        o.status.success(),
+        "dump failed: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        log(&images, "dump.log")
+    );
+    child.wait().unwrap();
+    let (o, restored) = restore(&images);
+    assert!(
+        o.status.success(),
+        "restore failed: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        log(&images, "restore.log")
+    );
+    assert_eq!(restored, Some(pid));
+    kill(Pid::from_raw(pid), Signal::SIGUSR1).unwrap();
+    wait_for("the check after restore", || read(&out) != "ok 1\n");
+    assert_eq!(read(&out), "ok 2\n", "pattern damaged by dump/restore");
+    finish(pid);
+}
+
+#[test]
+#[serial]
+fn leave_running_keeps_the_task_and_its_images_restore_later() {
+    subreaper();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("count");
+    let mut child = spawn(&["loop", out.to_str().unwrap()]);
+    let pid = child.id() as i32;
+    wait_for("the counter", || counter(&out) > 3);
+    let images = tmp.path().join("img");
+    let o = dump(pid, &images, &["--leave-running"]);
+    assert!(o.status.success(), "{}", log(&images, "dump.log"));
+    let n = counter(&out);
+    wait_for("the counter to go on after --leave-running", || {
+        counter(&out) > n + 5
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (o, restored) = restore(&images);
+    assert!(o.status.success(), "{}", log(&images, "restore.log"));
+    assert_eq!(restored, Some(pid));
+    finish(pid);
+}
+
+#[test]
+#[serial]
+fn dump_of_a_missing_pid_fails_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    // PIDs above pid_max cannot exist.
+    let o = dump(i32::MAX - 1, tmp.path(), &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("pid {}", i32::MAX - 1)) && err.contains("no such process"),
+        "{err}"
+    );
+}
+
+#[test]
+#[serial]
+fn a_failed_dump_leaves_the_task_running_untouched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("count");
+    let mut child = spawn(&["pipe", out.to_str().unwrap()]);
+    let pid = child.id() as i32;
+    wait_for("the counter", || counter(&out) > 3);
+    let o = dump(pid, &tmp.path().join("img"), &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("pid {pid}")) && err.contains("pipe"),
+        "{err}"
+    );
+    let n = counter(&out);
+    wait_for("the counter to go on", || counter(&out) > n + 5);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(status.contains("TracerPid:\t0"), "still traced:\n{status}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+#[serial]
+fn dump_of_a_task_traced_by_someone_else_fails_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("count");
+    let mut child = spawn(&["loop", out.to_str().unwrap()]);
+    let pid = child.id() as i32;
+    wait_for("the counter", || counter(&out) > 3);
+    let t = criu::remote::Tracee::seize(pid, false).unwrap();
+    let regs = *t.regs();
+    let mask = t.sigmask().unwrap();
+    let o = dump(pid, &tmp.path().join("img"), &[]);
+    t.release(&regs, mask).unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("pid {pid}")) && err.contains("cannot be traced"),
+        "{err}"
+    );
+    let n = counter(&out);
+    wait_for("the counter to go on", || counter(&out) > n + 5);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+fn dumped_images(tmp: &Path) -> (PathBuf, i32) {
+    subreaper();
+    let out = tmp.join("count");
+    let mut child = spawn(&["loop", out.to_str().unwrap()]);
+    let pid = child.id() as i32;
+    wait_for("the counter", || counter(&out) > 3);
+    let images = tmp.join("img");
+    let o = dump(pid, &images, &[]);
+    assert!(o.status.success(), "{}", log(&images, "dump.log"));
+    child.wait().unwrap();
+    (images, pid)
+}
+
+fn assert_restore_fails(images: &Path, pid: i32, needle: &str) {
+    let (o, _) = restore(images);
+    assert_eq!(o.status.code(), Some(1), "restore should fail");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(needle), "error does not say {needle:?}: {err}");
+    // Nothing left behind: the PID is free (no task, not even a zombie).
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "task {pid} left behind"
+    );
+}
+
+#[test]
+#[serial]
+fn restore_from_an_empty_directory_fails_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (o, _) = restore(tmp.path());
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("inventory.img"), "{err}");
+}
+
+#[test]
+#[serial]
+fn restore_from_a_truncated_image_fails_and_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (images, pid) = dumped_images(tmp.path());
+    let core = images.join(format!("core-{pid}.img"));
+    let len = std::fs::metadata(&core).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&core)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    assert_restore_fails(&images, pid, &format!("core-{pid}.img"));
+}
+
+#[test]
+#[serial]
+fn restore_from_a_corrupted_image_fails_and_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (images, pid) = dumped_images(tmp.path());
+    let mm = images.join(format!("mm-{pid}.img"));
+    let mut bytes = std::fs::read(&mm).unwrap();
+    for b in bytes.iter_mut().skip(12) {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&mm, bytes).unwrap();
+    assert_restore_fails(&images, pid, &format!("mm-{pid}.img"));
+}
+
+#[test]
+#[serial]
+fn restore_with_missing_pages_fails_and_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (images, pid) = dumped_images(tmp.path());
+    let pages = images.join("pages-1.img");
+    let len = std::fs::metadata(&pages).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&pages)
+        .unwrap()
+        .set_len(len - 4096)
+        .unwrap();
+    assert_restore_fails(&images, pid, "pages-1.img");
+}
+
+#[test]
+#[serial]
+fn restore_onto_a_taken_pid_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (images, pid) = dumped_images(tmp.path());
+    let (o, _) = restore(&images);
+    assert!(o.status.success(), "{}", log(&images, "restore.log"));
+    let (o, _) = restore(&images);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("pid {pid}")) && err.contains("already in use"),
+        "{err}"
+    );
+    finish(pid);
+}
