@@ -1,0 +1,58 @@
+//! The catalogue. Each test lives in `<family>/<name>.rs` with its `DESC`
+//! and `run`; list it here too.
+
+use crate::desc::Desc;
+use crate::test::Body;
+
+/// One test of the catalogue.
+#[derive(Clone, Copy)]
+pub struct Entry {
+    pub desc: &'static Desc,
+    pub body: Body,
+}
+
+macro_rules! catalogue {
+    ($($fam:ident { $($name:ident),* $(,)? })*) => {
+        $(pub mod $fam { $(pub mod $name;)* })*
+
+        /// Every test, in catalogue order.
+        pub fn all() -> Vec<Entry> {
+            vec![$($(Entry { desc: &$fam::$name::DESC, body: $fam::$name::run },)*)*]
+        }
+    };
+}
+
+catalogue! {
+    basic { loop00, env00, pid00, umask00, cwd00, rlimits00 }
+}
+
+/// Look a test up by `family/name`.
+pub fn find(name: &str) -> Option<Entry> {
+    all().into_iter().find(|e| e.desc.name == name)
+}
+
+#[cfg(test)]
+mod selftest {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn names_are_unique_and_match_families() {
+        let mut seen = HashSet::new();
+        for e in all() {
+            let d = e.desc;
+            assert!(seen.insert(d.name), "duplicate test {}", d.name);
+            assert_eq!(d.name.split('/').next(), Some(d.family), "{}", d.name);
+            assert!(!d.description.is_empty(), "{} has no description", d.name);
+            assert!(!d.flavors.is_empty(), "{} has no flavor", d.name);
+            assert!(d.timeout > 0, "{}", d.name);
+            if let Some(f) = d.feature {
+                assert!(
+                    crate::features::FEATURES.contains(&f),
+                    "{}: unknown feature {f}",
+                    d.name
+                );
+            }
+        }
+    }
+}
