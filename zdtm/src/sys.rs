@@ -535,3 +535,34 @@ pub fn handler(h: Handler) -> libc::sighandler_t {
 pub fn info_handler(h: InfoHandler) -> libc::sighandler_t {
     h as *const () as libc::sighandler_t
 }
+
+/// Add `sig` (RT signals included) to `set`.
+pub fn sigset_add(set: &mut libc::sigset_t, sig: i32) {
+    // SAFETY: set is a valid sigset_t; invalid signal numbers are rejected.
+    unsafe {
+        libc::sigaddset(set, sig);
+    }
+}
+
+/// Block (how = SIG_BLOCK) or set the calling thread's mask from a raw
+/// sigset (RT signals included).
+pub fn sigprocmask(how: i32, set: &libc::sigset_t) -> io::Result<()> {
+    // SAFETY: valid pointers; the old mask is not requested.
+    let r = unsafe { libc::pthread_sigmask(how, set, std::ptr::null_mut()) };
+    if r != 0 {
+        return Err(io::Error::from_raw_os_error(r));
+    }
+    Ok(())
+}
+
+/// An empty raw sigset with `sigs` in it.
+pub fn sigset_of(sigs: &[i32]) -> libc::sigset_t {
+    // SAFETY: zeroed is a valid sigset_t; sigemptyset/sigaddset only write it.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer.
+    unsafe { libc::sigemptyset(&mut set) };
+    for &s in sigs {
+        sigset_add(&mut set, s);
+    }
+    set
+}

@@ -26,6 +26,7 @@ catalogue! {
     basic { loop00, env00, pid00, umask00, cwd00, rlimits00 }
     memory { maps00, mprotect00, brk00, big64m, sparse, shm_anon_fork, file_shared, madvise_dontfork, mlock00, vdso00 }
     threads { threads_few, thread_tls, thread_sigmask, futex_wait }
+    signals { sigaction00, sigpending00, sigaltstack00, sigstop }
 }
 
 /// Look a test up by `family/name`.
