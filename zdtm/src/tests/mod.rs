@@ -27,6 +27,7 @@ catalogue! {
     memory { maps00, mprotect00, brk00, big64m, sparse, shm_anon_fork, file_shared, madvise_dontfork, mlock00, vdso00 }
     threads { threads_few, thread_tls, thread_sigmask, futex_wait }
     signals { sigaction00, sigpending00, sigaltstack00, sigstop }
+    timers { itimer00, posix_timers, nanosleep }
 }
 
 /// Look a test up by `family/name`.
