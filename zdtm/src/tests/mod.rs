@@ -28,6 +28,7 @@ catalogue! {
     threads { threads_few, thread_tls, thread_sigmask, futex_wait }
     signals { sigaction00, sigpending00, sigaltstack00, sigstop }
     timers { itimer00, posix_timers, nanosleep }
+    pipes { pipe00, pipe_bigbuf, fifo00 }
 }
 
 /// Look a test up by `family/name`.
