@@ -566,3 +566,12 @@ pub fn sigset_of(sigs: &[i32]) -> libc::sigset_t {
     }
     set
 }
+
+/// Take ownership of an fd number the kernel just returned to the caller
+/// (F_DUPFD and the like). The caller must not close it elsewhere.
+pub fn own_fd(raw: i32) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: the caller got `raw` from the kernel a moment ago and nothing
+    // else owns it.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) }
+}

@@ -29,6 +29,7 @@ catalogue! {
     signals { sigaction00, sigpending00, sigaltstack00, sigstop }
     timers { itimer00, posix_timers, nanosleep }
     pipes { pipe00, pipe_bigbuf, fifo00 }
+    files { file_read, devnull, fd_gaps, unlinked_file, dup_shared_offset }
 }
 
 /// Look a test up by `family/name`.
