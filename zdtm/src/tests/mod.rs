@@ -30,6 +30,8 @@ catalogue! {
     timers { itimer00, posix_timers, nanosleep }
     pipes { pipe00, pipe_bigbuf, fifo00 }
     files { file_read, devnull, fd_gaps, unlinked_file, dup_shared_offset }
+    memfd { memfd00, memfd_mmap }
+    membarrier { membarrier00 }
 }
 
 /// Look a test up by `family/name`.
