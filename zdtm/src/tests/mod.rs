@@ -32,6 +32,7 @@ catalogue! {
     files { file_read, devnull, fd_gaps, unlinked_file, dup_shared_offset }
     memfd { memfd00, memfd_mmap }
     membarrier { membarrier00 }
+    events { eventfd00, epoll00, timerfd00, signalfd00, inotify00 }
 }
 
 /// Look a test up by `family/name`.
