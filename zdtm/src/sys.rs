@@ -417,7 +417,7 @@ pub fn write_mem(addr: usize, data: &[u8]) {
 /// membarrier(2).
 pub fn membarrier(cmd: i32, flags: u32) -> io::Result<i64> {
     // SAFETY: plain syscall on integers.
-    check(unsafe { libc::syscall(libc::SYS_membarrier, cmd, flags, 0) }).map(|v| v as i64)
+    check(unsafe { libc::syscall(libc::SYS_membarrier, cmd, flags, 0) })
 }
 
 /// The FS base of the calling thread (x86-64 TLS pointer).

@@ -214,3 +214,66 @@ fn a_failing_check_reports_fail() {
         "no pid file for a test that never got ready"
     );
 }
+
+/// Start `name`, damage its state from outside with `damage(dir)`, then
+/// SIGTERM it: the verdict must be FAIL.
+fn expect_fail(name: &str, damage: impl FnOnce(&Path)) -> String {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let st = Command::new(BIN)
+        .args(["run", name])
+        .arg(format!("--pidfile={}", dir.join("pid").display()))
+        .arg(format!("--outfile={}", dir.join("out").display()))
+        .arg(format!("--dirname={}", dir.join("dir").display()))
+        .status()
+        .expect("spawn");
+    assert!(st.success());
+    let pid: i32 = std::fs::read_to_string(dir.join("pid"))
+        .expect("pid")
+        .trim()
+        .parse()
+        .expect("pid number");
+    damage(&dir.join("dir"));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("kill");
+    let end = Instant::now() + Duration::from_secs(30);
+    while alive(pid) && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::read_to_string(dir.join("out"))
+        .expect("outfile")
+        .lines()
+        .last()
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn damaged_state_is_reported() {
+    let v = expect_fail("basic/cwd00", |d| {
+        std::fs::remove_file(d.join("cwd00.sub/marker")).expect("rm marker")
+    });
+    assert!(
+        v.starts_with("FAIL: ") && v.contains("marker"),
+        "cwd00 verdict {v:?}"
+    );
+    let v = expect_fail("files/unlinked_file", |d| {
+        std::fs::write(d.join("unlinked_file.data"), b"x").expect("recreate")
+    });
+    assert!(
+        v.starts_with("FAIL: ") && v.contains("came back"),
+        "unlinked_file verdict {v:?}"
+    );
+    let v = expect_fail("pipes/fifo00", |d| {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(d.join("fifo00.fifo"))
+            .expect("open fifo");
+        f.write_all(b"intruder").expect("write fifo");
+    });
+    assert!(v.starts_with("FAIL: "), "fifo00 verdict {v:?}");
+}
