@@ -1,0 +1,220 @@
+//! Probes for the kernel features the catalogue names in `Desc::feature`.
+
+use crate::sys;
+use serde::Serialize;
+use std::io::{Read, Seek, SeekFrom};
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Probe {
+    pub present: bool,
+    pub reason: String,
+}
+
+fn yes(reason: impl Into<String>) -> Probe {
+    Probe {
+        present: true,
+        reason: reason.into(),
+    }
+}
+
+fn no(reason: impl Into<String>) -> Probe {
+    Probe {
+        present: false,
+        reason: reason.into(),
+    }
+}
+
+/// Every feature name a test may declare, in a stable order.
+pub const FEATURES: &[&str] = &[
+    "userfaultfd",
+    "membarrier",
+    "pagemap_scan",
+    "soft_dirty",
+    "clone3_set_tid",
+    "pidfd_getfd",
+    "rseq",
+    "timens",
+    "hugetlb",
+    "userns",
+    "sysvipc",
+];
+
+/// Probe one feature; None for a name we do not know.
+pub fn probe(name: &str) -> Option<Probe> {
+    Some(match name {
+        "userfaultfd" => userfaultfd(),
+        "membarrier" => membarrier(),
+        "pagemap_scan" => pagemap_scan(),
+        "soft_dirty" => soft_dirty(),
+        "clone3_set_tid" => clone3_set_tid(),
+        "pidfd_getfd" => errno_probe(
+            "pidfd_getfd",
+            libc::SYS_pidfd_getfd,
+            [-1, 0, 0, 0],
+            libc::EBADF,
+        ),
+        "rseq" => errno_probe("rseq", libc::SYS_rseq, [0, 0, 0, 0], libc::EINVAL),
+        "timens" => path_probe("/proc/self/ns/time"),
+        "hugetlb" => hugetlb(),
+        "userns" => userns(),
+        "sysvipc" => path_probe("/proc/sysvipc/shm"),
+        _ => return None,
+    })
+}
+
+/// All features as (name, probe).
+pub fn probe_all() -> Vec<(&'static str, Probe)> {
+    FEATURES
+        .iter()
+        .filter_map(|&n| probe(n).map(|p| (n, p)))
+        .collect()
+}
+
+/// A syscall given invalid arguments: `expect` errno means the kernel knows it.
+fn errno_probe(what: &str, nr: libc::c_long, args: [libc::c_long; 4], expect: i32) -> Probe {
+    match sys::probe_syscall(nr, args) {
+        Ok(_) => yes(format!("{what}: call accepted")),
+        Err(e) if e.raw_os_error() == Some(expect) => {
+            yes(format!("{what}: known to the kernel ({e})"))
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => no(format!("{what}: ENOSYS")),
+        Err(e) => no(format!("{what}: unexpected error {e}")),
+    }
+}
+
+fn path_probe(p: &str) -> Probe {
+    if std::path::Path::new(p).exists() {
+        yes(format!("{p} exists"))
+    } else {
+        no(format!("{p} missing"))
+    }
+}
+
+fn userfaultfd() -> Probe {
+    const UFFD_USER_MODE_ONLY: libc::c_long = 1;
+    let cloexec = libc::O_CLOEXEC as libc::c_long;
+    let mut last = String::new();
+    for flags in [cloexec | UFFD_USER_MODE_ONLY, cloexec] {
+        match sys::probe_syscall(libc::SYS_userfaultfd, [flags, 0, 0, 0]) {
+            Ok(fd) => {
+                sys::close_raw(fd as i32);
+                return yes(format!("userfaultfd({flags:#x}) works"));
+            }
+            Err(e) => last = format!("userfaultfd({flags:#x}): {e}"),
+        }
+    }
+    no(last)
+}
+
+fn membarrier() -> Probe {
+    const QUERY: i32 = 0;
+    const PRIVATE_EXPEDITED: i64 = 1 << 3;
+    const REGISTER_PRIVATE_EXPEDITED: i64 = 1 << 4;
+    match sys::membarrier(QUERY, 0) {
+        Ok(m) if m & PRIVATE_EXPEDITED != 0 && m & REGISTER_PRIVATE_EXPEDITED != 0 => {
+            yes(format!("MEMBARRIER_CMD_QUERY mask {m:#x}"))
+        }
+        Ok(m) => no(format!(
+            "MEMBARRIER_CMD_QUERY mask {m:#x} lacks PRIVATE_EXPEDITED"
+        )),
+        Err(e) => no(format!("membarrier: {e}")),
+    }
+}
+
+fn pagemap_scan() -> Probe {
+    // _IOWR('f', 16, struct pm_scan_arg), the struct being 96 bytes.
+    const PAGEMAP_SCAN: libc::c_ulong = 0xc060_6610;
+    let f = match std::fs::File::open("/proc/self/pagemap") {
+        Ok(f) => f,
+        Err(e) => return no(format!("open /proc/self/pagemap: {e}")),
+    };
+    use std::os::fd::AsFd;
+    match sys::probe_ioctl(f.as_fd(), PAGEMAP_SCAN, 0) {
+        Ok(_) => yes("PAGEMAP_SCAN accepted"),
+        Err(e) if e.raw_os_error() == Some(libc::EFAULT) => {
+            yes("PAGEMAP_SCAN known (EFAULT on a null argument)")
+        }
+        Err(e) => no(format!("ioctl PAGEMAP_SCAN: {e}")),
+    }
+}
+
+fn soft_dirty() -> Probe {
+    if let Err(e) = std::fs::write("/proc/self/clear_refs", "4") {
+        return no(format!("write 4 to /proc/self/clear_refs: {e}"));
+    }
+    let mut buf = vec![0u8; 3 * 4096];
+    let start = buf.as_ptr() as usize;
+    let page = (start + 4095) & !4095;
+    let idx = page - start;
+    buf[idx] = 1;
+    std::hint::black_box(&mut buf);
+    let mut f = match std::fs::File::open("/proc/self/pagemap") {
+        Ok(f) => f,
+        Err(e) => return no(format!("open /proc/self/pagemap: {e}")),
+    };
+    let mut ent = [0u8; 8];
+    let r = f
+        .seek(SeekFrom::Start((page / 4096 * 8) as u64))
+        .and_then(|_| f.read_exact(&mut ent));
+    if let Err(e) = r {
+        return no(format!("read /proc/self/pagemap: {e}"));
+    }
+    let v = u64::from_le_bytes(ent);
+    if v & (1 << 55) != 0 {
+        yes("a written page shows the soft-dirty bit")
+    } else {
+        no("a page written after clear_refs=4 has no soft-dirty bit (CONFIG_MEM_SOFT_DIRTY off?)")
+    }
+}
+
+fn clone3_set_tid() -> Probe {
+    let p = errno_probe("clone3", libc::SYS_clone3, [0, 0, 0, 0], libc::EINVAL);
+    if !p.present {
+        return p;
+    }
+    if !std::path::Path::new("/proc/sys/kernel/ns_last_pid").exists() {
+        return no("/proc/sys/kernel/ns_last_pid missing");
+    }
+    p
+}
+
+fn hugetlb() -> Probe {
+    let s = match std::fs::read_to_string("/proc/meminfo") {
+        Ok(s) => s,
+        Err(e) => return no(format!("read /proc/meminfo: {e}")),
+    };
+    let free = s
+        .lines()
+        .find_map(|l| l.strip_prefix("HugePages_Free:"))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match free {
+        Some(n) if n > 0 => yes(format!("{n} free huge pages")),
+        Some(_) => no("no free huge pages (HugePages_Free: 0)"),
+        None => no("/proc/meminfo has no HugePages_Free"),
+    }
+}
+
+fn userns() -> Probe {
+    let p = path_probe("/proc/self/ns/user");
+    if !p.present {
+        return p;
+    }
+    match std::fs::read_to_string("/proc/sys/user/max_user_namespaces") {
+        Ok(s) if s.trim() == "0" => no("max_user_namespaces is 0"),
+        _ => p,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_feature_has_a_probe_and_unknown_has_none() {
+        for f in FEATURES {
+            let p = probe(f).unwrap();
+            assert!(!p.reason.is_empty(), "{f}");
+        }
+        assert!(probe("no_such_feature").is_none());
+    }
+}

@@ -1,0 +1,70 @@
+//! The catalogue. Each test lives in `<family>/<name>.rs` with its `DESC`
+//! and `run`; list it here too.
+
+use crate::desc::Desc;
+use crate::test::Body;
+
+/// One test of the catalogue.
+#[derive(Clone, Copy)]
+pub struct Entry {
+    pub desc: &'static Desc,
+    pub body: Body,
+}
+
+macro_rules! catalogue {
+    ($($fam:ident { $($name:ident),* $(,)? })*) => {
+        $(pub mod $fam { $(pub mod $name;)* })*
+
+        /// Every test, in catalogue order.
+        pub fn all() -> Vec<Entry> {
+            vec![$($(Entry { desc: &$fam::$name::DESC, body: $fam::$name::run },)*)*]
+        }
+    };
+}
+
+catalogue! {
+    basic { loop00, env00, pid00, umask00, cwd00, rlimits00 }
+    memory { maps00, mprotect00, brk00, big64m, sparse, shm_anon_fork, file_shared, madvise_dontfork, mlock00, vdso00 }
+    threads { threads_few, thread_tls, thread_sigmask, futex_wait }
+    signals { sigaction00, sigpending00, sigaltstack00, sigstop }
+    timers { itimer00, posix_timers, nanosleep }
+    pipes { pipe00, pipe_bigbuf, fifo00 }
+    files { file_read, devnull, fd_gaps, unlinked_file, dup_shared_offset }
+    memfd { memfd00, memfd_mmap }
+    membarrier { membarrier00 }
+    events { eventfd00, epoll00, timerfd00, signalfd00, inotify00 }
+    sockets { unix_socketpair, tcp_listen, udp00 }
+    tree { children, zombie00, pgrp_session }
+    ns { uts00, ipc_shm }
+}
+
+/// Look a test up by `family/name`.
+pub fn find(name: &str) -> Option<Entry> {
+    all().into_iter().find(|e| e.desc.name == name)
+}
+
+#[cfg(test)]
+mod selftest {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn names_are_unique_and_match_families() {
+        let mut seen = HashSet::new();
+        for e in all() {
+            let d = e.desc;
+            assert!(seen.insert(d.name), "duplicate test {}", d.name);
+            assert_eq!(d.name.split('/').next(), Some(d.family), "{}", d.name);
+            assert!(!d.description.is_empty(), "{} has no description", d.name);
+            assert!(!d.flavors.is_empty(), "{} has no flavor", d.name);
+            assert!(d.timeout > 0, "{}", d.name);
+            if let Some(f) = d.feature {
+                assert!(
+                    crate::features::FEATURES.contains(&f),
+                    "{}: unknown feature {f}",
+                    d.name
+                );
+            }
+        }
+    }
+}
