@@ -157,6 +157,33 @@ impl Tracee {
         })
     }
 
+    /// Takes over a task that was attached automatically when a tracee
+    /// created it (PTRACE_O_TRACECLONE/FORK): waits for its first stop.
+    pub fn adopt(pid: i32) -> Result<Self> {
+        let pid = Pid::from_raw(pid);
+        loop {
+            match wait_stop(pid)? {
+                WaitStatus::PtraceEvent(_, _, ev) if ev == libc::PTRACE_EVENT_STOP => break,
+                WaitStatus::Stopped(_, Signal::SIGSTOP) => break,
+                other => {
+                    return Err(Error::Unexpected {
+                        pid: pid.as_raw(),
+                        what: format!("unexpected first stop of a new task: {other:?}"),
+                    })
+                }
+            }
+        }
+        let regs = ptrace::getregs(pid).ctx(pid, "PTRACE_GETREGS")?;
+        Ok(Tracee {
+            pid,
+            stop: Stop::Event,
+            syscall_ip: None,
+            regs,
+            events: Events::default(),
+            scratch: None,
+        })
+    }
+
     pub fn pid(&self) -> i32 {
         self.pid.as_raw()
     }
@@ -360,6 +387,11 @@ impl Tracee {
         };
         self.scratch = Some((addr, len));
         Ok(addr)
+    }
+
+    /// Uses a scratch area another thread of the same address space mapped.
+    pub fn set_scratch(&mut self, scratch: Option<(u64, u64)>) {
+        self.scratch = scratch;
     }
 
     /// The scratch area (address, length), once mapped.
