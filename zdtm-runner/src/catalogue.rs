@@ -12,10 +12,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogueError {
     #[error("running {cmd}: {source}")]
-    Spawn {
-        cmd: String,
-        source: std::io::Error,
-    },
+    Spawn { cmd: String, source: std::io::Error },
     #[error("{cmd} exited with {status}: {stderr}")]
     Failed {
         cmd: String,
@@ -250,8 +247,8 @@ mod tests {
         assert_eq!(v[1].feature.as_deref(), Some("userfaultfd"));
         assert_eq!(v[1].timeout, 30);
         assert_eq!(v[1].kind, TestKind::Catalogue);
-        let f = parse_features(r#"{"userfaultfd":{"present":false,"reason":"no syscall"}}"#)
-            .unwrap();
+        let f =
+            parse_features(r#"{"userfaultfd":{"present":false,"reason":"no syscall"}}"#).unwrap();
         assert!(!f["userfaultfd"].present);
     }
 

@@ -78,8 +78,8 @@ impl KnownFailures {
             source,
         })?;
         for e in &f.xfail {
-            let ok = e.flavor.trim() == "*"
-                || e.flavor.split(',').all(|p| Flavor::parse(p).is_some());
+            let ok =
+                e.flavor.trim() == "*" || e.flavor.split(',').all(|p| Flavor::parse(p).is_some());
             if !ok {
                 return Err(KnownError::Flavor {
                     path: path.to_path_buf(),

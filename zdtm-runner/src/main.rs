@@ -91,10 +91,13 @@ struct Cli {
 enum Internal {
     /// (internal) set up the namespaces of the ns/uns flavors
     #[command(name = "__ns-helper", hide = true)]
-    NsHelper(NsArgs),
+    Helper(NsArgs),
     /// (internal) pid 1 of the ns/uns flavors
     #[command(name = "__ns-init", hide = true)]
-    NsInit(NsArgs),
+    Init(NsArgs),
+    /// (internal) exec the test inside the ns/uns flavors
+    #[command(name = "__ns-exec", hide = true)]
+    Exec(NsArgs),
 }
 
 fn sibling(name: &str) -> Result<PathBuf> {
@@ -112,8 +115,9 @@ fn absolute(p: &Path) -> Result<PathBuf> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.internal {
-        Some(Internal::NsHelper(a)) => return ExitCode::from(nsinit::helper_main(&a) as u8),
-        Some(Internal::NsInit(a)) => return ExitCode::from(nsinit::init_main(&a) as u8),
+        Some(Internal::Helper(a)) => return ExitCode::from(nsinit::helper_main(&a) as u8),
+        Some(Internal::Init(a)) => return ExitCode::from(nsinit::init_main(&a) as u8),
+        Some(Internal::Exec(a)) => return ExitCode::from(nsinit::exec_main(&a) as u8),
         None => {}
     }
     match real_main(cli) {
@@ -147,7 +151,10 @@ fn real_main(cli: Cli) -> Result<bool> {
             None => sibling("criu")?,
         };
         if !c.exists() {
-            bail!("criu binary {} not found (build it, or give --criu-bin / --nocr)", c.display());
+            bail!(
+                "criu binary {} not found (build it, or give --criu-bin / --nocr)",
+                c.display()
+            );
         }
         Some(c)
     };
@@ -196,14 +203,16 @@ fn real_main(cli: Cli) -> Result<bool> {
     }
     let known = KnownFailures::load(&cli.known_failures)?;
     let out_dir = absolute(&cli.out_dir)?;
-    std::fs::create_dir_all(&out_dir)
-        .with_context(|| format!("creating {}", out_dir.display()))?;
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
 
     let reaper = Reaper::start().context("becoming a child subreaper")?;
     let mode = if criu.is_none() {
         "--nocr (no criu)".to_string()
     } else if cli.norst {
-        format!("dump --leave-running, no restore, {} iteration(s)", cli.iters)
+        format!(
+            "dump --leave-running, no restore, {} iteration(s)",
+            cli.iters
+        )
     } else {
         format!("dump+restore, {} iteration(s)", cli.iters)
     };
@@ -234,14 +243,8 @@ fn real_main(cli: Cli) -> Result<bool> {
                 .unwrap_or_default()
         );
     };
-    let (results, stopped) = zdtm_runner::run_jobs(
-        &cfg,
-        &reaper,
-        jobs,
-        cli.parallel,
-        cli.keep_going,
-        &progress,
-    );
+    let (results, stopped) =
+        zdtm_runner::run_jobs(&cfg, &reaper, jobs, cli.parallel, cli.keep_going, &progress);
     let report = Report {
         mode,
         criu: criu.map(|c| c.display().to_string()),
@@ -259,7 +262,11 @@ fn real_main(cli: Cli) -> Result<bool> {
         t.skip,
         t.xfail,
         t.xpass,
-        if stopped { " (stopped at the first failure)" } else { "" },
+        if stopped {
+            " (stopped at the first failure)"
+        } else {
+            ""
+        },
         out_dir.join("report.md").display()
     );
     Ok(!report.failed())

@@ -226,20 +226,15 @@ pub fn init_main(a: &NsArgs) -> i32 {
     if let Err(e) = sigs.thread_block() {
         return setup_fail("blocking SIGTERM/SIGCHLD", e);
     }
-    let Some((prog, args)) = a.cmd.split_first() else {
-        return setup_fail("starting the test", "no command");
+    let prog = a.cmd.first().cloned().unwrap_or_default();
+    // The test must not inherit our blocked signals: start it through
+    // `__ns-exec`, which clears the mask and execs it.
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => return setup_fail("finding the runner binary", e),
     };
-    let mut cmd = Command::new(prog);
-    cmd.args(args).stdin(Stdio::null());
-    if let Some(c) = &a.cwd {
-        cmd.current_dir(c);
-    }
-    if let Some(g) = a.gid {
-        cmd.gid(g);
-    }
-    if let Some(u) = a.uid {
-        cmd.uid(u);
-    }
+    let mut cmd = Command::new(exe);
+    cmd.arg("__ns-exec").args(a.to_args()).stdin(Stdio::null());
     let starter = match cmd.spawn() {
         Ok(c) => c.id() as i32,
         Err(e) => {
@@ -321,4 +316,32 @@ pub fn init_main(a: &NsArgs) -> i32 {
             }
         }
     }
+}
+
+/// Body of `__ns-exec`: clear the signal mask inherited from the init and
+/// become the test program (as the test uid/gid, in its directory).
+/// Returns only on failure.
+pub fn exec_main(a: &NsArgs) -> i32 {
+    if let Err(e) = SigSet::empty().thread_set_mask() {
+        eprintln!("ns-exec: clearing the signal mask: {e}");
+        return 1;
+    }
+    let Some((prog, args)) = a.cmd.split_first() else {
+        eprintln!("ns-exec: no command");
+        return 1;
+    };
+    let mut cmd = Command::new(prog);
+    cmd.args(args);
+    if let Some(c) = &a.cwd {
+        cmd.current_dir(c);
+    }
+    if let Some(g) = a.gid {
+        cmd.gid(g);
+    }
+    if let Some(u) = a.uid {
+        cmd.uid(u);
+    }
+    let e = cmd.exec();
+    eprintln!("ns-exec: executing {prog}: {e}");
+    1
 }

@@ -163,6 +163,6 @@ mod tests {
             start: me.start + 1,
         };
         assert!(!fake.alive());
-        assert_eq!(ns_pid(me.pid).is_some(), true);
+        assert!(ns_pid(me.pid).is_some());
     }
 }

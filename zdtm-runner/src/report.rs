@@ -358,14 +358,24 @@ pub fn path_safe(name: &str) -> String {
 mod tests {
     use super::*;
 
-    fn r(test: &str, flavor: Flavor, outcome: Outcome, reason: Option<&str>, secs: f64) -> TestResult {
+    fn r(
+        test: &str,
+        flavor: Flavor,
+        outcome: Outcome,
+        reason: Option<&str>,
+        secs: f64,
+    ) -> TestResult {
         TestResult {
             test: test.into(),
             family: test.split('/').next().unwrap_or("").into(),
             flavor,
             outcome,
             reason: reason.map(String::from),
-            issue: if outcome == Outcome::Xfail { Some(4) } else { None },
+            issue: if outcome == Outcome::Xfail {
+                Some(4)
+            } else {
+                None
+            },
             seconds: secs,
             artifacts: if matches!(outcome, Outcome::Fail | Outcome::Xfail) {
                 Some(PathBuf::from(format!(
@@ -385,12 +395,42 @@ mod tests {
             criu: Some("target/release/criu".into()),
             stopped_early: false,
             results: vec![
-                r("memory/sparse", Flavor::Ns, Outcome::Xfail, Some("criu cannot dump yet"), 1.25),
+                r(
+                    "memory/sparse",
+                    Flavor::Ns,
+                    Outcome::Xfail,
+                    Some("criu cannot dump yet"),
+                    1.25,
+                ),
                 r("memory/anon", Flavor::H, Outcome::Pass, None, 0.5),
-                r("files/pipe", Flavor::H, Outcome::Fail, Some("criu dump failed (exit 1) | see dump.log"), 2.0),
-                r("files/pipe", Flavor::Uns, Outcome::Skip, Some("user namespace: EPERM"), 0.0),
-                r("uffd/lazy", Flavor::H, Outcome::Skip, Some("feature userfaultfd absent: no syscall"), 0.0),
-                r("timers/posix", Flavor::H, Outcome::Xpass, Some("criu cannot dump yet"), 3.0),
+                r(
+                    "files/pipe",
+                    Flavor::H,
+                    Outcome::Fail,
+                    Some("criu dump failed (exit 1) | see dump.log"),
+                    2.0,
+                ),
+                r(
+                    "files/pipe",
+                    Flavor::Uns,
+                    Outcome::Skip,
+                    Some("user namespace: EPERM"),
+                    0.0,
+                ),
+                r(
+                    "uffd/lazy",
+                    Flavor::H,
+                    Outcome::Skip,
+                    Some("feature userfaultfd absent: no syscall"),
+                    0.0,
+                ),
+                r(
+                    "timers/posix",
+                    Flavor::H,
+                    Outcome::Xpass,
+                    Some("criu cannot dump yet"),
+                    3.0,
+                ),
             ],
         }
     }

@@ -239,8 +239,14 @@ impl Ctx<'_> {
                 .ok_or_else(|| Verdict::Fail(format!("test pid {pid} is not running")));
         }
 
-        // ns / uns
-        let outer = self.work.join("ns-init.pid");
+        // ns / uns: the init (root of the namespaces, host uid UNS_BASE in
+        // uns) writes its pidfile into a directory it owns.
+        let nsdir = self.work.join("ns");
+        let root_id = host_id(self.job.flavor, 0);
+        std::fs::create_dir(&nsdir)
+            .and_then(|_| std::os::unix::fs::chown(&nsdir, Some(root_id), Some(root_id)))
+            .map_err(|e| Verdict::Fail(format!("preparing {}: {e}", nsdir.display())))?;
+        let outer = nsdir.join("init.pid");
         let args = NsArgs {
             flavor: self.job.flavor.as_str().into(),
             inner_pidfile,
@@ -432,16 +438,20 @@ impl Ctx<'_> {
                     Ok(()) => {}
                 }
                 if !self.cfg.norst {
-                    let left = wait_all_gone(&procs, Duration::from_secs(10));
-                    if !left.is_empty() {
+                    // criu kills the dumped tree; the PIDs must be free before
+                    // restore. If they are not, restore will say so (EEXIST);
+                    // keep the fact for the failure message.
+                    let left = wait_all_gone(&procs, Duration::from_secs(2));
+                    let note = if left.is_empty() {
+                        String::new()
+                    } else {
                         let l: Vec<String> = left.iter().map(|p| p.pid.to_string()).collect();
-                        fail!(
-                            "iteration {i}: dumped tasks still exist after dump: {}",
-                            l.join(",")
-                        );
+                        format!(" (dumped tasks still existed after dump: {})", l.join(","))
+                    };
+                    if left.is_empty() {
+                        let _ = self.reaper.try_take(root.pid);
+                        live.root = None;
                     }
-                    let _ = self.reaper.try_take(root.pid);
-                    live.root = None;
                     let rpid = img.join("restore.pid");
                     let mut args: Vec<String> = vec![
                         "-D".into(),
@@ -457,9 +467,11 @@ impl Ctx<'_> {
                     let res = self.run_criu("restore", &args, &img);
                     // whatever got restored is ours to clean up
                     let restored = read_pid(&rpid).and_then(ProcId::of);
-                    live.root = restored;
+                    if restored.is_some() {
+                        live.root = restored;
+                    }
                     if let Err(e) = res {
-                        fail!("iteration {i}: {e}");
+                        fail!("iteration {i}: {e}{note}");
                     }
                     let Some(r) = restored else {
                         fail!(
@@ -523,21 +535,33 @@ impl Ctx<'_> {
                 .collect();
             kill_set(&left);
             wait_all_gone(&left, Duration::from_secs(5));
-            fail!("leftover processes after the test exited: {}", names.join(", "));
+            fail!(
+                "leftover processes after the test exited: {}",
+                names.join(", ")
+            );
         }
         let out = std::fs::read_to_string(tdir.join("out")).unwrap_or_default();
-        let first = out.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+        let first = out
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim();
         if let Some(Exit::Signal(_)) = exit {
             let e = exit.map(|e| e.to_string()).unwrap_or_default();
             fail!("test {e}; outfile: {first:?}");
         }
         if first.starts_with("PASS") {
             match exit {
-                Some(Exit::Code(c)) if c != 0 => fail!("outfile says PASS but the test exited with {c}"),
+                Some(Exit::Code(c)) if c != 0 => {
+                    fail!("outfile says PASS but the test exited with {c}")
+                }
                 _ => Verdict::Pass,
             }
         } else if first.is_empty() {
-            fail!("no result in the outfile ({})", tail(&self.work.join("test.log"), 2))
+            fail!(
+                "no result in the outfile ({})",
+                tail(&self.work.join("test.log"), 2)
+            )
         } else {
             let mut s = first.to_string();
             s.truncate(400);

@@ -240,15 +240,16 @@ mod tests {
             ]
         );
         // same layout, other inode for the memfd, split differently: equal
-        let other = MAPS
-            .replace("00:01 77", "00:01 99")
-            .replace(
-                "7f0000000000-7f0000001000 rw-p 00000000 00:00 0\n7f0000001000-7f0000003000",
-                "7f0000000000-7f0000002000 rw-p 00000000 00:00 0\n7f0000002000-7f0000003000",
-            );
+        let other = MAPS.replace("00:01 77", "00:01 99").replace(
+            "7f0000000000-7f0000001000 rw-p 00000000 00:00 0\n7f0000001000-7f0000003000",
+            "7f0000000000-7f0000002000 rw-p 00000000 00:00 0\n7f0000002000-7f0000003000",
+        );
         assert_eq!(normalize_maps(&other), n);
         // a protection change is a difference
-        let changed = MAPS.replace("7f0000001000-7f0000003000 rw-p", "7f0000001000-7f0000003000 r--p");
+        let changed = MAPS.replace(
+            "7f0000001000-7f0000003000 rw-p",
+            "7f0000001000-7f0000003000 r--p",
+        );
         assert_ne!(normalize_maps(&changed), n);
     }
 
@@ -259,7 +260,10 @@ mod tests {
             ProcSnapshot {
                 comm: "t".into(),
                 maps: normalize_maps(maps),
-                fds: fds.iter().map(|(n, t)| (*n, normalize_fd_target(t))).collect(),
+                fds: fds
+                    .iter()
+                    .map(|(n, t)| (*n, normalize_fd_target(t)))
+                    .collect(),
             },
         );
         TreeSnapshot {
@@ -275,14 +279,23 @@ mod tests {
         assert!(compare(&a, &b).is_empty());
         let c = snap(MAPS, &[(0, "/dev/null"), (3, "socket:[1]"), (4, "/tmp/x")]);
         let d = compare(&a, &c);
-        assert_eq!(d, ["pid 1: fd 3 was pipe, now socket", "pid 1: fd 4 (/tmp/x) appeared"]);
+        assert_eq!(
+            d,
+            [
+                "pid 1: fd 3 was pipe, now socket",
+                "pid 1: fd 4 (/tmp/x) appeared"
+            ]
+        );
         let short = MAPS.lines().take(3).collect::<Vec<_>>().join("\n");
         let e = snap(&short, &[(0, "/dev/null"), (3, "pipe:[1]")]);
         let d = compare(&a, &e);
         // the anon area shrank (lost + appeared), memfd and stack lost
         assert_eq!(d.len(), 4);
         assert!(d[0].starts_with("pid 1: mapping lost: 7f0000000000-7f0000003000"));
-        assert_eq!(d[3], "pid 1: mapping appeared: 7f0000000000-7f0000001000 rw-p");
+        assert_eq!(
+            d[3],
+            "pid 1: mapping appeared: 7f0000000000-7f0000001000 rw-p"
+        );
         let mut f = a.clone();
         f.procs.insert(2, f.procs[&1].clone());
         assert_eq!(compare(&a, &f), ["pid 2 (t) is new"]);
@@ -292,7 +305,10 @@ mod tests {
     fn fd_targets() {
         assert_eq!(normalize_fd_target("pipe:[123]"), "pipe");
         assert_eq!(normalize_fd_target("socket:[9]"), "socket");
-        assert_eq!(normalize_fd_target("anon_inode:[eventfd]"), "anon_inode:[eventfd]");
+        assert_eq!(
+            normalize_fd_target("anon_inode:[eventfd]"),
+            "anon_inode:[eventfd]"
+        );
         assert_eq!(normalize_fd_target("/tmp/a (deleted)"), "/tmp/a (deleted)");
     }
 
@@ -300,7 +316,10 @@ mod tests {
     fn mountinfo() {
         let t = "22 1 0:21 / /proc rw,nosuid shared:5 - proc proc rw\n\
                  25 22 0:22 / /sys rw - sysfs sysfs rw\n";
-        assert_eq!(normalize_mountinfo(t), ["/proc / proc proc", "/sys / sysfs sysfs"]);
+        assert_eq!(
+            normalize_mountinfo(t),
+            ["/proc / proc proc", "/sys / sysfs sysfs"]
+        );
     }
 
     #[test]
