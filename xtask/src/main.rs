@@ -28,7 +28,7 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// What CI runs: fmt --check, clippy -D warnings, tests, zdtm --all --keep-going.
+    /// What CI runs: fmt --check, clippy -D warnings, tests, zdtm --all --keep-going -p 2.
     Ci,
     /// Benchmarks (not built yet).
     Bench {
@@ -108,7 +108,16 @@ fn ci(sh: &Shell) -> Result<()> {
         .run()
         .context("clippy")?;
     test(sh, &[])?;
-    zdtm(sh, &["--all".into(), "--keep-going".into()])
+    // two cores: two tests at a time (tests flagged excl still run alone)
+    zdtm(
+        sh,
+        &[
+            "--all".into(),
+            "--keep-going".into(),
+            "--parallel".into(),
+            "2".into(),
+        ],
+    )
 }
 
 fn run() -> Result<()> {

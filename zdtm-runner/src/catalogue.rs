@@ -11,24 +11,18 @@ use serde::{Deserialize, Serialize};
 /// Errors while loading the catalogue.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogueError {
-    #[error("running {cmd}: {source}")]
-    Spawn { cmd: String, source: std::io::Error },
+    #[error("running {cmd}: {err}")]
+    Spawn { cmd: String, err: std::io::Error },
     #[error("{cmd} exited with {status}: {stderr}")]
     Failed {
         cmd: String,
         status: std::process::ExitStatus,
         stderr: String,
     },
-    #[error("parsing the output of {cmd}: {source}")]
-    Parse {
-        cmd: String,
-        source: serde_json::Error,
-    },
-    #[error("reading external tests from {path}: {source}")]
-    External {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("parsing the output of {cmd}: {err}")]
+    Parse { cmd: String, err: serde_json::Error },
+    #[error("reading external tests from {path}: {err}")]
+    External { path: PathBuf, err: std::io::Error },
     #[error("external test path {0} is neither an executable nor a directory of executables")]
     NoExternal(PathBuf),
 }
@@ -129,9 +123,9 @@ fn run_json(bin: &Path, args: &[&str]) -> Result<String, CatalogueError> {
     let out = Command::new(bin)
         .args(args)
         .output()
-        .map_err(|source| CatalogueError::Spawn {
+        .map_err(|err| CatalogueError::Spawn {
             cmd: cmd.clone(),
-            source,
+            err,
         })?;
     if !out.status.success() {
         return Err(CatalogueError::Failed {
@@ -156,18 +150,18 @@ pub fn parse_features(json: &str) -> Result<Features, serde_json::Error> {
 /// Ask the catalogue binary for its tests.
 pub fn load_catalogue(zdtm_bin: &Path) -> Result<Vec<TestDesc>, CatalogueError> {
     let out = run_json(zdtm_bin, &["list", "--json"])?;
-    parse_list(&out).map_err(|source| CatalogueError::Parse {
+    parse_list(&out).map_err(|err| CatalogueError::Parse {
         cmd: format!("{} list --json", zdtm_bin.display()),
-        source,
+        err,
     })
 }
 
 /// Ask the catalogue binary which kernel features are present.
 pub fn load_features(zdtm_bin: &Path) -> Result<Features, CatalogueError> {
     let out = run_json(zdtm_bin, &["features"])?;
-    parse_features(&out).map_err(|source| CatalogueError::Parse {
+    parse_features(&out).map_err(|err| CatalogueError::Parse {
         cmd: format!("{} features", zdtm_bin.display()),
-        source,
+        err,
     })
 }
 
@@ -200,20 +194,20 @@ fn external_desc(path: &Path) -> TestDesc {
 /// External tests: `path` itself when it is an executable, or every
 /// executable file directly inside it when it is a directory.
 pub fn load_external(path: &Path) -> Result<Vec<TestDesc>, CatalogueError> {
-    let abs = std::path::absolute(path).map_err(|source| CatalogueError::External {
+    let abs = std::path::absolute(path).map_err(|err| CatalogueError::External {
         path: path.to_path_buf(),
-        source,
+        err,
     })?;
     if abs.is_dir() {
-        let rd = std::fs::read_dir(&abs).map_err(|source| CatalogueError::External {
+        let rd = std::fs::read_dir(&abs).map_err(|err| CatalogueError::External {
             path: abs.clone(),
-            source,
+            err,
         })?;
         let mut v = Vec::new();
         for e in rd {
-            let e = e.map_err(|source| CatalogueError::External {
+            let e = e.map_err(|err| CatalogueError::External {
                 path: abs.clone(),
-                source,
+                err,
             })?;
             let p = e.path();
             if is_executable_file(&p) {

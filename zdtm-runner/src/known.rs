@@ -10,16 +10,10 @@ use crate::glob::glob_match;
 /// Errors loading the list.
 #[derive(Debug, thiserror::Error)]
 pub enum KnownError {
-    #[error("reading known failures {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("parsing known failures {path}: {source}")]
-    Parse {
-        path: PathBuf,
-        source: toml::de::Error,
-    },
+    #[error("reading known failures {path}: {err}")]
+    Read { path: PathBuf, err: std::io::Error },
+    #[error("parsing known failures {path}: {err}")]
+    Parse { path: PathBuf, err: toml::de::Error },
     #[error("known failures {path}: entry for {test:?}: bad flavor {flavor:?}")]
     Flavor {
         path: PathBuf,
@@ -73,9 +67,9 @@ pub struct KnownFailures {
 impl KnownFailures {
     /// Parse the TOML text; `path` is only used in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, KnownError> {
-        let f: File = toml::from_str(text).map_err(|source| KnownError::Parse {
+        let f: File = toml::from_str(text).map_err(|err| KnownError::Parse {
             path: path.to_path_buf(),
-            source,
+            err,
         })?;
         for e in &f.xfail {
             let ok =
@@ -96,9 +90,9 @@ impl KnownFailures {
         match std::fs::read_to_string(path) {
             Ok(t) => Self::parse(&t, path),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(source) => Err(KnownError::Read {
+            Err(err) => Err(KnownError::Read {
                 path: path.to_path_buf(),
-                source,
+                err,
             }),
         }
     }

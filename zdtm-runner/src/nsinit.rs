@@ -202,6 +202,11 @@ pub fn init_main(a: &NsArgs) -> i32 {
     let Some(host_pid) = own_host_pid() else {
         return setup_fail("reading /proc/self", "no host pid");
     };
+    // Own session and process group, so the dumped tree does not share
+    // them with the runner (criu would call it a shell job).
+    if let Err(e) = nix::unistd::setsid() {
+        return setup_fail("setsid", e);
+    }
     if let Err(e) = mount(
         None::<&str>,
         "/",
