@@ -130,7 +130,28 @@ fn main() -> ExitCode {
     }
 }
 
+/// Marks every fd this runner inherited (beyond stdio) close-on-exec, so
+/// that tests start with exactly the fds they open themselves: a stray
+/// inherited pipe would otherwise be part of every dumped tree.
+fn close_inherited_fds_on_exec() {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: the fd is only borrowed for the fcntl call; an fd that
+        // was the read_dir handle and is gone by now just fails.
+        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let _ = nix::fcntl::fcntl(borrowed, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+    }
+}
+
 fn real_main(cli: Cli) -> Result<bool> {
+    close_inherited_fds_on_exec();
     let (uid, gid) = cli
         .ids
         .split_once(':')
