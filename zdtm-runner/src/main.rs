@@ -146,7 +146,10 @@ fn close_inherited_fds_on_exec() {
         // SAFETY: the fd is only borrowed for the fcntl call; an fd that
         // was the read_dir handle and is gone by now just fails.
         let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-        let _ = nix::fcntl::fcntl(borrowed, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+        let _ = nix::fcntl::fcntl(
+            borrowed,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        );
     }
 }
 

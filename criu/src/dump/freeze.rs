@@ -19,6 +19,8 @@ pub(super) struct Proc {
     /// Parent inside the tree, 0 for the root.
     pub ppid: i32,
     pub threads: Vec<Thread>,
+    /// Stopped by a job-control signal when found (it stays so).
+    pub stopped: bool,
 }
 
 /// The frozen tree, parents before children.
@@ -55,12 +57,12 @@ fn children(pid: i32) -> Result<Vec<i32>> {
     Ok(out)
 }
 
-fn is_zombie(pid: i32) -> Result<bool> {
+fn state(pid: i32) -> Result<Option<proc::ProcState>> {
     let status = proc::read_status(pid).map_err(|_| Error::Task {
         pid,
         what: "no such process".into(),
     })?;
-    Ok(status.state == Some(proc::ProcState::Zombie))
+    Ok(status.state)
 }
 
 fn seize_thread(pid: i32, tid: i32) -> Result<Thread> {
@@ -114,7 +116,8 @@ impl Tree {
             if self.known(pid) {
                 continue;
             }
-            let zombie = is_zombie(pid)?;
+            let state = state(pid)?;
+            let zombie = state == Some(proc::ProcState::Zombie);
             if zombie && pid == root {
                 return Err(Error::Task {
                     pid,
@@ -125,6 +128,7 @@ impl Tree {
                 pid,
                 ppid,
                 threads: Vec::new(),
+                stopped: state == Some(proc::ProcState::Stopped),
             });
             if zombie {
                 continue;

@@ -68,13 +68,13 @@ pub fn dump(opts: &DumpOpts) -> Result<()> {
         let mut ids = IdGen::default();
         let mut pstree = Vec::with_capacity(tree.procs.len());
         let mut root_ids = None;
-        let mut pages_id = 0;
+        let mut shared = objects::shmem::Dumped::default();
+        let mut pages_ids = IdGen::default();
         for p in tree.procs.iter_mut() {
             let (entry, kobj) = if p.threads.is_empty() {
                 task::dump_zombie(p, dir)?
             } else {
-                pages_id += 1;
-                task::dump_process(p, dir, &mut files, &mut ids, pages_id)?
+                task::dump_process(p, dir, &mut files, &mut ids, &mut shared, &mut pages_ids)?
             };
             if let Some(k) = kobj {
                 root_ids.get_or_insert(k);

@@ -7,7 +7,7 @@ use std::path::Path;
 use super::freeze::{Proc, Thread};
 use super::{Error, Result};
 use crate::image::{self, magic, pb};
-use crate::objects::{self, files::FileTable, mm, IdGen};
+use crate::objects::{self, files::FileTable, mm, shmem, IdGen};
 use crate::proc::{self, MapName};
 use crate::remote::Tracee;
 use crate::sys;
@@ -25,6 +25,7 @@ const PR_GET_THP_DISABLE: u64 = 42;
 /// `task_state` values of the image format.
 const TASK_ALIVE: u32 = 1;
 const TASK_DEAD: u32 = 2;
+const TASK_STOPPED: u32 = 3;
 
 fn scratch_u64(t: &Tracee, off: u64) -> Result<u64> {
     let mut b = [0u8; 8];
@@ -178,7 +179,8 @@ pub(super) fn dump_process(
     dir: &Path,
     files: &mut FileTable,
     ids: &mut IdGen,
-    pages_id: u32,
+    shared: &mut shmem::Dumped,
+    pages_ids: &mut IdGen,
 ) -> Result<(pb::PstreeEntry, Option<pb::TaskKobjIdsEntry>)> {
     let pid = p.pid;
     let (process, threads_inside) = ask_inside(p)?;
@@ -187,7 +189,8 @@ pub(super) fn dump_process(
         pid,
         dir,
         files,
-        pages_id,
+        shared,
+        pages_ids,
         &mm::MmExtra {
             brk: process.brk,
             dumpable: process.dumpable,
@@ -233,7 +236,7 @@ pub(super) fn dump_process(
             // the leader's own.
             tcore.blk_sigset = None;
             pb::TaskCoreEntry {
-                task_state: TASK_ALIVE,
+                task_state: if p.stopped { TASK_STOPPED } else { TASK_ALIVE },
                 exit_code: 0,
                 personality: process.personality,
                 flags: stat.flags,

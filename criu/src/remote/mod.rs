@@ -291,6 +291,7 @@ impl Tracee {
         r.rip = ip;
         ptrace::setregs(self.pid, r).ctx(self.pid, "PTRACE_SETREGS")?;
         let mut entered = false;
+        let mut retraps = 0;
         ptrace::syscall(self.pid, None).ctx(self.pid, "PTRACE_SYSCALL")?;
         loop {
             match wait_stop(self.pid)? {
@@ -299,6 +300,13 @@ impl Tracee {
                     ptrace::syscall(self.pid, None).ctx(self.pid, "PTRACE_SYSCALL")?;
                 }
                 WaitStatus::PtraceSyscall(_) => break,
+                // A task in a job-control stop traps again on its way: go on.
+                WaitStatus::PtraceEvent(_, _, ev)
+                    if ev == libc::PTRACE_EVENT_STOP && retraps < 16 =>
+                {
+                    retraps += 1;
+                    ptrace::syscall(self.pid, None).ctx(self.pid, "PTRACE_SYSCALL")?;
+                }
                 WaitStatus::PtraceEvent(_, _, ev)
                     if ev == libc::PTRACE_EVENT_CLONE
                         || ev == libc::PTRACE_EVENT_FORK

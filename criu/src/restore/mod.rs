@@ -79,6 +79,8 @@ pub enum Outcome {
 
 /// `task_state` of a zombie in the images.
 const TASK_DEAD: u32 = 2;
+/// `task_state` of a task stopped by a job-control signal.
+const TASK_STOPPED: u32 = 3;
 
 /// Everything the images say of one process.
 pub(crate) struct TaskImages {
@@ -118,7 +120,10 @@ fn load_task(dir: &Path, pstree: pb::PstreeEntry) -> Result<TaskImages> {
             leader.mtype
         )));
     }
-    let zombie = leader.tc.as_ref().is_some_and(|tc| tc.task_state == TASK_DEAD);
+    let zombie = leader
+        .tc
+        .as_ref()
+        .is_some_and(|tc| tc.task_state == TASK_DEAD);
     let mut cores = vec![leader];
     if zombie {
         return Ok(TaskImages {
@@ -128,7 +133,11 @@ fn load_task(dir: &Path, pstree: pb::PstreeEntry) -> Result<TaskImages> {
         });
     }
     for &tid in pstree.threads.iter().filter(|&&t| t as i32 != pid) {
-        cores.push(image::read_one(dir, &format!("core-{tid}.img"), magic::CORE)?);
+        cores.push(image::read_one(
+            dir,
+            &format!("core-{tid}.img"),
+            magic::CORE,
+        )?);
     }
     let ids: pb::TaskKobjIdsEntry = image::read_one(dir, &format!("ids-{pid}.img"), magic::IDS)?;
     let live = LiveImages {
@@ -157,7 +166,10 @@ fn check_tree(tasks: &[TaskImages]) -> Result<()> {
         )));
     }
     if root.live.is_none() {
-        return Err(Error::Images(format!("pstree.img: the root {} is a zombie", root.pid())));
+        return Err(Error::Images(format!(
+            "pstree.img: the root {} is a zombie",
+            root.pid()
+        )));
     }
     for (i, t) in tasks.iter().enumerate().skip(1) {
         let parent = tasks[..i].iter().find(|p| p.pstree.pid == t.pstree.ppid);
@@ -179,7 +191,10 @@ fn check_tree(tasks: &[TaskImages]) -> Result<()> {
 ///
 /// `on_running` is told the root's PID once the whole tree runs (for
 /// `--pidfile`), before criu waits for it.
-pub fn restore(opts: &RestoreOpts, on_running: &dyn Fn(i32) -> std::io::Result<()>) -> Result<Outcome> {
+pub fn restore(
+    opts: &RestoreOpts,
+    on_running: &dyn Fn(i32) -> std::io::Result<()>,
+) -> Result<Outcome> {
     let dir = &opts.images_dir;
     let inventory: pb::InventoryEntry = image::read_one(dir, "inventory.img", magic::INVENTORY)?;
     if inventory.img_version != 2 {
@@ -218,6 +233,21 @@ pub fn restore(opts: &RestoreOpts, on_running: &dyn Fn(i32) -> std::io::Result<(
         return Err(e);
     }
     debug!(root, "restored tree let go");
+    // Tasks that were stopped stop again, as they were.
+    for t in tasks
+        .iter()
+        .filter(|t| t.tc().is_ok_and(|tc| tc.task_state == TASK_STOPPED))
+    {
+        let sig = t
+            .tc()
+            .ok()
+            .and_then(|tc| tc.stop_signo)
+            .filter(|&s| s != 0)
+            .unwrap_or(libc::SIGSTOP as u32);
+        let sig = nix::sys::signal::Signal::try_from(sig as i32)
+            .unwrap_or(nix::sys::signal::Signal::SIGSTOP);
+        let _ = nix::sys::signal::kill(Pid::from_raw(t.pid()), sig);
+    }
     on_running(root).map_err(|e| Error::Task {
         pid: root,
         what: format!("writing the pid file: {e}"),

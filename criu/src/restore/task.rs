@@ -9,7 +9,7 @@ use tracing::debug;
 use super::tree::{clone_in, Puppets, THREAD_FLAGS};
 use super::{Error, LiveImages, Result, TaskImages};
 use crate::image::pb;
-use crate::objects::{self, files::Opened, mm};
+use crate::objects::{self, files::Opened, mm, shmem};
 use crate::proc;
 use crate::remote::{fdpass, Tracee};
 use crate::sys;
@@ -57,6 +57,7 @@ fn prctl(t: &mut Tracee, op: i32, arg: u64) -> Result<()> {
 }
 
 /// Process-wide state: memory, files, fs, signals, limits, mm fields.
+#[allow(clippy::too_many_arguments)]
 fn restore_process(
     p: &mut Tracee,
     dir: &Path,
@@ -64,6 +65,7 @@ fn restore_process(
     live: &LiveImages,
     files: &[pb::FileEntry],
     opened: &mut Opened,
+    shared: &mut shmem::Made,
     chan: &FdChannel,
 ) -> Result<()> {
     let pid = task.pid();
@@ -82,7 +84,7 @@ fn restore_process(
     p.syscall(libc::SYS_close_range, &[0, rs - 1, 0])?;
     p.syscall(libc::SYS_close_range, &[rs + 1, u64::from(u32::MAX), 0])?;
 
-    mm::restore(p, dir, pid, &live.mm, files, DATA_OFF)?;
+    mm::restore(p, dir, pid, &live.mm, files, shared, DATA_OFF)?;
 
     for fi in &live.fdinfo {
         let file = opened.get(files, fi.id)?;
@@ -156,7 +158,11 @@ fn restore_thread(t: &mut Tracee, pid: i32, core: &pb::CoreEntry) -> Result<()> 
     comm.push(0);
     let a = t.scratch_put(DATA_OFF, &comm)?;
     prctl(t, libc::PR_SET_NAME, a)?;
-    prctl(t, libc::PR_SET_PDEATHSIG, u64::from(th.pdeath_sig.unwrap_or(0)))?;
+    prctl(
+        t,
+        libc::PR_SET_PDEATHSIG,
+        u64::from(th.pdeath_sig.unwrap_or(0)),
+    )?;
     if let Some(creds) = &th.creds {
         objects::creds::restore(t, creds, DATA_OFF).map_err(|e| Error::Task {
             pid,
@@ -193,6 +199,7 @@ pub(super) fn restore_all(
     opened: &mut Opened,
     chan: &FdChannel,
 ) -> Result<()> {
+    let mut shared = shmem::Made::default();
     for task in tasks {
         let Some(live) = &task.live else { continue };
         let pid = task.pid();
@@ -201,7 +208,7 @@ pub(super) fn restore_all(
             pid,
             what: "puppet has no thread".into(),
         })?;
-        restore_process(leader, dir, task, live, files, opened, chan)?;
+        restore_process(leader, dir, task, live, files, opened, &mut shared, chan)?;
 
         // The other threads, born from the leader with their own TIDs.
         for &tid in task.pstree.threads.iter().filter(|&&t| t as i32 != pid) {

@@ -171,12 +171,16 @@ impl Puppets {
             debug!(pid, "puppet made");
         }
         // Process groups, once every would-be leader exists: leaders first.
-        for t in tasks.iter().filter(|t| t.pstree.pgid == t.pstree.pid && t.pstree.sid != t.pstree.pid) {
+        for t in tasks
+            .iter()
+            .filter(|t| t.pstree.pgid == t.pstree.pid && t.pstree.sid != t.pstree.pid)
+        {
             self.get_mut(t.pid())?.threads[0].syscall(libc::SYS_setpgid, &[0, 0])?;
         }
         for t in tasks.iter().filter(|t| t.pstree.pgid != t.pstree.pid) {
             let pid = t.pid();
-            let r = self.get_mut(pid)?.threads[0].syscall_raw(libc::SYS_setpgid, &[0, u64::from(t.pstree.pgid)])?;
+            let r = self.get_mut(pid)?.threads[0]
+                .syscall_raw(libc::SYS_setpgid, &[0, u64::from(t.pstree.pgid)])?;
             if r < 0 {
                 return Err(Error::Task {
                     pid,
@@ -263,7 +267,10 @@ impl Puppets {
         // Everything is our child or re-parented to us (subreaper).
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
-            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG)) {
+            match waitpid(
+                Pid::from_raw(-1),
+                Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG),
+            ) {
                 Err(nix::errno::Errno::ECHILD) => break,
                 Ok(nix::sys::wait::WaitStatus::StillAlive) => {
                     if std::time::Instant::now() > deadline {
