@@ -57,6 +57,24 @@ fn children(pid: i32) -> Result<Vec<i32>> {
     Ok(out)
 }
 
+/// The tree must live in criu's own namespaces: dumping namespaces is not
+/// built yet, and a tree in other ones would be restored wrongly.
+fn check_namespaces(pid: i32) -> Result<()> {
+    for ns in ["pid", "user", "mnt", "net", "ipc", "uts", "cgroup", "time"] {
+        let ours = std::fs::read_link(format!("/proc/self/ns/{ns}")).ok();
+        let theirs = std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).ok();
+        if ours.is_some() && theirs.is_some() && ours != theirs {
+            return Err(Error::Task {
+                pid,
+                what: format!(
+                    "lives in another {ns} namespace than criu; dumping namespaces is not supported yet"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn state(pid: i32) -> Result<Option<proc::ProcState>> {
     let status = proc::read_status(pid).map_err(|_| Error::Task {
         pid,
@@ -111,6 +129,7 @@ impl Tree {
                 what: "no such process".into(),
             });
         }
+        check_namespaces(root)?;
         let mut todo = vec![(root, 0)];
         while let Some((pid, ppid)) = todo.pop() {
             if self.known(pid) {

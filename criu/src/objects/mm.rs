@@ -88,6 +88,9 @@ fn classify(
     if s.vm_flags.contains(VmFlag::GrowsDown) {
         flags |= libc::MAP_GROWSDOWN as u32;
     }
+    if s.vm_flags.contains(VmFlag::Locked) {
+        flags |= libc::MAP_LOCKED as u32;
+    }
     let mut e = pb::VmaEntry {
         start: m.start,
         end: m.end,
@@ -577,7 +580,8 @@ pub fn restore(
         if has_pages {
             prot |= (libc::PROT_READ | libc::PROT_WRITE) as u32;
         }
-        let mut flags = u64::from(v.flags) | libc::MAP_FIXED as u64;
+        // Locked last, once filled.
+        let mut flags = u64::from(v.flags & !(libc::MAP_LOCKED as u32)) | libc::MAP_FIXED as u64;
         let fd = if v.status & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0 {
             let id = u32::try_from(v.shmid).unwrap_or(u32::MAX);
             let oflags = v.fdflags.unwrap_or(libc::O_RDONLY as u32);
@@ -629,6 +633,9 @@ pub fn restore(
             libc::SYS_mprotect,
             &[v.start, v.end - v.start, u64::from(v.prot)],
         )?;
+        if v.flags & libc::MAP_LOCKED as u32 != 0 {
+            p.syscall(libc::SYS_mlock, &[v.start, v.end - v.start])?;
+        }
         let madv = v.madv.unwrap_or(0);
         for bit in 0..64u64 {
             if madv & (1 << bit) != 0 {
