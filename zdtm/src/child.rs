@@ -17,6 +17,10 @@ pub fn fork_child<F: FnOnce() -> anyhow::Result<()>>(f: F) -> anyhow::Result<Chi
     match sys::fork().map_err(|e| anyhow::anyhow!("fork: {e}"))? {
         ForkResult::Parent { child } => Ok(Child { pid: child }),
         ForkResult::Child => {
+            let ready = crate::test::READY_FD.swap(-1, std::sync::atomic::Ordering::SeqCst);
+            if ready >= 0 {
+                let _ = nix::unistd::close(ready);
+            }
             let code = match f() {
                 Ok(()) => 0,
                 Err(e) => {

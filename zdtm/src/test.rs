@@ -31,6 +31,11 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
 /// Set by the SIGTERM handler; a futex word the main thread waits on.
 static TERM: AtomicU32 = AtomicU32::new(0);
 
+/// The test's end of the ready pipe until it is ready (-1 after): children
+/// forked before that close their copy, so that the starter sees the pipe
+/// closed once the test itself closes it.
+pub(crate) static READY_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
 extern "C" fn on_term(_sig: libc::c_int) {
     TERM.store(1, Ordering::SeqCst);
     let _ = sys::futex_wake(&TERM, i32::MAX);
@@ -74,6 +79,7 @@ impl Test {
     /// The state is ready: write the pid file and let the starter exit.
     pub fn daemon(&mut self) -> Result<(), Error> {
         let ready = self.ready.take().ok_or(Error::AlreadyDaemon)?;
+        READY_FD.store(-1, Ordering::SeqCst);
         let pid = std::process::id();
         let tmp = PathBuf::from(format!("{}.tmp{pid}", self.opts.pidfile.display()));
         std::fs::write(&tmp, format!("{pid}\n"))
@@ -182,6 +188,10 @@ fn run_inner(opts: Opts, body: Body) -> Result<i32, Error> {
 }
 
 fn child_main(opts: Opts, ready: OwnedFd, body: Body) -> i32 {
+    {
+        use std::os::fd::AsRawFd;
+        READY_FD.store(ready.as_raw_fd(), Ordering::SeqCst);
+    }
     let t0 = Test {
         opts,
         ready: Some(ready),
