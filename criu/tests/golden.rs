@@ -128,3 +128,48 @@ fn golden_core_has_x86_state() {
     assert_eq!(pstree[0].pid, 20205);
     assert_eq!(pstree[0].threads.len(), 4);
 }
+
+/// Our crit's JSON for every golden image equals upstream crit's, value for
+/// value and character for character; encoding it gives the image back.
+#[test]
+fn golden_json_matches_upstream_crit_and_encodes_back() {
+    use criu::image::json;
+    let mut failures = Vec::new();
+    for (ckpt, path) in golden_images() {
+        let orig = std::fs::read(&path).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let stem = name.strip_suffix(".img").unwrap_or(&name);
+        let jpath = path
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join("json")
+            .join(format!("{stem}.json"));
+        let want_text = std::fs::read_to_string(&jpath).unwrap();
+        let want: serde_json::Value = serde_json::from_str(&want_text).unwrap();
+        let got = json::decode_image(&path, orig.clone(), true).unwrap();
+        if got != want {
+            failures.push(format!(
+                "{ckpt}/{name}: JSON differs:\n{}",
+                json::to_python_json(&got, true)
+            ));
+            continue;
+        }
+        let text = json::to_python_json(&got, true);
+        if text.trim_end() != want_text.trim_end() {
+            failures.push(format!("{ckpt}/{name}: JSON text differs"));
+        }
+        let back = json::encode_image(&path, &want).unwrap();
+        if back != orig {
+            failures.push(format!(
+                "{ckpt}/{name}: encode of the JSON differs from the image"
+            ));
+        }
+        let plain = json::decode_image(&path, orig.clone(), false).unwrap();
+        if json::encode_image(&path, &plain).unwrap() != orig {
+            failures.push(format!("{ckpt}/{name}: encode of the plain JSON differs"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
