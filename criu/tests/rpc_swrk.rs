@@ -336,6 +336,15 @@ fn dump_and_restore_over_rpc_with_notifications_and_wait_pid() {
         ]
     );
     wait_for("the counter to go on", || counter(&out) > at_dump + 5);
+    // criu's end of the RPC socket did not leak into the restored task.
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap() {
+        let target = std::fs::read_link(fd.unwrap().path()).unwrap_or_default();
+        assert!(
+            !target.to_string_lossy().starts_with("socket:"),
+            "restored task holds {}",
+            target.display()
+        );
+    }
 
     // While criu lives the restored root is its child: WAIT_PID reaps it.
     kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
