@@ -11,7 +11,7 @@
 //! | 3 | [`remote`]: a seized task, its registers, memory and remote syscalls |
 //! | 4 | [`objects`]: one module per kind of kernel object, dump and restore |
 //! | 5 | [`dump`], [`restore`]: orchestration |
-//! | 6 | [`cli`]: the CRIU-compatible command line |
+//! | 6 | [`cli`]: the CRIU-compatible command line; [`rpc`]: `swrk` and `service` |
 #![deny(unsafe_code)]
 
 pub mod cli;
@@ -21,4 +21,5 @@ pub mod objects;
 pub mod proc;
 pub mod remote;
 pub mod restore;
+pub mod rpc;
 pub mod sys;

@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use criu::image::explore::{self, Explorer};
 use criu::image::json;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -45,6 +46,13 @@ enum Cmd {
     Info {
         /// image file
         input: PathBuf,
+    },
+    /// explore an images directory: ps, fds, mems or rss
+    X {
+        /// images directory
+        dir: PathBuf,
+        /// what to show: ps, fds, mems, rss
+        what: Explorer,
     },
 }
 
@@ -113,6 +121,11 @@ fn main() -> Result<()> {
             let v = json::info(&input, bytes)?;
             println!("{}", json::to_python_json(&v, true));
             Ok(())
+        }
+        Cmd::X { dir, what } => {
+            let mut out = std::io::stdout().lock();
+            explore::explore(&dir, what, &mut out)
+                .with_context(|| format!("crit x {} {what:?}", dir.display()))
         }
     }
 }

@@ -71,6 +71,32 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Check that the kernel has what criu needs.
     Check(CheckArgs),
+    /// Serve CRIU RPC requests on the inherited socket FD (one end of a
+    /// SOCK_SEQPACKET socketpair) until the client closes it.
+    Swrk(SwrkArgs),
+    /// Serve CRIU RPC requests on a listening unix socket.
+    Service(ServiceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SwrkArgs {
+    /// The socket's fd number, inherited from the client.
+    #[arg(value_name = "FD")]
+    pub fd: i32,
+}
+
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
+    /// Path of the unix socket to listen on.
+    #[arg(
+        long = "address",
+        value_name = "PATH",
+        default_value = "criu_service.socket"
+    )]
+    pub address: PathBuf,
+    /// Run in the background.
+    #[arg(short = 'd', long = "daemon")]
+    pub daemon: bool,
 }
 
 #[derive(Debug, Args)]
@@ -105,6 +131,8 @@ pub enum Error {
     Dump(#[from] dump::Error),
     #[error(transparent)]
     Restore(#[from] restore::Error),
+    #[error(transparent)]
+    Rpc(#[from] crate::rpc::Error),
     #[error("log file {path}: {source}")]
     Log {
         path: PathBuf,
@@ -266,6 +294,14 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
         Command::Check(a) => {
             setup_log(c)?;
             check::run(a.feature.as_deref())
+        }
+        Command::Swrk(a) => {
+            crate::rpc::swrk(a.fd)?;
+            Ok(0)
+        }
+        Command::Service(a) => {
+            crate::rpc::service(&a.address, a.daemon, c.pidfile.as_deref())?;
+            Ok(0)
         }
     }
 }

@@ -9,6 +9,7 @@
 //! Reading never panics on bad input: a truncated, oversized or garbled image
 //! gives an [`Error`] that names the file and the byte offset.
 
+pub mod explore;
 pub mod json;
 pub mod magic;
 pub mod pages;

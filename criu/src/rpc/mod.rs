@@ -1,0 +1,597 @@
+//! Layer 6: CRIU's RPC protocol, as `criu swrk FD` and `criu service`.
+//!
+//! A client sends one `criu_req` per SOCK_SEQPACKET packet (no length
+//! prefix: the packet is the message) and gets one `criu_resp` back, with
+//! `criu_notify` round trips in between when it asked for notify scripts.
+//! `swrk` serves the socket it inherited as fd FD until the client closes it;
+//! `service` listens on a unix socket and serves each connection in a fresh
+//! `criu swrk` of its own, as upstream forks one worker per connection.
+//!
+//! Directories the client names by fd (`images_dir_fd`, `work_dir_fd`) are
+//! numbers in the client's fd table, reached through
+//! `/proc/<client pid>/fd/<N>`; the client's pid is the socket's peer
+//! credential.
+
+pub mod log;
+pub mod opts;
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::sys::socket::{self, sockopt, MsgFlags};
+use prost::Message;
+use tracing::{debug, error, info, warn};
+
+use crate::cli::{self, CRIU_VERSION};
+use crate::{dump, restore, sys};
+use opts::Action;
+
+/// The RPC messages, generated from our own `proto/rpc.proto`.
+#[allow(clippy::all, missing_docs)]
+pub mod pb {
+    include!(concat!(env!("OUT_DIR"), "/criu.rpc.rs"));
+}
+
+use pb::{CriuNotify, CriuOpts, CriuReq, CriuReqType, CriuResp};
+
+/// Errors of the RPC layer: the socket itself failed, so no answer can be
+/// given. Failures of a request are answered to the client instead
+/// (`success = false`, `cr_errmsg`).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("rpc socket fd {fd}: {what}: {source}")]
+    Socket {
+        fd: RawFd,
+        what: &'static str,
+        #[source]
+        source: Errno,
+    },
+    #[error("rpc socket fd {fd}: cannot decode a criu_req of {len} bytes: {source}")]
+    Decode {
+        fd: RawFd,
+        len: usize,
+        #[source]
+        source: prost::DecodeError,
+    },
+    #[error("rpc socket fd {fd}: {what}")]
+    Protocol { fd: RawFd, what: String },
+    #[error("service socket {path}: {what}: {source}")]
+    Service {
+        path: PathBuf,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// The whole chain of an error, as one line for `cr_errmsg`.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = c.source();
+    }
+    s
+}
+
+/// Takes ownership of fd number `raw`, inherited from the parent, as a
+/// close-on-exec duplicate (pidfd_getfd on ourselves), and closes `raw`.
+pub fn adopt_fd(raw: RawFd) -> Result<OwnedFd> {
+    let err = |what, source| Error::Socket {
+        fd: raw,
+        what,
+        source,
+    };
+    let me = sys::pidfd::pidfd_open(std::process::id() as i32)
+        .map_err(|e| err("pidfd_open of criu itself", e))?;
+    let fd = sys::pidfd::pidfd_getfd(&me, raw).map_err(|e| err("taking the inherited fd", e))?;
+    nix::unistd::close(raw).map_err(|e| err("closing the inherited number", e))?;
+    Ok(fd)
+}
+
+fn fail(ty: CriuReqType, msg: impl Into<String>) -> CriuResp {
+    let msg = msg.into();
+    error!("{:?} request failed: {msg}", ty);
+    CriuResp {
+        r#type: ty as i32,
+        success: false,
+        cr_errmsg: Some(msg),
+        ..Default::default()
+    }
+}
+
+fn ok(ty: CriuReqType) -> CriuResp {
+    CriuResp {
+        r#type: ty as i32,
+        success: true,
+        ..Default::default()
+    }
+}
+
+/// One client connection.
+pub struct Conn {
+    sk: OwnedFd,
+    /// The client's pid (socket peer credentials).
+    peer: i32,
+}
+
+impl Conn {
+    pub fn new(sk: OwnedFd) -> Result<Conn> {
+        let cred =
+            socket::getsockopt(&sk, sockopt::PeerCredentials).map_err(|source| Error::Socket {
+                fd: sk.as_raw_fd(),
+                what: "SO_PEERCRED",
+                source,
+            })?;
+        Ok(Conn {
+            sk,
+            peer: cred.pid(),
+        })
+    }
+
+    /// The client's pid.
+    pub fn peer(&self) -> i32 {
+        self.peer
+    }
+
+    fn fd(&self) -> RawFd {
+        self.sk.as_raw_fd()
+    }
+
+    /// The next request, or `None` once the client has closed its end.
+    pub fn recv(&self) -> Result<Option<CriuReq>> {
+        let fd = self.fd();
+        let len = loop {
+            match socket::recv(fd, &mut [], MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC) {
+                Err(Errno::EINTR) => continue,
+                Err(Errno::ECONNRESET) => return Ok(None),
+                Err(source) => {
+                    return Err(Error::Socket {
+                        fd,
+                        what: "peeking at a request",
+                        source,
+                    })
+                }
+                Ok(n) => break n,
+            }
+        };
+        if len == 0 {
+            return Ok(None);
+        }
+        let mut buf = vec![0u8; len];
+        let n = loop {
+            match socket::recv(fd, &mut buf, MsgFlags::empty()) {
+                Err(Errno::EINTR) => continue,
+                Err(source) => {
+                    return Err(Error::Socket {
+                        fd,
+                        what: "reading a request",
+                        source,
+                    })
+                }
+                Ok(n) => break n,
+            }
+        };
+        CriuReq::decode(&buf[..n])
+            .map(Some)
+            .map_err(|source| Error::Decode { fd, len: n, source })
+    }
+
+    /// Sends one response as one packet.
+    pub fn send(&self, resp: &CriuResp) -> Result<()> {
+        let fd = self.fd();
+        let buf = resp.encode_to_vec();
+        loop {
+            match socket::send(fd, &buf, MsgFlags::MSG_NOSIGNAL) {
+                Err(Errno::EINTR) => continue,
+                Err(source) => {
+                    return Err(Error::Socket {
+                        fd,
+                        what: "sending a response",
+                        source,
+                    })
+                }
+                Ok(n) if n != buf.len() => {
+                    return Err(Error::Protocol {
+                        fd,
+                        what: format!("response cut short: {n} of {} bytes sent", buf.len()),
+                    })
+                }
+                Ok(_) => return Ok(()),
+            }
+        }
+    }
+
+    /// Tells the client that `script` is due and waits for its go-ahead.
+    pub fn notify(&self, script: &str, pid: Option<i32>) -> std::result::Result<(), String> {
+        debug!(script, ?pid, "notifying the client");
+        let msg = CriuResp {
+            notify: Some(CriuNotify {
+                script: Some(script.to_string()),
+                pid,
+            }),
+            ..ok(CriuReqType::Notify)
+        };
+        self.send(&msg).map_err(|e| chain(&e))?;
+        match self.recv() {
+            Ok(Some(r)) if r.r#type == CriuReqType::Notify as i32 && r.notify_success() => Ok(()),
+            Ok(Some(_)) => Err(format!(
+                "the client reported failure of notify script {script}"
+            )),
+            Ok(None) => Err(format!(
+                "the client went away during notify script {script}"
+            )),
+            Err(e) => Err(chain(&e)),
+        }
+    }
+
+    /// `/proc/<client>/fd/<fd>`: a directory the client passed by number.
+    fn client_fd_path(&self, fd: i32) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/fd/{fd}", self.peer))
+    }
+
+    /// The images and work directories of a request, checked to be there.
+    fn dirs(&self, o: &CriuOpts) -> std::result::Result<(PathBuf, PathBuf), String> {
+        let images = if o.images_dir_fd >= 0 {
+            self.client_fd_path(o.images_dir_fd)
+        } else if let Some(d) = &o.images_dir {
+            PathBuf::from(d)
+        } else {
+            return Err("neither images_dir_fd nor images_dir was given".into());
+        };
+        match std::fs::metadata(&images) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(format!(
+                    "images dir {} is not a directory",
+                    images.display()
+                ))
+            }
+            Err(e) => return Err(format!("images dir {}: {e}", images.display())),
+        }
+        let work = match o.work_dir_fd {
+            Some(fd) if fd >= 0 => self.client_fd_path(fd),
+            _ => images.clone(),
+        };
+        Ok((images, work))
+    }
+
+    /// Points the log at the request's `log_file` in the work dir.
+    fn setup_log(&self, o: &CriuOpts, work: &Path) -> std::result::Result<(), String> {
+        let name = o.log_file.as_deref().unwrap_or("criu.log");
+        if name.contains('/') {
+            return Err(format!(
+                "log_file {name:?}: no directories are allowed (use work_dir_fd)"
+            ));
+        }
+        let path = work.join(name);
+        log::set(Some(&path), o.log_to_stderr(), o.log_level())
+            .map_err(|e| format!("log file {}: {e}", path.display()))
+    }
+
+    /// Serves requests until the client closes the socket.
+    pub fn serve(&self) -> Result<()> {
+        info!(peer = self.peer, "serving RPC requests");
+        while let Some(req) = self.recv()? {
+            let resp = self.handle(&req);
+            self.send(&resp)?;
+        }
+        debug!("the client closed the RPC socket");
+        Ok(())
+    }
+
+    /// Serves one request and gives its response.
+    pub fn handle(&self, req: &CriuReq) -> CriuResp {
+        let Ok(ty) = CriuReqType::try_from(req.r#type) else {
+            return fail(
+                CriuReqType::Empty,
+                format!("invalid request type {}", req.r#type),
+            );
+        };
+        debug!("request {:?}", ty);
+        match ty {
+            CriuReqType::Version => version(),
+            CriuReqType::Check => self.check(req.opts.as_ref()),
+            CriuReqType::FeatureCheck => feature_check(req),
+            CriuReqType::Dump => self.dump(req.opts.as_ref()),
+            CriuReqType::Restore => self.restore(req.opts.as_ref()),
+            CriuReqType::WaitPid => wait_pid(req.pid),
+            CriuReqType::PreDump
+            | CriuReqType::SinglePreDump
+            | CriuReqType::PageServer
+            | CriuReqType::PageServerChld
+            | CriuReqType::CpuinfoDump
+            | CriuReqType::CpuinfoCheck => fail(
+                ty,
+                format!(
+                    "{} requests are not supported by criu-rs yet",
+                    ty.as_str_name()
+                ),
+            ),
+            CriuReqType::Empty | CriuReqType::Notify => fail(
+                CriuReqType::Empty,
+                format!("invalid request type {}", ty.as_str_name()),
+            ),
+        }
+    }
+
+    fn check(&self, o: Option<&CriuOpts>) -> CriuResp {
+        let ty = CriuReqType::Check;
+        if let Some(o) = o {
+            if o.log_file.is_some() {
+                match self.dirs(o) {
+                    Ok((_, work)) => {
+                        if let Err(e) = self.setup_log(o, &work) {
+                            return fail(ty, e);
+                        }
+                    }
+                    Err(e) => return fail(ty, e),
+                }
+            }
+        }
+        let missing: Vec<String> = cli::check::FEATURES
+            .iter()
+            .filter(|f| f.required)
+            .filter_map(|f| (f.probe)().err().map(|why| format!("{}: {why}", f.name)))
+            .collect();
+        if missing.is_empty() {
+            ok(ty)
+        } else {
+            fail(
+                ty,
+                format!("required kernel features missing: {}", missing.join("; ")),
+            )
+        }
+    }
+
+    /// What dump and restore share: refused options, directories, log.
+    fn prepare<'a>(
+        &self,
+        ty: CriuReqType,
+        o: Option<&'a CriuOpts>,
+        action: Action,
+    ) -> std::result::Result<(&'a CriuOpts, PathBuf), Box<CriuResp>> {
+        let fail = |msg: String| Box::new(fail(ty, msg));
+        let Some(o) = o else {
+            return Err(fail(format!("a {} request needs opts", ty.as_str_name())));
+        };
+        let bad = opts::unsupported(o, action);
+        if !bad.is_empty() {
+            return Err(fail(format!(
+                "criu-rs does not support these {} options yet: {}",
+                ty.as_str_name(),
+                bad.join(", ")
+            )));
+        }
+        let (images, work) = self.dirs(o).map_err(fail)?;
+        self.setup_log(o, &work).map_err(fail)?;
+        Ok((o, images))
+    }
+
+    fn dump(&self, o: Option<&CriuOpts>) -> CriuResp {
+        let ty = CriuReqType::Dump;
+        let (o, images) = match self.prepare(ty, o, Action::Dump) {
+            Ok(p) => p,
+            Err(r) => return *r,
+        };
+        let Some(pid) = o.pid else {
+            return fail(
+                ty,
+                "pid: dumping the requesting process itself is not supported",
+            );
+        };
+        info!(pid, images = %images.display(), "dump requested over RPC");
+        let notify = o.notify_scripts();
+        if notify {
+            if let Err(e) = self.notify("pre-dump", None) {
+                return fail(ty, e);
+            }
+        }
+        let d = dump::DumpOpts {
+            pid,
+            images_dir: images,
+            leave_running: o.leave_running(),
+            shell_job: o.shell_job(),
+        };
+        if let Err(e) = dump::dump(&d) {
+            return fail(ty, chain(&e));
+        }
+        if notify {
+            if let Err(e) = self.notify("post-dump", None) {
+                return fail(ty, e);
+            }
+        }
+        info!("dumping finished successfully");
+        CriuResp {
+            dump: Some(pb::CriuDumpResp {
+                restored: Some(false),
+            }),
+            ..ok(ty)
+        }
+    }
+
+    fn restore(&self, o: Option<&CriuOpts>) -> CriuResp {
+        let ty = CriuReqType::Restore;
+        let (o, images) = match self.prepare(ty, o, Action::Restore) {
+            Ok(p) => p,
+            Err(r) => return *r,
+        };
+        if o.rst_sibling() {
+            // The tree stays criu's child until criu exits, then goes to the
+            // client when it is a child subreaper (as runc is).
+            warn!("rst_sibling: the restored tree is re-parented when criu exits, not at once");
+        }
+        let notify = o.notify_scripts();
+        if notify {
+            if let Err(e) = self.notify("pre-restore", None) {
+                return fail(ty, e);
+            }
+        }
+        let r = restore::RestoreOpts {
+            images_dir: images,
+            detach: true,
+            shell_job: o.shell_job(),
+        };
+        let on_running = |pid: i32| -> std::io::Result<()> {
+            if notify {
+                self.notify("post-restore", Some(pid))
+                    .map_err(std::io::Error::other)?;
+            }
+            Ok(())
+        };
+        match restore::restore(&r, &on_running) {
+            Ok(restore::Outcome::Detached(pid)) => {
+                info!(pid, "restore finished successfully");
+                CriuResp {
+                    restore: Some(pb::CriuRestoreResp { pid }),
+                    ..ok(ty)
+                }
+            }
+            Ok(other) => fail(ty, format!("restore did not detach: {other:?}")),
+            Err(e) => fail(ty, chain(&e)),
+        }
+    }
+}
+
+fn version() -> CriuResp {
+    let mut parts = CRIU_VERSION.split('.').map(|p| p.parse::<i32>().ok());
+    let major = parts.next().flatten().unwrap_or(0);
+    let minor = parts.next().flatten().unwrap_or(0);
+    let sublevel = parts.next().flatten();
+    CriuResp {
+        version: Some(pb::CriuVersion {
+            major_number: major,
+            minor_number: minor,
+            gitid: Some(format!("criu-rs-{}", env!("CARGO_PKG_VERSION"))),
+            sublevel,
+            extra: None,
+            name: None,
+        }),
+        ..ok(CriuReqType::Version)
+    }
+}
+
+/// Every feature answers false: memory tracking (pre-dump), lazy pages and
+/// the pidfd store are not implemented by criu-rs, whatever the kernel has.
+fn feature_check(req: &CriuReq) -> CriuResp {
+    if req.features.is_none() {
+        return fail(CriuReqType::FeatureCheck, "FEATURE_CHECK needs features");
+    }
+    CriuResp {
+        features: Some(pb::CriuFeatures {
+            mem_track: Some(false),
+            lazy_pages: Some(false),
+            pidfd_store: Some(false),
+        }),
+        ..ok(CriuReqType::FeatureCheck)
+    }
+}
+
+/// Waits for a child of criu (a restored root) and gives its wait status
+/// in waitpid(2)'s encoding.
+fn wait_pid(pid: Option<u32>) -> CriuResp {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    let ty = CriuReqType::WaitPid;
+    let Some(pid) = pid else {
+        return fail(ty, "WAIT_PID needs pid");
+    };
+    let p = nix::unistd::Pid::from_raw(pid as i32);
+    loop {
+        let status = match waitpid(p, None) {
+            Err(Errno::EINTR) => continue,
+            Err(e) => {
+                return CriuResp {
+                    cr_errno: Some(e as i32),
+                    ..fail(ty, format!("waiting for pid {pid}: {e}"))
+                }
+            }
+            Ok(WaitStatus::Exited(_, code)) => (code & 0xff) << 8,
+            Ok(WaitStatus::Signaled(_, sig, core)) => sig as i32 | if core { 0x80 } else { 0 },
+            Ok(_) => continue,
+        };
+        return CriuResp {
+            status: Some(status),
+            ..ok(ty)
+        };
+    }
+}
+
+/// `criu swrk FD`: serves the inherited socket FD until the client closes it.
+pub fn swrk(fd: RawFd) -> Result<()> {
+    log::init();
+    let conn = Conn::new(adopt_fd(fd)?)?;
+    conn.serve()
+}
+
+/// `criu service`: listens on `address` and serves each connection in a
+/// `criu swrk` child of its own.
+pub fn service(address: &Path, daemon: bool, pidfile: Option<&Path>) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    log::init();
+    let _ = log::set(None, true, 2);
+    let err = |what, source| Error::Service {
+        path: address.to_path_buf(),
+        what,
+        source,
+    };
+    let sk = socket::socket(
+        socket::AddressFamily::Unix,
+        socket::SockType::SeqPacket,
+        socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| err("socket", e.into()))?;
+    let addr = socket::UnixAddr::new(address).map_err(|e| err("address", e.into()))?;
+    match std::fs::remove_file(address) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err("removing the old socket", e)),
+    }
+    socket::bind(sk.as_raw_fd(), &addr).map_err(|e| err("bind", e.into()))?;
+    std::fs::set_permissions(address, std::fs::Permissions::from_mode(0o666))
+        .map_err(|e| err("chmod 0666", e))?;
+    socket::listen(
+        &sk,
+        socket::Backlog::new(16).map_err(|e| err("backlog", e.into()))?,
+    )
+    .map_err(|e| err("listen", e.into()))?;
+    info!(address = %address.display(), "the service socket is listening");
+    if daemon {
+        nix::unistd::daemon(true, false).map_err(|e| err("daemon", e.into()))?;
+    }
+    if let Some(p) = pidfile {
+        std::fs::write(p, format!("{}\n", std::process::id())).map_err(|e| err("pidfile", e))?;
+    }
+    let exe = std::env::current_exe().map_err(|e| err("finding criu's own binary", e))?;
+    loop {
+        let raw = match socket::accept(sk.as_fd().as_raw_fd()) {
+            Err(Errno::EINTR) | Err(Errno::ECONNABORTED) => continue,
+            Err(e) => return Err(err("accept", e.into())),
+            Ok(fd) => fd,
+        };
+        // accept(2) gives an fd without close-on-exec: the worker inherits
+        // it under the same number.
+        let child = std::process::Command::new(&exe)
+            .arg("swrk")
+            .arg(raw.to_string())
+            .spawn();
+        let _ = nix::unistd::close(raw);
+        match child {
+            Ok(mut c) => {
+                debug!(worker = c.id(), "connection handed to a worker");
+                std::thread::spawn(move || {
+                    let _ = c.wait();
+                });
+            }
+            Err(e) => error!("cannot start a worker: {e}"),
+        }
+    }
+}

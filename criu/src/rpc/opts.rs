@@ -1,0 +1,180 @@
+//! Which `criu_opts` criu-rs honours, and which it must refuse.
+//!
+//! Every field of `criu_opts` is looked at. A field that is absent, or holds
+//! the value that means "do nothing special", is accepted; a field that would
+//! change what criu does in a way criu-rs cannot do yet is refused by name,
+//! never silently ignored.
+
+use super::pb::{CriuCgMode, CriuOpts};
+
+/// The two requests that take options with an effect on the tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Dump,
+    Restore,
+}
+
+fn on(b: Option<bool>) -> bool {
+    b.unwrap_or(false)
+}
+
+/// The names (as in rpc.proto) of the options in `o` that criu-rs cannot
+/// honour for `action`; empty when the request can be served.
+pub fn unsupported(o: &CriuOpts, action: Action) -> Vec<String> {
+    let mut bad: Vec<String> = Vec::new();
+    let mut flag = |name: &str, set: bool| {
+        if set {
+            bad.push(name.to_string());
+        }
+    };
+    // Options with an effect on both dump and restore.
+    flag("ext_unix_sk", on(o.ext_unix_sk));
+    flag("tcp_established", on(o.tcp_established));
+    flag("file_locks", on(o.file_locks));
+    flag("ps (page server)", o.ps.is_some());
+    flag("auto_dedup", on(o.auto_dedup));
+    flag("link_remap", on(o.link_remap));
+    flag("veths", !o.veths.is_empty());
+    flag("force_irmap", on(o.force_irmap));
+    flag("irmap_scan_paths", !o.irmap_scan_paths.is_empty());
+    flag("ext_mnt", !o.ext_mnt.is_empty());
+    flag("auto_ext_mnt", on(o.auto_ext_mnt));
+    flag("ext_sharing", on(o.ext_sharing));
+    flag("ext_masters", on(o.ext_masters));
+    flag("skip_mnt", !o.skip_mnt.is_empty());
+    flag("enable_fs", !o.enable_fs.is_empty());
+    flag("unix_sk_ino", !o.unix_sk_ino.is_empty());
+    flag("external", !o.external.is_empty());
+    flag("join_ns", !o.join_ns.is_empty());
+    flag("manage_cgroups", on(o.manage_cgroups));
+    flag(
+        "manage_cgroups_mode",
+        !matches!(
+            o.manage_cgroups_mode
+                .map(CriuCgMode::try_from)
+                .unwrap_or(Ok(CriuCgMode::Ignore)),
+            Ok(CriuCgMode::Ignore) | Ok(CriuCgMode::CgNone)
+        ),
+    );
+    flag("cg_root", !o.cg_root.is_empty());
+    flag("cgroup_props", o.cgroup_props.is_some());
+    flag("cgroup_props_file", o.cgroup_props_file.is_some());
+    flag(
+        "cgroup_dump_controller",
+        !o.cgroup_dump_controller.is_empty(),
+    );
+    flag("cgroup_yard", o.cgroup_yard.is_some());
+    flag("freeze_cgroup", o.freeze_cgroup.is_some());
+    flag("timeout", o.timeout.unwrap_or(0) != 0);
+    flag("tcp_skip_in_flight", on(o.tcp_skip_in_flight));
+    flag("tcp_close", on(o.tcp_close));
+    flag("weak_sysctls", on(o.weak_sysctls));
+    flag("lazy_pages", on(o.lazy_pages));
+    flag("track_mem", on(o.track_mem));
+    flag("parent_img", o.parent_img.is_some());
+    flag("status_fd", o.status_fd.is_some());
+    flag("lsm_profile", o.lsm_profile.is_some());
+    flag("lsm_mount_context", o.lsm_mount_context.is_some());
+    flag(
+        "tls",
+        on(o.tls)
+            || on(o.tls_no_cn_verify)
+            || o.tls_cacert.is_some()
+            || o.tls_cacrl.is_some()
+            || o.tls_cert.is_some()
+            || o.tls_key.is_some(),
+    );
+    flag("pidfd_store_sk", o.pidfd_store_sk.is_some());
+    flag("mntns_compat_mode", on(o.mntns_compat_mode));
+    flag("unprivileged", on(o.unprivileged));
+    flag("leave_stopped", on(o.leave_stopped));
+    flag("display_stats", on(o.display_stats));
+    flag("evasive_devices", on(o.evasive_devices));
+    flag("exec_cmd", !o.exec_cmd.is_empty());
+    flag("inherit_fd", !o.inherit_fd.is_empty());
+    flag(
+        "root",
+        o.root
+            .as_deref()
+            .is_some_and(|r| !r.trim_end_matches('/').is_empty()),
+    );
+    // A configuration file that exists would change options we do not read.
+    flag(
+        "config_file",
+        o.config_file
+            .as_deref()
+            .is_some_and(|p| std::path::Path::new(p).exists()),
+    );
+    match action {
+        Action::Dump => {
+            // criu-rs dumps no namespace, so leaving one out changes nothing.
+        }
+        Action::Restore => {
+            flag("empty_ns", o.empty_ns.unwrap_or(0) != 0);
+        }
+    }
+    bad
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> CriuOpts {
+        CriuOpts {
+            images_dir_fd: 3,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn plain_options_are_accepted() {
+        let mut o = base();
+        o.pid = Some(42);
+        o.leave_running = Some(true);
+        o.shell_job = Some(true);
+        o.notify_scripts = Some(true);
+        o.log_level = Some(4);
+        o.log_file = Some("dump.log".into());
+        o.work_dir_fd = Some(4);
+        o.tcp_established = Some(false);
+        o.ext_unix_sk = Some(false);
+        o.root = Some("/".into());
+        o.config_file = Some("/nonexistent/criu-rs/runc.conf".into());
+        o.orphan_pts_master = Some(true);
+        o.empty_ns = Some(libc::CLONE_NEWNET as u32);
+        assert!(unsupported(&o, Action::Dump).is_empty());
+    }
+
+    #[test]
+    fn effective_options_are_named() {
+        let mut o = base();
+        o.tcp_established = Some(true);
+        o.freeze_cgroup = Some("/sys/fs/cgroup/x".into());
+        o.ext_mnt.push(super::super::pb::ExtMountMap {
+            key: "/a".into(),
+            val: "a".into(),
+        });
+        assert_eq!(
+            unsupported(&o, Action::Dump),
+            ["tcp_established", "ext_mnt", "freeze_cgroup"]
+        );
+    }
+
+    #[test]
+    fn empty_ns_matters_on_restore_only() {
+        let mut o = base();
+        o.empty_ns = Some(libc::CLONE_NEWNET as u32);
+        assert!(unsupported(&o, Action::Dump).is_empty());
+        assert_eq!(unsupported(&o, Action::Restore), ["empty_ns"]);
+    }
+
+    #[test]
+    fn cgroup_modes_that_do_nothing_are_accepted() {
+        let mut o = base();
+        o.manage_cgroups_mode = Some(CriuCgMode::CgNone as i32);
+        assert!(unsupported(&o, Action::Dump).is_empty());
+        o.manage_cgroups_mode = Some(CriuCgMode::Soft as i32);
+        assert_eq!(unsupported(&o, Action::Dump), ["manage_cgroups_mode"]);
+    }
+}

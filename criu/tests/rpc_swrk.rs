@@ -1,0 +1,364 @@
+//! `criu swrk`: a small RPC client drives criu over a SOCK_SEQPACKET
+//! socketpair, one prost-encoded criu_req per packet, as runc does.
+//!
+//! The test process is a child subreaper so that restored tasks (children of
+//! criu until it exits) end up here and are reaped.
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use criu::rpc::pb::{CriuOpts, CriuReq, CriuReqType, CriuResp};
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use nix::sys::wait::{waitpid, WaitPidFlag};
+use nix::unistd::Pid;
+use prost::Message;
+use serial_test::serial;
+
+const CRIU: &str = env!("CARGO_BIN_EXE_criu");
+const VICTIM: &str = env!("CARGO_BIN_EXE_criu-test-victim");
+
+/// A `criu swrk` and our end of its socket.
+struct Swrk {
+    child: Child,
+    sk: Option<OwnedFd>,
+}
+
+impl Swrk {
+    fn start() -> Swrk {
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::empty(),
+        )
+        .expect("socketpair");
+        fcntl(&ours, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).expect("cloexec");
+        let child = Command::new(CRIU)
+            .arg("swrk")
+            .arg(theirs.as_raw_fd().to_string())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn criu swrk");
+        drop(theirs);
+        Swrk {
+            child,
+            sk: Some(ours),
+        }
+    }
+
+    fn fd(&self) -> i32 {
+        self.sk.as_ref().expect("socket open").as_raw_fd()
+    }
+
+    fn send(&self, req: &CriuReq) {
+        let buf = req.encode_to_vec();
+        assert_eq!(
+            send(self.fd(), &buf, MsgFlags::empty()).expect("send"),
+            buf.len()
+        );
+    }
+
+    fn recv(&self) -> CriuResp {
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = recv(self.fd(), &mut buf, MsgFlags::empty()).expect("recv");
+        assert!(n > 0, "criu closed the socket");
+        CriuResp::decode(&buf[..n]).expect("decode criu_resp")
+    }
+
+    /// Sends `req`, acks every notify (recording the script names and
+    /// pids), and returns the final response.
+    fn call(&self, req: &CriuReq, notes: &mut Vec<(String, Option<i32>)>) -> CriuResp {
+        self.send(req);
+        loop {
+            let r = self.recv();
+            if r.r#type != CriuReqType::Notify as i32 {
+                return r;
+            }
+            let n = r.notify.expect("notify without criu_notify");
+            notes.push((n.script.unwrap_or_default(), n.pid));
+            self.send(&CriuReq {
+                r#type: CriuReqType::Notify as i32,
+                notify_success: Some(true),
+                ..Default::default()
+            });
+        }
+    }
+
+    fn simple(&self, ty: CriuReqType) -> CriuResp {
+        self.call(
+            &CriuReq {
+                r#type: ty as i32,
+                ..Default::default()
+            },
+            &mut Vec::new(),
+        )
+    }
+
+    /// Closes our end and waits for criu to exit; its exit status.
+    fn finish(mut self) -> std::process::ExitStatus {
+        self.sk = None;
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                return s;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "criu swrk did not exit at EOF"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn counter(p: &Path) -> u64 {
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn log(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(name)).unwrap_or_default()
+}
+
+#[test]
+#[serial]
+fn version_names_criu_4_2_and_criu_rs() {
+    let s = Swrk::start();
+    let r = s.simple(CriuReqType::Version);
+    assert!(r.success, "{r:?}");
+    assert_eq!(r.r#type, CriuReqType::Version as i32);
+    let v = r.version.expect("version");
+    let want: Vec<i32> = criu::cli::CRIU_VERSION
+        .split('.')
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!([v.major_number, v.minor_number], want[..2]);
+    assert!(v.gitid.unwrap_or_default().starts_with("criu-rs-"));
+    assert!(s.finish().success());
+}
+
+#[test]
+#[serial]
+fn check_agrees_with_criu_check() {
+    let cli = Command::new(CRIU)
+        .arg("check")
+        .output()
+        .expect("criu check");
+    let s = Swrk::start();
+    let r = s.simple(CriuReqType::Check);
+    assert_eq!(r.r#type, CriuReqType::Check as i32);
+    assert_eq!(r.success, cli.status.success(), "{r:?}");
+    assert!(s.finish().success());
+}
+
+#[test]
+#[serial]
+fn feature_check_answers_every_feature_and_claims_none() {
+    let s = Swrk::start();
+    let r = s.call(
+        &CriuReq {
+            r#type: CriuReqType::FeatureCheck as i32,
+            features: Some(criu::rpc::pb::CriuFeatures {
+                mem_track: Some(true),
+                lazy_pages: Some(true),
+                pidfd_store: Some(true),
+            }),
+            ..Default::default()
+        },
+        &mut Vec::new(),
+    );
+    assert!(r.success, "{r:?}");
+    let f = r.features.expect("features");
+    assert_eq!(
+        (f.mem_track, f.lazy_pages, f.pidfd_store),
+        (Some(false), Some(false), Some(false))
+    );
+    assert!(s.finish().success());
+}
+
+#[test]
+#[serial]
+fn unsupported_options_are_refused_by_name_and_serving_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = File::open(tmp.path()).unwrap();
+    let s = Swrk::start();
+    let r = s.call(
+        &CriuReq {
+            r#type: CriuReqType::Dump as i32,
+            opts: Some(CriuOpts {
+                images_dir_fd: dir.as_raw_fd(),
+                pid: Some(std::process::id() as i32),
+                tcp_established: Some(true),
+                lazy_pages: Some(true),
+                ext_unix_sk: Some(false),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        &mut Vec::new(),
+    );
+    assert!(!r.success);
+    assert_eq!(r.r#type, CriuReqType::Dump as i32);
+    let msg = r.cr_errmsg.unwrap_or_default();
+    assert!(msg.contains("tcp_established"), "{msg}");
+    assert!(msg.contains("lazy_pages"), "{msg}");
+    assert!(
+        !msg.contains("ext_unix_sk"),
+        "a false option was refused: {msg}"
+    );
+    // Nothing was written, and the same worker still answers.
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+    assert!(s
+        .simple(CriuReqType::PreDump)
+        .cr_errmsg
+        .unwrap_or_default()
+        .contains("PRE_DUMP"));
+    assert!(s.simple(CriuReqType::Version).success);
+    assert!(s.finish().success());
+}
+
+#[test]
+#[serial]
+fn dump_and_restore_over_rpc_with_notifications_and_wait_pid() {
+    nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("count");
+    let images = tmp.path().join("img");
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&images).unwrap();
+    std::fs::create_dir(&work).unwrap();
+    let mut victim = Command::new(VICTIM)
+        .args(["loop", out.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn victim");
+    let pid = victim.id() as i32;
+    wait_for("the counter to start", || counter(&out) > 3);
+
+    let images_fd = File::open(&images).unwrap();
+    let work_fd = File::open(&work).unwrap();
+    let opts = |log: &str| CriuOpts {
+        images_dir_fd: images_fd.as_raw_fd(),
+        work_dir_fd: Some(work_fd.as_raw_fd()),
+        log_level: Some(4),
+        log_file: Some(log.into()),
+        notify_scripts: Some(true),
+        // What runc sends and criu-rs must take as "nothing special".
+        ext_unix_sk: Some(false),
+        tcp_established: Some(false),
+        shell_job: Some(false),
+        file_locks: Some(false),
+        auto_dedup: Some(false),
+        lazy_pages: Some(false),
+        orphan_pts_master: Some(true),
+        config_file: Some("/nonexistent/criu-rs/runc.conf".into()),
+        ..Default::default()
+    };
+
+    let s = Swrk::start();
+    let mut notes = Vec::new();
+    let r = s.call(
+        &CriuReq {
+            r#type: CriuReqType::Dump as i32,
+            opts: Some(CriuOpts {
+                pid: Some(pid),
+                empty_ns: Some(libc::CLONE_NEWNET as u32),
+                ..opts("dump.log")
+            }),
+            ..Default::default()
+        },
+        &mut notes,
+    );
+    assert!(r.success, "dump failed: {r:?}\n{}", log(&work, "dump.log"));
+    assert_eq!(r.dump.and_then(|d| d.restored), Some(false));
+    assert_eq!(
+        notes,
+        [
+            ("pre-dump".to_string(), None),
+            ("post-dump".to_string(), None)
+        ]
+    );
+    assert!(s.finish().success());
+    victim.wait().unwrap();
+    assert!(images.join("pstree.img").exists(), "no images written");
+    assert!(
+        !log(&work, "dump.log").is_empty(),
+        "no dump.log in the work dir"
+    );
+    let at_dump = counter(&out);
+
+    let s = Swrk::start();
+    let mut notes = Vec::new();
+    let r = s.call(
+        &CriuReq {
+            r#type: CriuReqType::Restore as i32,
+            opts: Some(CriuOpts {
+                rst_sibling: Some(true),
+                ..opts("restore.log")
+            }),
+            ..Default::default()
+        },
+        &mut notes,
+    );
+    assert!(
+        r.success,
+        "restore failed: {r:?}\n{}",
+        log(&work, "restore.log")
+    );
+    assert_eq!(r.restore.map(|x| x.pid), Some(pid));
+    assert_eq!(
+        notes,
+        [
+            ("pre-restore".to_string(), None),
+            ("post-restore".to_string(), Some(pid))
+        ]
+    );
+    wait_for("the counter to go on", || counter(&out) > at_dump + 5);
+    // criu's end of the RPC socket did not leak into the restored task.
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap() {
+        let target = std::fs::read_link(fd.unwrap().path()).unwrap_or_default();
+        assert!(
+            !target.to_string_lossy().starts_with("socket:"),
+            "restored task holds {}",
+            target.display()
+        );
+    }
+
+    // While criu lives the restored root is its child: WAIT_PID reaps it.
+    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+    let r = s.call(
+        &CriuReq {
+            r#type: CriuReqType::WaitPid as i32,
+            pid: Some(pid as u32),
+            ..Default::default()
+        },
+        &mut Vec::new(),
+    );
+    assert!(r.success, "{r:?}");
+    assert_eq!(r.status, Some(libc::SIGKILL));
+    assert!(s.finish().success());
+    // Reaped by criu, so nothing is left for us.
+    assert!(waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)).is_err());
+}
