@@ -322,7 +322,9 @@ pub fn restore(
     let pid = task.pstree.pid as i32;
 
     // Everything that can be checked or made before a task exists.
-    let mut opened = Opened::default();
+    // (fds work: the image dir for extra images; the fd table for epoll)
+    let mut opened = Opened::new(dir);
+    opened.set_task_fds(&task.fdinfo);
     for fi in &task.fdinfo {
         opened.get(&files, fi.id)?;
     }
