@@ -23,17 +23,26 @@ pub fn add_as(
     data: u64,
 ) -> SysResult<()> {
     let (ep, tg) = (epfd.as_raw_fd(), target.as_raw_fd());
-    if number < 0 || number == ep {
+    if number < 0 {
         return Err(Errno::EBADF);
     }
     let mut ev = libc::epoll_event { events, u64: data };
     // SAFETY: fork in a process that may have threads: the child only makes
-    // async-signal-safe system calls (dup2, epoll_ctl, _exit) on memory it
+    // async-signal-safe system calls (fcntl, dup2, epoll_ctl, _exit) on memory it
     // owns (its copy of `ev`), then exits without running any destructor.
     let child = unsafe { libc::fork() };
     if child == 0 {
         // SAFETY: see above; all arguments are integers or a live local.
         unsafe {
+            // The set itself may sit on the number wanted: move it away.
+            let ep = if ep == number {
+                libc::fcntl(ep, libc::F_DUPFD, number + 1)
+            } else {
+                ep
+            };
+            if ep < 0 {
+                libc::_exit(*libc::__errno_location() & 0xff);
+            }
             if tg != number && libc::dup2(tg, number) < 0 {
                 libc::_exit(*libc::__errno_location() & 0xff);
             }

@@ -33,7 +33,8 @@ pub fn dump(
             });
         }
         tfd.push(pb::EventpollTfdEntry {
-            id,
+            // Upstream leaves this 0 for targets kept inside the file entry.
+            id: 0,
             tfd: t.tfd as u32,
             events: t.events,
             data: t.data,

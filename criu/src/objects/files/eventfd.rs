@@ -71,7 +71,7 @@ mod tests {
         nix::unistd::write(&fd, &initial.to_ne_bytes()).unwrap();
         let info = proc::read_fdinfo(std::process::id() as i32, fd.as_raw_fd()).unwrap();
         let e = dump(0, fd.as_raw_fd(), 1, &info).unwrap();
-        (e.clone(), open(&e).unwrap())
+        (e, open(&e).unwrap())
     }
 
     #[test]
