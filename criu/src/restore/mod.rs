@@ -212,8 +212,13 @@ pub fn restore(
     check_tree(&tasks)?;
 
     // Everything that can be checked or made before a task exists.
-    let mut opened = Opened::default();
+    // (fds work: the image dir for extra images; each task's fd table for
+    // its epoll sets' targets)
+    let mut opened = Opened::new(dir);
     for t in &tasks {
+        if let Some(l) = &t.live {
+            opened.set_task_fds(&l.fdinfo);
+        }
         for fi in t.live.iter().flat_map(|l| &l.fdinfo) {
             opened.get(&files, fi.id)?;
         }

@@ -6,11 +6,14 @@
 
 pub mod clone3;
 pub mod cpu;
+pub mod epoll_at;
+pub mod events;
 pub mod fd;
 pub mod kcmp;
 pub mod pidfd;
 pub mod probe;
 pub mod ptrace;
+pub mod splice;
 
 pub use nix::errno::Errno;
 

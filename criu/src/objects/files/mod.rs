@@ -1,11 +1,23 @@
 //! File descriptors: the fd table of a task (`fdinfo-*.img`) and the open
 //! files behind it (`files.img`), one module per kind of file.
 
+pub mod epoll;
+pub mod eventfd;
+pub mod fifo;
+pub mod ghost;
+pub mod inotify;
+pub mod memfd;
+pub mod pipe;
 pub mod reg;
+pub mod signalfd;
+pub mod timerfd;
 
-use std::collections::HashMap;
-use std::os::fd::{AsFd, OwnedFd};
-use std::path::Path;
+use std::collections::{HashMap, HashSet};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
+use nix::sys::stat::{FileStat, Mode};
 
 use crate::image::{self, magic, pb};
 use crate::proc;
@@ -13,8 +25,109 @@ use crate::sys;
 
 use super::{read_proc_link, Error, IdGen, Result};
 
-/// Every open file of a dump, each one entry of `files.img`.
-#[derive(Debug, Default)]
+/// A file owner that says "none" (F_SETOWN is not dumped yet).
+pub(crate) fn no_owner() -> pb::FownEntry {
+    pb::FownEntry {
+        uid: 0,
+        euid: 0,
+        signum: 0,
+        pid_type: 0,
+        pid: 0,
+    }
+}
+
+/// A new open file description of the file behind `fd`, opened through
+/// /proc/self/fd with `flags` (close-on-exec added).
+pub(crate) fn reopen(fd: BorrowedFd<'_>, flags: OFlag) -> sys::SysResult<OwnedFd> {
+    nix::fcntl::open(
+        format!("/proc/self/fd/{}", fd.as_raw_fd()).as_str(),
+        flags | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+/// What kind of file an fd is, as far as dumping goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// A file criu finds again by its path (regular file, directory, device).
+    Path,
+    /// A regular file whose last name is gone.
+    Ghost,
+    Memfd,
+    Pipe,
+    Fifo,
+    Eventfd,
+    Signalfd,
+    Timerfd,
+    Inotify,
+    Epoll,
+    /// Not known to criu-rs: what it is, in words.
+    Unsupported(String),
+}
+
+/// Tells the kind of an fd from its /proc link, its file type (`S_IFMT`
+/// bits), its link count, and whether it lives on the memfd device.
+pub fn classify(link: &str, fmt: u32, nlink: u64, on_memfd_dev: bool) -> Kind {
+    let no = |s: &str| Kind::Unsupported(s.to_string());
+    if let Some(anon) = link.strip_prefix("anon_inode:") {
+        return match anon {
+            "[eventfd]" => Kind::Eventfd,
+            "[signalfd]" => Kind::Signalfd,
+            "[timerfd]" => Kind::Timerfd,
+            "inotify" => Kind::Inotify,
+            "[eventpoll]" => Kind::Epoll,
+            "[io_uring]" => no("an io_uring instance"),
+            "bpf-map" => no("a BPF map"),
+            "bpf-prog" => no("a BPF program"),
+            "bpf_link" | "bpf-link" => no("a BPF link"),
+            "[perf_event]" => no("a perf event"),
+            "[pidfd]" => no("a pidfd"),
+            "[fanotify]" => no("a fanotify group"),
+            "[userfaultfd]" => no("a userfaultfd"),
+            "[fscontext]" => no("a filesystem context"),
+            other => Kind::Unsupported(format!("an anonymous inode of kind {other}")),
+        };
+    }
+    if link.starts_with("pidfd:") {
+        return no("a pidfd");
+    }
+    match fmt {
+        libc::S_IFIFO if link.starts_with("pipe:") => Kind::Pipe,
+        libc::S_IFIFO if link.starts_with('/') => Kind::Fifo,
+        libc::S_IFIFO => Kind::Unsupported(format!("a fifo criu cannot name ({link})")),
+        libc::S_IFSOCK => no("a socket"),
+        libc::S_IFREG if on_memfd_dev && memfd::name_of(link).is_some() => Kind::Memfd,
+        libc::S_IFREG | libc::S_IFDIR | libc::S_IFCHR | libc::S_IFBLK => {
+            if link.ends_with(" (deleted)") {
+                if fmt == libc::S_IFREG && nlink == 0 {
+                    Kind::Ghost
+                } else if fmt == libc::S_IFREG {
+                    no("an unlinked file that still has another name")
+                } else {
+                    no("an unlinked directory or device")
+                }
+            } else if !link.starts_with('/') {
+                no("an anonymous inode")
+            } else {
+                Kind::Path
+            }
+        }
+        _ => no("a file of an unknown kind"),
+    }
+}
+
+/// The error for an fd criu-rs cannot dump: names the fd, its link and its
+/// kind.
+pub fn unsupported(pid: i32, fd: i32, link: &str, kind: &str) -> Error {
+    Error::Unsupported {
+        pid,
+        what: format!("fd {fd} ({link}) is {kind}, which criu-rs cannot dump yet"),
+    }
+}
+
+/// Every open file of a dump, each one entry of `files.img`, and what goes
+/// with them into other images (pipe data, ghost files, memfd contents).
+#[derive(Debug)]
 pub struct FileTable {
     ids: IdGen,
     pub entries: Vec<pb::FileEntry>,
@@ -22,6 +135,46 @@ pub struct FileTable {
     by_path: HashMap<String, u32>,
     /// One open file description seen through an fd: (pid, fd, id).
     described: Vec<(i32, i32, u32)>,
+    /// Pipes whose data is saved already.
+    data_seen: HashSet<u32>,
+    pipe_data: Vec<(u32, pipe::Queued)>,
+    fifo_data: Vec<(u32, pipe::Queued)>,
+    /// Ghost files by (st_dev, st_ino).
+    ghost_ids: HashMap<(u64, u64), u32>,
+    ghosts: Vec<ghost::Ghost>,
+    remaps: Vec<pb::RemapFilePathEntry>,
+    /// Unlinked files bigger than this (bytes on disk) fail the dump
+    /// (`--ghost-limit`).
+    pub ghost_limit: u64,
+    /// memfd inodes by st_ino.
+    memfd_ids: HashMap<u64, u32>,
+    memfds: Vec<memfd::Inode>,
+    memfd_dev: Option<Option<u64>>,
+    /// First `pages-<id>.img` number for memfd contents; ids below are
+    /// left to task memory.
+    pub shmem_pages_base: u32,
+}
+
+impl Default for FileTable {
+    fn default() -> Self {
+        FileTable {
+            ids: IdGen::default(),
+            entries: Vec::new(),
+            by_path: HashMap::new(),
+            described: Vec::new(),
+            data_seen: HashSet::new(),
+            pipe_data: Vec::new(),
+            fifo_data: Vec::new(),
+            ghost_ids: HashMap::new(),
+            ghosts: Vec::new(),
+            remaps: Vec::new(),
+            ghost_limit: ghost::DEFAULT_GHOST_LIMIT,
+            memfd_ids: HashMap::new(),
+            memfds: Vec::new(),
+            memfd_dev: None,
+            shmem_pages_base: 0x1_0000,
+        }
+    }
 }
 
 impl FileTable {
@@ -58,7 +211,7 @@ impl FileTable {
             .collect();
         fds.sort_unstable();
         let mut out = Vec::with_capacity(fds.len());
-        for fd in fds {
+        for &fd in &fds {
             let info = proc::read_fdinfo(pid, fd)?;
             let cloexec = info.flags & libc::O_CLOEXEC as u32 != 0;
             let id = match self.same_as_seen(pid, fd)? {
@@ -70,7 +223,7 @@ impl FileTable {
                         errno,
                     })?;
                     let id = self.ids.next_id();
-                    let entry = dump_one(pid, fd, id, &info, file.as_fd())?;
+                    let entry = self.dump_one(pid, fd, id, &info, file.as_fd(), &fds)?;
                     self.entries.push(entry);
                     self.described.push((pid, fd, id));
                     id
@@ -111,50 +264,146 @@ impl FileTable {
         Ok(None)
     }
 
+    fn on_memfd_dev(&mut self, st: &FileStat) -> bool {
+        let dev = *self.memfd_dev.get_or_insert_with(memfd::memfd_dev);
+        dev == Some(st.st_dev)
+    }
+
+    /// Dumps one open file description, fetched into criu as `file`.
+    /// `open_fds` are all the fd numbers of the task.
+    fn dump_one(
+        &mut self,
+        pid: i32,
+        fd: i32,
+        id: u32,
+        info: &proc::Fdinfo,
+        file: BorrowedFd<'_>,
+        open_fds: &[i32],
+    ) -> Result<pb::FileEntry> {
+        let st = nix::sys::stat::fstat(file).map_err(|errno| Error::Sys {
+            pid,
+            what: format!("fstat of fd {fd}"),
+            errno,
+        })?;
+        let link = read_proc_link(pid, &format!("fd/{fd}"))?;
+        let fmt = st.st_mode & libc::S_IFMT;
+        let memfd_dev = fmt == libc::S_IFREG && self.on_memfd_dev(&st);
+        let kind = classify(&link, fmt, st.st_nlink, memfd_dev);
+        let mut fe = pb::FileEntry {
+            id,
+            ..Default::default()
+        };
+        match kind {
+            Kind::Path => {
+                fe.r#type = pb::FdTypes::Reg as i32;
+                fe.reg = Some(reg::dump(pid, fd, id, &link, info, &st)?);
+            }
+            Kind::Ghost => {
+                let path = ghost::strip_deleted(&link).to_string();
+                let key = (st.st_dev, st.st_ino);
+                let remap_id = match self.ghost_ids.get(&key) {
+                    Some(&g) => g,
+                    None => {
+                        let g = self.ghosts.len() as u32 + 1;
+                        let saved = ghost::dump(pid, fd, g, &path, file, &st, self.ghost_limit)?;
+                        self.ghosts.push(saved);
+                        self.ghost_ids.insert(key, g);
+                        g
+                    }
+                };
+                self.remaps.push(pb::RemapFilePathEntry {
+                    orig_id: id,
+                    remap_id,
+                    remap_type: Some(ghost::REMAP_GHOST),
+                });
+                fe.r#type = pb::FdTypes::Reg as i32;
+                fe.reg = Some(reg::dump(pid, fd, id, &path, info, &st)?);
+            }
+            Kind::Memfd => {
+                let name = memfd::name_of(&link).unwrap_or_default().to_string();
+                let inode_id = match self.memfd_ids.get(&st.st_ino) {
+                    Some(&i) => i,
+                    None => {
+                        let i = self.memfds.len() as u32 + 1;
+                        let pages_id = self.shmem_pages_base + i;
+                        let ino = memfd::dump_inode(pid, fd, &name, file, &st, i, pages_id)?;
+                        self.memfds.push(ino);
+                        self.memfd_ids.insert(st.st_ino, i);
+                        i
+                    }
+                };
+                fe.r#type = pb::FdTypes::Memfd as i32;
+                fe.memfd = Some(memfd::entry(id, info.flags, info.pos, inode_id));
+            }
+            Kind::Pipe | Kind::Fifo => {
+                let pipe_id = pipe::pipe_id(st.st_ino);
+                if self.data_seen.insert(pipe_id) {
+                    let q = pipe::peek(pid, fd, file, info.flags)?;
+                    if kind == Kind::Pipe {
+                        self.pipe_data.push((pipe_id, q));
+                    } else {
+                        self.fifo_data.push((pipe_id, q));
+                    }
+                }
+                if kind == Kind::Pipe {
+                    fe.r#type = pb::FdTypes::Pipe as i32;
+                    fe.pipe = Some(pipe::entry(id, pipe_id, info.flags));
+                } else {
+                    let regf_id = self.ids.next_id();
+                    self.entries.push(pb::FileEntry {
+                        r#type: pb::FdTypes::Reg as i32,
+                        id: regf_id,
+                        reg: Some(reg::dump(pid, fd, regf_id, &link, info, &st)?),
+                        ..Default::default()
+                    });
+                    fe.r#type = pb::FdTypes::Fifo as i32;
+                    fe.fifo = Some(fifo::entry(id, pipe_id, regf_id));
+                }
+            }
+            Kind::Eventfd => {
+                fe.r#type = pb::FdTypes::Eventfd as i32;
+                fe.efd = Some(eventfd::dump(pid, fd, id, info)?);
+            }
+            Kind::Signalfd => {
+                fe.r#type = pb::FdTypes::Signalfd as i32;
+                fe.sgfd = Some(signalfd::dump(pid, fd, id, info)?);
+            }
+            Kind::Timerfd => {
+                fe.r#type = pb::FdTypes::Timerfd as i32;
+                fe.tfd = Some(timerfd::dump(pid, fd, id, info)?);
+            }
+            Kind::Inotify => {
+                fe.r#type = pb::FdTypes::Inotify as i32;
+                fe.ify = Some(inotify::dump(pid, fd, id, info)?);
+            }
+            Kind::Epoll => {
+                fe.r#type = pb::FdTypes::Eventpoll as i32;
+                fe.epfd = Some(epoll::dump(pid, fd, id, info, open_fds)?);
+            }
+            Kind::Unsupported(what) => return Err(unsupported(pid, fd, &link, &what)),
+        }
+        Ok(fe)
+    }
+
+    /// Writes `files.img` and the images that go with it.
     pub fn write(&self, dir: &Path) -> Result<()> {
         image::write_image(dir, "files.img", magic::FILES, &self.entries)?;
-        Ok(())
-    }
-}
-
-/// Dumps one open file description, fetched into criu as `file`.
-fn dump_one(
-    pid: i32,
-    fd: i32,
-    id: u32,
-    info: &proc::Fdinfo,
-    file: std::os::fd::BorrowedFd<'_>,
-) -> Result<pb::FileEntry> {
-    let st = nix::sys::stat::fstat(file).map_err(|errno| Error::Sys {
-        pid,
-        what: format!("fstat of fd {fd}"),
-        errno,
-    })?;
-    let link = read_proc_link(pid, &format!("fd/{fd}"))?;
-    let fmt = st.st_mode & libc::S_IFMT;
-    let unsupported = |kind: &str| Error::Unsupported {
-        pid,
-        what: format!("fd {fd} ({link}) is {kind}, which criu-rs cannot dump yet"),
-    };
-    match fmt {
-        libc::S_IFREG | libc::S_IFDIR | libc::S_IFCHR | libc::S_IFBLK => {
-            if link.ends_with(" (deleted)") {
-                return Err(unsupported("an unlinked file"));
-            }
-            if !link.starts_with('/') {
-                return Err(unsupported("an anonymous inode"));
-            }
-            let reg = reg::dump(pid, fd, id, &link, info, &st)?;
-            Ok(pb::FileEntry {
-                r#type: pb::FdTypes::Reg as i32,
-                id,
-                reg: Some(reg),
-                ..Default::default()
-            })
+        if !self.pipe_data.is_empty() {
+            pipe::write_data(dir, "pipes-data.img", magic::PIPES_DATA, &self.pipe_data)?;
         }
-        libc::S_IFIFO => Err(unsupported("a pipe or fifo")),
-        libc::S_IFSOCK => Err(unsupported("a socket")),
-        _ => Err(unsupported("a file of an unknown kind")),
+        if !self.fifo_data.is_empty() {
+            pipe::write_data(dir, "fifo-data.img", magic::FIFO_DATA, &self.fifo_data)?;
+        }
+        for g in &self.ghosts {
+            ghost::write(dir, g)?;
+        }
+        if !self.remaps.is_empty() {
+            image::write_image(dir, "remap-fpath.img", magic::REMAP_FPATH, &self.remaps)?;
+        }
+        if !self.memfds.is_empty() {
+            memfd::write(dir, &self.memfds)?;
+        }
+        Ok(())
     }
 }
 
@@ -162,34 +411,277 @@ fn dump_one(
 /// description is made once and handed to every fd that shares it.
 #[derive(Debug, Default)]
 pub struct Opened {
+    dir: Option<PathBuf>,
+    /// fd number -> file id, of the task being restored (epoll targets).
+    task_fds: HashMap<u32, u32>,
     files: HashMap<u32, OwnedFd>,
+    /// Ids being made (a loop of epoll sets would never end).
+    opening: HashSet<u32>,
+    pipe_data: Option<HashMap<u32, pipe::Queued>>,
+    fifo_data: Option<HashMap<u32, pipe::Queued>>,
+    pipes: HashMap<u32, pipe::Made>,
+    fifos: HashMap<u32, fifo::Held>,
+    /// remap-fpath.img by orig_id.
+    remaps: Option<HashMap<u32, pb::RemapFilePathEntry>>,
+    /// Ghost files made, by remap id: an fd holding each.
+    ghosts: HashMap<u32, OwnedFd>,
+    memfd_inodes: Option<Vec<pb::MemfdInodeEntry>>,
+    /// memfds made, by inode id: the memfd, and whether its own fd is still
+    /// free to hand out.
+    memfds: HashMap<u64, (OwnedFd, bool)>,
 }
 
 impl Opened {
+    /// Restore from the images in `dir`.
+    pub fn new(dir: &Path) -> Self {
+        Opened {
+            dir: Some(dir.to_path_buf()),
+            ..Default::default()
+        }
+    }
+
+    /// The fd table of the task whose files are made next (epoll sets name
+    /// their targets by fd number).
+    pub fn set_task_fds(&mut self, fdinfo: &[pb::FdinfoEntry]) {
+        self.task_fds = fdinfo.iter().map(|f| (f.fd, f.id)).collect();
+    }
+
+    fn dir(&self) -> Result<&Path> {
+        self.dir.as_deref().ok_or_else(|| Error::Mismatch {
+            what: "restoring this file needs the image directory (Opened::new)".into(),
+        })
+    }
+
     /// The file of image id `id`, made on first use.
     pub fn get(&mut self, files: &[pb::FileEntry], id: u32) -> Result<&OwnedFd> {
         if !self.files.contains_key(&id) {
-            let entry = files
-                .iter()
-                .find(|e| e.id == id)
-                .ok_or_else(|| Error::Mismatch {
-                    what: format!("files.img has no file with id {id}"),
-                })?;
-            let fd = match (pb::FdTypes::try_from(entry.r#type), &entry.reg) {
-                (Ok(pb::FdTypes::Reg), Some(reg)) => reg::open(reg)?,
-                _ => {
-                    return Err(Error::Mismatch {
-                        what: format!(
-                            "file id {id} is of type {} which criu-rs cannot restore yet",
-                            entry.r#type
-                        ),
-                    })
-                }
-            };
-            self.files.insert(id, fd);
+            if !self.opening.insert(id) {
+                return Err(Error::Mismatch {
+                    what: format!("file id {id} needs itself to be made (epoll loop?)"),
+                });
+            }
+            let made = self.make(files, id);
+            self.opening.remove(&id);
+            self.files.insert(id, made?);
         }
         self.files.get(&id).ok_or_else(|| Error::Mismatch {
             what: format!("file id {id} vanished"),
         })
+    }
+
+    /// A memfd of inode `inode_id` (from `memfd.img`), made on first use:
+    /// the same memfd the fds of that inode reopen, for mappings of it.
+    pub fn memfd_fd_for_inode(&mut self, inode_id: u64) -> Result<&OwnedFd> {
+        if !self.memfds.contains_key(&inode_id) {
+            let dir = self.dir()?.to_path_buf();
+            if self.memfd_inodes.is_none() {
+                self.memfd_inodes = Some(memfd::read_inodes(&dir)?);
+            }
+            let e = self
+                .memfd_inodes
+                .iter()
+                .flatten()
+                .find(|m| m.inode_id == inode_id)
+                .ok_or_else(|| Error::Mismatch {
+                    what: format!("memfd.img has no inode {inode_id}"),
+                })?;
+            let fd = memfd::make_inode(&dir, e)?;
+            self.memfds.insert(inode_id, (fd, true));
+        }
+        self.memfds
+            .get(&inode_id)
+            .map(|(fd, _)| fd)
+            .ok_or_else(|| Error::Mismatch {
+                what: format!("memfd inode {inode_id} vanished"),
+            })
+    }
+
+    fn remap_of(&mut self, id: u32) -> Result<Option<pb::RemapFilePathEntry>> {
+        if self.remaps.is_none() {
+            let dir = self.dir()?;
+            let list: Vec<pb::RemapFilePathEntry> = if dir.join("remap-fpath.img").exists() {
+                image::read_image(dir, "remap-fpath.img", magic::REMAP_FPATH)?
+            } else {
+                Vec::new()
+            };
+            self.remaps = Some(list.into_iter().map(|r| (r.orig_id, r)).collect());
+        }
+        Ok(self.remaps.as_ref().and_then(|m| m.get(&id)).cloned())
+    }
+
+    fn make(&mut self, files: &[pb::FileEntry], id: u32) -> Result<OwnedFd> {
+        let entry = files
+            .iter()
+            .find(|e| e.id == id)
+            .ok_or_else(|| Error::Mismatch {
+                what: format!("files.img has no file with id {id}"),
+            })?;
+        let missing = |what: &str| Error::Mismatch {
+            what: format!("file id {id} has no {what} entry"),
+        };
+        let ty = pb::FdTypes::try_from(entry.r#type).map_err(|_| Error::Mismatch {
+            what: format!("file id {id} has unknown type {}", entry.r#type),
+        })?;
+        match ty {
+            pb::FdTypes::Reg => {
+                let reg = entry.reg.as_ref().ok_or_else(|| missing("reg"))?;
+                match self.remap_of(id)? {
+                    Some(r) if r.remap_type == Some(ghost::REMAP_GHOST) => {
+                        if !self.ghosts.contains_key(&r.remap_id) {
+                            let g = ghost::read(self.dir()?, r.remap_id)?;
+                            let holder = ghost::make(&reg.name, &g)?;
+                            self.ghosts.insert(r.remap_id, holder);
+                        }
+                        let holder = self.ghosts.get(&r.remap_id).ok_or_else(|| missing("ghost"))?;
+                        ghost::open(holder, reg)
+                    }
+                    Some(r) => Err(Error::Mismatch {
+                        what: format!(
+                            "file id {id} ({}) is remapped as type {:?}, which criu-rs cannot restore yet",
+                            reg.name, r.remap_type
+                        ),
+                    }),
+                    None => reg::open(reg),
+                }
+            }
+            pb::FdTypes::Pipe => {
+                let p = entry.pipe.as_ref().ok_or_else(|| missing("pipe"))?;
+                if !self.pipes.contains_key(&p.pipe_id) {
+                    if self.pipe_data.is_none() {
+                        let d = pipe::read_data(self.dir()?, "pipes-data.img", magic::PIPES_DATA)?;
+                        self.pipe_data = Some(d);
+                    }
+                    let data = self.pipe_data.as_ref().and_then(|d| d.get(&p.pipe_id));
+                    let made = pipe::make(p.pipe_id, data)?;
+                    self.pipes.insert(p.pipe_id, made);
+                }
+                let made = self
+                    .pipes
+                    .get_mut(&p.pipe_id)
+                    .ok_or_else(|| missing("pipe"))?;
+                made.end_for(p)
+            }
+            pb::FdTypes::Fifo => {
+                let f = entry.fifo.as_ref().ok_or_else(|| missing("fifo"))?;
+                let regf = f.regf_id.ok_or_else(|| missing("fifo path"))?;
+                let reg = files
+                    .iter()
+                    .find(|e| e.id == regf)
+                    .and_then(|e| e.reg.as_ref())
+                    .ok_or_else(|| Error::Mismatch {
+                        what: format!("fifo id {id} names file {regf}, which files.img lacks"),
+                    })?;
+                if !self.fifos.contains_key(&f.pipe_id) {
+                    if self.fifo_data.is_none() {
+                        let d = pipe::read_data(self.dir()?, "fifo-data.img", magic::FIFO_DATA)?;
+                        self.fifo_data = Some(d);
+                    }
+                    let data = self.fifo_data.as_ref().and_then(|d| d.get(&f.pipe_id));
+                    let held = fifo::hold(&reg.name, f.pipe_id, data)?;
+                    self.fifos.insert(f.pipe_id, held);
+                }
+                fifo::open(f, reg)
+            }
+            pb::FdTypes::Memfd => {
+                let m = entry.memfd.as_ref().ok_or_else(|| missing("memfd"))?;
+                let inode = u64::from(m.inode_id);
+                self.memfd_fd_for_inode(inode)?;
+                let (fd, first) = self
+                    .memfds
+                    .get_mut(&inode)
+                    .ok_or_else(|| missing("memfd"))?;
+                memfd::open(fd, m, first)
+            }
+            pb::FdTypes::Eventfd => {
+                eventfd::open(entry.efd.as_ref().ok_or_else(|| missing("eventfd"))?)
+            }
+            pb::FdTypes::Signalfd => {
+                signalfd::open(entry.sgfd.as_ref().ok_or_else(|| missing("signalfd"))?)
+            }
+            pb::FdTypes::Timerfd => {
+                timerfd::open(entry.tfd.as_ref().ok_or_else(|| missing("timerfd"))?)
+            }
+            pb::FdTypes::Inotify => {
+                inotify::open(entry.ify.as_ref().ok_or_else(|| missing("inotify"))?)
+            }
+            pb::FdTypes::Eventpoll => {
+                let e = entry.epfd.as_ref().ok_or_else(|| missing("eventpoll"))?;
+                let ep = epoll::create(e)?;
+                for t in &e.tfd {
+                    let tid = *self.task_fds.get(&t.tfd).ok_or_else(|| Error::Mismatch {
+                        what: format!(
+                            "epoll id {id} watches fd {}, which the task's fd table lacks",
+                            t.tfd
+                        ),
+                    })?;
+                    let target = self.get(files, tid)?;
+                    epoll::add_target(&ep, e, t, target)?;
+                }
+                Ok(ep)
+            }
+            other => Err(Error::Mismatch {
+                what: format!(
+                    "file id {id} is of type {} which criu-rs cannot restore yet",
+                    other.as_str_name()
+                ),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_from_links() {
+        let k = |l: &str, f: u32| classify(l, f, 1, false);
+        assert_eq!(k("pipe:[123]", libc::S_IFIFO), Kind::Pipe);
+        assert_eq!(k("/tmp/x.fifo", libc::S_IFIFO), Kind::Fifo);
+        assert_eq!(k("anon_inode:[eventfd]", 0), Kind::Eventfd);
+        assert_eq!(k("anon_inode:[eventpoll]", 0), Kind::Epoll);
+        assert_eq!(k("anon_inode:inotify", 0), Kind::Inotify);
+        assert_eq!(k("anon_inode:[timerfd]", libc::S_IFREG), Kind::Timerfd);
+        assert_eq!(k("anon_inode:[signalfd]", 0), Kind::Signalfd);
+        assert_eq!(k("/etc/passwd", libc::S_IFREG), Kind::Path);
+        assert_eq!(
+            classify("/tmp/a (deleted)", libc::S_IFREG, 0, false),
+            Kind::Ghost
+        );
+        assert_eq!(
+            classify("/memfd:x (deleted)", libc::S_IFREG, 0, true),
+            Kind::Memfd
+        );
+        // Not on the memfd device: a deleted file whose name looks alike.
+        assert_eq!(
+            classify("/memfd:x (deleted)", libc::S_IFREG, 0, false),
+            Kind::Ghost
+        );
+        assert!(matches!(
+            classify("/tmp/a (deleted)", libc::S_IFREG, 2, false),
+            Kind::Unsupported(_)
+        ));
+    }
+
+    #[test]
+    fn unknown_kinds_fail_naming_fd_and_kind() {
+        for (link, fmt, words) in [
+            ("anon_inode:[io_uring]", 0, "io_uring"),
+            ("anon_inode:bpf-map", 0, "BPF map"),
+            ("anon_inode:[perf_event]", 0, "perf event"),
+            ("anon_inode:[weird]", 0, "[weird]"),
+            ("socket:[99]", libc::S_IFSOCK, "socket"),
+        ] {
+            let Kind::Unsupported(what) = classify(link, fmt, 1, false) else {
+                panic!("{link} should be unsupported");
+            };
+            assert!(what.contains(words), "{what}");
+            let msg = unsupported(42, 7, link, &what).to_string();
+            assert!(msg.contains("pid 42"), "{msg}");
+            assert!(msg.contains("fd 7"), "{msg}");
+            assert!(msg.contains(link), "{msg}");
+            assert!(msg.contains(words), "{msg}");
+            assert!(msg.contains("cannot dump"), "{msg}");
+        }
     }
 }

@@ -10,20 +10,11 @@ use crate::image::pb;
 use crate::proc;
 
 use super::super::{Error, Result};
+use super::no_owner;
 
 fn stat_entry(st: &FileStat) -> (Option<u64>, Option<u32>) {
     let size = (st.st_mode & libc::S_IFMT == libc::S_IFREG).then_some(st.st_size as u64);
     (size, Some(st.st_mode))
-}
-
-fn no_owner() -> pb::FownEntry {
-    pb::FownEntry {
-        uid: 0,
-        euid: 0,
-        signum: 0,
-        pid_type: 0,
-        pid: 0,
-    }
 }
 
 /// Dump half for an fd: the file, its offset and open flags.
