@@ -322,7 +322,7 @@ pub fn restore(
     let pid = task.pstree.pid as i32;
 
     // Everything that can be checked or made before a task exists.
-    let mut opened = Opened::default();
+    let mut opened = Opened::new(dir);
     for fi in &task.fdinfo {
         opened.get(&files, fi.id)?;
     }

@@ -11,6 +11,7 @@ pub mod kcmp;
 pub mod pidfd;
 pub mod probe;
 pub mod ptrace;
+pub mod sock;
 
 pub use nix::errno::Errno;
 

@@ -1,7 +1,14 @@
 //! File descriptors: the fd table of a task (`fdinfo-*.img`) and the open
 //! files behind it (`files.img`), one module per kind of file.
 
+pub mod inet;
 pub mod reg;
+pub mod sk_diag;
+pub mod sk_queue;
+pub mod socket;
+pub mod sockopt;
+pub mod tcp;
+pub mod unix;
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
@@ -22,6 +29,8 @@ pub struct FileTable {
     by_path: HashMap<String, u32>,
     /// One open file description seen through an fd: (pid, fd, id).
     described: Vec<(i32, i32, u32)>,
+    /// Socket state of the whole dump (sock_diag, queues, TCP streams).
+    pub sk: socket::SkDump,
 }
 
 impl FileTable {
@@ -70,7 +79,7 @@ impl FileTable {
                         errno,
                     })?;
                     let id = self.ids.next_id();
-                    let entry = dump_one(pid, fd, id, &info, file.as_fd())?;
+                    let entry = dump_one(pid, fd, id, &info, file.as_fd(), &mut self.sk)?;
                     self.entries.push(entry);
                     self.described.push((pid, fd, id));
                     id
@@ -112,6 +121,7 @@ impl FileTable {
     }
 
     pub fn write(&self, dir: &Path) -> Result<()> {
+        self.sk.write(dir)?;
         image::write_image(dir, "files.img", magic::FILES, &self.entries)?;
         Ok(())
     }
@@ -124,6 +134,7 @@ fn dump_one(
     id: u32,
     info: &proc::Fdinfo,
     file: std::os::fd::BorrowedFd<'_>,
+    sk: &mut socket::SkDump,
 ) -> Result<pb::FileEntry> {
     let st = nix::sys::stat::fstat(file).map_err(|errno| Error::Sys {
         pid,
@@ -153,7 +164,7 @@ fn dump_one(
             })
         }
         libc::S_IFIFO => Err(unsupported("a pipe or fifo")),
-        libc::S_IFSOCK => Err(unsupported("a socket")),
+        libc::S_IFSOCK => socket::dump(sk, pid, fd, id, info.flags, file, st.st_ino as u32),
         _ => Err(unsupported("a file of an unknown kind")),
     }
 }
@@ -163,9 +174,19 @@ fn dump_one(
 #[derive(Debug, Default)]
 pub struct Opened {
     files: HashMap<u32, OwnedFd>,
+    /// Sockets: the images directory and their queued data.
+    sk: socket::SkRestore,
 }
 
 impl Opened {
+    /// For a restore from the images in `dir`.
+    pub fn new(dir: &Path) -> Self {
+        Opened {
+            files: HashMap::new(),
+            sk: socket::SkRestore::new(dir),
+        }
+    }
+
     /// The file of image id `id`, made on first use.
     pub fn get(&mut self, files: &[pb::FileEntry], id: u32) -> Result<&OwnedFd> {
         if !self.files.contains_key(&id) {
@@ -177,6 +198,12 @@ impl Opened {
                 })?;
             let fd = match (pb::FdTypes::try_from(entry.r#type), &entry.reg) {
                 (Ok(pb::FdTypes::Reg), Some(reg)) => reg::open(reg)?,
+                _ if socket::handles(entry.r#type) => {
+                    socket::open(&mut self.sk, files, entry, &mut self.files)?;
+                    return self.files.get(&id).ok_or_else(|| Error::Mismatch {
+                        what: format!("socket id {id} was not made"),
+                    });
+                }
                 _ => {
                     return Err(Error::Mismatch {
                         what: format!(
