@@ -19,7 +19,7 @@ use crate::remote::{mem, Tracee};
 use crate::sys::PAGE_SIZE;
 
 use super::files::FileTable;
-use super::{Error, Result};
+use super::{shmem, Error, IdGen, Result};
 
 // VMA status bits of the image format.
 pub const VMA_AREA_REGULAR: u32 = 1 << 0;
@@ -134,6 +134,13 @@ fn classify(
             return Err(unsupported("a device (I/O or PFN) mapping"))
         }
         _ if s.vm_flags.contains(VmFlag::Hugetlb) => return Err(unsupported("a hugetlb mapping")),
+        _ if m.is_anon_shmem() => {
+            anon(&mut e);
+            e.status |= VMA_ANON_SHARED;
+            e.shmid = m.inode;
+            e.pgoff = m.offset;
+            Pages::Skip
+        }
         MapName::File { path, deleted } => {
             if *deleted {
                 return Err(unsupported(
@@ -168,8 +175,9 @@ fn classify(
             }
             Pages::Anon
         }
-        MapName::AnonShmemNamed(_) => return Err(unsupported("shared anonymous memory")),
-        MapName::Special(_) => return Err(unsupported("a special kernel mapping")),
+        MapName::AnonShmemNamed(_) | MapName::Special(_) => {
+            return Err(unsupported("a special kernel mapping"))
+        }
     };
     Ok((e, pages))
 }
@@ -230,7 +238,8 @@ pub fn dump(
     pid: i32,
     dir: &Path,
     files: &mut FileTable,
-    pages_id: u32,
+    shared: &mut shmem::Dumped,
+    pages_ids: &mut IdGen,
     extra: &MmExtra,
 ) -> Result<pb::MmEntry> {
     let stat = proc::read_stat(pid)?;
@@ -248,11 +257,14 @@ pub fn dump(
         what: format!("opening /proc/{pid}/pagemap"),
         source,
     })?;
-    let mut writer = image::pages::PagesWriter::create(dir, pid as u32, pages_id)?;
+    let mut writer = image::pages::PagesWriter::create(dir, pid as u32, pages_ids.next_id())?;
     let mut vmas: Vec<pb::VmaEntry> = Vec::with_capacity(smaps.len());
     let mut buf = vec![0u8; CHUNK as usize];
     for s in &smaps {
         let (e, want) = classify(pid, s, files)?;
+        if e.status & VMA_ANON_SHARED != 0 {
+            shared.dump(pid, e.shmid, (e.start, e.end), dir, pages_ids)?;
+        }
         // [vvar] and [vvar_vclock] are one area in the image, as the kernel
         // maps them side by side.
         if e.status & VMA_AREA_VVAR != 0 {
@@ -503,6 +515,7 @@ pub fn restore(
     pid: i32,
     mm: &pb::MmEntry,
     files: &[pb::FileEntry],
+    shared: &mut shmem::Made,
     scratch_off: u64,
 ) -> Result<()> {
     let puppet = proc::read_maps(p.pid())?;
@@ -541,6 +554,19 @@ pub fn restore(
     let pages = PagesReader::open(dir, pid as u32)?;
     for v in &mm.vmas {
         if v.status & (VMA_AREA_VDSO | VMA_AREA_VVAR | VMA_AREA_VSYSCALL) != 0 {
+            continue;
+        }
+        if v.status & VMA_ANON_SHARED != 0 {
+            let extra = u64::from(v.flags) & libc::MAP_GROWSDOWN as u64;
+            shared.map(
+                p,
+                dir,
+                v.shmid,
+                (v.start, v.end),
+                v.pgoff,
+                extra,
+                scratch_off,
+            )?;
             continue;
         }
         let has_pages = pages

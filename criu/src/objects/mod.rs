@@ -8,6 +8,7 @@ pub mod fs;
 pub mod mm;
 pub mod rlimit;
 pub mod rseq;
+pub mod shmem;
 pub mod signal;
 pub mod thread;
 pub mod timer;
