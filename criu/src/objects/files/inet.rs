@@ -110,9 +110,11 @@ pub fn dump(
         match state {
             TCP_LISTEN | TCP_CLOSE => {}
             TCP_ESTABLISHED if st.tcp_established => {}
-            TCP_ESTABLISHED => return Err(unsupported(format!(
+            TCP_ESTABLISHED => {
+                return Err(unsupported(format!(
                 "fd {fd} is an established TCP connection ({show}); dump it with --tcp-established"
-            ))),
+            )))
+            }
             s => {
                 return Err(unsupported(format!(
                     "fd {fd} is a TCP socket in state {s} ({show}), which criu-rs cannot dump"

@@ -22,7 +22,17 @@ const MAX_MESSAGES: usize = 1 << 20;
 /// Reads the receive queue of `fd` without consuming it: one chunk per
 /// message for datagram and seqpacket sockets, chunks of the stream
 /// otherwise. The socket's SO_PEEK_OFF is put back as it was.
-pub fn peek(fd: BorrowedFd<'_>, ty: SockType, pid: i32, what: &str) -> Result<Vec<Vec<u8>>> {
+///
+/// A read of 0 bytes is the end of a stream; for message sockets it is an
+/// empty message, unless `rcv_shutdown` (then it is the end of the queue,
+/// and a trailing empty message cannot be told from it).
+pub fn peek(
+    fd: BorrowedFd<'_>,
+    ty: SockType,
+    rcv_shutdown: bool,
+    pid: i32,
+    what: &str,
+) -> Result<Vec<Vec<u8>>> {
     let err = |op: &str, errno| Error::Sys {
         pid,
         what: format!("{op} of {what}"),
@@ -32,7 +42,7 @@ pub fn peek(fd: BorrowedFd<'_>, ty: SockType, pid: i32, what: &str) -> Result<Ve
         .map_err(|e| err("reading SO_PEEK_OFF", e))?;
     sock::set_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0)
         .map_err(|e| err("setting SO_PEEK_OFF", e))?;
-    let got = peek_all(fd, ty, what, pid);
+    let got = peek_all(fd, ty == SockType::Stream || rcv_shutdown, what, pid);
     let back = sock::set_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, old)
         .map_err(|e| err("putting SO_PEEK_OFF back", e));
     let got = got?;
@@ -40,7 +50,7 @@ pub fn peek(fd: BorrowedFd<'_>, ty: SockType, pid: i32, what: &str) -> Result<Ve
     Ok(got)
 }
 
-fn peek_all(fd: BorrowedFd<'_>, ty: SockType, what: &str, pid: i32) -> Result<Vec<Vec<u8>>> {
+fn peek_all(fd: BorrowedFd<'_>, eof_on_zero: bool, what: &str, pid: i32) -> Result<Vec<Vec<u8>>> {
     let rcvbuf = sock::get_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF).unwrap_or(0);
     let size = (rcvbuf.max(0) as usize * 2).max(256 * 1024);
     let mut buf = vec![0u8; size];
@@ -86,7 +96,7 @@ fn peek_all(fd: BorrowedFd<'_>, ty: SockType, what: &str, pid: i32) -> Result<Ve
                 what: format!("{what} has a queued message larger than {size} bytes"),
             });
         }
-        if n == 0 && ty == SockType::Stream {
+        if n == 0 && eof_on_zero {
             return Ok(out);
         }
         out.push(buf[..n].to_vec());
@@ -196,7 +206,7 @@ mod tests {
         let (mut a, mut b) = UnixStream::pair().unwrap();
         a.write_all(b"hello ").unwrap();
         a.write_all(b"world").unwrap();
-        let got = peek(b.as_fd(), SockType::Stream, 0, "test").unwrap();
+        let got = peek(b.as_fd(), SockType::Stream, false, 0, "test").unwrap();
         assert_eq!(got.concat(), b"hello world");
         assert_eq!(
             sock::get_int(b.as_fd(), libc::SOL_SOCKET, libc::SO_PEEK_OFF).unwrap(),
@@ -213,7 +223,7 @@ mod tests {
         for m in [&b"x"[..], b"", b"yyy"] {
             a.send(m).unwrap();
         }
-        let got = peek(b.as_fd(), SockType::Datagram, 0, "test").unwrap();
+        let got = peek(b.as_fd(), SockType::Datagram, false, 0, "test").unwrap();
         assert_eq!(got, vec![b"x".to_vec(), vec![], b"yyy".to_vec()]);
         let (c, d) = UnixDatagram::pair().unwrap();
         requeue(c.as_fd(), &got, "test").unwrap();
@@ -222,6 +232,36 @@ mod tests {
             let n = d.recv(&mut buf).unwrap();
             assert_eq!(&buf[..n], want);
         }
+    }
+
+    #[test]
+    fn peek_stops_at_the_end_of_a_shut_down_seqpacket_queue() {
+        use nix::sys::socket::{shutdown, socketpair, AddressFamily, Shutdown, SockFlag};
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::empty(),
+        )
+        .unwrap();
+        send(a.as_raw_fd(), b"rec", MsgFlags::empty()).unwrap();
+        send(a.as_raw_fd(), b"", MsgFlags::empty()).unwrap();
+        send(a.as_raw_fd(), b"end", MsgFlags::empty()).unwrap();
+        let open = peek(b.as_fd(), SockType::SeqPacket, false, 0, "test").unwrap();
+        assert_eq!(open, vec![b"rec".to_vec(), vec![], b"end".to_vec()]);
+        let (c, d) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::empty(),
+        )
+        .unwrap();
+        send(c.as_raw_fd(), b"last", MsgFlags::empty()).unwrap();
+        shutdown(c.as_raw_fd(), Shutdown::Write).unwrap();
+        // Without the shutdown hint this would read end-of-file records
+        // until the guard trips.
+        let shut = peek(d.as_fd(), SockType::SeqPacket, true, 0, "test").unwrap();
+        assert_eq!(shut, vec![b"last".to_vec()]);
     }
 
     #[test]

@@ -99,7 +99,7 @@ pub fn dump(
     let opts = sockopt::dump(file, libc::AF_UNIX, &At { pid, what: &what })?;
     if state != TCP_LISTEN {
         let stype = sock_type(ty).unwrap_or(SockType::Stream);
-        let msgs = sk_queue::peek(file, stype, pid, &what)?;
+        let msgs = sk_queue::peek(file, stype, d.shutdown & 1 != 0, pid, &what)?;
         st.queues.add(id, msgs);
     }
     st.unix_seen.push((pid, fd, ino, peer));
