@@ -13,6 +13,7 @@ pub mod kcmp;
 pub mod pidfd;
 pub mod probe;
 pub mod ptrace;
+pub mod sock;
 pub mod splice;
 
 pub use nix::errno::Errno;

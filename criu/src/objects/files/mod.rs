@@ -5,12 +5,19 @@ pub mod epoll;
 pub mod eventfd;
 pub mod fifo;
 pub mod ghost;
+pub mod inet;
 pub mod inotify;
 pub mod memfd;
 pub mod pipe;
 pub mod reg;
 pub mod signalfd;
+pub mod sk_diag;
+pub mod sk_queue;
+pub mod socket;
+pub mod sockopt;
+pub mod tcp;
 pub mod timerfd;
+pub mod unix;
 
 use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -153,6 +160,8 @@ pub struct FileTable {
     /// First `pages-<id>.img` number for memfd contents; ids below are
     /// left to task memory.
     pub shmem_pages_base: u32,
+    /// Socket state of the whole dump (sock_diag, queues, TCP streams).
+    pub sk: socket::SkDump,
 }
 
 impl Default for FileTable {
@@ -173,6 +182,7 @@ impl Default for FileTable {
             memfds: Vec::new(),
             memfd_dev: None,
             shmem_pages_base: 0x1_0000,
+            sk: socket::SkDump::default(),
         }
     }
 }
@@ -287,6 +297,17 @@ impl FileTable {
         })?;
         let link = read_proc_link(pid, &format!("fd/{fd}"))?;
         let fmt = st.st_mode & libc::S_IFMT;
+        if fmt == libc::S_IFSOCK {
+            return socket::dump(
+                &mut self.sk,
+                pid,
+                fd,
+                id,
+                info.flags,
+                file,
+                st.st_ino as u32,
+            );
+        }
         let memfd_dev = fmt == libc::S_IFREG && self.on_memfd_dev(&st);
         let kind = classify(&link, fmt, st.st_nlink, memfd_dev);
         let mut fe = pb::FileEntry {
@@ -387,6 +408,7 @@ impl FileTable {
 
     /// Writes `files.img` and the images that go with it.
     pub fn write(&self, dir: &Path) -> Result<()> {
+        self.sk.write(dir)?;
         image::write_image(dir, "files.img", magic::FILES, &self.entries)?;
         if !self.pipe_data.is_empty() {
             pipe::write_data(dir, "pipes-data.img", magic::PIPES_DATA, &self.pipe_data)?;
@@ -429,6 +451,8 @@ pub struct Opened {
     /// memfds made, by inode id: the memfd, and whether its own fd is still
     /// free to hand out.
     memfds: HashMap<u64, (OwnedFd, bool)>,
+    /// Sockets: the images directory and their queued data.
+    sk: socket::SkRestore,
 }
 
 impl Opened {
@@ -436,6 +460,7 @@ impl Opened {
     pub fn new(dir: &Path) -> Self {
         Opened {
             dir: Some(dir.to_path_buf()),
+            sk: socket::SkRestore::new(dir),
             ..Default::default()
         }
     }
@@ -458,6 +483,19 @@ impl Opened {
             if !self.opening.insert(id) {
                 return Err(Error::Mismatch {
                     what: format!("file id {id} needs itself to be made (epoll loop?)"),
+                });
+            }
+            if let Some(entry) = files
+                .iter()
+                .find(|e| e.id == id && socket::handles(e.r#type))
+            {
+                // One socketpair makes two ids: the socket code fills the
+                // cache itself.
+                let made = socket::open(&mut self.sk, files, entry, &mut self.files);
+                self.opening.remove(&id);
+                made?;
+                return self.files.get(&id).ok_or_else(|| Error::Mismatch {
+                    what: format!("socket id {id} was not made"),
                 });
             }
             let made = self.make(files, id);

@@ -1,0 +1,314 @@
+//! TCP and UDP sockets over IPv4 and IPv6 (`inet_sk_entry`); established
+//! TCP connections with `--tcp-established` (`tcp-stream-*.img`).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use nix::sys::socket::{listen, socket, AddressFamily, Backlog, SockFlag, SockProtocol};
+
+use crate::image::pb;
+use crate::sys::sock;
+
+use super::super::{Error, Result};
+use super::socket::{
+    apply_flags, apply_shutdown, no_owner, shutdown_entry, sock_type, SkDump, SkRestore,
+};
+use super::sockopt::{self, At};
+
+const TCP_ESTABLISHED: u32 = 1;
+const TCP_CLOSE: u32 = 7;
+const TCP_LISTEN: u32 = 10;
+
+/// The TCP connections of a dump that go to `tcp-stream-*.img`.
+#[derive(Debug, Default)]
+pub struct TcpStreams {
+    streams: Vec<(u32, pb::TcpStreamEntry, Vec<u8>, Vec<u8>)>,
+}
+
+impl TcpStreams {
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        for (ino, e, inq, outq) in &self.streams {
+            let mut w = crate::image::ImageWriter::create(
+                dir,
+                &format!("tcp-stream-{ino:x}.img"),
+                crate::image::magic::TCP_STREAM,
+            )?;
+            w.write(e)?;
+            w.write_raw(inq)?;
+            w.write_raw(outq)?;
+            w.finish()?;
+        }
+        Ok(())
+    }
+}
+
+/// An address of sock_diag (network order bytes) as image words.
+fn addr_words(family: i32, a: &[u8; 16]) -> Vec<u32> {
+    let n = if family == libc::AF_INET6 { 4 } else { 1 };
+    a.chunks_exact(4)
+        .take(n)
+        .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// Image words back to an address.
+fn ip_of(family: u32, words: &[u32]) -> Option<IpAddr> {
+    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
+    if family == libc::AF_INET6 as u32 {
+        let b: [u8; 16] = bytes.get(..16)?.try_into().ok()?;
+        Some(IpAddr::V6(Ipv6Addr::from(b)))
+    } else {
+        let b: [u8; 4] = bytes.get(..4)?.try_into().ok()?;
+        Some(IpAddr::V4(Ipv4Addr::from(b)))
+    }
+}
+
+fn proto_name(p: i32) -> &'static str {
+    match p {
+        libc::IPPROTO_TCP => "TCP",
+        libc::IPPROTO_UDP => "UDP",
+        _ => "IP",
+    }
+}
+
+/// Dump half for one TCP or UDP socket.
+#[allow(clippy::too_many_arguments)]
+pub fn dump(
+    st: &mut SkDump,
+    pid: i32,
+    fd: i32,
+    id: u32,
+    flags: u32,
+    file: BorrowedFd<'_>,
+    ino: u32,
+    family: i32,
+    ty: i32,
+    proto: i32,
+) -> Result<pb::FileEntry> {
+    let unsupported = |what: String| Error::Unsupported { pid, what };
+    if proto != libc::IPPROTO_TCP && proto != libc::IPPROTO_UDP {
+        return Err(unsupported(format!(
+            "fd {fd} is an inet socket of protocol {proto}, which criu-rs cannot dump yet"
+        )));
+    }
+    let d = st.inet(pid, fd, family, proto, ino)?.clone();
+    let src = ip_of(family as u32, &addr_words(family, &d.src));
+    let dst = ip_of(family as u32, &addr_words(family, &d.dst));
+    let show = format!(
+        "{} {}:{} -> {}:{}",
+        proto_name(proto),
+        src.map_or("?".into(), |a| a.to_string()),
+        d.sport,
+        dst.map_or("?".into(), |a| a.to_string()),
+        d.dport
+    );
+    let what = format!("socket fd {fd} of pid {pid} ({show})");
+    let state = u32::from(d.state);
+    if proto == libc::IPPROTO_TCP {
+        match state {
+            TCP_LISTEN | TCP_CLOSE => {}
+            TCP_ESTABLISHED if st.tcp_established => {}
+            TCP_ESTABLISHED => {
+                return Err(unsupported(format!(
+                "fd {fd} is an established TCP connection ({show}); dump it with --tcp-established"
+            )))
+            }
+            s => {
+                return Err(unsupported(format!(
+                    "fd {fd} is a TCP socket in state {s} ({show}), which criu-rs cannot dump"
+                )))
+            }
+        }
+    }
+    let at = At { pid, what: &what };
+    let mut opts = sockopt::dump(file, family, &at)?;
+    let ip_opts = sockopt::dump_ip(file, family, &at)?;
+    let tcp_opts = if proto == libc::IPPROTO_TCP {
+        let t = sockopt::dump_tcp(file, &at)?;
+        // CRIU keeps TCP keepalive timings in both places.
+        if opts.so_keepalive == Some(true) {
+            opts.tcp_keepcnt = t.keepcnt;
+            opts.tcp_keepidle = t.keepidle;
+            opts.tcp_keepintvl = t.keepintvl;
+        }
+        Some(t)
+    } else {
+        None
+    };
+    let v6only = if family == libc::AF_INET6 {
+        let v =
+            sock::get_int(file, libc::SOL_IPV6, libc::IPV6_V6ONLY).map_err(|errno| Error::Sys {
+                pid,
+                what: format!("getsockopt IPV6_V6ONLY of {what}"),
+                errno,
+            })?;
+        Some(v != 0)
+    } else {
+        None
+    };
+    if proto == libc::IPPROTO_TCP && state == TCP_ESTABLISHED {
+        let (e, inq, outq) = super::tcp::dump(file, pid, &what)?;
+        st.tcp.streams.push((ino, e, inq, outq));
+    }
+    Ok(pb::FileEntry {
+        r#type: pb::FdTypes::Inetsk as i32,
+        id,
+        isk: Some(pb::InetSkEntry {
+            id,
+            ino,
+            family: family as u32,
+            r#type: ty as u32,
+            proto: proto as u32,
+            state,
+            src_port: u32::from(d.sport),
+            dst_port: u32::from(d.dport),
+            flags,
+            backlog: if state == TCP_LISTEN { d.wqueue } else { 0 },
+            src_addr: addr_words(family, &d.src),
+            dst_addr: addr_words(family, &d.dst),
+            fown: no_owner(),
+            opts,
+            v6only,
+            ip_opts: Some(ip_opts),
+            ifname: None,
+            ns_id: None,
+            shutdown: shutdown_entry(d.shutdown),
+            tcp_opts,
+        }),
+        ..Default::default()
+    })
+}
+
+fn sockaddr(family: u32, words: &[u32], port: u32, what: &str) -> Result<SocketAddr> {
+    let ip = ip_of(family, words).ok_or_else(|| Error::Mismatch {
+        what: format!(
+            "{what}: an address of {} words for family {family}",
+            words.len()
+        ),
+    })?;
+    Ok(SocketAddr::new(ip, port as u16))
+}
+
+/// Restore half: a new socket with the options, address and state of `e`.
+pub fn open(
+    rs: &mut SkRestore,
+    e: &pb::InetSkEntry,
+    opened: &mut HashMap<u32, OwnedFd>,
+) -> Result<()> {
+    let what = format!("inet socket id {} (inode {})", e.id, e.ino);
+    let fam = match e.family as i32 {
+        libc::AF_INET => AddressFamily::Inet,
+        libc::AF_INET6 => AddressFamily::Inet6,
+        f => {
+            return Err(Error::Mismatch {
+                what: format!("{what} has family {f}"),
+            })
+        }
+    };
+    let ty = sock_type(e.r#type as i32).ok_or_else(|| Error::Mismatch {
+        what: format!("{what} has socket type {}", e.r#type),
+    })?;
+    let proto = match e.proto as i32 {
+        libc::IPPROTO_TCP => SockProtocol::Tcp,
+        libc::IPPROTO_UDP => SockProtocol::Udp,
+        p => {
+            return Err(Error::Mismatch {
+                what: format!("{what} has protocol {p}"),
+            })
+        }
+    };
+    let fd = socket(fam, ty, SockFlag::SOCK_CLOEXEC, proto).map_err(|errno| Error::Mismatch {
+        what: format!("making {what}: {errno}"),
+    })?;
+    let at = At {
+        pid: 0,
+        what: &what,
+    };
+    sockopt::restore(fd.as_fd(), &e.opts, &at)?;
+    if let Some(ip) = &e.ip_opts {
+        sockopt::restore_ip(fd.as_fd(), e.family as i32, ip, &at)?;
+    }
+    if let Some(t) = &e.tcp_opts {
+        sockopt::restore_tcp(fd.as_fd(), t, &at)?;
+    }
+    if let Some(v) = e.v6only {
+        sock::set_int(fd.as_fd(), libc::SOL_IPV6, libc::IPV6_V6ONLY, i32::from(v)).map_err(
+            |errno| Error::Mismatch {
+                what: format!("setting IPV6_V6ONLY on {what}: {errno}"),
+            },
+        )?;
+    }
+    let src = sockaddr(e.family, &e.src_addr, e.src_port, &what)?;
+    let bound = e.src_port != 0;
+    let established = e.proto as i32 == libc::IPPROTO_TCP && e.state == TCP_ESTABLISHED;
+    if established {
+        super::tcp::restore(rs, fd.as_fd(), e, &src, &what)?;
+    } else if bound {
+        // The dumped socket (or its connections in TIME_WAIT) may still hold
+        // the port for a moment: bind with SO_REUSEADDR, then put it back.
+        let reuse = e.opts.reuseaddr.unwrap_or(false);
+        let set_reuse = |v: bool| {
+            sock::set_int(
+                fd.as_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_REUSEADDR,
+                i32::from(v),
+            )
+            .map_err(|errno| Error::Mismatch {
+                what: format!("setting SO_REUSEADDR on {what}: {errno}"),
+            })
+        };
+        set_reuse(true)?;
+        sock::bind_inet(fd.as_fd(), &src).map_err(|errno| Error::Mismatch {
+            what: format!("binding {what} to {src}: {errno}"),
+        })?;
+        if e.state == TCP_LISTEN {
+            let backlog =
+                Backlog::new(e.backlog.min(i32::MAX as u32) as i32).unwrap_or(Backlog::MAXCONN);
+            listen(&fd, backlog).map_err(|errno| Error::Mismatch {
+                what: format!("listen on {what}: {errno}"),
+            })?;
+        }
+        if !reuse {
+            set_reuse(false)?;
+        }
+    }
+    if e.proto as i32 == libc::IPPROTO_UDP && e.state == TCP_ESTABLISHED {
+        let dst = sockaddr(e.family, &e.dst_addr, e.dst_port, &what)?;
+        sock::connect_inet(fd.as_fd(), &dst).map_err(|errno| Error::Mismatch {
+            what: format!("connecting {what} to {dst}: {errno}"),
+        })?;
+    }
+    apply_shutdown(fd.as_fd(), e.shutdown, &what)?;
+    apply_flags(fd.as_fd(), e.flags, &what)?;
+    opened.insert(e.id, fd);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_kept_in_network_order() {
+        let mut a = [0u8; 16];
+        a[..4].copy_from_slice(&[127, 0, 0, 1]);
+        let w = addr_words(libc::AF_INET, &a);
+        // What upstream writes for 127.0.0.1 (golden case "tcp").
+        assert_eq!(w, vec![0x0100_007f]);
+        assert_eq!(
+            ip_of(libc::AF_INET as u32, &w),
+            Some(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        );
+        let v6 = Ipv6Addr::LOCALHOST.octets();
+        let w6 = addr_words(libc::AF_INET6, &v6);
+        assert_eq!(w6.len(), 4);
+        assert_eq!(
+            ip_of(libc::AF_INET6 as u32, &w6),
+            Some(IpAddr::V6(Ipv6Addr::LOCALHOST))
+        );
+        assert_eq!(ip_of(libc::AF_INET6 as u32, &w), None);
+    }
+}

@@ -1,0 +1,314 @@
+//! The kernel's sock_diag netlink interface: what a socket is connected to,
+//! its name, queue lengths and shutdown state, for unix and inet sockets of
+//! criu's network namespace. One dump per family, indexed by inode.
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::errno::Errno;
+use nix::sys::socket::{
+    recv, sendto, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
+};
+
+const NLMSG_HDR: usize = 16;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+const NLM_F_REQUEST: u16 = 1;
+const NLM_F_DUMP: u16 = 0x300;
+
+const UDIAG_SHOW_NAME: u32 = 0x01;
+const UDIAG_SHOW_VFS: u32 = 0x02;
+const UDIAG_SHOW_PEER: u32 = 0x04;
+const UDIAG_SHOW_ICONS: u32 = 0x08;
+const UDIAG_SHOW_RQLEN: u32 = 0x10;
+
+const UNIX_DIAG_NAME: u16 = 0;
+const UNIX_DIAG_VFS: u16 = 1;
+const UNIX_DIAG_PEER: u16 = 2;
+const UNIX_DIAG_ICONS: u16 = 3;
+const UNIX_DIAG_RQLEN: u16 = 4;
+const UNIX_DIAG_SHUTDOWN: u16 = 6;
+
+const INET_DIAG_SHUTDOWN: u16 = 8;
+
+/// One unix socket as sock_diag describes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnixDiag {
+    pub ino: u32,
+    pub ty: u8,
+    pub state: u8,
+    /// `sun_path` bytes; an abstract name starts with a NUL.
+    pub name: Option<Vec<u8>>,
+    /// (inode, device) of the bound file.
+    pub vfs: Option<(u32, u32)>,
+    pub peer: Option<u32>,
+    /// Inodes of connections waiting in a listener's accept queue.
+    pub icons: Vec<u32>,
+    /// (receive queue, send queue); for a listener (queued, backlog).
+    pub rqlen: Option<(u32, u32)>,
+    pub shutdown: u8,
+}
+
+/// One TCP or UDP socket as inet_diag describes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InetDiag {
+    pub family: u8,
+    pub state: u8,
+    pub sport: u16,
+    pub dport: u16,
+    /// Addresses in network order (the first 4 bytes for IPv4).
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub ifindex: u32,
+    pub rqueue: u32,
+    pub wqueue: u32,
+    pub ino: u32,
+    pub shutdown: u8,
+}
+
+fn u16_at(b: &[u8], off: usize) -> Option<u16> {
+    Some(u16::from_ne_bytes(b.get(off..off + 2)?.try_into().ok()?))
+}
+fn u32_at(b: &[u8], off: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(off..off + 4)?.try_into().ok()?))
+}
+fn align4(n: usize) -> usize {
+    (n + 3) & !3
+}
+
+/// Splits netlink attributes (`rtattr`s) into (type, payload).
+pub fn attrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
+    let mut out = Vec::new();
+    while b.len() >= 4 {
+        let (Some(len), Some(ty)) = (u16_at(b, 0), u16_at(b, 2)) else {
+            break;
+        };
+        let len = len as usize;
+        if len < 4 || len > b.len() {
+            break;
+        }
+        out.push((ty & 0x3fff, &b[4..len]));
+        b = &b[align4(len).min(b.len())..];
+    }
+    out
+}
+
+/// Splits a buffer of netlink messages into (type, payload).
+pub fn messages(mut b: &[u8]) -> Vec<(u16, &[u8])> {
+    let mut out = Vec::new();
+    while b.len() >= NLMSG_HDR {
+        let (Some(len), Some(ty)) = (u32_at(b, 0), u16_at(b, 4)) else {
+            break;
+        };
+        let len = len as usize;
+        if len < NLMSG_HDR || len > b.len() {
+            break;
+        }
+        out.push((ty, &b[NLMSG_HDR..len]));
+        b = &b[align4(len).min(b.len())..];
+    }
+    out
+}
+
+/// Parses the payload of one `unix_diag_msg`.
+pub fn parse_unix(p: &[u8]) -> Option<UnixDiag> {
+    let mut d = UnixDiag {
+        ty: *p.get(1)?,
+        state: *p.get(2)?,
+        ino: u32_at(p, 4)?,
+        ..Default::default()
+    };
+    for (ty, a) in attrs(p.get(16..)?) {
+        match ty {
+            UNIX_DIAG_NAME => d.name = Some(a.to_vec()),
+            UNIX_DIAG_VFS => d.vfs = Some((u32_at(a, 0)?, u32_at(a, 4)?)),
+            UNIX_DIAG_PEER => d.peer = Some(u32_at(a, 0)?),
+            UNIX_DIAG_ICONS => {
+                d.icons = a
+                    .chunks_exact(4)
+                    .filter_map(|c| Some(u32::from_ne_bytes(c.try_into().ok()?)))
+                    .collect()
+            }
+            UNIX_DIAG_RQLEN => d.rqlen = Some((u32_at(a, 0)?, u32_at(a, 4)?)),
+            UNIX_DIAG_SHUTDOWN => d.shutdown = *a.first()?,
+            _ => {}
+        }
+    }
+    Some(d)
+}
+
+/// Parses the payload of one `inet_diag_msg`.
+pub fn parse_inet(p: &[u8]) -> Option<InetDiag> {
+    let mut d = InetDiag {
+        family: *p.first()?,
+        state: *p.get(1)?,
+        sport: u16::from_be_bytes(p.get(4..6)?.try_into().ok()?),
+        dport: u16::from_be_bytes(p.get(6..8)?.try_into().ok()?),
+        src: p.get(8..24)?.try_into().ok()?,
+        dst: p.get(24..40)?.try_into().ok()?,
+        ifindex: u32_at(p, 40)?,
+        rqueue: u32_at(p, 56)?,
+        wqueue: u32_at(p, 60)?,
+        ino: u32_at(p, 68)?,
+        shutdown: 0,
+    };
+    for (ty, a) in attrs(p.get(72..)?) {
+        if ty == INET_DIAG_SHUTDOWN {
+            d.shutdown = *a.first()?;
+        }
+    }
+    Some(d)
+}
+
+fn request(body: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(NLMSG_HDR + body.len());
+    m.extend_from_slice(&((NLMSG_HDR + body.len()) as u32).to_ne_bytes());
+    m.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    m.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    m.extend_from_slice(&1u32.to_ne_bytes()); // seq
+    m.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel
+    m.extend_from_slice(body);
+    m
+}
+
+/// Sends one dump request and collects the payloads of every answer.
+fn dump(body: &[u8]) -> Result<Vec<Vec<u8>>, Errno> {
+    let sk: OwnedFd = socket(
+        AddressFamily::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkSockDiag,
+    )?;
+    sendto(
+        sk.as_raw_fd(),
+        &request(body),
+        &NetlinkAddr::new(0, 0),
+        MsgFlags::empty(),
+    )?;
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    // A dump ends with NLMSG_DONE; bound the loop anyway.
+    for _ in 0..1_000_000 {
+        let n = recv(sk.as_raw_fd(), &mut buf, MsgFlags::empty())?;
+        if n == 0 {
+            return Ok(out);
+        }
+        for (ty, p) in messages(&buf[..n]) {
+            match ty {
+                NLMSG_DONE => return Ok(out),
+                NLMSG_ERROR => {
+                    let code = p
+                        .get(0..4)
+                        .and_then(|b| b.try_into().ok())
+                        .map_or(0, i32::from_ne_bytes);
+                    if code != 0 {
+                        return Err(Errno::from_raw(-code));
+                    }
+                }
+                SOCK_DIAG_BY_FAMILY => out.push(p.to_vec()),
+                _ => {}
+            }
+        }
+    }
+    Err(Errno::EOVERFLOW)
+}
+
+/// Every unix socket of criu's network namespace, by inode.
+pub fn unix_sockets() -> Result<HashMap<u32, UnixDiag>, Errno> {
+    let mut body = Vec::with_capacity(24);
+    body.extend_from_slice(&[libc::AF_UNIX as u8, 0, 0, 0]);
+    body.extend_from_slice(&u32::MAX.to_ne_bytes()); // every state
+    body.extend_from_slice(&0u32.to_ne_bytes()); // ino
+    let show =
+        UDIAG_SHOW_NAME | UDIAG_SHOW_VFS | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS | UDIAG_SHOW_RQLEN;
+    body.extend_from_slice(&show.to_ne_bytes());
+    body.extend_from_slice(&u32::MAX.to_ne_bytes());
+    body.extend_from_slice(&u32::MAX.to_ne_bytes());
+    Ok(dump(&body)?
+        .iter()
+        .filter_map(|p| parse_unix(p))
+        .map(|d| (d.ino, d))
+        .collect())
+}
+
+/// Every socket of `family` (AF_INET/AF_INET6) and `proto` (TCP/UDP) of
+/// criu's network namespace, by inode.
+pub fn inet_sockets(family: i32, proto: i32) -> Result<HashMap<u32, InetDiag>, Errno> {
+    let mut body = vec![0u8; 56];
+    body[0] = family as u8;
+    body[1] = proto as u8;
+    body[4..8].copy_from_slice(&u32::MAX.to_ne_bytes()); // every state
+    Ok(dump(&body)?
+        .iter()
+        .filter_map(|p| parse_inet(p))
+        .filter(|d| d.family as i32 == family)
+        .map(|d| (d.ino, d))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::net::{UnixListener, UnixStream};
+
+    fn ino_of(fd: &impl std::os::fd::AsRawFd) -> u32 {
+        std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+            .unwrap()
+            .ino() as u32
+    }
+
+    #[test]
+    fn socketpair_peers_and_queue() {
+        use std::io::Write;
+        let (mut a, b) = UnixStream::pair().unwrap();
+        a.write_all(b"12345").unwrap();
+        let all = unix_sockets().unwrap();
+        let (ia, ib) = (ino_of(&a), ino_of(&b));
+        let da = &all[&ia];
+        let db = &all[&ib];
+        assert_eq!(da.peer, Some(ib));
+        assert_eq!(db.peer, Some(ia));
+        assert_eq!(db.rqlen.unwrap().0, 5);
+        assert_eq!(da.ty, libc::SOCK_STREAM as u8);
+        assert_eq!(da.name, None);
+    }
+
+    #[test]
+    fn listener_name_and_pending_connections() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sock");
+        let l = UnixListener::bind(&path).unwrap();
+        let c = UnixStream::connect(&path).unwrap();
+        let all = unix_sockets().unwrap();
+        let d = &all[&ino_of(&l)];
+        assert_eq!(d.state, 10); // TCP_LISTEN
+                                 // The name as bound, with the NUL the binder passed.
+        let mut want = path.as_os_str().as_encoded_bytes().to_vec();
+        want.push(0);
+        assert_eq!(d.name.as_deref(), Some(&want[..]));
+        // The accept queue names the connecting socket.
+        assert_eq!(d.icons, vec![ino_of(&c)]);
+        assert!(d.vfs.is_some());
+    }
+
+    #[test]
+    fn tcp_listener_is_found() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let all = inet_sockets(libc::AF_INET, libc::IPPROTO_TCP).unwrap();
+        let d = &all[&ino_of(&l)];
+        assert_eq!(d.sport, port);
+        assert_eq!(&d.src[..4], &[127, 0, 0, 1]);
+        assert_eq!(d.state, 10);
+    }
+
+    #[test]
+    fn truncated_messages_are_ignored() {
+        assert!(parse_unix(&[1, 2]).is_none());
+        assert!(parse_inet(&[0; 40]).is_none());
+        assert!(messages(&[0xff; 15]).is_empty());
+        assert!(attrs(&[200, 0, 1, 0, 9]).is_empty());
+    }
+}

@@ -1,0 +1,259 @@
+//! Sockets: what every family shares (the dump state of a whole dump, the
+//! restore state, dispatch by family), with one module per family.
+
+use std::collections::HashMap;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::sys::socket::SockType;
+
+use crate::image::pb;
+use crate::sys::sock;
+
+use super::super::{Error, Result};
+use super::sk_diag::{self, InetDiag, UnixDiag};
+use super::sk_queue::Queues;
+use super::{inet, unix};
+
+/// Socket state gathered over a whole dump.
+#[derive(Debug, Default)]
+pub struct SkDump {
+    unix_diag: Option<HashMap<u32, UnixDiag>>,
+    inet_diag: HashMap<(i32, i32), HashMap<u32, InetDiag>>,
+    pub(super) queues: Queues,
+    /// Unix sockets dumped: (pid, fd, inode, peer inode).
+    pub(super) unix_seen: Vec<(i32, i32, u32, u32)>,
+    pub(super) tcp: inet::TcpStreams,
+    /// `--tcp-established`: dump established TCP connections in repair mode.
+    pub tcp_established: bool,
+}
+
+impl SkDump {
+    /// sock_diag's view of unix socket `ino` (asked once per dump; asked
+    /// again if a socket is missing).
+    pub(super) fn unix(&mut self, pid: i32, fd: i32, ino: u32) -> Result<&UnixDiag> {
+        let stale = self
+            .unix_diag
+            .as_ref()
+            .is_none_or(|m| !m.contains_key(&ino));
+        if stale {
+            let m = sk_diag::unix_sockets().map_err(|errno| Error::Sys {
+                pid,
+                what: format!("sock_diag of unix sockets (for fd {fd})"),
+                errno,
+            })?;
+            self.unix_diag = Some(m);
+        }
+        self.unix_diag
+            .as_ref()
+            .and_then(|m| m.get(&ino))
+            .ok_or_else(|| Error::Unsupported {
+                pid,
+                what: format!(
+                    "fd {fd} is a unix socket (inode {ino}) that sock_diag does not show: is it in another network namespace?"
+                ),
+            })
+    }
+
+    /// The listening socket whose accept queue holds connection `ino`.
+    pub(super) fn listener_of(&self, ino: u32) -> Option<&UnixDiag> {
+        self.unix_diag
+            .as_ref()?
+            .values()
+            .find(|d| d.icons.contains(&ino))
+    }
+
+    pub(super) fn inet(
+        &mut self,
+        pid: i32,
+        fd: i32,
+        family: i32,
+        proto: i32,
+        ino: u32,
+    ) -> Result<&InetDiag> {
+        let key = (family, proto);
+        let stale = self
+            .inet_diag
+            .get(&key)
+            .is_none_or(|m| !m.contains_key(&ino));
+        if stale {
+            let m = sk_diag::inet_sockets(family, proto).map_err(|errno| Error::Sys {
+                pid,
+                what: format!("sock_diag of inet sockets (for fd {fd})"),
+                errno,
+            })?;
+            self.inet_diag.insert(key, m);
+        }
+        self.inet_diag
+            .get(&key)
+            .and_then(|m| m.get(&ino))
+            .ok_or_else(|| Error::Unsupported {
+                pid,
+                what: format!(
+                    "fd {fd} is an inet socket (inode {ino}) that sock_diag does not show: is it in another network namespace?"
+                ),
+            })
+    }
+
+    /// Checks what can only be checked once every task is dumped, and
+    /// writes `sk-queues.img` and `tcp-stream-*.img`.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let inos: std::collections::HashSet<u32> =
+            self.unix_seen.iter().map(|&(_, _, ino, _)| ino).collect();
+        for &(pid, fd, ino, peer) in &self.unix_seen {
+            if peer != 0 && !inos.contains(&peer) {
+                return Err(Error::Unsupported {
+                    pid,
+                    what: format!(
+                        "fd {fd} is a unix socket (inode {ino}) connected to socket inode {peer}, which is outside the dumped tree; external unix sockets (--ext-unix-sk) are not supported yet"
+                    ),
+                });
+            }
+        }
+        if !self.queues.is_empty() {
+            self.queues.write(dir)?;
+        }
+        self.tcp.write(dir)?;
+        Ok(())
+    }
+}
+
+/// Restore state: the image directory and the queued data, read once.
+#[derive(Debug, Default)]
+pub struct SkRestore {
+    pub dir: Option<PathBuf>,
+    queues: Option<HashMap<u32, Vec<Vec<u8>>>>,
+}
+
+impl SkRestore {
+    pub fn new(dir: &Path) -> Self {
+        SkRestore {
+            dir: Some(dir.to_path_buf()),
+            queues: None,
+        }
+    }
+
+    /// The messages queued for socket `id`.
+    pub(super) fn queue(&mut self, id: u32) -> Result<Vec<Vec<u8>>> {
+        if self.queues.is_none() {
+            let q = match &self.dir {
+                Some(d) => Queues::load(d)?,
+                None => HashMap::new(),
+            };
+            self.queues = Some(q);
+        }
+        Ok(self
+            .queues
+            .as_mut()
+            .and_then(|q| q.remove(&id))
+            .unwrap_or_default())
+    }
+}
+
+pub(super) fn no_owner() -> pb::FownEntry {
+    pb::FownEntry {
+        uid: 0,
+        euid: 0,
+        signum: 0,
+        pid_type: 0,
+        pid: 0,
+    }
+}
+
+pub(super) fn sock_type(raw: i32) -> Option<SockType> {
+    match raw {
+        libc::SOCK_STREAM => Some(SockType::Stream),
+        libc::SOCK_DGRAM => Some(SockType::Datagram),
+        libc::SOCK_SEQPACKET => Some(SockType::SeqPacket),
+        libc::SOCK_RAW => Some(SockType::Raw),
+        _ => None,
+    }
+}
+
+/// `sk_shutdown` of the kernel's shutdown bits (1 read, 2 write).
+pub(super) fn shutdown_entry(bits: u8) -> Option<i32> {
+    (bits & 3 != 0).then_some(i32::from(bits & 3))
+}
+
+/// Applies a dumped `sk_shutdown` to a restored socket.
+pub(super) fn apply_shutdown(fd: BorrowedFd<'_>, sh: Option<i32>, what: &str) -> Result<()> {
+    use nix::sys::socket::{shutdown, Shutdown};
+    use std::os::fd::AsRawFd;
+    let how = match sh.unwrap_or(0) & 3 {
+        1 => Shutdown::Read,
+        2 => Shutdown::Write,
+        3 => Shutdown::Both,
+        _ => return Ok(()),
+    };
+    shutdown(fd.as_raw_fd(), how).map_err(|errno| Error::Mismatch {
+        what: format!("shutdown of {what}: {errno}"),
+    })
+}
+
+/// Sets the O_NONBLOCK (and O_ASYNC-free) file status flags of `flags`.
+pub(super) fn apply_flags(fd: BorrowedFd<'_>, flags: u32, what: &str) -> Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    if flags & libc::O_NONBLOCK as u32 != 0 {
+        fcntl(fd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(|errno| Error::Mismatch {
+            what: format!("setting O_NONBLOCK on {what}: {errno}"),
+        })?;
+    }
+    Ok(())
+}
+
+/// Dump half: `file` is fd `fd` of `pid`, a socket with inode `ino`.
+pub fn dump(
+    st: &mut SkDump,
+    pid: i32,
+    fd: i32,
+    id: u32,
+    flags: u32,
+    file: BorrowedFd<'_>,
+    ino: u32,
+) -> Result<pb::FileEntry> {
+    let opt = |o, name: &str| {
+        sock::get_int(file, libc::SOL_SOCKET, o).map_err(|errno| Error::Sys {
+            pid,
+            what: format!("getsockopt {name} of socket fd {fd}"),
+            errno,
+        })
+    };
+    let domain = opt(libc::SO_DOMAIN, "SO_DOMAIN")?;
+    let ty = opt(libc::SO_TYPE, "SO_TYPE")?;
+    let proto = opt(libc::SO_PROTOCOL, "SO_PROTOCOL")?;
+    let flags = flags & !(libc::O_CLOEXEC as u32);
+    match domain {
+        libc::AF_UNIX => unix::dump(st, pid, fd, id, flags, file, ino, ty),
+        libc::AF_INET | libc::AF_INET6 => {
+            inet::dump(st, pid, fd, id, flags, file, ino, domain, ty, proto)
+        }
+        _ => Err(Error::Unsupported {
+            pid,
+            what: format!("fd {fd} is a socket of family {domain}, which criu-rs cannot dump yet"),
+        }),
+    }
+}
+
+/// Whether files.img type `t` is a socket this module restores.
+pub fn handles(t: i32) -> bool {
+    t == pb::FdTypes::Unixsk as i32 || t == pb::FdTypes::Inetsk as i32
+}
+
+/// Restore half: makes the socket of `entry` (and the peers that must be
+/// made with it) in criu, into `opened` by image id.
+pub fn open(
+    rs: &mut SkRestore,
+    files: &[pb::FileEntry],
+    entry: &pb::FileEntry,
+    opened: &mut HashMap<u32, OwnedFd>,
+) -> Result<()> {
+    if let Some(u) = &entry.usk {
+        return unix::open(rs, files, u, opened);
+    }
+    if let Some(i) = &entry.isk {
+        return inet::open(rs, i, opened);
+    }
+    Err(Error::Mismatch {
+        what: format!("file id {} is a socket without its entry", entry.id),
+    })
+}

@@ -1,0 +1,217 @@
+//! Raw `getsockopt`/`setsockopt` for the socket options (and TCP repair
+//! options) criu saves and sets again: one generic pair over a plain-data
+//! value, plus the shapes criu needs (int, timeval, linger, byte buffer).
+
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use super::{Errno, SysResult};
+
+fn check_int(ret: libc::c_int) -> SysResult<()> {
+    if ret < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(())
+    }
+}
+
+/// `getsockopt` of an `int` option.
+pub fn get_int(fd: BorrowedFd<'_>, level: i32, opt: i32) -> SysResult<i32> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `v` and `len` are valid for writes; the kernel writes at most
+    // `len` bytes into `v`.
+    check_int(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            opt,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(v)
+}
+
+/// `setsockopt` of an `int` option.
+pub fn set_int(fd: BorrowedFd<'_>, level: i32, opt: i32, v: i32) -> SysResult<()> {
+    // SAFETY: `v` lives across the call and its size is passed.
+    check_int(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            opt,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })
+}
+
+/// `getsockopt` of an option as bytes (at most `max` of them).
+pub fn get_bytes(fd: BorrowedFd<'_>, level: i32, opt: i32, max: usize) -> SysResult<Vec<u8>> {
+    let mut buf = vec![0u8; max];
+    let mut len = max as libc::socklen_t;
+    // SAFETY: `buf` has `len` writable bytes; the kernel updates `len`.
+    check_int(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            opt,
+            buf.as_mut_ptr().cast(),
+            &mut len,
+        )
+    })?;
+    buf.truncate(len as usize);
+    Ok(buf)
+}
+
+/// `setsockopt` of an option given as bytes.
+pub fn set_bytes(fd: BorrowedFd<'_>, level: i32, opt: i32, val: &[u8]) -> SysResult<()> {
+    // SAFETY: `val` is readable for its whole length, which is passed.
+    check_int(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            opt,
+            val.as_ptr().cast(),
+            val.len() as libc::socklen_t,
+        )
+    })
+}
+
+/// A `struct timeval` option (SO_SNDTIMEO, SO_RCVTIMEO) as (sec, usec).
+pub fn get_timeval(fd: BorrowedFd<'_>, level: i32, opt: i32) -> SysResult<(i64, i64)> {
+    let b = get_bytes(fd, level, opt, 16)?;
+    let sec = b
+        .get(0..8)
+        .map_or(0, |s| i64::from_ne_bytes(s.try_into().unwrap_or([0; 8])));
+    let usec = b
+        .get(8..16)
+        .map_or(0, |s| i64::from_ne_bytes(s.try_into().unwrap_or([0; 8])));
+    Ok((sec, usec))
+}
+
+pub fn set_timeval(fd: BorrowedFd<'_>, level: i32, opt: i32, sec: i64, usec: i64) -> SysResult<()> {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&sec.to_ne_bytes());
+    b[8..].copy_from_slice(&usec.to_ne_bytes());
+    set_bytes(fd, level, opt, &b)
+}
+
+/// SO_LINGER as (onoff, linger).
+pub fn get_linger(fd: BorrowedFd<'_>) -> SysResult<(i32, i32)> {
+    let b = get_bytes(fd, libc::SOL_SOCKET, libc::SO_LINGER, 8)?;
+    let on = b
+        .get(0..4)
+        .map_or(0, |s| i32::from_ne_bytes(s.try_into().unwrap_or([0; 4])));
+    let l = b
+        .get(4..8)
+        .map_or(0, |s| i32::from_ne_bytes(s.try_into().unwrap_or([0; 4])));
+    Ok((on, l))
+}
+
+pub fn set_linger(fd: BorrowedFd<'_>, on: i32, linger: i32) -> SysResult<()> {
+    let mut b = [0u8; 8];
+    b[..4].copy_from_slice(&on.to_ne_bytes());
+    b[4..].copy_from_slice(&linger.to_ne_bytes());
+    set_bytes(fd, libc::SOL_SOCKET, libc::SO_LINGER, &b)
+}
+
+/// `ioctl(fd, req, &int)` for the queue-size requests (SIOCINQ, SIOCOUTQ,
+/// SIOCOUTQNSD).
+pub fn ioctl_int(fd: BorrowedFd<'_>, req: libc::c_ulong) -> SysResult<i32> {
+    let mut v: libc::c_int = 0;
+    // SAFETY: these requests write one int through the pointer.
+    check_int(unsafe { libc::ioctl(fd.as_raw_fd(), req, &mut v as *mut libc::c_int) })?;
+    Ok(v)
+}
+
+/// A `sockaddr_in`/`sockaddr_in6` for `a`, as bytes.
+fn inet_sockaddr(a: &std::net::SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain data; all zeroes is a valid value.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match a {
+        std::net::SocketAddr::V4(v4) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: v4.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(v4.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than sockaddr_in and
+            // suitably aligned for it.
+            unsafe { std::ptr::write((&mut ss as *mut libc::sockaddr_storage).cast(), sin) };
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        std::net::SocketAddr::V6(v6) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: v6.port().to_be(),
+                sin6_flowinfo: v6.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: v6.ip().octets(),
+                },
+                sin6_scope_id: v6.scope_id(),
+            };
+            // SAFETY: as above, for sockaddr_in6.
+            unsafe { std::ptr::write((&mut ss as *mut libc::sockaddr_storage).cast(), sin6) };
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (ss, len as libc::socklen_t)
+}
+
+/// `bind(fd, a)` for an IPv4 or IPv6 address.
+pub fn bind_inet(fd: BorrowedFd<'_>, a: &std::net::SocketAddr) -> SysResult<()> {
+    let (ss, len) = inet_sockaddr(a);
+    // SAFETY: `ss` holds a valid sockaddr of `len` bytes.
+    check_int(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&ss as *const libc::sockaddr_storage).cast(),
+            len,
+        )
+    })
+}
+
+/// `connect(fd, a)` for an IPv4 or IPv6 address.
+pub fn connect_inet(fd: BorrowedFd<'_>, a: &std::net::SocketAddr) -> SysResult<()> {
+    let (ss, len) = inet_sockaddr(a);
+    // SAFETY: `ss` holds a valid sockaddr of `len` bytes.
+    check_int(unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            (&ss as *const libc::sockaddr_storage).cast(),
+            len,
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+    use std::os::unix::net::UnixDatagram;
+
+    #[test]
+    fn int_and_timeval_round_trip() {
+        let (a, _b) = UnixDatagram::pair().unwrap();
+        set_int(a.as_fd(), libc::SOL_SOCKET, libc::SO_PASSCRED, 1).unwrap();
+        assert_eq!(
+            get_int(a.as_fd(), libc::SOL_SOCKET, libc::SO_PASSCRED).unwrap(),
+            1
+        );
+        set_timeval(a.as_fd(), libc::SOL_SOCKET, libc::SO_RCVTIMEO, 3, 500_000).unwrap();
+        assert_eq!(
+            get_timeval(a.as_fd(), libc::SOL_SOCKET, libc::SO_RCVTIMEO).unwrap(),
+            (3, 500_000)
+        );
+        set_linger(a.as_fd(), 1, 7).unwrap();
+        assert_eq!(get_linger(a.as_fd()).unwrap(), (1, 7));
+        assert_eq!(
+            get_int(a.as_fd(), libc::SOL_SOCKET, 9999),
+            Err(Errno::ENOPROTOOPT)
+        );
+    }
+}

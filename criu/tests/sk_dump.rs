@@ -1,0 +1,105 @@
+//! The dump half of sockets against live sockets of this process, and the
+//! shape of its entries against what upstream CRIU 4.2 wrote (golden "fds").
+
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixStream;
+
+use criu::image::{self, magic, pb};
+use criu::objects::files::socket::{self, SkDump};
+use criu::objects::Error;
+
+fn ino(f: &impl AsFd) -> u32 {
+    nix::sys::stat::fstat(f.as_fd()).unwrap().st_ino as u32
+}
+
+fn dump(st: &mut SkDump, fd: &impl AsFd, id: u32) -> Result<pb::FileEntry, Error> {
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&fd.as_fd());
+    socket::dump(
+        st,
+        std::process::id() as i32,
+        raw,
+        id,
+        libc::O_RDWR as u32,
+        fd.as_fd(),
+        ino(fd),
+    )
+}
+
+#[test]
+fn socketpair_entries_have_the_fields_upstream_writes() {
+    let (mut a, b) = UnixStream::pair().unwrap();
+    a.write_all(b"a->b").unwrap();
+    let mut st = SkDump::default();
+    let ea = dump(&mut st, &a, 8).unwrap();
+    let eb = dump(&mut st, &b, 9).unwrap();
+    let (ua, ub) = (ea.usk.unwrap(), eb.usk.unwrap());
+    assert_eq!(ua.peer, ub.ino);
+    assert_eq!(ub.peer, ua.ino);
+    assert_eq!(ua.state, 1);
+    assert_eq!(ua.flags, 2);
+
+    let golden: Vec<pb::FileEntry> = image::read_image(
+        std::path::Path::new("tests/fixtures/golden-fds"),
+        "files.img",
+        magic::FILES,
+    )
+    .unwrap();
+    let g = golden.iter().find_map(|e| e.usk.clone()).unwrap();
+    // Same optional fields present (ns_id aside: no net namespace images yet).
+    let shape = |u: &pb::UnixSkEntry| {
+        let o = &u.opts;
+        (
+            u.shutdown.is_some(),
+            u.file_perms.is_some(),
+            o.reuseaddr.is_some(),
+            o.so_priority.is_some(),
+            o.so_rcvlowat.is_some(),
+            o.so_passcred.is_some(),
+            o.so_passsec.is_some(),
+            o.so_keepalive.is_some(),
+            o.so_linger.is_some(),
+            o.so_mark.is_some(),
+            o.so_buf_lock.is_some(),
+        )
+    };
+    assert_eq!(shape(&ua), shape(&g));
+    assert_eq!(
+        ua.backlog > 0,
+        g.backlog > 0,
+        "backlog is the send queue of a connected socket"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    st.write(dir.path()).unwrap();
+    let q = criu::objects::files::sk_queue::Queues::load(dir.path()).unwrap();
+    assert_eq!(q[&9], vec![b"a->b".to_vec()]);
+    assert!(!q.contains_key(&8));
+}
+
+#[test]
+fn a_peer_outside_the_dump_is_refused() {
+    let (a, _b) = UnixStream::pair().unwrap();
+    let mut st = SkDump::default();
+    dump(&mut st, &a, 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let err = st.write(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("outside the dumped tree"), "{err}");
+}
+
+#[test]
+fn an_established_tcp_connection_needs_the_option() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let mut st = SkDump::default();
+    let err = dump(&mut st, &c, 1).unwrap_err().to_string();
+    assert!(err.contains("--tcp-established"), "{err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{}", l.local_addr().unwrap().port())),
+        "{err}"
+    );
+    let e = dump(&mut st, &l, 2).unwrap().isk.unwrap();
+    assert_eq!(e.state, 10);
+    assert_eq!(e.src_addr, vec![0x0100_007f]);
+}
