@@ -3,7 +3,6 @@
 
 use std::io::Write;
 use std::os::fd::AsFd;
-use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 
 use criu::image::{self, magic, pb};

@@ -85,13 +85,19 @@ fn state(pid: i32) -> Result<Option<proc::ProcState>> {
 
 fn seize_thread(pid: i32, tid: i32) -> Result<Thread> {
     let tracee = Tracee::seize(tid, false).map_err(|e| match e {
-        remote::Error::Sys { errno, .. } if errno == nix::errno::Errno::EPERM => Error::Task {
+        remote::Error::Sys {
+            errno: nix::errno::Errno::EPERM,
+            ..
+        } => Error::Task {
             pid,
             what: format!(
                 "thread {tid} cannot be traced (EPERM): is criu root, or is the task already traced?"
             ),
         },
-        remote::Error::Sys { errno, .. } if errno == nix::errno::Errno::ESRCH => Error::Task {
+        remote::Error::Sys {
+            errno: nix::errno::Errno::ESRCH,
+            ..
+        } => Error::Task {
             pid,
             what: "no such process".into(),
         },

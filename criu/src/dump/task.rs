@@ -162,7 +162,7 @@ fn thread_core(
         sched_policy: Some(stat.policy),
         sched_prio: Some(stat.rt_priority),
         blk_sigset: Some(th.sigmask),
-        sas: Some(inside.sas.clone()),
+        sas: Some(inside.sas),
         pdeath_sig: Some(inside.pdeath_sig),
         signals_p: Some(pb::SignalQueueEntry::default()),
         creds: Some(creds),

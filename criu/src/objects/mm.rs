@@ -363,7 +363,10 @@ pub fn pick_scratch(mm: &pb::MmEntry, puppet: &[proc::MapsEntry], len: u64) -> O
 }
 
 /// The kernel-provided areas criu moves rather than makes: vDSO and vvar.
-fn special(maps: &[proc::MapsEntry]) -> (Option<(u64, u64)>, Vec<(u64, u64)>) {
+/// An address range `[start, end)`.
+type Range = (u64, u64);
+
+fn special(maps: &[proc::MapsEntry]) -> (Option<Range>, Vec<Range>) {
     let vdso = maps
         .iter()
         .find(|m| m.name == MapName::Vdso)

@@ -10,7 +10,7 @@ const RSEQ_FLAG_UNREGISTER: u64 = 1;
 /// Dump half: what the thread registered (None when nothing).
 pub fn dump(t: &Tracee) -> Result<Option<pb::RseqEntry>> {
     let c = t.rseq()?;
-    Ok((c.rseq_abi_pointer != 0).then(|| pb::RseqEntry {
+    Ok((c.rseq_abi_pointer != 0).then_some(pb::RseqEntry {
         rseq_abi_pointer: c.rseq_abi_pointer,
         rseq_abi_size: c.rseq_abi_size,
         signature: c.signature,

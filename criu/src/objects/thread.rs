@@ -157,6 +157,9 @@ const PKRU: u32 = 9;
 const LEGACY_AREA: usize = 512;
 const XSAVE_HEADER: usize = 64;
 
+/// An XSAVE component and its image words, 32- or 64-bit.
+type Component<'a> = (u32, Option<&'a [u32]>, Option<&'a [u64]>);
+
 /// Component `n`'s bytes in a standard-format XSAVE buffer, when the CPU has
 /// it enabled and the buffer holds it.
 fn component(xcr0: u64, buf: &[u8], n: u32) -> Option<(usize, usize)> {
@@ -231,7 +234,7 @@ pub fn fpregs_from_image(e: &pb::UserX86FpregsEntry) -> Vec<u8> {
     let mut bv = 0b11;
     if let Some(x) = &e.xsave {
         bv = x.xstate_bv & xcr0;
-        let parts: [(u32, Option<&[u32]>, Option<&[u64]>); 7] = [
+        let parts: [Component; 7] = [
             (YMM, Some(&x.ymmh_space), None),
             (BNDREGS, None, Some(&x.bndreg_state)),
             (BNDCSR, None, Some(&x.bndcsr_state)),

@@ -16,10 +16,8 @@ pub fn read(pid: i32, addr: u64, buf: &mut [u8]) -> std::io::Result<()> {
         base: addr as usize,
         len,
     }];
-    let done = match process_vm_readv(Pid::from_raw(pid), &mut [IoSliceMut::new(buf)], &remote) {
-        Ok(n) => n,
-        Err(_) => 0,
-    };
+    let done = process_vm_readv(Pid::from_raw(pid), &mut [IoSliceMut::new(buf)], &remote)
+        .unwrap_or_default();
     if done < len {
         let f = OpenOptions::new()
             .read(true)

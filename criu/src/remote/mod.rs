@@ -161,16 +161,14 @@ impl Tracee {
     /// created it (PTRACE_O_TRACECLONE/FORK): waits for its first stop.
     pub fn adopt(pid: i32) -> Result<Self> {
         let pid = Pid::from_raw(pid);
-        loop {
-            match wait_stop(pid)? {
-                WaitStatus::PtraceEvent(_, _, ev) if ev == libc::PTRACE_EVENT_STOP => break,
-                WaitStatus::Stopped(_, Signal::SIGSTOP) => break,
-                other => {
-                    return Err(Error::Unexpected {
-                        pid: pid.as_raw(),
-                        what: format!("unexpected first stop of a new task: {other:?}"),
-                    })
-                }
+        match wait_stop(pid)? {
+            WaitStatus::PtraceEvent(_, _, ev) if ev == libc::PTRACE_EVENT_STOP => {}
+            WaitStatus::Stopped(_, Signal::SIGSTOP) => {}
+            other => {
+                return Err(Error::Unexpected {
+                    pid: pid.as_raw(),
+                    what: format!("unexpected first stop of a new task: {other:?}"),
+                })
             }
         }
         let regs = ptrace::getregs(pid).ctx(pid, "PTRACE_GETREGS")?;
