@@ -5,8 +5,8 @@
 //! `victim pattern MIB FILE`: fills MIB MiB of heap with a pseudo-random
 //! pattern, writes `ready PID` to FILE, then on each SIGUSR1 checks the
 //! pattern and writes `ok N` or `bad OFFSET` to FILE.
-//! `victim pipe FILE`: like `loop`, holding a pipe (which criu cannot dump
-//! yet).
+//! `victim unsupported FILE`: like `loop`, holding a netlink socket (which
+//! criu-rs cannot dump yet).
 //! Stdio goes to /dev/null and other inherited fds are closed, so that only
 //! what the mode sets up is in the fd table.
 
@@ -88,8 +88,16 @@ fn main() {
             let mut out = File::create(&args[2]).expect("output file");
             count_forever(&mut out);
         }
-        "pipe" => {
-            let (_r, _w) = nix::unistd::pipe().expect("pipe");
+        "unsupported" => {
+            // A netlink socket: something criu-rs cannot dump (yet).
+            use nix::sys::socket::{socket, AddressFamily, SockFlag, SockProtocol, SockType};
+            let _nl = socket(
+                AddressFamily::Netlink,
+                SockType::Raw,
+                SockFlag::empty(),
+                SockProtocol::NetlinkRoute,
+            )
+            .expect("netlink socket");
             let mut out = File::create(&args[2]).expect("output file");
             count_forever(&mut out);
         }
@@ -113,7 +121,7 @@ fn main() {
             }
         }
         _ => {
-            eprintln!("usage: victim loop FILE | pipe FILE | pattern MIB FILE");
+            eprintln!("usage: victim loop FILE | unsupported FILE | pattern MIB FILE");
             std::process::exit(2);
         }
     }

@@ -229,14 +229,14 @@ fn dump_of_a_missing_pid_fails_clearly() {
 fn a_failed_dump_leaves_the_task_running_untouched() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("count");
-    let mut child = spawn(&["pipe", out.to_str().unwrap()]);
+    let mut child = spawn(&["unsupported", out.to_str().unwrap()]);
     let pid = child.id() as i32;
     wait_for("the counter", || counter(&out) > 3);
     let o = dump(pid, &tmp.path().join("img"), &[]);
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains(&format!("pid {pid}")) && err.contains("pipe"),
+        err.contains(&format!("pid {pid}")) && err.contains("socket"),
         "{err}"
     );
     let n = counter(&out);

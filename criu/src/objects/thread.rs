@@ -311,6 +311,7 @@ mod tests {
         for (i, b) in buf.iter_mut().enumerate().take(416) {
             *b = (i * 7) as u8;
         }
+        buf[5] = 0; // reserved, not in the image
         buf[24..28].copy_from_slice(&0x1f80u32.to_le_bytes());
         buf[LEGACY_AREA..LEGACY_AREA + 8].copy_from_slice(&3u64.to_le_bytes());
         let img = fpregs_to_image(&buf);
