@@ -449,7 +449,13 @@ impl Ctx<'_> {
                         format!(" (dumped tasks still existed after dump: {})", l.join(","))
                     };
                     if left.is_empty() {
-                        let _ = self.reaper.try_take(root.pid);
+                        // The killed tree ends up reaped here (we are the
+                        // subreaper): take every exit status now, or a
+                        // restored task with the same PID would be judged
+                        // by its predecessor's death.
+                        for p in &procs {
+                            let _ = self.reaper.wait(p.pid, Duration::from_secs(1));
+                        }
                         live.root = None;
                     }
                     let rpid = img.join("restore.pid");
