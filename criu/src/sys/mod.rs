@@ -8,9 +8,11 @@ pub mod clone3;
 pub mod cpu;
 pub mod fd;
 pub mod kcmp;
+pub mod pagemap_scan;
 pub mod pidfd;
 pub mod probe;
 pub mod ptrace;
+pub mod rusage;
 
 pub use nix::errno::Errno;
 
