@@ -13,6 +13,8 @@ pub mod pidfd;
 pub mod probe;
 pub mod ptrace;
 pub mod rusage;
+#[doc(hidden)]
+pub mod testing;
 
 pub use nix::errno::Errno;
 
