@@ -158,6 +158,14 @@ fn run_inner(opts: Opts, body: Body) -> Result<i32, Error> {
                 }
             };
             if n == 1 && b[0] == b'R' {
+                // Wait for the test to close its end too, so that no trace
+                // of the start is left in its fd table once we exit.
+                let mut rest = [0u8; 1];
+                while let Err(e) = f.read(&mut rest) {
+                    if e.kind() != std::io::ErrorKind::Interrupted {
+                        break;
+                    }
+                }
                 return Ok(0);
             }
             // The test ended before it was ready.

@@ -69,7 +69,13 @@ pub struct PagesWriter {
 impl PagesWriter {
     /// Creates `pagemap-<id>.img` and `pages-<pages_id>.img` in `dir`.
     pub fn create(dir: &Path, id: u32, pages_id: u32) -> Result<Self> {
-        let mut map = ImageWriter::create(dir, &pagemap_file(id), magic::PAGEMAP)?;
+        Self::create_named(dir, &pagemap_file(id), pages_id)
+    }
+
+    /// Creates the pagemap `name` (e.g. `pagemap-shmem-<shmid>.img`) and
+    /// `pages-<pages_id>.img` in `dir`.
+    pub fn create_named(dir: &Path, name: &str, pages_id: u32) -> Result<Self> {
+        let mut map = ImageWriter::create(dir, name, magic::PAGEMAP)?;
         map.write(&pb::PagemapHead { pages_id })?;
         let pages_path = dir.join(pages_file(pages_id));
         let f = File::create(&pages_path).map_err(|source| Error::Io {
@@ -230,7 +236,13 @@ pub struct PagesReader {
 impl PagesReader {
     /// Opens `pagemap-<id>.img` in `dir` and the pages file it names.
     pub fn open(dir: &Path, id: u32) -> Result<Self> {
-        let mut r = ImageReader::open(dir, &pagemap_file(id), magic::PAGEMAP)?;
+        Self::open_named(dir, &pagemap_file(id))
+    }
+
+    /// Opens the pagemap `name` (e.g. `pagemap-shmem-<shmid>.img`) and its
+    /// pages file.
+    pub fn open_named(dir: &Path, name: &str) -> Result<Self> {
+        let mut r = ImageReader::open(dir, name, magic::PAGEMAP)?;
         let at = r.offset();
         let head: pb::PagemapHead = r.next()?.ok_or_else(|| Error::Format {
             file: r.path().to_owned(),

@@ -22,9 +22,10 @@ fn join(words: &[u32]) -> u64 {
         .fold(0, |acc, (i, w)| acc | (u64::from(*w) << (32 * i)))
 }
 
-/// Dump half (`secbits` read remotely by the caller).
-pub fn dump(pid: i32, secbits: u32) -> Result<pb::CredsEntry> {
-    let s = proc::read_status(pid)?;
+/// Dump half for thread `tid` of `pid` (`secbits` read remotely by the
+/// caller).
+pub fn dump_task(pid: i32, tid: i32, secbits: u32) -> Result<pb::CredsEntry> {
+    let s = proc::read_task_status(pid, tid)?;
     Ok(pb::CredsEntry {
         uid: s.uid.real,
         gid: s.gid.real,

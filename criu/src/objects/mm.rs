@@ -18,7 +18,7 @@ use crate::sys::PAGE_SIZE;
 
 use super::files::FileTable;
 use super::mm_pages::{Kind as PageKind, PageCopier, PageFinder};
-use super::{Error, Result};
+use super::{shmem, Error, IdGen, Result};
 
 // VMA status bits of the image format.
 pub const VMA_AREA_REGULAR: u32 = 1 << 0;
@@ -79,6 +79,9 @@ fn classify(
     if s.vm_flags.contains(VmFlag::GrowsDown) {
         flags |= libc::MAP_GROWSDOWN as u32;
     }
+    if s.vm_flags.contains(VmFlag::Locked) {
+        flags |= libc::MAP_LOCKED as u32;
+    }
     let mut e = pb::VmaEntry {
         start: m.start,
         end: m.end,
@@ -125,6 +128,13 @@ fn classify(
             return Err(unsupported("a device (I/O or PFN) mapping"))
         }
         _ if s.vm_flags.contains(VmFlag::Hugetlb) => return Err(unsupported("a hugetlb mapping")),
+        _ if m.is_anon_shmem() => {
+            anon(&mut e);
+            e.status |= VMA_ANON_SHARED;
+            e.shmid = m.inode;
+            e.pgoff = m.offset;
+            Pages::Skip
+        }
         MapName::File { path, deleted } => {
             if *deleted {
                 return Err(unsupported(
@@ -159,8 +169,9 @@ fn classify(
             }
             Pages::Anon
         }
-        MapName::AnonShmemNamed(_) => return Err(unsupported("shared anonymous memory")),
-        MapName::Special(_) => return Err(unsupported("a special kernel mapping")),
+        MapName::AnonShmemNamed(_) | MapName::Special(_) => {
+            return Err(unsupported("a special kernel mapping"))
+        }
     };
     Ok((e, pages))
 }
@@ -198,7 +209,8 @@ pub fn dump(
     pid: i32,
     dir: &Path,
     files: &mut FileTable,
-    pages_id: u32,
+    shared: &mut shmem::Dumped,
+    pages_ids: &mut IdGen,
     extra: &MmExtra,
 ) -> Result<pb::MmEntry> {
     let stat = proc::read_stat(pid)?;
@@ -212,11 +224,14 @@ pub fn dump(
     let exe_file_id = files.by_path(pid, &exe)?;
 
     let mut finder = PageFinder::open(pid)?;
-    let mut writer = image::pages::PagesWriter::create(dir, pid as u32, pages_id)?;
+    let mut writer = image::pages::PagesWriter::create(dir, pid as u32, pages_ids.next_id())?;
     let mut vmas: Vec<pb::VmaEntry> = Vec::with_capacity(smaps.len());
     let mut copier = PageCopier::new(pid);
     for s in &smaps {
         let (e, want) = classify(pid, s, files)?;
+        if e.status & VMA_ANON_SHARED != 0 {
+            shared.dump(pid, e.shmid, (e.start, e.end), dir, pages_ids)?;
+        }
         // [vvar] and [vvar_vclock] are one area in the image, as the kernel
         // maps them side by side.
         if e.status & VMA_AREA_VVAR != 0 {
@@ -457,6 +472,7 @@ pub fn restore(
     pid: i32,
     mm: &pb::MmEntry,
     files: &[pb::FileEntry],
+    shared: &mut shmem::Made,
     scratch_off: u64,
 ) -> Result<()> {
     let puppet = proc::read_maps(p.pid())?;
@@ -497,6 +513,19 @@ pub fn restore(
         if v.status & (VMA_AREA_VDSO | VMA_AREA_VVAR | VMA_AREA_VSYSCALL) != 0 {
             continue;
         }
+        if v.status & VMA_ANON_SHARED != 0 {
+            let extra = u64::from(v.flags) & libc::MAP_GROWSDOWN as u64;
+            shared.map(
+                p,
+                dir,
+                v.shmid,
+                (v.start, v.end),
+                v.pgoff,
+                extra,
+                scratch_off,
+            )?;
+            continue;
+        }
         let has_pages = pages
             .runs()
             .iter()
@@ -505,7 +534,8 @@ pub fn restore(
         if has_pages {
             prot |= (libc::PROT_READ | libc::PROT_WRITE) as u32;
         }
-        let mut flags = u64::from(v.flags) | libc::MAP_FIXED as u64;
+        // Locked last, once filled.
+        let mut flags = u64::from(v.flags & !(libc::MAP_LOCKED as u32)) | libc::MAP_FIXED as u64;
         let fd = if v.status & (VMA_FILE_PRIVATE | VMA_FILE_SHARED) != 0 {
             let id = u32::try_from(v.shmid).unwrap_or(u32::MAX);
             let oflags = v.fdflags.unwrap_or(libc::O_RDONLY as u32);
@@ -557,6 +587,9 @@ pub fn restore(
             libc::SYS_mprotect,
             &[v.start, v.end - v.start, u64::from(v.prot)],
         )?;
+        if v.flags & libc::MAP_LOCKED as u32 != 0 {
+            p.syscall(libc::SYS_mlock, &[v.start, v.end - v.start])?;
+        }
         let madv = v.madv.unwrap_or(0);
         for bit in 0..64u64 {
             if madv & (1 << bit) != 0 {

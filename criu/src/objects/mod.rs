@@ -9,6 +9,7 @@ pub mod mm;
 pub mod mm_pages;
 pub mod rlimit;
 pub mod rseq;
+pub mod shmem;
 pub mod signal;
 pub mod thread;
 pub mod timer;

@@ -157,6 +157,33 @@ impl Tracee {
         })
     }
 
+    /// Takes over a task that was attached automatically when a tracee
+    /// created it (PTRACE_O_TRACECLONE/FORK): waits for its first stop.
+    pub fn adopt(pid: i32) -> Result<Self> {
+        let pid = Pid::from_raw(pid);
+        loop {
+            match wait_stop(pid)? {
+                WaitStatus::PtraceEvent(_, _, ev) if ev == libc::PTRACE_EVENT_STOP => break,
+                WaitStatus::Stopped(_, Signal::SIGSTOP) => break,
+                other => {
+                    return Err(Error::Unexpected {
+                        pid: pid.as_raw(),
+                        what: format!("unexpected first stop of a new task: {other:?}"),
+                    })
+                }
+            }
+        }
+        let regs = ptrace::getregs(pid).ctx(pid, "PTRACE_GETREGS")?;
+        Ok(Tracee {
+            pid,
+            stop: Stop::Event,
+            syscall_ip: None,
+            regs,
+            events: Events::default(),
+            scratch: None,
+        })
+    }
+
     pub fn pid(&self) -> i32 {
         self.pid.as_raw()
     }
@@ -264,6 +291,7 @@ impl Tracee {
         r.rip = ip;
         ptrace::setregs(self.pid, r).ctx(self.pid, "PTRACE_SETREGS")?;
         let mut entered = false;
+        let mut retraps = 0;
         ptrace::syscall(self.pid, None).ctx(self.pid, "PTRACE_SYSCALL")?;
         loop {
             match wait_stop(self.pid)? {
@@ -272,6 +300,13 @@ impl Tracee {
                     ptrace::syscall(self.pid, None).ctx(self.pid, "PTRACE_SYSCALL")?;
                 }
                 WaitStatus::PtraceSyscall(_) => break,
+                // A task in a job-control stop traps again on its way: go on.
+                WaitStatus::PtraceEvent(_, _, ev)
+                    if ev == libc::PTRACE_EVENT_STOP && retraps < 16 =>
+                {
+                    retraps += 1;
+                    ptrace::syscall(self.pid, None).ctx(self.pid, "PTRACE_SYSCALL")?;
+                }
                 WaitStatus::PtraceEvent(_, _, ev)
                     if ev == libc::PTRACE_EVENT_CLONE
                         || ev == libc::PTRACE_EVENT_FORK
@@ -360,6 +395,11 @@ impl Tracee {
         };
         self.scratch = Some((addr, len));
         Ok(addr)
+    }
+
+    /// Uses a scratch area another thread of the same address space mapped.
+    pub fn set_scratch(&mut self, scratch: Option<(u64, u64)>) {
+        self.scratch = scratch;
     }
 
     /// The scratch area (address, length), once mapped.

@@ -1,0 +1,226 @@
+//! Finding the tree and stopping every thread of it.
+
+use std::path::Path;
+
+use super::{Error, Result};
+use crate::proc;
+use crate::remote::{self, Regs, Tracee};
+
+/// A stopped thread and what is needed to let it go again.
+pub(super) struct Thread {
+    pub tracee: Tracee,
+    pub regs: Regs,
+    pub sigmask: u64,
+}
+
+/// A process of the tree: its threads, leader first; none for a zombie.
+pub(super) struct Proc {
+    pub pid: i32,
+    /// Parent inside the tree, 0 for the root.
+    pub ppid: i32,
+    pub threads: Vec<Thread>,
+    /// Stopped by a job-control signal when found (it stays so).
+    pub stopped: bool,
+}
+
+/// The frozen tree, parents before children.
+#[derive(Default)]
+pub(super) struct Tree {
+    pub procs: Vec<Proc>,
+}
+
+fn list_dir_numbers(pid: i32, dir: &str) -> Result<Vec<i32>> {
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::Task {
+        pid,
+        what: format!("cannot list {dir}: {e}"),
+    })?;
+    let mut v: Vec<i32> = rd
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    v.sort_unstable();
+    Ok(v)
+}
+
+/// The children of every thread of `pid`.
+fn children(pid: i32) -> Result<Vec<i32>> {
+    let mut out = Vec::new();
+    for tid in list_dir_numbers(pid, &format!("/proc/{pid}/task"))? {
+        let path = format!("/proc/{pid}/task/{tid}/children");
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            out.extend(
+                text.split_whitespace()
+                    .filter_map(|c| c.parse::<i32>().ok()),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// The tree must live in criu's own namespaces: dumping namespaces is not
+/// built yet, and a tree in other ones would be restored wrongly.
+fn check_namespaces(pid: i32) -> Result<()> {
+    for ns in ["pid", "user", "mnt", "net", "ipc", "uts", "cgroup", "time"] {
+        let ours = std::fs::read_link(format!("/proc/self/ns/{ns}")).ok();
+        let theirs = std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).ok();
+        if ours.is_some() && theirs.is_some() && ours != theirs {
+            return Err(Error::Task {
+                pid,
+                what: format!(
+                    "lives in another {ns} namespace than criu; dumping namespaces is not supported yet"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn state(pid: i32) -> Result<Option<proc::ProcState>> {
+    let status = proc::read_status(pid).map_err(|_| Error::Task {
+        pid,
+        what: "no such process".into(),
+    })?;
+    Ok(status.state)
+}
+
+fn seize_thread(pid: i32, tid: i32) -> Result<Thread> {
+    let tracee = Tracee::seize(tid, false).map_err(|e| match e {
+        remote::Error::Sys { errno, .. } if errno == nix::errno::Errno::EPERM => Error::Task {
+            pid,
+            what: format!(
+                "thread {tid} cannot be traced (EPERM): is criu root, or is the task already traced?"
+            ),
+        },
+        remote::Error::Sys { errno, .. } if errno == nix::errno::Errno::ESRCH => Error::Task {
+            pid,
+            what: "no such process".into(),
+        },
+        e => e.into(),
+    })?;
+    let regs = *tracee.regs();
+    let sigmask = match tracee.sigmask() {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = tracee.release(&regs, 0);
+            return Err(e.into());
+        }
+    };
+    let thread = Thread {
+        tracee,
+        regs,
+        sigmask,
+    };
+    // Signals arriving from now on wait, queued, until the task runs again.
+    thread.tracee.set_sigmask(!0)?;
+    Ok(thread)
+}
+
+impl Tree {
+    fn known(&self, pid: i32) -> bool {
+        self.procs.iter().any(|p| p.pid == pid)
+    }
+
+    /// Stops every thread of every process of the tree of `root`, again and
+    /// again until no new thread or child shows up.
+    pub fn freeze(&mut self, root: i32) -> Result<()> {
+        if !Path::new(&format!("/proc/{root}")).exists() {
+            return Err(Error::Task {
+                pid: root,
+                what: "no such process".into(),
+            });
+        }
+        check_namespaces(root)?;
+        let mut todo = vec![(root, 0)];
+        while let Some((pid, ppid)) = todo.pop() {
+            if self.known(pid) {
+                continue;
+            }
+            let state = state(pid)?;
+            let zombie = state == Some(proc::ProcState::Zombie);
+            if zombie && pid == root {
+                return Err(Error::Task {
+                    pid,
+                    what: "is a zombie; there is nothing to dump".into(),
+                });
+            }
+            self.procs.push(Proc {
+                pid,
+                ppid,
+                threads: Vec::new(),
+                stopped: state == Some(proc::ProcState::Stopped),
+            });
+            if zombie {
+                continue;
+            }
+            self.freeze_threads(pid)?;
+            for child in children(pid)?.into_iter().rev() {
+                todo.push((child, pid));
+            }
+        }
+        // Parents before children, in the order they were found.
+        Ok(())
+    }
+
+    fn freeze_threads(&mut self, pid: i32) -> Result<()> {
+        loop {
+            let tids = list_dir_numbers(pid, &format!("/proc/{pid}/task"))?;
+            let idx = self
+                .procs
+                .iter()
+                .position(|p| p.pid == pid)
+                .ok_or_else(|| Error::Task {
+                    pid,
+                    what: "lost while freezing".into(),
+                })?;
+            let mut added = false;
+            // Leader first.
+            let mut order: Vec<i32> = tids.iter().copied().filter(|&t| t == pid).collect();
+            order.extend(tids.iter().copied().filter(|&t| t != pid));
+            for tid in order {
+                if self.procs[idx]
+                    .threads
+                    .iter()
+                    .any(|t| t.tracee.pid() == tid)
+                {
+                    continue;
+                }
+                let t = seize_thread(pid, tid)?;
+                self.procs[idx].threads.push(t);
+                added = true;
+            }
+            if !added {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Lets every task go as it was found; returns the failures.
+    pub fn release(self) -> Vec<(i32, remote::Error)> {
+        let mut failed = Vec::new();
+        for p in self.procs {
+            for t in p.threads {
+                let tid = t.tracee.pid();
+                if let Err(e) = t.tracee.release(&t.regs, t.sigmask) {
+                    failed.push((tid, e));
+                }
+            }
+        }
+        failed
+    }
+
+    /// Kills the tree after a successful dump.
+    pub fn kill(self) {
+        for p in self.procs {
+            if p.threads.is_empty() {
+                continue;
+            }
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p.pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            for t in p.threads {
+                drop(t.tracee);
+            }
+        }
+    }
+}

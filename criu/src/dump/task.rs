@@ -1,0 +1,306 @@
+//! Everything of one process: what only it can tell (remote syscalls),
+//! its memory, files, and each thread's state, into its images.
+
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use super::freeze::{Proc, Thread};
+use super::{Error, Result};
+use crate::image::{self, magic, pb};
+use crate::objects::{self, files::FileTable, mm, shmem, IdGen};
+use crate::proc::{self, MapName};
+use crate::remote::Tracee;
+use crate::sys;
+
+const SCRATCH_LEN: u64 = 4 * sys::PAGE_SIZE;
+
+// prctl options read from inside the task.
+const PR_GET_PDEATHSIG: u64 = 2;
+const PR_GET_DUMPABLE: u64 = 3;
+const PR_GET_SECUREBITS: u64 = 27;
+const PR_GET_CHILD_SUBREAPER: u64 = 37;
+const PR_GET_TID_ADDRESS: u64 = 40;
+const PR_GET_THP_DISABLE: u64 = 42;
+
+/// `task_state` values of the image format.
+const TASK_ALIVE: u32 = 1;
+const TASK_DEAD: u32 = 2;
+const TASK_STOPPED: u32 = 3;
+
+fn scratch_u64(t: &Tracee, off: u64) -> Result<u64> {
+    let mut b = [0u8; 8];
+    t.scratch_get(off, &mut b)?;
+    Ok(u64::from_le_bytes(b))
+}
+
+fn prctl(t: &mut Tracee, op: u64, arg: u64) -> Result<u64> {
+    Ok(t.syscall(libc::SYS_prctl, &[op, arg, 0, 0, 0])?)
+}
+
+/// State of the process that only it can tell.
+struct ProcInside {
+    brk: u64,
+    personality: u32,
+    dumpable: i32,
+    thp_disabled: bool,
+    child_subreaper: bool,
+    sigactions: Vec<pb::SaEntry>,
+    timers: pb::TaskTimersEntry,
+}
+
+/// State of one thread that only it can tell.
+struct ThreadInside {
+    clear_tid_addr: u64,
+    secbits: u32,
+    pdeath_sig: u32,
+    sas: pb::ThreadSasEntry,
+    robust_list: (u64, u32),
+}
+
+fn ask_process(t: &mut Tracee) -> Result<ProcInside> {
+    let base = t.scratch().map_or(0, |s| s.0);
+    let brk = t.syscall(libc::SYS_brk, &[0])?;
+    let dumpable = prctl(t, PR_GET_DUMPABLE, 0)? as i32;
+    let thp_disabled = prctl(t, PR_GET_THP_DISABLE, 0)? != 0;
+    t.scratch_put(0, &[0u8; 8])?;
+    prctl(t, PR_GET_CHILD_SUBREAPER, base)?;
+    let child_subreaper = scratch_u64(t, 0)? as u32 != 0;
+    let personality = t.syscall(libc::SYS_personality, &[0xffff_ffff])? as u32;
+    let sigactions = objects::signal::dump(t, 0)?;
+    let timers = objects::timer::dump(t, 0)?;
+    Ok(ProcInside {
+        brk,
+        personality,
+        dumpable,
+        thp_disabled,
+        child_subreaper,
+        sigactions,
+        timers,
+    })
+}
+
+fn ask_thread(t: &mut Tracee) -> Result<ThreadInside> {
+    let base = t.scratch().map_or(0, |s| s.0);
+    prctl(t, PR_GET_TID_ADDRESS, base)?;
+    let clear_tid_addr = scratch_u64(t, 0)?;
+    let secbits = prctl(t, PR_GET_SECUREBITS, 0)? as u32;
+    t.scratch_put(0, &[0u8; 8])?;
+    prctl(t, PR_GET_PDEATHSIG, base)?;
+    let pdeath_sig = scratch_u64(t, 0)? as u32;
+    t.syscall(libc::SYS_sigaltstack, &[0, base])?;
+    let mut ss = [0u8; 24];
+    t.scratch_get(0, &mut ss)?;
+    let w = |i: usize| u64::from_le_bytes(ss[i..i + 8].try_into().unwrap_or_default());
+    let sas = pb::ThreadSasEntry {
+        ss_sp: w(0),
+        ss_flags: w(8) as u32,
+        ss_size: w(16),
+    };
+    t.syscall(libc::SYS_get_robust_list, &[0, base, base + 8])?;
+    let robust_list = (scratch_u64(t, 0)?, scratch_u64(t, 8)? as u32);
+    Ok(ThreadInside {
+        clear_tid_addr,
+        secbits,
+        pdeath_sig,
+        sas,
+        robust_list,
+    })
+}
+
+/// Runs the remote questions with a scratch page shared by all threads,
+/// removed again whatever happens.
+fn ask_inside(p: &mut Proc) -> Result<(ProcInside, Vec<ThreadInside>)> {
+    let pid = p.pid;
+    let maps = proc::read_maps(pid)?;
+    let vdso = maps
+        .iter()
+        .find(|m| m.name == MapName::Vdso)
+        .ok_or_else(|| Error::Task {
+            pid,
+            what: "has no vDSO to run remote syscalls through".into(),
+        })?;
+    let leader = &mut p.threads[0].tracee;
+    let ip = leader.find_syscall_ip(vdso.start, vdso.end)?;
+    let scratch = leader.map_scratch(None, SCRATCH_LEN)?;
+    let res = (|| -> Result<(ProcInside, Vec<ThreadInside>)> {
+        let process = ask_process(&mut p.threads[0].tracee)?;
+        let mut threads = Vec::with_capacity(p.threads.len());
+        for th in p.threads.iter_mut() {
+            th.tracee.set_syscall_ip(ip);
+            th.tracee.set_scratch(Some((scratch, SCRATCH_LEN)));
+            threads.push(ask_thread(&mut th.tracee)?);
+        }
+        Ok((process, threads))
+    })();
+    for th in p.threads.iter_mut().skip(1) {
+        th.tracee.set_scratch(None);
+    }
+    p.threads[0].tracee.unmap_scratch()?;
+    res
+}
+
+fn read_num<T: std::str::FromStr>(pid: i32, name: &str) -> Result<Option<T>> {
+    Ok(objects::read_proc(pid, name)?.trim().parse().ok())
+}
+
+fn thread_core(
+    pid: i32,
+    th: &Thread,
+    inside: &ThreadInside,
+) -> Result<(pb::ThreadInfoX86, pb::ThreadCoreEntry)> {
+    let tid = th.tracee.pid();
+    let stat = proc::read_task_stat(pid, tid)?;
+    let creds = objects::creds::dump_task(pid, tid, inside.secbits)?;
+    let comm = objects::read_proc(pid, &format!("task/{tid}/comm"))?
+        .trim_end_matches('\n')
+        .to_string();
+    let info = objects::thread::dump(&th.tracee, inside.clear_tid_addr)?;
+    let core = pb::ThreadCoreEntry {
+        futex_rla: inside.robust_list.0,
+        futex_rla_len: inside.robust_list.1,
+        sched_nice: Some(stat.nice as i32),
+        sched_policy: Some(stat.policy),
+        sched_prio: Some(stat.rt_priority),
+        blk_sigset: Some(th.sigmask),
+        sas: Some(inside.sas.clone()),
+        pdeath_sig: Some(inside.pdeath_sig),
+        signals_p: Some(pb::SignalQueueEntry::default()),
+        creds: Some(creds),
+        comm: Some(comm),
+        rseq_entry: objects::rseq::dump(&th.tracee)?,
+        ..Default::default()
+    };
+    Ok((info, core))
+}
+
+/// Dumps a live process: memory, files, fs, and a core image per thread.
+pub(super) fn dump_process(
+    p: &mut Proc,
+    dir: &Path,
+    files: &mut FileTable,
+    ids: &mut IdGen,
+    shared: &mut shmem::Dumped,
+    pages_ids: &mut IdGen,
+) -> Result<(pb::PstreeEntry, Option<pb::TaskKobjIdsEntry>)> {
+    let pid = p.pid;
+    let (process, threads_inside) = ask_inside(p)?;
+    let stat = proc::read_stat(pid)?;
+    let mm_entry = mm::dump(
+        pid,
+        dir,
+        files,
+        shared,
+        pages_ids,
+        &mm::MmExtra {
+            brk: process.brk,
+            dumpable: process.dumpable,
+            thp_disabled: process.thp_disabled,
+        },
+    )?;
+    mm::write(dir, pid, &mm_entry)?;
+
+    let pidfd: OwnedFd = sys::pidfd::pidfd_open(pid).map_err(|e| Error::Task {
+        pid,
+        what: format!("pidfd_open: {e}"),
+    })?;
+    let fdinfo = files.dump_fds(pid, &pidfd)?;
+    let fs = objects::fs::dump(pid, files)?;
+    let rlimits = objects::rlimit::dump(pid)?;
+
+    let kobj = pb::TaskKobjIdsEntry {
+        vm_id: ids.next_id(),
+        files_id: ids.next_id(),
+        fs_id: ids.next_id(),
+        sighand_id: ids.next_id(),
+        ..Default::default()
+    };
+    image::write_image(
+        dir,
+        &format!("fdinfo-{}.img", kobj.files_id),
+        magic::FDINFO,
+        &fdinfo,
+    )?;
+    image::write_image(dir, &format!("fs-{pid}.img"), magic::FS, [&fs])?;
+    image::write_image(dir, &format!("ids-{pid}.img"), magic::IDS, [&kobj])?;
+
+    let comm = objects::read_proc(pid, "comm")?
+        .trim_end_matches('\n')
+        .to_string();
+    let mut tids = Vec::with_capacity(p.threads.len());
+    for (i, (th, inside)) in p.threads.iter().zip(&threads_inside).enumerate() {
+        let tid = th.tracee.pid();
+        tids.push(tid as u32);
+        let (info, mut tcore) = thread_core(pid, th, inside)?;
+        let tc = (i == 0).then(|| {
+            // The leader's core carries the process-wide state; its mask is
+            // the leader's own.
+            tcore.blk_sigset = None;
+            pb::TaskCoreEntry {
+                task_state: if p.stopped { TASK_STOPPED } else { TASK_ALIVE },
+                exit_code: 0,
+                personality: process.personality,
+                flags: stat.flags,
+                blk_sigset: th.sigmask,
+                comm: comm.clone(),
+                timers: Some(process.timers.clone()),
+                rlimits: Some(rlimits.clone()),
+                signals_s: Some(pb::SignalQueueEntry::default()),
+                loginuid: read_num(pid, "loginuid").ok().flatten(),
+                oom_score_adj: read_num(pid, "oom_score_adj").ok().flatten(),
+                sigactions: process.sigactions.clone(),
+                child_subreaper: Some(process.child_subreaper),
+                ..Default::default()
+            }
+        });
+        let core = pb::CoreEntry {
+            mtype: pb::core_entry::March::X8664 as i32,
+            thread_info: Some(info),
+            tc,
+            thread_core: Some(tcore),
+            ..Default::default()
+        };
+        image::write_image(dir, &format!("core-{tid}.img"), magic::CORE, [&core])?;
+    }
+
+    let pstree = pb::PstreeEntry {
+        pid: pid as u32,
+        ppid: p.ppid as u32,
+        pgid: stat.pgrp as u32,
+        sid: stat.session as u32,
+        threads: tids,
+    };
+    Ok((pstree, Some(kobj)))
+}
+
+/// Dumps a zombie: its ids and exit status, nothing more to be had.
+pub(super) fn dump_zombie(
+    p: &mut Proc,
+    dir: &Path,
+) -> Result<(pb::PstreeEntry, Option<pb::TaskKobjIdsEntry>)> {
+    let pid = p.pid;
+    let stat = proc::read_stat(pid)?;
+    let core = pb::CoreEntry {
+        mtype: pb::core_entry::March::X8664 as i32,
+        tc: Some(pb::TaskCoreEntry {
+            task_state: TASK_DEAD,
+            exit_code: stat.exit_code as u32,
+            personality: 0,
+            flags: 0,
+            blk_sigset: 0,
+            comm: stat.comm.to_string_lossy().into_owned(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    image::write_image(dir, &format!("core-{pid}.img"), magic::CORE, [&core])?;
+    Ok((
+        pb::PstreeEntry {
+            pid: pid as u32,
+            ppid: p.ppid as u32,
+            pgid: stat.pgrp as u32,
+            sid: stat.session as u32,
+            threads: vec![0],
+        },
+        None,
+    ))
+}

@@ -1,0 +1,232 @@
+//! Remaking each process in its puppet, then each of its threads.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
+
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use tracing::debug;
+
+use super::tree::{clone_in, Puppets, THREAD_FLAGS};
+use super::{Error, LiveImages, Result, TaskImages};
+use crate::image::pb;
+use crate::objects::{self, files::Opened, mm, shmem};
+use crate::proc;
+use crate::remote::{fdpass, Tracee};
+use crate::sys;
+
+const SCRATCH_LEN: u64 = 16 * sys::PAGE_SIZE;
+/// Scratch offsets: fd passing at 0, strings and structs above.
+const FDPASS_OFF: u64 = 0;
+const DATA_OFF: u64 = sys::PAGE_SIZE;
+
+/// The unix socket files travel to the puppets through. Every puppet
+/// inherits `theirs` (at a number no task uses) from criu at its birth.
+pub(crate) struct FdChannel {
+    ours: OwnedFd,
+    theirs: OwnedFd,
+}
+
+impl FdChannel {
+    pub fn new(tasks: &[TaskImages]) -> Result<Self> {
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::Datagram,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|e| Error::Images(format!("socketpair for passing files: {e}")))?;
+        let top = tasks
+            .iter()
+            .flat_map(|t| t.live.iter().flat_map(|l| &l.fdinfo))
+            .map(|f| f.fd)
+            .max()
+            .unwrap_or(0) as i32;
+        let theirs = sys::fd::dup_above(&theirs, i32::max(top + 1, 100))
+            .map_err(|e| Error::Images(format!("moving the fd socket: {e}")))?;
+        Ok(FdChannel { ours, theirs })
+    }
+
+    fn remote(&self) -> u64 {
+        self.theirs.as_raw_fd() as u64
+    }
+}
+
+fn prctl(t: &mut Tracee, op: i32, arg: u64) -> Result<()> {
+    t.syscall(libc::SYS_prctl, &[op as u64, arg, 0, 0, 0])?;
+    Ok(())
+}
+
+/// Process-wide state: memory, files, fs, signals, limits, mm fields.
+#[allow(clippy::too_many_arguments)]
+fn restore_process(
+    p: &mut Tracee,
+    dir: &Path,
+    task: &TaskImages,
+    live: &LiveImages,
+    files: &[pb::FileEntry],
+    opened: &mut Opened,
+    shared: &mut shmem::Made,
+    chan: &FdChannel,
+) -> Result<()> {
+    let pid = task.pid();
+    let tc = task.tc()?;
+
+    // The puppet itself: criu's rseq registration and fds go, a scratch
+    // area is put where the task has nothing.
+    objects::rseq::unregister(p)?;
+    let maps = proc::read_maps(p.pid())?;
+    let at = mm::pick_scratch(&live.mm, &maps, SCRATCH_LEN).ok_or_else(|| Error::Task {
+        pid,
+        what: "no room for criu's scratch area in the address space".into(),
+    })?;
+    p.map_scratch(Some(at), SCRATCH_LEN)?;
+    let rs = chan.remote();
+    p.syscall(libc::SYS_close_range, &[0, rs - 1, 0])?;
+    p.syscall(libc::SYS_close_range, &[rs + 1, u64::from(u32::MAX), 0])?;
+
+    mm::restore(p, dir, pid, &live.mm, files, shared, DATA_OFF)?;
+
+    for fi in &live.fdinfo {
+        let file = opened.get(files, fi.id)?;
+        let got = fdpass::pass_fd(p, chan.ours.as_fd(), rs as i32, file.as_fd(), FDPASS_OFF)?;
+        let cloexec = fi.flags & libc::FD_CLOEXEC as u32 != 0;
+        if got as u32 == fi.fd {
+            if !cloexec {
+                p.syscall(libc::SYS_fcntl, &[got as u64, libc::F_SETFD as u64, 0])?;
+            }
+        } else {
+            let fl = if cloexec { libc::O_CLOEXEC as u64 } else { 0 };
+            p.syscall(libc::SYS_dup3, &[got as u64, u64::from(fi.fd), fl])?;
+            p.syscall(libc::SYS_close, &[got as u64])?;
+        }
+    }
+    p.syscall(libc::SYS_close, &[rs])?;
+
+    objects::fs::restore(p, &live.fs, files, DATA_OFF)?;
+    objects::signal::restore(p, &tc.sigactions, DATA_OFF)?;
+    if let Some(timers) = &tc.timers {
+        objects::timer::restore(p, timers, DATA_OFF)?;
+    }
+    if let Some(rl) = &tc.rlimits {
+        objects::rlimit::restore(p, pid, rl, DATA_OFF)?;
+    }
+    mm::restore_fields(p, &live.mm, files, DATA_OFF)?;
+    if tc.child_subreaper == Some(true) {
+        prctl(p, libc::PR_SET_CHILD_SUBREAPER, 1)?;
+    }
+    p.syscall(libc::SYS_personality, &[u64::from(tc.personality)])?;
+    Ok(())
+}
+
+/// Per-thread state but registers: rseq, robust list, clear_child_tid,
+/// sigaltstack, name, pdeath signal, then creds.
+fn restore_thread(t: &mut Tracee, pid: i32, core: &pb::CoreEntry) -> Result<()> {
+    let tid = t.pid();
+    let th = core
+        .thread_core
+        .as_ref()
+        .ok_or_else(|| Error::Images(format!("core-{tid}.img has no thread core")))?;
+    let ti = core
+        .thread_info
+        .as_ref()
+        .ok_or_else(|| Error::Images(format!("core-{tid}.img has no registers")))?;
+    if let Some(rseq) = &th.rseq_entry {
+        objects::rseq::restore(t, rseq)?;
+    }
+    if th.futex_rla != 0 {
+        t.syscall(
+            libc::SYS_set_robust_list,
+            &[th.futex_rla, u64::from(th.futex_rla_len)],
+        )?;
+    }
+    t.syscall(libc::SYS_set_tid_address, &[ti.clear_tid_addr])?;
+    if let Some(sas) = &th.sas {
+        let mut b = Vec::with_capacity(24);
+        b.extend_from_slice(&sas.ss_sp.to_le_bytes());
+        b.extend_from_slice(&u64::from(sas.ss_flags).to_le_bytes());
+        b.extend_from_slice(&sas.ss_size.to_le_bytes());
+        let a = t.scratch_put(DATA_OFF, &b)?;
+        t.syscall(libc::SYS_sigaltstack, &[a, 0])?;
+    }
+    let name = th
+        .comm
+        .clone()
+        .or_else(|| core.tc.as_ref().map(|tc| tc.comm.clone()))
+        .unwrap_or_default();
+    let mut comm = name.into_bytes();
+    comm.truncate(15);
+    comm.push(0);
+    let a = t.scratch_put(DATA_OFF, &comm)?;
+    prctl(t, libc::PR_SET_NAME, a)?;
+    prctl(
+        t,
+        libc::PR_SET_PDEATHSIG,
+        u64::from(th.pdeath_sig.unwrap_or(0)),
+    )?;
+    if let Some(creds) = &th.creds {
+        objects::creds::restore(t, creds, DATA_OFF).map_err(|e| Error::Task {
+            pid,
+            what: format!("thread {tid}: credentials: {e}"),
+        })?;
+    }
+    Ok(())
+}
+
+/// The last step of a thread before it runs: registers, FPU state, mask.
+fn finish_thread(t: &mut Tracee, core: &pb::CoreEntry, leader_mask: Option<u64>) -> Result<()> {
+    let tid = t.pid();
+    let ti = core
+        .thread_info
+        .as_ref()
+        .ok_or_else(|| Error::Images(format!("core-{tid}.img has no registers")))?;
+    objects::thread::restore(t, ti)?;
+    let mask = core
+        .thread_core
+        .as_ref()
+        .and_then(|th| th.blk_sigset)
+        .or(leader_mask)
+        .unwrap_or(0);
+    t.set_sigmask(mask)?;
+    Ok(())
+}
+
+/// Remakes every live process of the tree in its puppet.
+pub(super) fn restore_all(
+    puppets: &mut Puppets,
+    dir: &Path,
+    tasks: &[TaskImages],
+    files: &[pb::FileEntry],
+    opened: &mut Opened,
+    chan: &FdChannel,
+) -> Result<()> {
+    let mut shared = shmem::Made::default();
+    for task in tasks {
+        let Some(live) = &task.live else { continue };
+        let pid = task.pid();
+        let proc = puppets.get_mut(pid)?;
+        let leader = proc.threads.first_mut().ok_or_else(|| Error::Task {
+            pid,
+            what: "puppet has no thread".into(),
+        })?;
+        restore_process(leader, dir, task, live, files, opened, &mut shared, chan)?;
+
+        // The other threads, born from the leader with their own TIDs.
+        for &tid in task.pstree.threads.iter().filter(|&&t| t as i32 != pid) {
+            let leader = &mut proc.threads[0];
+            let t = clone_in(leader, tid as i32, THREAD_FLAGS)?;
+            proc.threads.push(t);
+        }
+        for (t, core) in proc.threads.iter_mut().zip(&task.cores) {
+            restore_thread(t, pid, core)?;
+        }
+        mm::restore_dumpable(&mut proc.threads[0], &live.mm)?;
+        proc.threads[0].unmap_scratch()?;
+        let leader_mask = task.tc().ok().map(|tc| tc.blk_sigset);
+        for (t, core) in proc.threads.iter_mut().zip(&task.cores) {
+            t.set_scratch(None);
+            finish_thread(t, core, leader_mask)?;
+        }
+        debug!(pid, threads = proc.threads.len(), "process remade");
+    }
+    Ok(())
+}

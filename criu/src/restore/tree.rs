@@ -1,0 +1,294 @@
+//! Making the tree of puppets: right PIDs, parents, sessions, process
+//! groups, and zombies.
+
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag};
+use nix::unistd::Pid;
+use tracing::debug;
+
+use super::{Error, Result, TaskImages};
+use crate::proc::{self, MapName};
+use crate::remote::Tracee;
+use crate::sys;
+
+/// clone3 flags of a thread.
+pub(super) const THREAD_FLAGS: u64 = (libc::CLONE_VM
+    | libc::CLONE_FS
+    | libc::CLONE_FILES
+    | libc::CLONE_SIGHAND
+    | libc::CLONE_THREAD
+    | libc::CLONE_SYSVSEM) as u64;
+
+/// Room for the clone3 arguments while the tree is made.
+const BIRTH_SCRATCH: u64 = sys::PAGE_SIZE;
+
+/// One process being remade: its threads' tracees, leader first.
+pub(crate) struct PuppetProc {
+    pub pid: i32,
+    pub threads: Vec<Tracee>,
+}
+
+/// Every puppet made so far.
+pub(crate) struct Puppets {
+    pub procs: Vec<PuppetProc>,
+    was_subreaper: bool,
+}
+
+fn pid_in_use(pid: i32) -> String {
+    let holder = proc::read_status(pid)
+        .map(|s| match s.state {
+            Some(proc::ProcState::Zombie) => {
+                format!(" (by a zombie not yet reaped by its parent {})", s.ppid)
+            }
+            _ => format!(" (by the running task {:?})", s.name),
+        })
+        .unwrap_or_default();
+    format!("the PID is already in use{holder}; cannot restore the task with it")
+}
+
+/// Runs clone3 inside `parent` to make task `pid` with `flags` (a process
+/// when 0, else a thread); returns the new task, stopped and traced.
+pub(super) fn clone_in(parent: &mut Tracee, pid: i32, flags: u64) -> Result<Tracee> {
+    let exit_signal = if flags & libc::CLONE_THREAD as u64 != 0 {
+        0
+    } else {
+        libc::SIGCHLD as u64
+    };
+    let (base, _) = parent.scratch().ok_or_else(|| Error::Task {
+        pid,
+        what: "no scratch area in the parent to pass clone3 its arguments".into(),
+    })?;
+    // struct clone_args, then the set_tid array.
+    let tid_at = base + 88;
+    let args: [u64; 11] = [flags, 0, 0, 0, exit_signal, 0, 0, 0, tid_at, 1, 0];
+    let mut bytes: Vec<u8> = args.iter().flat_map(|v| v.to_le_bytes()).collect();
+    bytes.extend_from_slice(&u64::from(pid as u32).to_le_bytes());
+    parent.scratch_put(0, &bytes)?;
+    let ret = parent.syscall_raw(libc::SYS_clone3, &[base, 88])?;
+    if ret == -(libc::EEXIST as i64) {
+        return Err(Error::Task {
+            pid,
+            what: pid_in_use(pid),
+        });
+    }
+    if ret < 0 {
+        return Err(Error::Task {
+            pid,
+            what: format!(
+                "clone3 in {} failed: {}",
+                parent.pid(),
+                nix::errno::Errno::from_raw(-ret as i32)
+            ),
+        });
+    }
+    let _ = parent.take_events();
+    let mut child = Tracee::adopt(ret as i32)?;
+    if let Some(ip) = parent.syscall_ip() {
+        child.set_syscall_ip(ip);
+    }
+    child.set_scratch(parent.scratch());
+    Ok(child)
+}
+
+impl Puppets {
+    /// Makes criu the subreaper of what it creates, so that it can reap
+    /// everything should the restore fail.
+    pub fn new() -> Result<Self> {
+        let was_subreaper = nix::sys::prctl::get_child_subreaper().unwrap_or(false);
+        nix::sys::prctl::set_child_subreaper(true).map_err(|e| Error::Task {
+            pid: std::process::id() as i32,
+            what: format!("PR_SET_CHILD_SUBREAPER: {e}"),
+        })?;
+        Ok(Puppets {
+            procs: Vec::new(),
+            was_subreaper,
+        })
+    }
+
+    pub fn get_mut(&mut self, pid: i32) -> Result<&mut PuppetProc> {
+        self.procs
+            .iter_mut()
+            .find(|p| p.pid == pid)
+            .ok_or_else(|| Error::Task {
+                pid,
+                what: "no puppet for this task".into(),
+            })
+    }
+
+    fn make_root(&mut self, pid: i32) -> Result<()> {
+        let got = sys::clone3::spawn_puppet(Some(pid)).map_err(|errno| Error::Task {
+            pid,
+            what: match errno {
+                nix::errno::Errno::EEXIST => pid_in_use(pid),
+                e => format!("cannot create a task with this PID: clone3: {e}"),
+            },
+        })?;
+        // Registered first, so that a failure below still kills it.
+        self.procs.push(PuppetProc {
+            pid: got,
+            threads: Vec::new(),
+        });
+        let mut t = Tracee::seize(got, true)?;
+        let maps = proc::read_maps(got)?;
+        let vdso = maps
+            .iter()
+            .find(|m| m.name == MapName::Vdso)
+            .ok_or_else(|| Error::Task {
+                pid,
+                what: "criu has no vDSO to run remote syscalls through".into(),
+            })?;
+        t.find_syscall_ip(vdso.start, vdso.end)?;
+        // Nothing is delivered to a puppet while it is being made; the
+        // task's own mask is set last.
+        t.set_sigmask(!0)?;
+        t.map_scratch(None, BIRTH_SCRATCH)?;
+        self.procs[0].threads.push(t);
+        Ok(())
+    }
+
+    /// Creates every process of the tree with its PID, parent and session.
+    pub fn create(&mut self, tasks: &[TaskImages]) -> Result<()> {
+        for t in tasks {
+            let pid = t.pid();
+            if t.pstree.ppid == 0 {
+                self.make_root(pid)?;
+            } else {
+                let parent = self.get_mut(t.pstree.ppid as i32)?;
+                let leader = parent.threads.first_mut().ok_or_else(|| Error::Task {
+                    pid,
+                    what: "parent has no thread".into(),
+                })?;
+                let child = clone_in(leader, pid, 0)?;
+                self.procs.push(PuppetProc {
+                    pid,
+                    threads: vec![child],
+                });
+            }
+            if t.pstree.sid == t.pstree.pid {
+                let p = self.get_mut(pid)?;
+                p.threads[0].syscall(libc::SYS_setsid, &[])?;
+            }
+            debug!(pid, "puppet made");
+        }
+        // Process groups, once every would-be leader exists: leaders first.
+        for t in tasks
+            .iter()
+            .filter(|t| t.pstree.pgid == t.pstree.pid && t.pstree.sid != t.pstree.pid)
+        {
+            self.get_mut(t.pid())?.threads[0].syscall(libc::SYS_setpgid, &[0, 0])?;
+        }
+        for t in tasks.iter().filter(|t| t.pstree.pgid != t.pstree.pid) {
+            let pid = t.pid();
+            let r = self.get_mut(pid)?.threads[0]
+                .syscall_raw(libc::SYS_setpgid, &[0, u64::from(t.pstree.pgid)])?;
+            if r < 0 {
+                return Err(Error::Task {
+                    pid,
+                    what: format!(
+                        "cannot join process group {}: {} (a group whose leader is gone is not supported yet)",
+                        t.pstree.pgid,
+                        nix::errno::Errno::from_raw(-r as i32)
+                    ),
+                });
+            }
+        }
+        for t in tasks.iter().filter(|t| t.live.is_none()) {
+            self.make_zombie(t)?;
+        }
+        // The parents of the zombies got a SIGCHLD the task had long had
+        // (or ignored): take it back.
+        for t in tasks.iter().filter(|t| t.live.is_none()) {
+            let parent = self.get_mut(t.pstree.ppid as i32)?;
+            let p = &mut parent.threads[0];
+            let (base, _) = p.scratch().unwrap_or((0, 0));
+            let set = 1u64 << (libc::SIGCHLD - 1);
+            let mut b = set.to_le_bytes().to_vec();
+            b.extend_from_slice(&[0u8; 16]); // timespec {0, 0}
+            p.scratch_put(0, &b)?;
+            p.syscall_raw(libc::SYS_rt_sigtimedwait, &[base, 0, base + 8, 8])?;
+        }
+        Ok(())
+    }
+
+    /// Lets a zombie's puppet die with the task's exit status; its parent
+    /// (a puppet, released later) has not reaped it.
+    fn make_zombie(&mut self, t: &TaskImages) -> Result<()> {
+        let pid = t.pid();
+        let status = t.tc()?.exit_code;
+        let p = self.get_mut(pid)?;
+        let mut th = p.threads.pop().ok_or_else(|| Error::Task {
+            pid,
+            what: "zombie puppet lost".into(),
+        })?;
+        let ip = th.syscall_ip().unwrap_or(0);
+        let mut regs = *th.regs();
+        let sig = status & 0x7f;
+        if sig != 0 {
+            // Killed by a signal: default action, then the signal itself.
+            let (base, _) = th.scratch().unwrap_or((0, 0));
+            let dfl = [0u8; 32];
+            th.scratch_put(0, &dfl)?;
+            th.syscall(libc::SYS_rt_sigaction, &[u64::from(sig), base, 0, 8])?;
+            th.syscall(libc::SYS_prlimit64, &[0, libc::RLIMIT_CORE as u64, base, 0])?;
+            regs.rax = libc::SYS_kill as u64;
+            regs.rdi = pid as u64;
+            regs.rsi = u64::from(sig);
+        } else {
+            regs.rax = libc::SYS_exit_group as u64;
+            regs.rdi = u64::from((status >> 8) & 0xff);
+        }
+        regs.orig_rax = u64::MAX;
+        regs.rip = ip;
+        th.set_regs(&regs)?;
+        th.set_sigmask(0)?;
+        th.detach()?;
+        debug!(pid, status, "zombie made");
+        Ok(())
+    }
+
+    /// Lets every task run, all at once.
+    pub fn let_go(&mut self) -> Result<()> {
+        for p in self.procs.iter_mut() {
+            for t in p.threads.drain(..) {
+                t.detach()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Kills every puppet and reaps them all.
+    pub fn destroy(&mut self) {
+        for p in self.procs.iter().rev() {
+            let _ = kill(Pid::from_raw(p.pid), Signal::SIGKILL);
+        }
+        for p in self.procs.iter_mut() {
+            p.threads.clear();
+        }
+        // Everything is our child or re-parented to us (subreaper).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match waitpid(
+                Pid::from_raw(-1),
+                Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG),
+            ) {
+                Err(nix::errno::Errno::ECHILD) => break,
+                Ok(nix::sys::wait::WaitStatus::StillAlive) => {
+                    if std::time::Instant::now() > deadline {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                _ => {}
+            }
+        }
+        self.procs.clear();
+    }
+}
+
+impl Drop for Puppets {
+    fn drop(&mut self) {
+        if !self.was_subreaper {
+            let _ = nix::sys::prctl::set_child_subreaper(false);
+        }
+    }
+}
