@@ -3,7 +3,8 @@
 //! Each iteration starts a fresh `criu-test-victim pattern MIB` child
 //! (pseudo-random, dirty anonymous memory), dumps it with `criu dump` (which
 //! kills it; we reap it by PID) and times only the criu process. criu's
-//! peak RSS comes from wait4's rusage of that process.
+//! peak RSS comes from /usr/bin/time run in between (wait4's rusage of a
+//! child we spawn ourselves also counts our own RSS at spawn).
 //!
 //! Environment:
 //! - `CRIU_BENCH_2G=1`: add the 2 GiB case (slow here).
@@ -127,10 +128,23 @@ fn log_tail(dir: &Path, name: &str) -> String {
     lines.join(" | ")
 }
 
-/// Runs criu with `args`, timing it and reaping it with its rusage.
+/// GNU time, to read criu's own peak RSS: the rusage of a child we spawn
+/// ourselves (vfork + exec) also counts the RSS this bench had at spawn.
+const TIME: &str = "/usr/bin/time";
+
+/// Runs criu with `args`, timing it and reading its peak RSS.
 fn run_criu(c: &Criu, args: &[&str], dir: &Path, log: &str) -> Result<Run, String> {
+    let use_time = Path::new(TIME).is_file();
+    let rss_file = dir.with_extension("rss");
+    let mut cmd = if use_time {
+        let mut t = Command::new(TIME);
+        t.args(["-f", "%M", "-o"]).arg(&rss_file).arg(&c.path);
+        t
+    } else {
+        Command::new(&c.path)
+    };
     let t = Instant::now();
-    let child = Command::new(&c.path)
+    let child = cmd
         .args(args)
         .arg("-D")
         .arg(dir)
@@ -146,10 +160,17 @@ fn run_criu(c: &Criu, args: &[&str], dir: &Path, log: &str) -> Result<Run, Strin
     if r.exit_code() != Some(0) {
         return Err(format!("{} failed: {}", args[0], log_tail(dir, log)));
     }
-    Ok(Run {
-        took,
-        maxrss_kb: r.maxrss_kb,
-    })
+    let maxrss_kb = if use_time {
+        let s = std::fs::read_to_string(&rss_file).unwrap_or_default();
+        let _ = std::fs::remove_file(&rss_file);
+        s.lines()
+            .rev()
+            .find_map(|l| l.trim().parse().ok())
+            .unwrap_or(r.maxrss_kb)
+    } else {
+        r.maxrss_kb
+    };
+    Ok(Run { took, maxrss_kb })
 }
 
 /// Dumps a fresh `mib` MiB victim into `dir`.

@@ -12,7 +12,8 @@ use nix::unistd::Pid;
 const CRIU: &str = env!("CARGO_BIN_EXE_criu");
 const VICTIM: &str = env!("CARGO_BIN_EXE_criu-test-victim");
 
-/// criu's peak RSS may not pass this, whatever it dumps.
+/// criu's peak RSS may not pass this, whatever it dumps. (wait4 counts
+/// the RSS this test process had when spawning criu too: an upper bound.)
 const LIMIT_KB: i64 = 32 * 1024;
 
 fn wait_ready(p: &Path) {
