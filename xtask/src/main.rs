@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod bench;
+
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use xshell::{cmd, Shell};
@@ -30,10 +32,20 @@ enum Task {
     },
     /// What CI runs: fmt --check, clippy -D warnings, tests, zdtm --all --keep-going -p 2.
     Ci,
-    /// Benchmarks (not built yet).
+    /// Page dump throughput and restore latency (criterion), and with
+    /// --reference PATH the same work through that criu, side by side.
     Bench {
         #[arg(long)]
         reference: Option<PathBuf>,
+        /// Add the 2 GiB dump case (slow).
+        #[arg(long)]
+        big: bool,
+        /// Only the side-by-side table (needs --reference).
+        #[arg(long)]
+        table_only: bool,
+        /// Passed to the bench binary (e.g. a criterion filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
     /// Throwaway VMs (not built yet).
     Vm {
@@ -128,7 +140,20 @@ fn run() -> Result<()> {
         Task::Zdtm { args } => zdtm(&sh, &args),
         Task::Test { args } => test(&sh, &args),
         Task::Ci => ci(&sh),
-        Task::Bench { .. } => Err(NotBuilt("bench").into()),
+        Task::Bench {
+            reference,
+            big,
+            table_only,
+            args,
+        } => bench::bench(
+            &sh,
+            &bench::Opts {
+                reference: reference.as_deref(),
+                big,
+                table_only,
+                args: &args,
+            },
+        ),
         Task::Vm { .. } => Err(NotBuilt("vm").into()),
     }
 }

@@ -152,6 +152,40 @@ impl PagesWriter {
         Ok(())
     }
 
+    /// Adds several runs, `(vaddr, len, flags)`, whose data are `data`
+    /// back to back, with one write. Every run must be [`PE_PRESENT`] and
+    /// their lengths must add up to `data.len()`.
+    pub fn add_many(&mut self, runs: &[(u64, u64, u32)], data: &[u8]) -> Result<()> {
+        let mut total = 0u64;
+        for &(vaddr, len, flags) in runs {
+            self.check(vaddr, len)?;
+            if flags & PE_PRESENT == 0 {
+                return Err(Error::Format {
+                    file: self.map.path().to_owned(),
+                    offset: self.offset,
+                    what: format!("run at {vaddr:#x} has data but is not PE_PRESENT"),
+                });
+            }
+            total = total.saturating_add(len);
+        }
+        if total != data.len() as u64 {
+            return Err(Error::Format {
+                file: self.map.path().to_owned(),
+                offset: self.offset,
+                what: format!("runs of {total} bytes given {} bytes of data", data.len()),
+            });
+        }
+        for &(vaddr, len, flags) in runs {
+            self.push(vaddr, len / PAGE_SIZE, flags)?;
+            self.offset += len;
+        }
+        self.pages.write_all(data).map_err(|source| Error::Io {
+            file: self.pages_path.clone(),
+            op: "write",
+            source,
+        })
+    }
+
     /// Records `nr_pages` pages at `vaddr` that have no data here (flags
     /// without [`PE_PRESENT`], e.g. [`PE_PARENT`]).
     pub fn add_absent(&mut self, vaddr: u64, nr_pages: u64, flags: u32) -> Result<()> {
@@ -381,6 +415,35 @@ mod tests {
         r.read_run(&runs[3], &mut one).unwrap();
         assert!(one.iter().all(|&b| b == 4));
         assert!(r.read_run(&runs[2], &mut one).is_err());
+    }
+
+    #[test]
+    fn add_many_is_add_run_by_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = PagesWriter::create(dir.path(), 5, 5).unwrap();
+        let mut data = page(1, 2);
+        data.extend(page(2, 1));
+        data.extend(page(3, 1));
+        let runs = [
+            (0x10000, 0x2000, PE_PRESENT),
+            (0x12000, 0x1000, PE_PRESENT), // merges
+            (0x40000, 0x1000, PE_PRESENT),
+        ];
+        assert!(w.add_many(&runs, &data[4096..]).is_err());
+        w.add_many(&runs, &data).unwrap();
+        w.add(0x41000, PE_PRESENT, &page(4, 1)).unwrap(); // merges too
+        w.finish().unwrap();
+        let r = PagesReader::open(dir.path(), 5).unwrap();
+        let got: Vec<_> = r
+            .runs()
+            .iter()
+            .map(|r| (r.vaddr, r.nr_pages, r.offset))
+            .collect();
+        assert_eq!(got, [(0x10000, 3, 0), (0x40000, 2, 0x3000)]);
+        let mut buf = vec![0; 0x2000];
+        r.read_run(&r.runs()[1], &mut buf).unwrap();
+        assert!(buf[..4096].iter().all(|&b| b == 3));
+        assert!(buf[4096..].iter().all(|&b| b == 4));
     }
 
     #[test]

@@ -8,17 +8,16 @@
 //! vvar pages are moved to where the task had them, every mapping is made
 //! again and filled with `process_vm_writev`.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use crate::image::pages::{PagesReader, PE_LAZY, PE_PRESENT};
 use crate::image::{self, magic, pb};
 use crate::proc::{self, MapName, VmFlag};
-use crate::remote::{mem, Tracee};
+use crate::remote::Tracee;
 use crate::sys::PAGE_SIZE;
 
 use super::files::FileTable;
+use super::mm_pages::{Kind as PageKind, PageCopier, PageFinder};
 use super::{shmem, Error, IdGen, Result};
 
 // VMA status bits of the image format.
@@ -32,14 +31,6 @@ pub const VMA_FILE_SHARED: u32 = 1 << 7;
 pub const VMA_ANON_SHARED: u32 = 1 << 8;
 pub const VMA_ANON_PRIVATE: u32 = 1 << 9;
 pub const VMA_AREA_VVAR: u32 = 1 << 12;
-
-// /proc/PID/pagemap bits.
-const PM_PRESENT: u64 = 1 << 63;
-const PM_SWAP: u64 = 1 << 62;
-const PM_FILE: u64 = 1 << 61;
-
-/// Largest piece of memory copied in one go.
-const CHUNK: u64 = 4 << 20;
 
 pub fn mm_file(pid: i32) -> String {
     format!("mm-{pid}.img")
@@ -185,47 +176,24 @@ fn classify(
     Ok((e, pages))
 }
 
-/// Runs of pages of `[start, end)` that belong in the image.
+/// Runs `(address, pages)` of `[start, end)` that belong in the image
+/// (see [`super::mm_pages`]: PAGEMAP_SCAN, zero pages left out).
 fn page_runs(
-    pagemap: &File,
-    pid: i32,
-    start: u64,
-    end: u64,
+    finder: &mut PageFinder,
+    s: &proc::SmapsEntry,
     want: Pages,
 ) -> Result<Vec<(u64, u64)>> {
-    let mut runs: Vec<(u64, u64)> = Vec::new();
-    let per_read = 64 * 1024u64; // pages per pagemap read
-    let mut buf = vec![0u8; (per_read * 8) as usize];
-    let mut page = start / PAGE_SIZE;
-    let last = end / PAGE_SIZE;
-    while page < last {
-        let n = per_read.min(last - page);
-        let bytes = &mut buf[..(n * 8) as usize];
-        pagemap
-            .read_exact_at(bytes, page * 8)
-            .map_err(|source| Error::Io {
-                pid,
-                what: format!("reading /proc/{pid}/pagemap at {:#x}", page * PAGE_SIZE),
-                source,
-            })?;
-        for (i, chunk) in bytes.chunks_exact(8).enumerate() {
-            let pm = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
-            let keep = match want {
-                Pages::Skip => false,
-                Pages::Anon => pm & (PM_PRESENT | PM_SWAP) != 0,
-                Pages::PrivateFile => pm & (PM_PRESENT | PM_SWAP) != 0 && pm & PM_FILE == 0,
-            };
-            if keep {
-                let addr = (page + i as u64) * PAGE_SIZE;
-                match runs.last_mut() {
-                    Some((s, len)) if *s + *len * PAGE_SIZE == addr => *len += 1,
-                    _ => runs.push((addr, 1)),
-                }
-            }
-        }
-        page += n;
+    let kind = match want {
+        Pages::Skip => return Ok(Vec::new()),
+        Pages::Anon => PageKind::Anon,
+        Pages::PrivateFile => PageKind::PrivateFile,
+    };
+    // Nothing resident or swapped (the zero page does not count): no page
+    // of it is data, however large it is.
+    if s.sizes.rss_kb == 0 && s.sizes.swap_kb == 0 {
+        return Ok(Vec::new());
     }
-    Ok(runs)
+    finder.runs(s.map.start, s.map.end, kind)
 }
 
 /// What the mm dump needs beyond /proc: read remotely before.
@@ -255,14 +223,10 @@ pub fn dump(
     let exe = super::read_proc_link(pid, "exe")?;
     let exe_file_id = files.by_path(pid, &exe)?;
 
-    let pagemap = File::open(format!("/proc/{pid}/pagemap")).map_err(|source| Error::Io {
-        pid,
-        what: format!("opening /proc/{pid}/pagemap"),
-        source,
-    })?;
+    let mut finder = PageFinder::open(pid)?;
     let mut writer = image::pages::PagesWriter::create(dir, pid as u32, pages_ids.next_id())?;
     let mut vmas: Vec<pb::VmaEntry> = Vec::with_capacity(smaps.len());
-    let mut buf = vec![0u8; CHUNK as usize];
+    let mut copier = PageCopier::new(pid);
     for s in &smaps {
         let (e, want) = classify(pid, s, files)?;
         if e.status & VMA_ANON_SHARED != 0 {
@@ -284,24 +248,14 @@ pub fn dump(
             } else {
                 PE_PRESENT
             };
-            for (addr, npages) in page_runs(&pagemap, pid, e.start, e.end, want)? {
-                let mut off = 0;
-                let len = npages * PAGE_SIZE;
-                while off < len {
-                    let n = CHUNK.min(len - off);
-                    let chunk = &mut buf[..n as usize];
-                    mem::read(pid, addr + off, chunk).map_err(|source| Error::Io {
-                        pid,
-                        what: format!("reading memory at {:#x}", addr + off),
-                        source,
-                    })?;
-                    writer.add(addr + off, flags, chunk)?;
-                    off += n;
-                }
+            let readable = e.prot & libc::PROT_READ as u32 != 0;
+            for (addr, npages) in page_runs(&mut finder, s, want)? {
+                copier.add(&mut writer, addr, npages, flags, readable)?;
             }
         }
         vmas.push(e);
     }
+    copier.finish(&mut writer)?;
     writer.finish()?;
 
     let auxv = auxv_raw
@@ -649,25 +603,10 @@ pub fn restore(
     Ok(())
 }
 
-/// Copies the pages of the image into task `pid`, run by run.
+/// Copies the pages of the image into task `pid`, batched (see
+/// [`super::mm_pages::fill`]).
 fn fill_pages(pid: i32, pages: &PagesReader) -> Result<()> {
-    let mut buf = vec![0u8; CHUNK as usize];
-    for run in pages.runs().iter().filter(|r| r.is_present()) {
-        let len = run.len();
-        let mut off = 0;
-        while off < len {
-            let n = CHUNK.min(len - off);
-            let chunk = &mut buf[..n as usize];
-            pages.read_at(run.offset + off, chunk)?;
-            mem::write(pid, run.vaddr + off, chunk).map_err(|source| Error::Io {
-                pid,
-                what: format!("writing {n} bytes of pages at {:#x}", run.vaddr + off),
-                source,
-            })?;
-            off += n;
-        }
-    }
-    Ok(())
+    super::mm_pages::fill(pid, pages)
 }
 
 /// Restore half, last step (after creds, which reset it): dumpable.

@@ -6,6 +6,7 @@ pub mod creds;
 pub mod files;
 pub mod fs;
 pub mod mm;
+pub mod mm_pages;
 pub mod rlimit;
 pub mod rseq;
 pub mod shmem;

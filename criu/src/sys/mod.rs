@@ -10,11 +10,15 @@ pub mod epoll_at;
 pub mod events;
 pub mod fd;
 pub mod kcmp;
+pub mod pagemap_scan;
 pub mod pidfd;
 pub mod probe;
 pub mod ptrace;
+pub mod rusage;
 pub mod sock;
 pub mod splice;
+#[doc(hidden)]
+pub mod testing;
 
 pub use nix::errno::Errno;
 

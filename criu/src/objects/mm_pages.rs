@@ -1,0 +1,600 @@
+//! The page pipeline of [`super::mm`]: which pages of a task go into the
+//! image, and copying them out (dump) and back in (restore) with as few
+//! syscalls and copies as we can.
+//!
+//! Finding: one PAGEMAP_SCAN ioctl per VMA (falling back to reading
+//! /proc/PID/pagemap entries on kernels without it). Pages that map the
+//! shared zero page are left out: they read back as zeros from the fresh
+//! anonymous memory restore maps.
+//!
+//! Copying: runs are gathered, across VMAs, into one bounded buffer and
+//! read with a single `process_vm_readv` of up to `IOV_MAX` remote pieces;
+//! the buffer then goes to the pages file in one write. Pages that
+//! `process_vm_readv` cannot reach (no read permission) come from
+//! /proc/PID/mem. Restore does the mirror image with `process_vm_writev`.
+
+use std::fs::{File, OpenOptions};
+use std::io::{IoSlice, IoSliceMut};
+use std::os::unix::fs::FileExt;
+
+use nix::sys::uio::{process_vm_readv, process_vm_writev, RemoteIoVec};
+use nix::unistd::Pid;
+
+use crate::image::pages::{PagesReader, PagesWriter};
+use crate::sys::pagemap_scan::{
+    self, PageRegion, Query, PAGE_IS_FILE, PAGE_IS_PFNZERO, PAGE_IS_PRESENT, PAGE_IS_SWAPPED,
+};
+use crate::sys::{Errno, PAGE_SIZE};
+
+use super::{Error, Result};
+
+/// Most remote pieces one `process_vm_readv`/`writev` takes (`IOV_MAX`).
+pub const IOV_MAX: usize = 1024;
+
+/// Bytes of pages held in criu at once, on dump and on restore.
+pub const BATCH_BYTES: usize = 4 << 20;
+
+// /proc/PID/pagemap entry bits.
+const PM_PRESENT: u64 = 1 << 63;
+const PM_SWAP: u64 = 1 << 62;
+const PM_FILE: u64 = 1 << 61;
+const PM_PFN: u64 = (1 << 55) - 1;
+
+/// Which pages of a VMA belong in the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Every present or swapped page (private anonymous memory).
+    Anon,
+    /// Only the anonymous (copied on write) pages of a private file
+    /// mapping; the others are the file's.
+    PrivateFile,
+}
+
+/// Adds `[addr, addr + npages)` to `runs`, merging with the last run.
+fn push_run(runs: &mut Vec<(u64, u64)>, addr: u64, npages: u64) {
+    match runs.last_mut() {
+        Some((s, n)) if *s + *n * PAGE_SIZE == addr => *n += npages,
+        _ => runs.push((addr, npages)),
+    }
+}
+
+/// Whether a /proc/PID/pagemap entry is a page of the image.
+pub fn keep_entry(pm: u64, kind: Kind, zero_pfn: Option<u64>) -> bool {
+    if pm & (PM_PRESENT | PM_SWAP) == 0 {
+        return false;
+    }
+    if pm & PM_PRESENT != 0 && pm & PM_SWAP == 0 && zero_pfn == Some(pm & PM_PFN) {
+        return false;
+    }
+    match kind {
+        Kind::Anon => true,
+        Kind::PrivateFile => pm & PM_FILE == 0,
+    }
+}
+
+/// Finds the pages of a task that belong in the image.
+pub struct PageFinder {
+    pid: i32,
+    pagemap: File,
+    /// False once the kernel said it has no PAGEMAP_SCAN.
+    scan: bool,
+    zero_pfn: Option<Option<u64>>,
+    regions: Vec<PageRegion>,
+}
+
+impl PageFinder {
+    /// Opens /proc/PID/pagemap.
+    pub fn open(pid: i32) -> Result<Self> {
+        let pagemap = File::open(format!("/proc/{pid}/pagemap")).map_err(|source| Error::Io {
+            pid,
+            what: format!("opening /proc/{pid}/pagemap"),
+            source,
+        })?;
+        Ok(PageFinder {
+            pid,
+            pagemap,
+            scan: true,
+            zero_pfn: None,
+            regions: Vec::new(),
+        })
+    }
+
+    /// Never use PAGEMAP_SCAN (to test the fallback).
+    pub fn without_scan(mut self) -> Self {
+        self.scan = false;
+        self
+    }
+
+    /// Whether the last call used PAGEMAP_SCAN.
+    pub fn uses_scan(&self) -> bool {
+        self.scan
+    }
+
+    /// Runs `(address, pages)` of `[start, end)` that belong in the image,
+    /// in address order, adjacent runs merged.
+    pub fn runs(&mut self, start: u64, end: u64, kind: Kind) -> Result<Vec<(u64, u64)>> {
+        if self.scan {
+            match self.scan_runs(start, end, kind) {
+                Ok(r) => return Ok(r),
+                Err(Errno::ENOTTY) | Err(Errno::ENOSYS) => self.scan = false,
+                Err(errno) => {
+                    return Err(Error::Sys {
+                        pid: self.pid,
+                        what: format!("PAGEMAP_SCAN of {start:#x}-{end:#x}"),
+                        errno,
+                    })
+                }
+            }
+        }
+        self.read_runs(start, end, kind)
+    }
+
+    fn scan_runs(
+        &mut self,
+        start: u64,
+        end: u64,
+        kind: Kind,
+    ) -> std::result::Result<Vec<(u64, u64)>, Errno> {
+        let not = match kind {
+            Kind::Anon => PAGE_IS_PFNZERO,
+            Kind::PrivateFile => PAGE_IS_PFNZERO | PAGE_IS_FILE,
+        };
+        let q = Query {
+            inverted: not,
+            all: not,
+            any: PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+            returned: PAGE_IS_PRESENT,
+        };
+        if self.regions.is_empty() {
+            self.regions = vec![PageRegion::default(); 4096];
+        }
+        let mut runs = Vec::new();
+        let mut at = start;
+        while at < end {
+            let (n, walk_end) = pagemap_scan::scan(&self.pagemap, at, end, &q, &mut self.regions)?;
+            for r in &self.regions[..n] {
+                if r.end > r.start {
+                    push_run(&mut runs, r.start, (r.end - r.start) / PAGE_SIZE);
+                }
+            }
+            if walk_end <= at {
+                break;
+            }
+            at = walk_end;
+        }
+        Ok(runs)
+    }
+
+    fn read_runs(&mut self, start: u64, end: u64, kind: Kind) -> Result<Vec<(u64, u64)>> {
+        let zero_pfn = match self.zero_pfn {
+            Some(z) => z,
+            None => {
+                let z = pagemap_scan::zero_pfn().unwrap_or(None);
+                self.zero_pfn = Some(z);
+                z
+            }
+        };
+        let pid = self.pid;
+        let per_read = 64 * 1024u64; // entries per read
+        let mut buf = vec![0u8; (per_read * 8) as usize];
+        let mut runs = Vec::new();
+        let mut page = start / PAGE_SIZE;
+        let last = end / PAGE_SIZE;
+        while page < last {
+            let n = per_read.min(last - page);
+            let bytes = &mut buf[..(n * 8) as usize];
+            self.pagemap
+                .read_exact_at(bytes, page * 8)
+                .map_err(|source| Error::Io {
+                    pid,
+                    what: format!("reading /proc/{pid}/pagemap at {:#x}", page * PAGE_SIZE),
+                    source,
+                })?;
+            for (i, e) in bytes.chunks_exact(8).enumerate() {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(e);
+                if keep_entry(u64::from_le_bytes(b), kind, zero_pfn) {
+                    push_run(&mut runs, (page + i as u64) * PAGE_SIZE, 1);
+                }
+            }
+            page += n;
+        }
+        Ok(runs)
+    }
+}
+
+/// One remote piece of a batch.
+#[derive(Debug, Clone, Copy)]
+struct Piece {
+    addr: u64,
+    len: u64,
+    flags: u32,
+    /// process_vm_readv/writev can reach it (else: /proc/PID/mem).
+    direct: bool,
+}
+
+/// Opens /proc/PID/mem once, on first need.
+fn mem_file(slot: &mut Option<File>, pid: i32, write: bool) -> Result<&File> {
+    if slot.is_none() {
+        let f = OpenOptions::new()
+            .read(!write)
+            .write(write)
+            .open(format!("/proc/{pid}/mem"))
+            .map_err(|source| Error::Io {
+                pid,
+                what: format!("opening /proc/{pid}/mem"),
+                source,
+            })?;
+        *slot = Some(f);
+    }
+    slot.as_ref().ok_or_else(|| Error::Mismatch {
+        what: format!("/proc/{pid}/mem is not open"),
+    })
+}
+
+/// Copies pages out of a task into a [`PagesWriter`], in batches of at most
+/// [`BATCH_BYTES`] and [`IOV_MAX`] pieces.
+pub struct PageCopier {
+    pid: i32,
+    buf: Vec<u8>,
+    cap: usize,
+    pieces: Vec<Piece>,
+    used: usize,
+    mem: Option<File>,
+    /// Bytes copied so far.
+    pub copied: u64,
+    /// process_vm_readv calls made so far.
+    pub calls: u64,
+}
+
+impl PageCopier {
+    pub fn new(pid: i32) -> Self {
+        Self::with_capacity(pid, BATCH_BYTES)
+    }
+
+    /// A copier holding at most `cap` bytes (rounded up to a page).
+    pub fn with_capacity(pid: i32, cap: usize) -> Self {
+        let cap = cap
+            .max(PAGE_SIZE as usize)
+            .next_multiple_of(PAGE_SIZE as usize);
+        PageCopier {
+            pid,
+            buf: Vec::new(),
+            cap,
+            pieces: Vec::with_capacity(IOV_MAX),
+            used: 0,
+            mem: None,
+            copied: 0,
+            calls: 0,
+        }
+    }
+
+    /// Queues `npages` pages at `addr` with pagemap `flags`; `readable`
+    /// says whether the mapping has PROT_READ. Copies (and writes) a batch
+    /// whenever one is full.
+    pub fn add(
+        &mut self,
+        w: &mut PagesWriter,
+        addr: u64,
+        npages: u64,
+        flags: u32,
+        readable: bool,
+    ) -> Result<()> {
+        let mut addr = addr;
+        let mut left = npages * PAGE_SIZE;
+        while left > 0 {
+            if self.used == self.cap || self.pieces.len() == IOV_MAX {
+                self.flush(w)?;
+            }
+            let n = left.min((self.cap - self.used) as u64);
+            self.pieces.push(Piece {
+                addr,
+                len: n,
+                flags,
+                direct: readable,
+            });
+            self.used += n as usize;
+            addr += n;
+            left -= n;
+        }
+        Ok(())
+    }
+
+    /// Copies and writes what is queued.
+    pub fn flush(&mut self, w: &mut PagesWriter) -> Result<()> {
+        if self.pieces.is_empty() {
+            return Ok(());
+        }
+        if self.buf.len() < self.used {
+            self.buf.resize(self.cap, 0);
+        }
+        let pid = self.pid;
+        let data = &mut self.buf[..self.used];
+        let mut i = 0;
+        let mut off = 0usize;
+        while i < self.pieces.len() {
+            let p = self.pieces[i];
+            if !p.direct {
+                let f = mem_file(&mut self.mem, pid, false)?;
+                f.read_exact_at(&mut data[off..off + p.len as usize], p.addr)
+                    .map_err(|source| Error::Io {
+                        pid,
+                        what: format!("reading {} bytes of memory at {:#x}", p.len, p.addr),
+                        source,
+                    })?;
+                off += p.len as usize;
+                i += 1;
+                continue;
+            }
+            // The longest stretch of directly readable pieces from i.
+            let j = self.pieces[i..]
+                .iter()
+                .position(|p| !p.direct)
+                .map_or(self.pieces.len(), |k| i + k);
+            let remote: Vec<RemoteIoVec> = self.pieces[i..j]
+                .iter()
+                .map(|p| RemoteIoVec {
+                    base: p.addr as usize,
+                    len: p.len as usize,
+                })
+                .collect();
+            let want: usize = remote.iter().map(|r| r.len).sum();
+            self.calls += 1;
+            let got = process_vm_readv(
+                Pid::from_raw(pid),
+                &mut [IoSliceMut::new(&mut data[off..off + want])],
+                &remote,
+            )
+            .unwrap_or(0);
+            // Skip what arrived; the piece where it stopped is read through
+            // /proc/PID/mem, then carry on after it.
+            let mut done = got;
+            while i < j && done >= self.pieces[i].len as usize {
+                done -= self.pieces[i].len as usize;
+                off += self.pieces[i].len as usize;
+                i += 1;
+            }
+            if i < j {
+                let p = self.pieces[i];
+                let f = mem_file(&mut self.mem, pid, false)?;
+                let at = off + done;
+                f.read_exact_at(&mut data[at..off + p.len as usize], p.addr + done as u64)
+                    .map_err(|source| Error::Io {
+                        pid,
+                        what: format!("reading memory at {:#x}", p.addr + done as u64),
+                        source,
+                    })?;
+                off += p.len as usize;
+                i += 1;
+            }
+        }
+        let runs: Vec<(u64, u64, u32)> = self
+            .pieces
+            .iter()
+            .map(|p| (p.addr, p.len, p.flags))
+            .collect();
+        w.add_many(&runs, data)?;
+        self.copied += self.used as u64;
+        self.pieces.clear();
+        self.used = 0;
+        Ok(())
+    }
+
+    /// Copies what is left; the writer is the caller's to finish.
+    pub fn finish(mut self, w: &mut PagesWriter) -> Result<(u64, u64)> {
+        self.flush(w)?;
+        Ok((self.copied, self.calls))
+    }
+}
+
+/// Restore: copies every present run of `pages` into task `pid`, in
+/// batches of at most [`BATCH_BYTES`] (one read of the pages file each)
+/// and [`IOV_MAX`] remote pieces (one `process_vm_writev` each).
+pub fn fill(pid: i32, pages: &PagesReader) -> Result<()> {
+    fill_with(pid, pages, BATCH_BYTES)
+}
+
+/// [`fill`] with a batch of `cap` bytes.
+pub fn fill_with(pid: i32, pages: &PagesReader, cap: usize) -> Result<()> {
+    let cap = cap
+        .max(PAGE_SIZE as usize)
+        .next_multiple_of(PAGE_SIZE as usize);
+    let mut buf: Vec<u8> = Vec::new();
+    let mut mem: Option<File> = None;
+    // Pieces (vaddr, len) whose data sit back to back in the pages file
+    // from `file_off`.
+    let mut pieces: Vec<(u64, u64)> = Vec::with_capacity(IOV_MAX);
+    let mut file_off = 0u64;
+    let mut used = 0u64;
+
+    let mut flush = |pieces: &mut Vec<(u64, u64)>, file_off: u64, used: u64| -> Result<()> {
+        if pieces.is_empty() {
+            return Ok(());
+        }
+        if buf.len() < used as usize {
+            buf.resize(cap, 0);
+        }
+        let data = &mut buf[..used as usize];
+        pages.read_at(file_off, data)?;
+        let remote: Vec<RemoteIoVec> = pieces
+            .iter()
+            .map(|&(a, l)| RemoteIoVec {
+                base: a as usize,
+                len: l as usize,
+            })
+            .collect();
+        let got =
+            process_vm_writev(Pid::from_raw(pid), &[IoSlice::new(data)], &remote).unwrap_or(0);
+        // What did not go in directly goes through /proc/PID/mem.
+        let mut off = 0usize;
+        let mut skip = got;
+        for &(a, l) in pieces.iter() {
+            let l = l as usize;
+            if skip >= l {
+                skip -= l;
+            } else {
+                let f = mem_file(&mut mem, pid, true)?;
+                f.write_all_at(&data[off + skip..off + l], a + skip as u64)
+                    .map_err(|source| Error::Io {
+                        pid,
+                        what: format!(
+                            "writing {} bytes of pages at {:#x}",
+                            l - skip,
+                            a + skip as u64
+                        ),
+                        source,
+                    })?;
+                skip = 0;
+            }
+            off += l;
+        }
+        pieces.clear();
+        Ok(())
+    };
+
+    for run in pages.runs().iter().filter(|r| r.is_present()) {
+        let mut addr = run.vaddr;
+        let mut src = run.offset;
+        let mut left = run.len();
+        while left > 0 {
+            let full = used == cap as u64 || pieces.len() == IOV_MAX;
+            let apart = !pieces.is_empty() && file_off + used != src;
+            if full || apart {
+                flush(&mut pieces, file_off, used)?;
+                used = 0;
+            }
+            if pieces.is_empty() {
+                file_off = src;
+            }
+            let n = left.min(cap as u64 - used);
+            pieces.push((addr, n));
+            used += n;
+            addr += n;
+            src += n;
+            left -= n;
+        }
+    }
+    flush(&mut pieces, file_off, used)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::pages::PE_PRESENT;
+
+    #[test]
+    fn pagemap_entries_kept() {
+        let z = Some(0x1234);
+        assert!(!keep_entry(0, Kind::Anon, z));
+        assert!(keep_entry(PM_PRESENT | 0x99, Kind::Anon, z));
+        assert!(!keep_entry(PM_PRESENT | 0x1234, Kind::Anon, z), "zero page");
+        assert!(keep_entry(PM_PRESENT | 0x1234, Kind::Anon, None));
+        assert!(
+            keep_entry(PM_SWAP | 0x1234, Kind::Anon, z),
+            "swap offset, not a pfn"
+        );
+        assert!(!keep_entry(PM_PRESENT | PM_FILE | 7, Kind::PrivateFile, z));
+        assert!(keep_entry(PM_PRESENT | PM_FILE | 7, Kind::Anon, z));
+        assert!(keep_entry(PM_PRESENT | 7, Kind::PrivateFile, z));
+    }
+
+    /// A mapping of our own with written, zero-page and untouched pages.
+    struct Own {
+        base: u64,
+        len: u64,
+    }
+
+    fn own(pages: u64, written: &[u64], read: &[u64]) -> Own {
+        let len = pages * PAGE_SIZE;
+        let base = crate::sys::pagemap_scan::tests_support::map_anon(len as usize);
+        for &p in written {
+            crate::sys::pagemap_scan::tests_support::poke(base + p * PAGE_SIZE, p as u8 + 1);
+        }
+        for &p in read {
+            crate::sys::pagemap_scan::tests_support::peek(base + p * PAGE_SIZE);
+        }
+        Own { base, len }
+    }
+
+    impl Drop for Own {
+        fn drop(&mut self) {
+            crate::sys::pagemap_scan::tests_support::unmap(self.base, self.len as usize);
+        }
+    }
+
+    #[test]
+    fn scan_and_fallback_agree_and_skip_zero_pages() {
+        let m = own(300, &[0, 1, 2, 7, 150, 151, 299], &[3, 4, 100, 200]);
+        let me = std::process::id() as i32;
+        let rel = |runs: Vec<(u64, u64)>| -> Vec<(u64, u64)> {
+            runs.into_iter()
+                .map(|(a, n)| ((a - m.base) / PAGE_SIZE, n))
+                .collect()
+        };
+        let want = vec![(0, 3), (7, 1), (150, 2), (299, 1)];
+        let mut f = PageFinder::open(me).unwrap();
+        assert_eq!(
+            rel(f.runs(m.base, m.base + m.len, Kind::Anon).unwrap()),
+            want
+        );
+        let mut f = PageFinder::open(me).unwrap().without_scan();
+        let got = rel(f.runs(m.base, m.base + m.len, Kind::Anon).unwrap());
+        if nix::unistd::geteuid().is_root() {
+            assert_eq!(got, want);
+        } else {
+            // Without PFNs the zero page cannot be told apart.
+            assert!(got.len() >= want.len());
+        }
+    }
+
+    #[test]
+    fn copier_batches_and_round_trips() {
+        let m = own(64, &(0..64).collect::<Vec<_>>(), &[]);
+        let me = std::process::id() as i32;
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = PagesWriter::create(dir.path(), 1, 1).unwrap();
+        // 3 pages of capacity: batches split runs and join them again.
+        let mut c = PageCopier::with_capacity(me, 3 * PAGE_SIZE as usize);
+        c.add(&mut w, m.base, 5, PE_PRESENT, true).unwrap();
+        c.add(&mut w, m.base + 10 * PAGE_SIZE, 2, PE_PRESENT, false)
+            .unwrap();
+        c.add(&mut w, m.base + 20 * PAGE_SIZE, 1, PE_PRESENT, true)
+            .unwrap();
+        let (copied, calls) = c.finish(&mut w).unwrap();
+        w.finish().unwrap();
+        assert_eq!(copied, 8 * PAGE_SIZE);
+        assert!(calls >= 2);
+        let r = PagesReader::open(dir.path(), 1).unwrap();
+        let runs: Vec<_> = r
+            .runs()
+            .iter()
+            .map(|x| ((x.vaddr - m.base) / PAGE_SIZE, x.nr_pages))
+            .collect();
+        assert_eq!(runs, [(0, 5), (10, 2), (20, 1)]);
+        let mut all = vec![0u8; 8 * PAGE_SIZE as usize];
+        r.read_at(0, &mut all).unwrap();
+        let firsts: Vec<u8> = all.chunks(PAGE_SIZE as usize).map(|p| p[0]).collect();
+        assert_eq!(firsts, [1, 2, 3, 4, 5, 11, 12, 21]);
+
+        // Restore into another mapping of ours at the same offsets.
+        let dst = own(64, &[], &[]);
+        let shifted = tempfile::tempdir().unwrap();
+        let mut w = PagesWriter::create(shifted.path(), 2, 2).unwrap();
+        for run in r.runs() {
+            let mut b = vec![0u8; run.len() as usize];
+            r.read_run(run, &mut b).unwrap();
+            w.add(run.vaddr - m.base + dst.base, PE_PRESENT, &b)
+                .unwrap();
+        }
+        w.finish().unwrap();
+        let r2 = PagesReader::open(shifted.path(), 2).unwrap();
+        fill_with(me, &r2, 2 * PAGE_SIZE as usize).unwrap();
+        let mut got = Vec::new();
+        for p in [0u64, 4, 10, 11, 20, 21] {
+            got.push(crate::sys::pagemap_scan::tests_support::peek(
+                dst.base + p * PAGE_SIZE,
+            ));
+        }
+        assert_eq!(got, [1, 5, 11, 12, 21, 0]);
+    }
+}
