@@ -72,6 +72,9 @@ impl Victim {
     fn start(mib: u64, work: &Path) -> Self {
         let report = work.join("report");
         let _ = std::fs::remove_file(&report);
+        // Reaped by wait4 in `finish`, by PID: criu's restore may have
+        // replaced the process the Child handle stands for.
+        #[allow(clippy::zombie_processes)]
         let c = Command::new(VICTIM)
             .args(["pattern", &mib.to_string()])
             .arg(&report)
