@@ -34,6 +34,9 @@ fn wait_ready(p: &Path) {
 fn dumping_256_mib_keeps_criu_under_32_mib() {
     let tmp = tempfile::tempdir().unwrap();
     let report = tmp.path().join("report");
+    // Both children are reaped with wait4 below, which also gives criu's
+    // resource usage.
+    #[allow(clippy::zombie_processes)]
     let victim = Command::new(VICTIM)
         .args(["pattern", "256"])
         .arg(&report)
@@ -47,6 +50,7 @@ fn dumping_256_mib_keeps_criu_under_32_mib() {
 
     let img = tmp.path().join("img");
     std::fs::create_dir(&img).unwrap();
+    #[allow(clippy::zombie_processes)]
     let criu = Command::new(CRIU)
         .args(["dump", "-t", &vpid.to_string(), "-D"])
         .arg(&img)
