@@ -210,6 +210,13 @@ pub fn restore(
         .map(|e| load_task(dir, e))
         .collect::<Result<Vec<_>>>()?;
     check_tree(&tasks)?;
+    let root = &tasks[0].pstree;
+    if (root.sid != root.pid || root.pgid != root.pid) && !opts.shell_job {
+        return Err(Error::Images(format!(
+            "task {} was dumped as a shell job (its session {} or group {} is led from outside the tree): restore it with -j/--shell-job",
+            root.pid, root.sid, root.pgid
+        )));
+    }
 
     // Everything that can be checked or made before a task exists.
     // (fds work: the image dir for extra images; each task's fd table for
