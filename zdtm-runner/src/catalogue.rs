@@ -100,6 +100,10 @@ pub struct TestDesc {
     pub description: String,
     #[serde(skip)]
     pub kind: TestKind,
+    /// Options an external program requires besides --pidfile/--outfile
+    /// (from its `--help`), e.g. `filename`.
+    #[serde(skip)]
+    pub needs: Vec<String>,
 }
 
 impl TestDesc {
@@ -188,7 +192,30 @@ fn external_desc(path: &Path) -> TestDesc {
         timeout: default_timeout(),
         description: format!("external test {}", path.display()),
         kind: TestKind::External(path.to_path_buf()),
+        needs: required_options(path),
     }
+}
+
+/// The options an upstream zdtm test program requires, from its `--help`
+/// (required ones are listed without brackets: `  --filename=string ...`).
+/// Asked while the catalogue is loaded, before the reaper takes over every
+/// child of the runner.
+fn required_options(prog: &Path) -> Vec<String> {
+    let Ok(out) = std::process::Command::new(prog)
+        .arg("--help")
+        .stdin(std::process::Stdio::null())
+        .output()
+    else {
+        return Vec::new();
+    };
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    text.lines()
+        .filter_map(|l| l.trim_start().strip_prefix("--"))
+        .filter_map(|l| l.split_once('='))
+        .map(|(name, _)| name.to_string())
+        .filter(|n| n != "pidfile" && n != "outfile")
+        .collect()
 }
 
 /// External tests: `path` itself when it is an executable, or every

@@ -161,6 +161,7 @@ mod tests {
             timeout: 30,
             description: String::new(),
             kind: Default::default(),
+            needs: vec![],
         }
     }
 
