@@ -51,6 +51,12 @@ pub struct DumpOpts {
     pub images_dir: PathBuf,
     pub leave_running: bool,
     pub shell_job: bool,
+    /// `--tcp-established`: dump established TCP connections.
+    pub tcp_established: bool,
+    /// `--ghost-limit`: the biggest unlinked file saved (None: default).
+    pub ghost_limit: Option<u64>,
+    /// `--ext-unix-sk`: unix sockets connected outside the tree are external.
+    pub ext_unix_sk: bool,
 }
 
 /// Dumps the tree of `opts.pid` into `opts.images_dir`.
@@ -65,6 +71,11 @@ pub fn dump(opts: &DumpOpts) -> Result<()> {
         tree.freeze(opts.pid)?;
         info!(root = opts.pid, processes = tree.procs.len(), "tree frozen");
         let mut files = FileTable::default();
+        files.sk.tcp_established = opts.tcp_established;
+        files.sk.ext_unix_sk = opts.ext_unix_sk;
+        if let Some(l) = opts.ghost_limit {
+            files.ghost_limit = l;
+        }
         let mut ids = IdGen::default();
         let mut pstree = Vec::with_capacity(tree.procs.len());
         let mut root_ids = None;
@@ -92,6 +103,9 @@ pub fn dump(opts: &DumpOpts) -> Result<()> {
             ..Default::default()
         };
         image::write_image(dir, "inventory.img", magic::INVENTORY, [&inventory])?;
+        if !opts.leave_running {
+            files.sk.keep_tcp_locked();
+        }
         Ok(())
     })();
 
