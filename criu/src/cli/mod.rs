@@ -67,9 +67,6 @@ pub struct Common {
     /// Restore established TCP connections as closed sockets.
     #[arg(long = "tcp-close", global = true)]
     pub tcp_close: bool,
-    /// Allow unix sockets connected to peers outside the dumped tree.
-    #[arg(long = "ext-unix-sk", global = true)]
-    pub ext_unix_sk: bool,
     /// The biggest unlinked ("ghost") file a dump saves, in bytes with an
     /// optional K, M or G suffix (default 1M).
     #[arg(long = "ghost-limit", global = true, value_name = "SIZE", value_parser = parse_size)]
@@ -293,7 +290,6 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
                 shell_job: c.shell_job,
                 tcp_established: c.tcp_established,
                 ghost_limit: c.ghost_limit,
-                ext_unix_sk: c.ext_unix_sk,
             };
             dump::dump(&opts).inspect_err(|e| tracing::error!("dump failed: {e}"))?;
             tracing::info!("dumping finished successfully");
@@ -308,7 +304,6 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
                 shell_job: c.shell_job,
                 tcp_established: c.tcp_established,
                 tcp_close: c.tcp_close,
-                ext_unix_sk: c.ext_unix_sk,
             };
             let pidfile = c.pidfile.as_ref().map(|p| in_work_dir(c, p));
             let write_pid = |pid: i32| -> std::io::Result<()> {

@@ -55,8 +55,6 @@ pub struct DumpOpts {
     pub tcp_established: bool,
     /// `--ghost-limit`: the biggest unlinked file saved (None: default).
     pub ghost_limit: Option<u64>,
-    /// `--ext-unix-sk`: unix sockets connected outside the tree are external.
-    pub ext_unix_sk: bool,
 }
 
 /// Dumps the tree of `opts.pid` into `opts.images_dir`.
@@ -72,7 +70,6 @@ pub fn dump(opts: &DumpOpts) -> Result<()> {
         info!(root = opts.pid, processes = tree.procs.len(), "tree frozen");
         let mut files = FileTable::default();
         files.sk.tcp_established = opts.tcp_established;
-        files.sk.ext_unix_sk = opts.ext_unix_sk;
         if let Some(l) = opts.ghost_limit {
             files.ghost_limit = l;
         }

@@ -68,8 +68,6 @@ pub struct RestoreOpts {
     pub tcp_established: bool,
     /// `--tcp-close`: established TCP connections come back closed.
     pub tcp_close: bool,
-    /// `--ext-unix-sk`: unix sockets dumped as external are allowed.
-    pub ext_unix_sk: bool,
 }
 
 /// How the restored tree ended, when criu waited for it.
@@ -221,7 +219,7 @@ pub fn restore(
     // (fds work: the image dir for extra images; each task's fd table for
     // its epoll sets' targets)
     let mut opened = Opened::new(dir);
-    opened.set_sk_opts(opts.tcp_established, opts.tcp_close, opts.ext_unix_sk);
+    opened.set_sk_opts(opts.tcp_established, opts.tcp_close);
     for t in &tasks {
         if let Some(l) = &t.live {
             opened.set_task_fds(&l.fdinfo);

@@ -402,7 +402,6 @@ impl Conn {
             shell_job: o.shell_job(),
             tcp_established: o.tcp_established(),
             ghost_limit: o.ghost_limit.map(u64::from),
-            ext_unix_sk: false,
         };
         if let Err(e) = dump::dump(&d) {
             return fail(ty, chain(&e));
@@ -444,7 +443,6 @@ impl Conn {
             shell_job: o.shell_job(),
             tcp_established: o.tcp_established(),
             tcp_close: o.tcp_close(),
-            ext_unix_sk: false,
         };
         let on_running = |pid: i32| -> std::io::Result<()> {
             if notify {

@@ -466,12 +466,11 @@ impl Opened {
     }
 
     /// Restore options for sockets: `--tcp-established` (established TCP
-    /// connections may be restored), `--tcp-close` (they come back closed),
-    /// `--ext-unix-sk` (unix sockets dumped as external are allowed).
-    pub fn set_sk_opts(&mut self, tcp_established: bool, tcp_close: bool, ext_unix_sk: bool) {
+    /// connections may be restored) and `--tcp-close` (they come back
+    /// closed).
+    pub fn set_sk_opts(&mut self, tcp_established: bool, tcp_close: bool) {
         self.sk.tcp_established = tcp_established;
         self.sk.tcp_close = tcp_close;
-        self.sk.ext_unix_sk = ext_unix_sk;
     }
 
     /// Called once every file of the restore is made: TCP connections

@@ -28,9 +28,6 @@ pub struct SkDump {
     pub(super) tcp_repaired: tcp::Repaired,
     /// `--tcp-established`: dump established TCP connections in repair mode.
     pub tcp_established: bool,
-    /// `--ext-unix-sk`: unix sockets connected outside the tree are dumped
-    /// as external.
-    pub ext_unix_sk: bool,
 }
 
 impl SkDump {
@@ -141,8 +138,6 @@ pub struct SkRestore {
     pub tcp_established: bool,
     /// `--tcp-close`: established connections come back closed.
     pub tcp_close: bool,
-    /// `--ext-unix-sk`: unix sockets dumped as external are allowed.
-    pub ext_unix_sk: bool,
 }
 
 impl SkRestore {

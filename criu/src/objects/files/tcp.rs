@@ -410,6 +410,88 @@ mod tests {
         assert_eq!(e.rcv_wup, Some(e.inq_seq));
     }
 
+    /// Dumps both ends of a loopback connection, closes them in repair mode
+    /// (silently), restores them from the images and talks over them.
+    #[test]
+    fn a_loopback_connection_survives_dump_and_restore() {
+        use std::io::{Read, Write};
+        use std::net::{TcpListener, TcpStream};
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        c.write_all(b"to-server").unwrap();
+        s.write_all(b"to-client").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let mut rep = Repaired::default();
+        let dc = match dump(c.as_fd(), 0, "client", &mut rep) {
+            Err(Error::Sys {
+                errno: nix::errno::Errno::EPERM,
+                ..
+            }) => {
+                eprintln!("no CAP_NET_ADMIN: TCP repair cannot be tried here");
+                return;
+            }
+            r => r.unwrap(),
+        };
+        let ds = dump(s.as_fd(), 0, "server", &mut rep).unwrap();
+        assert_eq!(dc.1, b"to-client");
+        assert_eq!(ds.1, b"to-server");
+        assert_eq!(dc.0.outq_seq, ds.0.inq_seq);
+        let ends = |t: &TcpStream| (t.local_addr().unwrap(), t.peer_addr().unwrap());
+        let (ce, se) = (ends(&c), ends(&s));
+        rep.keep_locked();
+        drop(rep);
+        drop((c, s));
+        let dir = tempfile::tempdir().unwrap();
+        for (ino, d) in [(1u32, &dc), (2, &ds)] {
+            let mut w = image::ImageWriter::create(
+                dir.path(),
+                &format!("tcp-stream-{ino:x}.img"),
+                magic::TCP_STREAM,
+            )
+            .unwrap();
+            w.write(&d.0).unwrap();
+            w.write_raw(&d.1).unwrap();
+            w.write_raw(&d.2).unwrap();
+            w.finish().unwrap();
+        }
+        let mut rs = SkRestore::new(dir.path());
+        let mut make = |ino: u32, (src, dst): (SocketAddr, SocketAddr)| {
+            let t = std::net::TcpStream::from(OwnedFd::from(
+                nix::sys::socket::socket(
+                    nix::sys::socket::AddressFamily::Inet,
+                    nix::sys::socket::SockType::Stream,
+                    nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+                    None,
+                )
+                .unwrap(),
+            ));
+            let e = pb::InetSkEntry {
+                ino,
+                ..Default::default()
+            };
+            restore(&mut rs, t.as_fd(), &e, &src, &dst, "test socket").unwrap();
+            t
+        };
+        let mut c = make(1, ce);
+        let mut s = make(2, se);
+        rs.release_tcp().unwrap();
+        assert_eq!(ends(&c), ce);
+        let mut b = [0u8; 9];
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        c.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        s.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"to-server");
+        c.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"to-client");
+        c.write_all(b"again").unwrap();
+        let mut b = [0u8; 5];
+        s.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"again");
+    }
+
     #[test]
     fn repair_options_follow_the_mask() {
         let mut e = pb::TcpStreamEntry {
