@@ -457,7 +457,7 @@ mod tests {
         }
         let mut rs = SkRestore::new(dir.path());
         let mut make = |ino: u32, (src, dst): (SocketAddr, SocketAddr)| {
-            let t = std::net::TcpStream::from(OwnedFd::from(
+            let t = std::net::TcpStream::from(
                 nix::sys::socket::socket(
                     nix::sys::socket::AddressFamily::Inet,
                     nix::sys::socket::SockType::Stream,
@@ -465,7 +465,7 @@ mod tests {
                     None,
                 )
                 .unwrap(),
-            ));
+            );
             let e = pb::InetSkEntry {
                 ino,
                 ..Default::default()
