@@ -46,6 +46,8 @@ struct ProcInside {
     child_subreaper: bool,
     sigactions: Vec<pb::SaEntry>,
     timers: pb::TaskTimersEntry,
+    /// membarrier registrations (`MEMBARRIER_CMD_REGISTER_*` bits).
+    membarrier: Option<u32>,
 }
 
 /// State of one thread that only it can tell.
@@ -57,7 +59,10 @@ struct ThreadInside {
     robust_list: (u64, u32),
 }
 
-fn ask_process(t: &mut Tracee) -> Result<ProcInside> {
+/// `membarrier` command that returns the process's registrations.
+const MEMBARRIER_CMD_GET_REGISTRATIONS: u64 = 1 << 9;
+
+fn ask_process(t: &mut Tracee, pid: i32) -> Result<ProcInside> {
     let base = t.scratch().map_or(0, |s| s.0);
     let brk = t.syscall(libc::SYS_brk, &[0])?;
     let dumpable = prctl(t, PR_GET_DUMPABLE, 0)? as i32;
@@ -67,8 +72,15 @@ fn ask_process(t: &mut Tracee) -> Result<ProcInside> {
     let child_subreaper = scratch_u64(t, 0)? as u32 != 0;
     let personality = t.syscall(libc::SYS_personality, &[0xffff_ffff])? as u32;
     let sigactions = objects::signal::dump(t, 0)?;
-    let timers = objects::timer::dump(t, 0)?;
+    let mut timers = objects::timer::dump(t, 0)?;
+    timers.posix = objects::timer::dump_posix(t, pid, 0)?;
+    // Older kernels cannot tell (EINVAL): nothing to restore then.
+    let membarrier = t.syscall_raw(
+        libc::SYS_membarrier,
+        &[MEMBARRIER_CMD_GET_REGISTRATIONS, 0, 0],
+    )?;
     Ok(ProcInside {
+        membarrier: (membarrier > 0).then_some(membarrier as u32),
         brk,
         personality,
         dumpable,
@@ -123,7 +135,7 @@ fn ask_inside(p: &mut Proc) -> Result<(ProcInside, Vec<ThreadInside>)> {
     let ip = leader.find_syscall_ip(vdso.start, vdso.end)?;
     let scratch = leader.map_scratch(None, SCRATCH_LEN)?;
     let res = (|| -> Result<(ProcInside, Vec<ThreadInside>)> {
-        let process = ask_process(&mut p.threads[0].tracee)?;
+        let process = ask_process(&mut p.threads[0].tracee, pid)?;
         let mut threads = Vec::with_capacity(p.threads.len());
         for th in p.threads.iter_mut() {
             th.tracee.set_syscall_ip(ip);
@@ -164,7 +176,7 @@ fn thread_core(
         blk_sigset: Some(th.sigmask),
         sas: Some(inside.sas),
         pdeath_sig: Some(inside.pdeath_sig),
-        signals_p: Some(pb::SignalQueueEntry::default()),
+        signals_p: Some(objects::sigqueue::dump(&th.tracee, false)?),
         creds: Some(creds),
         comm: Some(comm),
         rseq_entry: objects::rseq::dump(&th.tracee)?,
@@ -226,6 +238,7 @@ pub(super) fn dump_process(
     let comm = objects::read_proc(pid, "comm")?
         .trim_end_matches('\n')
         .to_string();
+    let shared_signals = objects::sigqueue::dump(&p.threads[0].tracee, true)?;
     let mut tids = Vec::with_capacity(p.threads.len());
     for (i, (th, inside)) in p.threads.iter().zip(&threads_inside).enumerate() {
         let tid = th.tracee.pid();
@@ -244,11 +257,12 @@ pub(super) fn dump_process(
                 comm: comm.clone(),
                 timers: Some(process.timers.clone()),
                 rlimits: Some(rlimits.clone()),
-                signals_s: Some(pb::SignalQueueEntry::default()),
+                signals_s: Some(shared_signals.clone()),
                 loginuid: read_num(pid, "loginuid").ok().flatten(),
                 oom_score_adj: read_num(pid, "oom_score_adj").ok().flatten(),
                 sigactions: process.sigactions.clone(),
                 child_subreaper: Some(process.child_subreaper),
+                membarrier_registration_mask: process.membarrier,
                 ..Default::default()
             }
         });

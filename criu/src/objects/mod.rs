@@ -11,6 +11,7 @@ pub mod rlimit;
 pub mod rseq;
 pub mod shmem;
 pub mod signal;
+pub mod sigqueue;
 pub mod thread;
 pub mod timer;
 

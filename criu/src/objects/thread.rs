@@ -2,10 +2,10 @@
 //! state (XSAVE), and the segment bases — `thread_info_x86` in `core-*.img`.
 
 use crate::image::pb;
-use crate::remote::{Regs, Tracee};
+use crate::remote::{mem, Regs, Tracee};
 use crate::sys::cpu;
 
-use super::Result;
+use super::{Error, Result};
 
 const ERESTARTSYS: i64 = 512;
 const ERESTARTNOINTR: i64 = 513;
@@ -28,8 +28,50 @@ pub fn resume_regs(stopped: &Regs) -> Regs {
             _ => {}
         }
     }
-    r.orig_rax = u64::MAX;
+    // orig_ax keeps the syscall the task was in, as in CRIU's images:
+    // restore reads it to resume an interrupted sleep.
     r
+}
+
+/// A relative sleep the dump interrupted (image registers say EINTR from
+/// nanosleep or clock_nanosleep): the kernel's restart block is gone, so
+/// the call is issued again for the time that was left — what the kernel
+/// itself would have done on a stop and continue. The remaining time is
+/// the one the kernel wrote to the caller's `rem` when interrupted (the
+/// whole request when there is none); a timespec for the new call goes
+/// below the red zone of the thread's stack.
+fn resume_sleep(pid: i32, r: &mut Regs) -> Result<()> {
+    let eintr = (-(libc::EINTR as i64)) as u64;
+    let nr = r.orig_rax as i64;
+    if r.rax != eintr || (nr != libc::SYS_nanosleep && nr != libc::SYS_clock_nanosleep) {
+        return Ok(());
+    }
+    let (clock, flags, req, rem) = if nr == libc::SYS_nanosleep {
+        (libc::CLOCK_MONOTONIC as u64, 0, r.rdi, r.rsi)
+    } else {
+        (r.rdi, r.rsi, r.rdx, r.r10)
+    };
+    if flags & libc::TIMER_ABSTIME as u64 != 0 {
+        return Ok(());
+    }
+    let mut ts = [0u8; 16];
+    let from = if rem != 0 { rem } else { req };
+    if mem::read(pid, from, &mut ts).is_err() {
+        return Ok(()); // leave the EINTR the images say
+    }
+    let at = (r.rsp - 256) & !15;
+    mem::write(pid, at, &ts).map_err(|source| Error::Io {
+        pid,
+        what: format!("writing the time left of an interrupted sleep at {at:#x}"),
+        source,
+    })?;
+    r.rax = libc::SYS_clock_nanosleep as u64;
+    r.rdi = clock;
+    r.rsi = 0;
+    r.rdx = at;
+    r.r10 = rem;
+    r.rip -= 2;
+    Ok(())
 }
 
 pub fn regs_to_image(r: &Regs) -> pb::UserX86RegsEntry {
@@ -275,6 +317,7 @@ pub fn dump(t: &Tracee, clear_tid_addr: u64) -> Result<pb::ThreadInfoX86> {
 pub fn restore(t: &mut Tracee, ti: &pb::ThreadInfoX86) -> Result<()> {
     t.set_xstate(&fpregs_from_image(&ti.fpregs))?;
     let mut r = regs_from_image(&ti.gpregs);
+    resume_sleep(t.pid(), &mut r)?;
     r.orig_rax = u64::MAX;
     t.set_regs(&r)?;
     Ok(())

@@ -20,6 +20,7 @@ pub mod maps;
 pub mod mountinfo;
 pub mod stat;
 pub mod status;
+pub mod timers;
 
 pub use auxv::{parse_auxv, Auxv, AuxvEntry};
 pub use fdinfo::{
@@ -34,6 +35,7 @@ pub use maps::{
 pub use mountinfo::{parse_mountinfo, parse_mountinfo_bytes, MountInfo, OptionalField};
 pub use stat::{parse_stat, parse_stat_bytes, Stat};
 pub use status::{parse_status, parse_status_bytes, Ids, SigQ, Status};
+pub use timers::{parse_timers, PosixTimer};
 
 /// Which /proc file a parse error came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +48,7 @@ pub enum FileKind {
     Fdinfo,
     Mountinfo,
     Auxv,
+    Timers,
 }
 
 impl fmt::Display for FileKind {
@@ -59,6 +62,7 @@ impl fmt::Display for FileKind {
             FileKind::Fdinfo => "fdinfo",
             FileKind::Mountinfo => "mountinfo",
             FileKind::Auxv => "auxv",
+            FileKind::Timers => "timers",
         };
         f.write_str(s)
     }
@@ -374,6 +378,11 @@ pub fn read_mountinfo(pid: i32) -> Result<Vec<MountInfo>> {
 /// `/proc/PID/auxv`.
 pub fn read_auxv(pid: i32) -> Result<Auxv> {
     read_with(proc_path(pid, "auxv"), parse_auxv)
+}
+
+/// `/proc/PID/timers`.
+pub fn read_timers(pid: i32) -> Result<Vec<PosixTimer>> {
+    read_with(proc_path(pid, "timers"), parse_timers)
 }
 
 #[cfg(test)]

@@ -85,6 +85,11 @@ fn restore_process(
     p.syscall(libc::SYS_close_range, &[rs + 1, u64::from(u32::MAX), 0])?;
 
     mm::restore(p, dir, pid, &live.mm, files, shared, DATA_OFF)?;
+    // membarrier registrations belong to the address space just made.
+    let membarrier = tc.membarrier_registration_mask.unwrap_or(0);
+    for bit in (0..32).filter(|b| membarrier & (1 << b) != 0) {
+        p.syscall(libc::SYS_membarrier, &[1u64 << bit, 0, 0])?;
+    }
 
     for fi in &live.fdinfo {
         let file = opened.get(files, fi.id)?;
@@ -163,6 +168,12 @@ fn restore_thread(t: &mut Tracee, pid: i32, core: &pb::CoreEntry) -> Result<()> 
         libc::PR_SET_PDEATHSIG,
         u64::from(th.pdeath_sig.unwrap_or(0)),
     )?;
+    if let Some(q) = &th.signals_p {
+        objects::sigqueue::restore(t, pid, q, false, DATA_OFF)?;
+    }
+    if let Some(q) = core.tc.as_ref().and_then(|tc| tc.signals_s.as_ref()) {
+        objects::sigqueue::restore(t, pid, q, true, DATA_OFF)?;
+    }
     if let Some(creds) = &th.creds {
         objects::creds::restore(t, creds, DATA_OFF).map_err(|e| Error::Task {
             pid,
@@ -215,6 +226,10 @@ pub(super) fn restore_all(
             let leader = &mut proc.threads[0];
             let t = clone_in(leader, tid as i32, THREAD_FLAGS)?;
             proc.threads.push(t);
+        }
+        // POSIX timers may signal any of the threads: made once they exist.
+        if let Some(timers) = task.tc()?.timers.as_ref() {
+            objects::timer::restore_posix(&mut proc.threads[0], pid, &timers.posix, DATA_OFF)?;
         }
         for (t, core) in proc.threads.iter_mut().zip(&task.cores) {
             restore_thread(t, pid, core)?;

@@ -93,3 +93,40 @@ pub fn get_rseq_configuration(pid: Pid) -> SysResult<RseqConfiguration> {
     )?;
     Ok(conf)
 }
+
+const PTRACE_PEEKSIGINFO: libc::c_uint = 0x4209;
+const PTRACE_PEEKSIGINFO_SHARED: u32 = 1;
+/// Size of a `siginfo_t`.
+pub const SIGINFO_SIZE: usize = 128;
+
+#[repr(C)]
+struct PeekSiginfoArgs {
+    off: u64,
+    flags: u32,
+    nr: i32,
+}
+
+/// The signals queued for a stopped tracee, oldest first, without
+/// dequeuing them: its own queue, or with `shared` its thread group's.
+pub fn peek_siginfo(pid: Pid, shared: bool) -> SysResult<Vec<[u8; SIGINFO_SIZE]>> {
+    const BATCH: usize = 32;
+    let mut out = Vec::new();
+    loop {
+        let mut buf = [[0u8; SIGINFO_SIZE]; BATCH];
+        let mut args = PeekSiginfoArgs {
+            off: out.len() as u64,
+            flags: if shared { PTRACE_PEEKSIGINFO_SHARED } else { 0 },
+            nr: BATCH as i32,
+        };
+        let n = ptrace_raw(
+            PTRACE_PEEKSIGINFO,
+            pid,
+            (&mut args as *mut PeekSiginfoArgs) as usize,
+            buf.as_mut_ptr().cast(),
+        )? as usize;
+        out.extend_from_slice(&buf[..n.min(BATCH)]);
+        if n < BATCH {
+            return Ok(out);
+        }
+    }
+}
