@@ -61,6 +61,32 @@ pub struct Common {
     /// The tree is a shell job: keep its session and terminal.
     #[arg(short = 'j', long = "shell-job", global = true)]
     pub shell_job: bool,
+    /// Checkpoint and restore established TCP connections (TCP repair).
+    #[arg(long = "tcp-established", global = true)]
+    pub tcp_established: bool,
+    /// Restore established TCP connections as closed sockets.
+    #[arg(long = "tcp-close", global = true)]
+    pub tcp_close: bool,
+    /// The biggest unlinked ("ghost") file a dump saves, in bytes with an
+    /// optional K, M or G suffix (default 1M).
+    #[arg(long = "ghost-limit", global = true, value_name = "SIZE", value_parser = parse_size)]
+    pub ghost_limit: Option<u64>,
+}
+
+/// A size as CRIU takes it: a number with an optional K, M or G suffix.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, shift) = match t.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&t[..i], 10),
+        Some((i, 'M' | 'm')) => (&t[..i], 20),
+        Some((i, 'G' | 'g')) => (&t[..i], 30),
+        _ => (t, 0),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (a number with an optional K, M or G)"))?;
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{s:?} is too big a size"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -262,6 +288,8 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
                 images_dir: dir,
                 leave_running: a.leave_running,
                 shell_job: c.shell_job,
+                tcp_established: c.tcp_established,
+                ghost_limit: c.ghost_limit,
             };
             dump::dump(&opts).inspect_err(|e| tracing::error!("dump failed: {e}"))?;
             tracing::info!("dumping finished successfully");
@@ -274,6 +302,8 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
                 images_dir: dir,
                 detach: a.restore_detached,
                 shell_job: c.shell_job,
+                tcp_established: c.tcp_established,
+                tcp_close: c.tcp_close,
             };
             let pidfile = c.pidfile.as_ref().map(|p| in_work_dir(c, p));
             let write_pid = |pid: i32| -> std::io::Result<()> {
@@ -303,5 +333,22 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
             crate::rpc::service(&a.address, a.daemon, c.pidfile.as_deref())?;
             Ok(0)
         }
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_take_crius_suffixes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("16K"), Ok(16 << 10));
+        assert_eq!(parse_size("3M"), Ok(3 << 20));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert!(parse_size("").is_err());
+        assert!(parse_size("12Q").is_err());
+        assert!(parse_size("K").is_err());
+        assert!(parse_size("99999999999G").is_err());
     }
 }

@@ -51,6 +51,10 @@ pub struct DumpOpts {
     pub images_dir: PathBuf,
     pub leave_running: bool,
     pub shell_job: bool,
+    /// `--tcp-established`: dump established TCP connections.
+    pub tcp_established: bool,
+    /// `--ghost-limit`: the biggest unlinked file saved (None: default).
+    pub ghost_limit: Option<u64>,
 }
 
 /// A tree whose session or process group is led from outside it (a job of
@@ -87,6 +91,10 @@ pub fn dump(opts: &DumpOpts) -> Result<()> {
         tree.freeze(opts.pid)?;
         info!(root = opts.pid, processes = tree.procs.len(), "tree frozen");
         let mut files = FileTable::default();
+        files.sk.tcp_established = opts.tcp_established;
+        if let Some(l) = opts.ghost_limit {
+            files.ghost_limit = l;
+        }
         let mut ids = IdGen::default();
         let mut pstree = Vec::with_capacity(tree.procs.len());
         let mut root_ids = None;
@@ -115,6 +123,9 @@ pub fn dump(opts: &DumpOpts) -> Result<()> {
             ..Default::default()
         };
         image::write_image(dir, "inventory.img", magic::INVENTORY, [&inventory])?;
+        if !opts.leave_running {
+            files.sk.keep_tcp_locked();
+        }
         Ok(())
     })();
 

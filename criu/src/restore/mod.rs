@@ -64,6 +64,10 @@ pub struct RestoreOpts {
     pub images_dir: PathBuf,
     pub detach: bool,
     pub shell_job: bool,
+    /// `--tcp-established`: established TCP connections may be restored.
+    pub tcp_established: bool,
+    /// `--tcp-close`: established TCP connections come back closed.
+    pub tcp_close: bool,
 }
 
 /// How the restored tree ended, when criu waited for it.
@@ -222,6 +226,7 @@ pub fn restore(
     // (fds work: the image dir for extra images; each task's fd table for
     // its epoll sets' targets)
     let mut opened = Opened::new(dir);
+    opened.set_sk_opts(opts.tcp_established, opts.tcp_close);
     for t in &tasks {
         if let Some(l) = &t.live {
             opened.set_task_fds(&l.fdinfo);
@@ -230,6 +235,7 @@ pub fn restore(
             opened.get(&files, fi.id)?;
         }
     }
+    opened.release_tcp()?;
 
     let root = tasks[0].pid();
     info!(root, tasks = tasks.len(), "restoring");

@@ -400,6 +400,8 @@ impl Conn {
             images_dir: images,
             leave_running: o.leave_running(),
             shell_job: o.shell_job(),
+            tcp_established: o.tcp_established(),
+            ghost_limit: o.ghost_limit.map(u64::from),
         };
         if let Err(e) = dump::dump(&d) {
             return fail(ty, chain(&e));
@@ -439,6 +441,8 @@ impl Conn {
             images_dir: images,
             detach: true,
             shell_job: o.shell_job(),
+            tcp_established: o.tcp_established(),
+            tcp_close: o.tcp_close(),
         };
         let on_running = |pid: i32| -> std::io::Result<()> {
             if notify {

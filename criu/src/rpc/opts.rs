@@ -29,7 +29,6 @@ pub fn unsupported(o: &CriuOpts, action: Action) -> Vec<String> {
     };
     // Options with an effect on both dump and restore.
     flag("ext_unix_sk", on(o.ext_unix_sk));
-    flag("tcp_established", on(o.tcp_established));
     flag("file_locks", on(o.file_locks));
     flag("ps (page server)", o.ps.is_some());
     flag("auto_dedup", on(o.auto_dedup));
@@ -67,7 +66,6 @@ pub fn unsupported(o: &CriuOpts, action: Action) -> Vec<String> {
     flag("freeze_cgroup", o.freeze_cgroup.is_some());
     flag("timeout", o.timeout.unwrap_or(0) != 0);
     flag("tcp_skip_in_flight", on(o.tcp_skip_in_flight));
-    flag("tcp_close", on(o.tcp_close));
     flag("weak_sysctls", on(o.weak_sysctls));
     flag("lazy_pages", on(o.lazy_pages));
     flag("track_mem", on(o.track_mem));
@@ -150,15 +148,14 @@ mod tests {
     fn effective_options_are_named() {
         let mut o = base();
         o.tcp_established = Some(true);
+        o.tcp_close = Some(true);
+        o.ghost_limit = Some(4096);
         o.freeze_cgroup = Some("/sys/fs/cgroup/x".into());
         o.ext_mnt.push(super::super::pb::ExtMountMap {
             key: "/a".into(),
             val: "a".into(),
         });
-        assert_eq!(
-            unsupported(&o, Action::Dump),
-            ["tcp_established", "ext_mnt", "freeze_cgroup"]
-        );
+        assert_eq!(unsupported(&o, Action::Dump), ["ext_mnt", "freeze_cgroup"]);
     }
 
     #[test]

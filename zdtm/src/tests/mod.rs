@@ -29,11 +29,11 @@ catalogue! {
     signals { sigaction00, sigpending00, sigaltstack00, sigstop }
     timers { itimer00, posix_timers, nanosleep }
     pipes { pipe00, pipe_bigbuf, fifo00 }
-    files { file_read, devnull, fd_gaps, unlinked_file, dup_shared_offset }
+    files { file_read, devnull, fd_gaps, unlinked_file, dup_shared_offset, ghost_limit, ghost_limit_raised }
     memfd { memfd00, memfd_mmap }
     membarrier { membarrier00 }
     events { eventfd00, epoll00, timerfd00, signalfd00, inotify00 }
-    sockets { unix_socketpair, tcp_listen, udp00, unix_bound, unix_listen_queued, unix_seqpacket, udp6, sockopts00 }
+    sockets { unix_socketpair, tcp_listen, udp00, unix_bound, unix_listen_queued, unix_seqpacket, udp6, sockopts00, tcp_established, tcp6_established, tcp_established_child }
     tree { children, zombie00, pgrp_session }
     ns { uts00, ipc_shm }
 }

@@ -149,7 +149,7 @@ pub fn dump(
         None
     };
     if proto == libc::IPPROTO_TCP && state == TCP_ESTABLISHED {
-        let (e, inq, outq) = super::tcp::dump(file, pid, &what)?;
+        let (e, inq, outq) = super::tcp::dump(file, pid, &what, &mut st.tcp_repaired)?;
         st.tcp.streams.push((ino, e, inq, outq));
     }
     Ok(pb::FileEntry {
@@ -243,8 +243,18 @@ pub fn open(
     let src = sockaddr(e.family, &e.src_addr, e.src_port, &what)?;
     let bound = e.src_port != 0;
     let established = e.proto as i32 == libc::IPPROTO_TCP && e.state == TCP_ESTABLISHED;
-    if established {
-        super::tcp::restore(rs, fd.as_fd(), e, &src, &what)?;
+    if established && !rs.tcp_close && !rs.tcp_established {
+        return Err(Error::Mismatch {
+            what: format!(
+                "{what} is an established TCP connection: restore it with --tcp-established (or --tcp-close)"
+            ),
+        });
+    }
+    if established && !rs.tcp_close {
+        let dst = sockaddr(e.family, &e.dst_addr, e.dst_port, &what)?;
+        super::tcp::restore(rs, fd.as_fd(), e, &src, &dst, &what)?;
+    } else if established {
+        // --tcp-close: the connection comes back closed (a fresh socket).
     } else if bound {
         // The dumped socket (or its connections in TIME_WAIT) may still hold
         // the port for a moment: bind with SO_REUSEADDR, then put it back.
@@ -281,7 +291,9 @@ pub fn open(
             what: format!("connecting {what} to {dst}: {errno}"),
         })?;
     }
-    apply_shutdown(fd.as_fd(), e.shutdown, &what)?;
+    if !established {
+        apply_shutdown(fd.as_fd(), e.shutdown, &what)?;
+    }
     apply_flags(fd.as_fd(), e.flags, &what)?;
     opened.insert(e.id, fd);
     Ok(())

@@ -465,6 +465,20 @@ impl Opened {
         }
     }
 
+    /// Restore options for sockets: `--tcp-established` (established TCP
+    /// connections may be restored) and `--tcp-close` (they come back
+    /// closed).
+    pub fn set_sk_opts(&mut self, tcp_established: bool, tcp_close: bool) {
+        self.sk.tcp_established = tcp_established;
+        self.sk.tcp_close = tcp_close;
+    }
+
+    /// Called once every file of the restore is made: TCP connections
+    /// restored in repair mode leave it (their peers exist now).
+    pub fn release_tcp(&mut self) -> Result<()> {
+        self.sk.release_tcp()
+    }
+
     /// The fd table of the task whose files are made next (epoll sets name
     /// their targets by fd number).
     pub fn set_task_fds(&mut self, fdinfo: &[pb::FdinfoEntry]) {

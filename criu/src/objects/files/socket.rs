@@ -13,7 +13,7 @@ use crate::sys::sock;
 use super::super::{Error, Result};
 use super::sk_diag::{self, InetDiag, UnixDiag};
 use super::sk_queue::Queues;
-use super::{inet, unix};
+use super::{inet, tcp, unix};
 
 /// Socket state gathered over a whole dump.
 #[derive(Debug, Default)]
@@ -24,6 +24,8 @@ pub struct SkDump {
     /// Unix sockets dumped: (pid, fd, inode, peer inode).
     pub(super) unix_seen: Vec<(i32, i32, u32, u32)>,
     pub(super) tcp: inet::TcpStreams,
+    /// Connections put in repair mode by this dump.
+    pub(super) tcp_repaired: tcp::Repaired,
     /// `--tcp-established`: dump established TCP connections in repair mode.
     pub tcp_established: bool,
 }
@@ -95,6 +97,13 @@ impl SkDump {
             })
     }
 
+    /// The dump succeeded and its tree is killed: its TCP connections stay
+    /// in repair mode, so that they vanish without a FIN or RST. (Otherwise
+    /// they leave repair mode when this state is dropped.)
+    pub fn keep_tcp_locked(&mut self) {
+        self.tcp_repaired.keep_locked();
+    }
+
     /// Checks what can only be checked once every task is dumped, and
     /// writes `sk-queues.img` and `tcp-stream-*.img`.
     pub fn write(&self, dir: &Path) -> Result<()> {
@@ -123,14 +132,26 @@ impl SkDump {
 pub struct SkRestore {
     pub dir: Option<PathBuf>,
     queues: Option<HashMap<u32, Vec<Vec<u8>>>>,
+    /// Connections restored in repair mode, until every socket exists.
+    pub(super) tcp_repaired: tcp::Repaired,
+    /// `--tcp-established`: established TCP connections may be restored.
+    pub tcp_established: bool,
+    /// `--tcp-close`: established connections come back closed.
+    pub tcp_close: bool,
 }
 
 impl SkRestore {
     pub fn new(dir: &Path) -> Self {
         SkRestore {
             dir: Some(dir.to_path_buf()),
-            queues: None,
+            ..Default::default()
         }
+    }
+
+    /// Every socket of the restore exists: the TCP connections leave
+    /// repair mode (and send what was never sent).
+    pub fn release_tcp(&mut self) -> Result<()> {
+        self.tcp_repaired.release()
     }
 
     /// The messages queued for socket `id`.
