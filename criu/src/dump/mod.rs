@@ -10,6 +10,7 @@
 //!
 //! A dump that fails lets every task go exactly as it was found.
 
+mod extras;
 mod freeze;
 mod task;
 
@@ -62,7 +63,12 @@ pub fn dump(opts: &DumpOpts) -> Result<()> {
     })?;
     let mut tree = freeze::Tree::default();
     let result = (|| -> Result<()> {
+        let start = std::time::Instant::now();
         tree.freeze(opts.pid)?;
+        let times = extras::Times {
+            start,
+            freezing: start.elapsed(),
+        };
         info!(root = opts.pid, processes = tree.procs.len(), "tree frozen");
         let mut files = FileTable::default();
         let mut ids = IdGen::default();
@@ -83,7 +89,7 @@ pub fn dump(opts: &DumpOpts) -> Result<()> {
         }
         files.write(dir)?;
         image::write_image(dir, "pstree.img", magic::PSTREE, &pstree)?;
-        let inventory = pb::InventoryEntry {
+        let mut inventory = pb::InventoryEntry {
             img_version: 2,
             fdinfo_per_id: Some(true),
             root_ids,
@@ -91,7 +97,10 @@ pub fn dump(opts: &DumpOpts) -> Result<()> {
             lsmtype: Some(pb::Lsmtype::NoLsm as i32),
             ..Default::default()
         };
+        extras::fill_inventory(&mut inventory, extras::cg_set(opts.pid, opts.pid));
         image::write_image(dir, "inventory.img", magic::INVENTORY, [&inventory])?;
+        extras::write_seccomp(dir)?;
+        extras::write_stats(dir, times)?;
         Ok(())
     })();
 
