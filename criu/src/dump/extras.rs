@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::{Error, Result};
 use crate::image::{self, magic, pb};
+use crate::objects::IdGen;
 
 /// The id of the one cgroup set of a dump whose tasks all live in criu's
 /// cgroups. Upstream then writes no `cgroup.img` and gives every task and
@@ -31,7 +32,23 @@ pub(super) fn cg_set(pid: i32, tid: i32) -> Option<u32> {
 
 /// Sets the inventory fields upstream sets on every dump; `root_cg_set` is
 /// the cgroup set of the root task.
-pub(super) fn fill_inventory(inv: &mut pb::InventoryEntry, root_cg_set: Option<u32>) {
+///
+/// `root_ids` of the inventory are not the root task's: they are the ids of
+/// the objects of the dumping criu itself, against which upstream's restore
+/// compares the root task (a root task with criu's fd table is a corrupt
+/// image to it). criu shares no mm, fd table, fs or sighand with the tree,
+/// so those get fresh ids; its namespaces are the root task's.
+pub(super) fn fill_inventory(
+    inv: &mut pb::InventoryEntry,
+    root_cg_set: Option<u32>,
+    ids: &mut IdGen,
+) {
+    if let Some(r) = inv.root_ids.as_mut() {
+        r.vm_id = ids.next_id();
+        r.files_id = ids.next_id();
+        r.fs_id = ids.next_id();
+        r.sighand_id = ids.next_id();
+    }
     inv.root_cg_set = root_cg_set;
     inv.network_lock_method = Some(NETWORK_LOCK_SKIP);
     inv.plugins_entry = Some(pb::PluginsEntry::default());

@@ -97,7 +97,7 @@ pub fn dump(opts: &DumpOpts) -> Result<()> {
             lsmtype: Some(pb::Lsmtype::NoLsm as i32),
             ..Default::default()
         };
-        extras::fill_inventory(&mut inventory, extras::cg_set(opts.pid, opts.pid));
+        extras::fill_inventory(&mut inventory, extras::cg_set(opts.pid, opts.pid), &mut ids);
         image::write_image(dir, "inventory.img", magic::INVENTORY, [&inventory])?;
         extras::write_seccomp(dir)?;
         extras::write_stats(dir, times)?;
