@@ -13,9 +13,8 @@
 //! Differences that remain on purpose are listed in [`KNOWN`], each with the
 //! reason; anything else fails the test with the list of differences.
 //!
-//! Needs gcc and root (ptrace of a process that is not our child's
-//! descendant is not needed, but criu dumps need CAP_SYS_ADMIN); skips with a
-//! printed reason otherwise.
+//! Needs gcc, setsid and root (criu's dump); skips with a printed reason
+//! otherwise. `COMPAT_KEEP=1` keeps our images and prints where.
 
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
