@@ -10,6 +10,7 @@
 //!
 //! A dump that fails lets every task go exactly as it was found.
 
+mod extras;
 mod freeze;
 mod task;
 
@@ -88,7 +89,12 @@ pub fn dump(opts: &DumpOpts) -> Result<()> {
     })?;
     let mut tree = freeze::Tree::default();
     let result = (|| -> Result<()> {
+        let start = std::time::Instant::now();
         tree.freeze(opts.pid)?;
+        let times = extras::Times {
+            start,
+            freezing: start.elapsed(),
+        };
         info!(root = opts.pid, processes = tree.procs.len(), "tree frozen");
         let mut files = FileTable::default();
         files.sk.tcp_established = opts.tcp_established;
@@ -114,7 +120,7 @@ pub fn dump(opts: &DumpOpts) -> Result<()> {
         check_job(&pstree, opts.shell_job)?;
         files.write(dir)?;
         image::write_image(dir, "pstree.img", magic::PSTREE, &pstree)?;
-        let inventory = pb::InventoryEntry {
+        let mut inventory = pb::InventoryEntry {
             img_version: 2,
             fdinfo_per_id: Some(true),
             root_ids,
@@ -122,7 +128,10 @@ pub fn dump(opts: &DumpOpts) -> Result<()> {
             lsmtype: Some(pb::Lsmtype::NoLsm as i32),
             ..Default::default()
         };
+        extras::fill_inventory(&mut inventory, extras::cg_set(opts.pid, opts.pid), &mut ids);
         image::write_image(dir, "inventory.img", magic::INVENTORY, [&inventory])?;
+        extras::write_seccomp(dir)?;
+        extras::write_stats(dir, times)?;
         if !opts.leave_running {
             files.sk.keep_tcp_locked();
         }

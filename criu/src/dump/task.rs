@@ -172,14 +172,16 @@ fn thread_core(
         futex_rla_len: inside.robust_list.1,
         sched_nice: Some(stat.nice as i32),
         sched_policy: Some(stat.policy),
-        sched_prio: Some(stat.rt_priority),
+        // upstream sets these two only when they are not 0
+        sched_prio: (stat.rt_priority != 0).then_some(stat.rt_priority),
         blk_sigset: Some(th.sigmask),
         sas: Some(inside.sas),
-        pdeath_sig: Some(inside.pdeath_sig),
+        pdeath_sig: (inside.pdeath_sig != 0).then_some(inside.pdeath_sig),
         signals_p: Some(objects::sigqueue::dump(&th.tracee, false)?),
         creds: Some(creds),
         comm: Some(comm),
         rseq_entry: objects::rseq::dump(&th.tracee)?,
+        cg_set: super::extras::cg_set(pid, tid),
         ..Default::default()
     };
     Ok((info, core))

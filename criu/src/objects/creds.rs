@@ -44,7 +44,8 @@ pub fn dump_task(pid: i32, tid: i32, secbits: u32) -> Result<pb::CredsEntry> {
         lsm_profile: None,
         lsm_sockcreate: None,
         apparmor_data: None,
-        no_new_privs: s.no_new_privs.map(u32::from),
+        // set only when on, as upstream does
+        no_new_privs: s.no_new_privs.filter(|&on| on).map(u32::from),
         cap_amb: split(s.cap_amb.unwrap_or(0)),
     })
 }

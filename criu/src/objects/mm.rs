@@ -258,10 +258,7 @@ pub fn dump(
     copier.finish(&mut writer)?;
     writer.finish()?;
 
-    let auxv = auxv_raw
-        .chunks_exact(8)
-        .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
-        .collect();
+    let auxv = saved_auxv(&auxv_raw);
     Ok(pb::MmEntry {
         mm_start_code: stat.start_code,
         mm_end_code: stat.end_code,
@@ -641,6 +638,30 @@ pub fn mm_map_bytes(mm: &pb::MmEntry, auxv_addr: u64, exe_fd: u32) -> Vec<u8> {
     b
 }
 
+/// Upstream CRIU's x86 `AT_VECTOR_SIZE`: it always writes this many auxv
+/// words and refuses to restore more.
+const UPSTREAM_AUXV_WORDS: usize = 44;
+
+/// `/proc/PID/auxv` as the image keeps it. Newer kernels list more pairs
+/// than upstream's 44 words hold, counting the closing `AT_NULL` pair: that
+/// pair is dropped (PR_SET_MM_MAP zero-fills after the vector, which ends
+/// it again) and the rest padded with zeros to 44 words, as upstream
+/// writes it, so that upstream can restore our images. A vector that does
+/// not fit even so is kept whole (upstream would cut it).
+fn saved_auxv(raw: &[u8]) -> Vec<u64> {
+    let mut v: Vec<u64> = raw
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
+        .collect();
+    while v.len() >= 2 && v[v.len() - 2..] == [0, 0] {
+        v.truncate(v.len() - 2);
+    }
+    if v.len() <= UPSTREAM_AUXV_WORDS {
+        v.resize(UPSTREAM_AUXV_WORDS, 0);
+    }
+    v
+}
+
 /// Restore half, step two (after files): the mm fields — code/data/brk/
 /// stack/arg/env ranges, auxv and the exe link — in one PR_SET_MM_MAP.
 pub fn restore_fields(
@@ -673,4 +694,29 @@ pub fn restore_fields(
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(v: &[u64]) -> Vec<u8> {
+        v.iter().flat_map(|w| w.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn saved_auxv_is_upstream_sized() {
+        // 22 pairs and AT_NULL (a 6.x kernel): the AT_NULL pair goes.
+        let mut raw: Vec<u64> = (1..=44).collect();
+        raw.extend([0, 0]);
+        assert_eq!(saved_auxv(&words(&raw)), (1..=44).collect::<Vec<u64>>());
+        // a short vector is padded with zeros
+        let got = saved_auxv(&words(&[6, 4096, 0, 0]));
+        assert_eq!(got.len(), UPSTREAM_AUXV_WORDS);
+        assert_eq!(&got[..2], &[6, 4096]);
+        assert!(got[2..].iter().all(|&w| w == 0));
+        // one that does not fit is kept whole
+        let raw: Vec<u64> = (1..=48).collect();
+        assert_eq!(saved_auxv(&words(&raw)), raw);
+    }
 }

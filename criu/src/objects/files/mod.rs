@@ -358,11 +358,19 @@ impl FileTable {
             }
             Kind::Pipe | Kind::Fifo => {
                 let pipe_id = pipe::pipe_id(st.st_ino);
-                if self.data_seen.insert(pipe_id) {
+                // Like upstream, one data entry per pipe whose read end is
+                // dumped (even when empty) and none for a lone write end;
+                // but the bytes queued behind a write end are kept too.
+                let write_end = info.flags & libc::O_ACCMODE as u32 == libc::O_WRONLY as u32;
+                if !self.data_seen.contains(&pipe_id) {
                     let q = pipe::peek(pid, fd, file, info.flags)?;
-                    if kind == Kind::Pipe {
+                    if write_end && q.data.is_empty() {
+                        // nothing to keep; a read end met later writes it
+                    } else if kind == Kind::Pipe {
+                        self.data_seen.insert(pipe_id);
                         self.pipe_data.push((pipe_id, q));
                     } else {
+                        self.data_seen.insert(pipe_id);
                         self.fifo_data.push((pipe_id, q));
                     }
                 }
