@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod bench;
+mod vm;
+mod vm_initramfs;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -47,10 +49,10 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Throwaway VMs (not built yet).
+    /// Throwaway qemu VMs booting other kernels (vm-images/kernels.toml).
     Vm {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+        #[command(subcommand)]
+        cmd: vm::VmCmd,
     },
 }
 
@@ -154,7 +156,7 @@ fn run() -> Result<()> {
                 args: &args,
             },
         ),
-        Task::Vm { .. } => Err(NotBuilt("vm").into()),
+        Task::Vm { cmd } => vm::vm(&sh, &workspace_root(), cmd),
     }
 }
 
