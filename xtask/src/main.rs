@@ -6,6 +6,7 @@ use std::process::ExitCode;
 mod bench;
 mod vm;
 mod vm_initramfs;
+mod vm_matrix;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -23,6 +24,12 @@ enum Task {
     /// Build criu, zdtm and zdtm-runner in release, then run the zdtm suite.
     /// Arguments go to zdtm-runner (default: --all). See
     /// `cargo xtask zdtm -- --help`.
+    ///
+    /// `--kernel K` (repeatable; `host` is this machine's kernel, any other
+    /// name one of vm-images/kernels.toml, run in a VM) runs the suite on
+    /// each kernel with --keep-going into target/zdtm/<K>/ and writes
+    /// target/zdtm/matrix.md and matrix.json. With kernels, also
+    /// `--vm-timeout SECS` (default 14400) and `--vm-memory MIB` (2048).
     Zdtm {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -107,6 +114,150 @@ fn zdtm(sh: &Shell, args: &[String]) -> Result<()> {
     }
 }
 
+/// Takes `--kernel K`, `--vm-timeout S` and `--vm-memory M` (also with
+/// `=`) out of the arguments meant for the runner.
+fn split_kernel_args(args: &[String]) -> Result<(Vec<String>, vm::RunOpts, Vec<String>)> {
+    let mut kernels = Vec::new();
+    let mut opts = vm::RunOpts {
+        timeout: 4 * 3600,
+        ..Default::default()
+    };
+    let mut rest = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let (key, inline) = match a.split_once('=') {
+            Some((k, v)) if k.starts_with("--") => (k, Some(v.to_string())),
+            _ => (a.as_str(), None),
+        };
+        if !matches!(key, "--kernel" | "--vm-timeout" | "--vm-memory") {
+            rest.push(a.clone());
+            continue;
+        }
+        let v = match inline {
+            Some(v) => v,
+            None => it
+                .next()
+                .cloned()
+                .with_context(|| format!("{key} needs a value"))?,
+        };
+        match key {
+            "--kernel" => kernels.push(v),
+            "--vm-timeout" => {
+                opts.timeout = v
+                    .parse()
+                    .with_context(|| format!("--vm-timeout {v}: seconds"))?
+            }
+            _ => opts.memory = v.parse().with_context(|| format!("--vm-memory {v}: MiB"))?,
+        }
+    }
+    Ok((kernels, opts, rest))
+}
+
+/// The suite on each kernel, then the matrix.
+fn zdtm_matrix(sh: &Shell, kernels: &[String], opts: &vm::RunOpts, args: &[String]) -> Result<()> {
+    let ws = sh.current_dir();
+    let list = vm::load_kernels(&ws)?;
+    let mut specs = Vec::new();
+    for k in kernels {
+        if k == vm::HOST {
+            specs.push(None);
+        } else {
+            let s = list.iter().find(|s| &s.name == k).with_context(|| {
+                format!("unknown kernel {k:?}: `host` or one of `cargo xtask vm list`")
+            })?;
+            specs.push(Some(s.clone()));
+        }
+    }
+    if args
+        .iter()
+        .any(|a| a == "--out-dir" || a.starts_with("--out-dir="))
+    {
+        anyhow::bail!("--out-dir is chosen per kernel (target/zdtm/<kernel>) with --kernel");
+    }
+    if args
+        .iter()
+        .any(|a| a == "-l" || a == "--list" || a == "-h" || a == "--help")
+    {
+        return zdtm(sh, args);
+    }
+    cmd!(sh, "cargo build --release -p criu -p zdtm -p zdtm-runner")
+        .run()
+        .context("building criu, zdtm and zdtm-runner")?;
+    let mut base = args.to_vec();
+    if !base.iter().any(|a| is_selection(a)) {
+        base.insert(0, "--all".into());
+    }
+    if !base.iter().any(|a| a == "--keep-going" || a == "-k") {
+        base.push("--keep-going".into());
+    }
+    let runner = ws.join("target/release/zdtm-runner");
+    let zdtm_dir = ws.join("target/zdtm");
+    let mut runs = Vec::new();
+    for (name, spec) in kernels.iter().zip(&specs) {
+        let out = zdtm_dir.join(name);
+        let report = out.join("report.json");
+        if report.exists() {
+            std::fs::remove_file(&report)
+                .with_context(|| format!("removing the old {}", report.display()))?;
+        }
+        let mut a = base.clone();
+        a.push("--out-dir".into());
+        a.push(out.display().to_string());
+        let started = std::time::Instant::now();
+        let (status, ok, release) = match spec {
+            None => {
+                eprintln!("zdtm: kernel host: {} {}", runner.display(), a.join(" "));
+                let st = std::process::Command::new(&runner)
+                    .args(&a)
+                    .current_dir(&ws)
+                    .status()
+                    .with_context(|| format!("running {}", runner.display()))?;
+                let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                    .ok()
+                    .map(|s| s.trim().to_string());
+                let status = match st.code() {
+                    Some(c) => format!("exit {c}"),
+                    None => format!("{st}"),
+                };
+                (status, st.success(), release)
+            }
+            Some(spec) => {
+                let mut c = vec![runner.display().to_string()];
+                c.extend(a.iter().cloned());
+                let o = vm::run(sh, &ws, spec, &c, opts)?;
+                let release = vm::Cached::load(&ws.join("target"), &spec.name).map(|c| c.release);
+                (o.to_string(), o == vm::VmOutcome::Exited(0), release)
+            }
+        };
+        eprintln!(
+            "zdtm: kernel {name}: {status} after {:.0}s",
+            started.elapsed().as_secs_f64()
+        );
+        let results = match vm_matrix::load_report(&report) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                eprintln!("zdtm: kernel {name}: no report: {e:#}");
+                None
+            }
+        };
+        runs.push(vm_matrix::KernelRun {
+            kernel: name.clone(),
+            release,
+            status,
+            ok,
+            results,
+        });
+    }
+    let m = vm_matrix::Matrix { kernels: runs };
+    m.write(&zdtm_dir)?;
+    eprintln!("zdtm: matrix in {}", zdtm_dir.join("matrix.md").display());
+    if m.kernels.iter().all(|k| k.ok) {
+        Ok(())
+    } else {
+        Err(ChildFailed(1).into())
+    }
+}
+
 fn test(sh: &Shell, args: &[String]) -> Result<()> {
     cmd!(sh, "cargo test --workspace {args...}")
         .run()
@@ -139,7 +290,14 @@ fn run() -> Result<()> {
     let sh = Shell::new()?;
     sh.change_dir(workspace_root());
     match cli.task {
-        Task::Zdtm { args } => zdtm(&sh, &args),
+        Task::Zdtm { args } => {
+            let (kernels, vm_opts, rest) = split_kernel_args(&args)?;
+            if kernels.is_empty() {
+                zdtm(&sh, &rest)
+            } else {
+                zdtm_matrix(&sh, &kernels, &vm_opts, &rest)
+            }
+        }
         Task::Test { args } => test(&sh, &args),
         Task::Ci => ci(&sh),
         Task::Bench {
@@ -186,5 +344,40 @@ fn main() -> ExitCode {
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn kernel_options_are_taken_out_of_the_runner_args() {
+        let (k, o, rest) = split_kernel_args(&strings(&[
+            "--kernel",
+            "6.1",
+            "-t",
+            "basic/loop00",
+            "--kernel=host",
+            "--vm-timeout=60",
+            "--vm-memory",
+            "1024",
+            "-f",
+            "h",
+        ]))
+        .unwrap();
+        assert_eq!(k, ["6.1", "host"]);
+        assert_eq!((o.timeout, o.memory), (60, 1024));
+        assert_eq!(rest, ["-t", "basic/loop00", "-f", "h"]);
+        let (k, o, rest) = split_kernel_args(&strings(&["--all"])).unwrap();
+        assert!(k.is_empty());
+        assert_eq!(o.timeout, 4 * 3600);
+        assert_eq!(rest, ["--all"]);
+        assert!(split_kernel_args(&strings(&["--kernel"])).is_err());
+        assert!(split_kernel_args(&strings(&["--vm-timeout", "soon"])).is_err());
     }
 }

@@ -334,10 +334,8 @@ pub fn vm(sh: &Shell, ws: &Path, c: VmCmd) -> Result<()> {
             match out {
                 VmOutcome::Exited(0) => Ok(()),
                 VmOutcome::Exited(c) => Err(crate::ChildFailed(c).into()),
-                other => {
-                    eprintln!("vm: {kernel}: {other}");
-                    Err(crate::ChildFailed(other.exit_code()).into())
-                }
+                // `run` has said how it ended
+                other => Err(crate::ChildFailed(other.exit_code()).into()),
             }
         }
         VmCmd::Setup => setup(sh, &list),
