@@ -30,6 +30,8 @@ enum Task {
     /// each kernel with --keep-going into target/zdtm/<K>/ and writes
     /// target/zdtm/matrix.md and matrix.json. With kernels, also
     /// `--vm-timeout SECS` (default 14400) and `--vm-memory MIB` (2048).
+    /// `--matrix` takes kernels and runner arguments from
+    /// ci/kernel-matrix.toml (the nightly job).
     Zdtm {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -114,7 +116,32 @@ fn zdtm(sh: &Shell, args: &[String]) -> Result<()> {
     }
 }
 
-/// Takes `--kernel K`, `--vm-timeout S` and `--vm-memory M` (also with
+/// The nightly kernel matrix.
+const MATRIX_FILE: &str = "ci/kernel-matrix.toml";
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MatrixFile {
+    kernels: Vec<String>,
+    #[serde(default)]
+    args: Vec<String>,
+    vm_timeout: Option<u64>,
+}
+
+fn parse_matrix_file(text: &str) -> Result<MatrixFile> {
+    let m: MatrixFile = toml::from_str(text)?;
+    if m.kernels.is_empty() {
+        anyhow::bail!("no kernels");
+    }
+    Ok(m)
+}
+
+fn load_matrix_file(p: &Path) -> Result<MatrixFile> {
+    let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+    parse_matrix_file(&text).with_context(|| format!("parsing {}", p.display()))
+}
+
+/// Takes `--matrix` (ci/kernel-matrix.toml), `--kernel K`, `--vm-timeout S` and `--vm-memory M` (also with
 /// `=`) out of the arguments meant for the runner.
 fn split_kernel_args(args: &[String]) -> Result<(Vec<String>, vm::RunOpts, Vec<String>)> {
     let mut kernels = Vec::new();
@@ -129,6 +156,15 @@ fn split_kernel_args(args: &[String]) -> Result<(Vec<String>, vm::RunOpts, Vec<S
             Some((k, v)) if k.starts_with("--") => (k, Some(v.to_string())),
             _ => (a.as_str(), None),
         };
+        if key == "--matrix" && inline.is_none() {
+            let m = load_matrix_file(&workspace_root().join(MATRIX_FILE))?;
+            kernels.extend(m.kernels);
+            rest.extend(m.args);
+            if let Some(t) = m.vm_timeout {
+                opts.timeout = t;
+            }
+            continue;
+        }
         if !matches!(key, "--kernel" | "--vm-timeout" | "--vm-memory") {
             rest.push(a.clone());
             continue;
@@ -356,6 +392,15 @@ mod tests {
     }
 
     #[test]
+    fn matrix_file_parsing() {
+        let m = parse_matrix_file("kernels = [\"6.1\"]\n").unwrap();
+        assert_eq!(m.kernels, ["6.1"]);
+        assert!(m.args.is_empty() && m.vm_timeout.is_none());
+        assert!(parse_matrix_file("kernels = []").is_err());
+        assert!(parse_matrix_file("kernels = [\"6.1\"]\nextra = 1").is_err());
+    }
+
+    #[test]
     fn kernel_options_are_taken_out_of_the_runner_args() {
         let (k, o, rest) = split_kernel_args(&strings(&[
             "--kernel",
@@ -378,6 +423,10 @@ mod tests {
         assert_eq!(o.timeout, 4 * 3600);
         assert_eq!(rest, ["--all"]);
         assert!(split_kernel_args(&strings(&["--kernel"])).is_err());
+        let (k, o, rest) = split_kernel_args(&strings(&["--matrix"])).unwrap();
+        assert!(k.contains(&"host".to_string()) && k.len() > 1, "{k:?}");
+        assert!(o.timeout > 0);
+        assert!(rest.iter().any(|a| is_selection(a)), "{rest:?}");
         assert!(split_kernel_args(&strings(&["--vm-timeout", "soon"])).is_err());
     }
 }
