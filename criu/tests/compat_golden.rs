@@ -236,6 +236,36 @@ const IGNORED: &[(&str, &str, &str)] = &[
     ("files.img", "*.shmid", "shmem inode numbers"),
     (
         "files.img",
+        "isk.src_port",
+        "the kernel picks the client's ephemeral port anew on every run",
+    ),
+    (
+        "files.img",
+        "isk.dst_port",
+        "the kernel picks the client's ephemeral port anew on every run",
+    ),
+    (
+        "tcp-stream-N.img",
+        "*_seq",
+        "initial sequence numbers are random per connection",
+    ),
+    (
+        "tcp-stream-N.img",
+        "rcv_wup",
+        "follows the random initial sequence number",
+    ),
+    (
+        "tcp-stream-N.img",
+        "snd_wl1",
+        "follows the random initial sequence number",
+    ),
+    (
+        "tcp-stream-N.img",
+        "timestamp",
+        "TCP timestamps have a random offset per connection",
+    ),
+    (
+        "files.img",
         "*.inode_id",
         "memfd inode ids are criu's own numbering",
     ),
@@ -266,6 +296,7 @@ const KNOWN: &[(&str, &str, &str)] = &[
     ("ids-N.img", "*_ns_id", "namespace ids: not written yet (namespace work in progress)"),
     ("inventory.img", "root_ids.*_ns_id", "namespace ids: not written yet (namespace work in progress)"),
     ("files.img", "usk.ns_id", "the net namespace id of a socket: needs namespace ids"),
+    ("files.img", "isk.ns_id", "the net namespace id of a socket: needs namespace ids"),
     ("timens-N.img", "", "the clocks for a time namespace: namespace work in progress"),
     // registers
     ("core-N.img", "thread_info.fpregs.padding", "we keep the reserved bytes 416..512 of the fxsave area (the xsave software bytes say which xsave layout follows); upstream rebuilds them"),
