@@ -6,6 +6,10 @@ pub const DESC: Desc = Desc {
     family: "files",
     description: "an unlinked file bigger than --ghost-limit fails the dump, and the tree runs on untouched",
     flags: &[Flag::Crfail],
+    // A dump expected to fail says nothing where the dump fails for another
+    // reason (today: namespaces in ns/uns): host flavor only, until the
+    // runner can check why a dump failed.
+    flavors: &[Flavor::Host],
     dump_opts: &["--ghost-limit", "16K"],
     ..Desc::DEFAULT
 };
