@@ -8,7 +8,9 @@
 //! `victim unsupported FILE`: like `loop`, holding a netlink socket (which
 //! criu-rs cannot dump yet).
 //! Stdio goes to /dev/null and other inherited fds are closed, so that only
-//! what the mode sets up is in the fd table.
+//! what the mode sets up is in the fd table. The victim leads its own session
+//! unless `VICTIM_SHELL_JOB` is set (then it is a job of its parent's
+//! session, to be dumped with --shell-job).
 
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
@@ -82,6 +84,11 @@ fn close_inherited_fds() {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     close_inherited_fds();
+    // A daemon of its own session, like a zdtm test, unless the test wants
+    // a job of its shell (for --shell-job).
+    if std::env::var_os("VICTIM_SHELL_JOB").is_none() {
+        let _ = nix::unistd::setsid();
+    }
     let mode = args.get(1).map(String::as_str).unwrap_or("");
     match mode {
         "loop" => {

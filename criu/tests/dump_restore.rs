@@ -21,7 +21,12 @@ fn subreaper() {
 }
 
 fn spawn(args: &[&str]) -> Child {
+    spawn_env(args, &[])
+}
+
+fn spawn_env(args: &[&str], env: &[(&str, &str)]) -> Child {
     Command::new(VICTIM)
+        .envs(env.iter().copied())
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -91,9 +96,13 @@ fn dump(pid: i32, dir: &Path, extra: &[&str]) -> Output {
 }
 
 fn restore(dir: &Path) -> (Output, Option<i32>) {
+    restore_with(dir, &[])
+}
+
+fn restore_with(dir: &Path, extra: &[&str]) -> (Output, Option<i32>) {
     let d = dir.to_str().unwrap();
     let pidfile = dir.join("restored.pid");
-    let out = criu(&[
+    let mut args = vec![
         "restore",
         "-D",
         d,
@@ -103,7 +112,9 @@ fn restore(dir: &Path) -> (Output, Option<i32>) {
         "-d",
         "--pidfile",
         pidfile.to_str().unwrap(),
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let out = criu(&args);
     let pid = read(&pidfile).trim().parse().ok();
     (out, pid)
 }
@@ -368,5 +379,52 @@ fn restore_onto_a_taken_pid_says_so() {
         err.contains(&format!("pid {pid}")) && err.contains("already in use"),
         "{err}"
     );
+    finish(pid);
+}
+
+#[test]
+#[serial]
+fn a_shell_job_needs_shell_job_both_ways() {
+    subreaper();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("count");
+    let mut child = spawn_env(
+        &["loop", out.to_str().unwrap()],
+        &[("VICTIM_SHELL_JOB", "1")],
+    );
+    let pid = child.id() as i32;
+    wait_for("the counter", || counter(&out) > 3);
+    let images = tmp.path().join("img");
+
+    let o = dump(pid, &images, &[]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a job of our session was dumped without -j"
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("pid {pid}")) && err.contains("--shell-job"),
+        "{err}"
+    );
+    let n = counter(&out);
+    wait_for("the counter to go on", || counter(&out) > n + 3);
+
+    let o = dump(pid, &images, &["--shell-job"]);
+    assert!(o.status.success(), "{}", log(&images, "dump.log"));
+    child.wait().unwrap();
+    let (o, _) = restore(&images);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a shell job was restored without -j"
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--shell-job"));
+    let (o, restored) = restore_with(&images, &["-j"]);
+    assert!(o.status.success(), "{}", log(&images, "restore.log"));
+    assert_eq!(restored, Some(pid));
+    wait_for("the counter to go on after restore", || {
+        counter(&out) > n + 10
+    });
     finish(pid);
 }

@@ -53,6 +53,28 @@ pub struct DumpOpts {
     pub shell_job: bool,
 }
 
+/// A tree whose session or process group is led from outside it (a job of
+/// the shell that started it) can only be restored into the session of the
+/// restoring criu: that is what `--shell-job` asks for; without it such a
+/// tree is refused, as CRIU does.
+fn check_job(pstree: &[pb::PstreeEntry], shell_job: bool) -> Result<()> {
+    let inside = |id: u32| pstree.iter().any(|e| e.pid == id);
+    for e in pstree {
+        let outside = [("session", e.sid), ("process group", e.pgid)]
+            .into_iter()
+            .find(|&(_, id)| !inside(id));
+        if let (Some((what, id)), false) = (outside, shell_job) {
+            return Err(Error::Task {
+                pid: e.pid as i32,
+                what: format!(
+                    "is in {what} {id}, whose leader is not in the dumped tree; dump it as a shell job (-j/--shell-job)"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Dumps the tree of `opts.pid` into `opts.images_dir`.
 pub fn dump(opts: &DumpOpts) -> Result<()> {
     let dir = &opts.images_dir;
@@ -81,6 +103,7 @@ pub fn dump(opts: &DumpOpts) -> Result<()> {
             }
             pstree.push(entry);
         }
+        check_job(&pstree, opts.shell_job)?;
         files.write(dir)?;
         image::write_image(dir, "pstree.img", magic::PSTREE, &pstree)?;
         let inventory = pb::InventoryEntry {

@@ -146,6 +146,11 @@ impl Tracee {
                 }
             }
         }
+        Self::stopped(pid)
+    }
+
+    /// A tracee for `pid`, which is in an interrupt (event) stop.
+    fn stopped(pid: Pid) -> Result<Self> {
         let regs = ptrace::getregs(pid).ctx(pid, "PTRACE_GETREGS")?;
         Ok(Tracee {
             pid,
@@ -171,15 +176,7 @@ impl Tracee {
                 })
             }
         }
-        let regs = ptrace::getregs(pid).ctx(pid, "PTRACE_GETREGS")?;
-        Ok(Tracee {
-            pid,
-            stop: Stop::Event,
-            syscall_ip: None,
-            regs,
-            events: Events::default(),
-            scratch: None,
-        })
+        Self::stopped(pid)
     }
 
     pub fn pid(&self) -> i32 {

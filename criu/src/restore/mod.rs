@@ -210,6 +210,13 @@ pub fn restore(
         .map(|e| load_task(dir, e))
         .collect::<Result<Vec<_>>>()?;
     check_tree(&tasks)?;
+    let root = &tasks[0].pstree;
+    if (root.sid != root.pid || root.pgid != root.pid) && !opts.shell_job {
+        return Err(Error::Images(format!(
+            "task {} was dumped as a shell job (its session {} or group {} is led from outside the tree): restore it with -j/--shell-job",
+            root.pid, root.sid, root.pgid
+        )));
+    }
 
     // Everything that can be checked or made before a task exists.
     // (fds work: the image dir for extra images; each task's fd table for
@@ -252,6 +259,14 @@ pub fn restore(
         let sig = nix::sys::signal::Signal::try_from(sig as i32)
             .unwrap_or(nix::sys::signal::Signal::SIGSTOP);
         let _ = nix::sys::signal::kill(Pid::from_raw(t.pid()), sig);
+        // Only done once the task has taken the signal: it may not have run
+        // yet, and whoever looks next must see it stopped.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while proc::read_stat(t.pid()).is_ok_and(|s| s.state != proc::ProcState::Stopped)
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
     on_running(root).map_err(|e| Error::Task {
         pid: root,

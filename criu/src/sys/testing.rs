@@ -45,8 +45,12 @@ fn child_body(specs: &[MapSpec], out: i32) -> ! {
             libc::_exit(1)
         }
     };
-    // SAFETY: prctl with integer arguments only.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    // SAFETY: prctl and setsid take integers only. A session of its own:
+    // the child is dumped as a tree of its own, not as a shell job.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        libc::setsid();
+    }
     for (i, s) in specs.iter().enumerate() {
         // SAFETY: a new mapping placed by the kernel; nothing refers to it.
         let base = unsafe {

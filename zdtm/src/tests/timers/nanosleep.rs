@@ -45,6 +45,12 @@ pub fn run(t: &mut Test) -> Result<()> {
             std::thread::spawn(move || sleeper(abs, stop, c))
         })
         .collect();
+    // Ready once every sleeper has been round once: a thread's first steps
+    // (its malloc arena…) must not happen between the dump and the checks.
+    ensure!(
+        wait_for(5000, || counts.iter().all(|c| c.load(Ordering::SeqCst) > 0)),
+        "the sleepers did not start"
+    );
     t.daemon()?;
     t.wait_sig();
     let c0: Vec<u32> = counts.iter().map(|c| c.load(Ordering::SeqCst)).collect();
