@@ -189,11 +189,6 @@ fn restore_thread(t: &mut Tracee, pid: i32, core: &pb::CoreEntry) -> Result<()> 
     comm.push(0);
     let a = t.scratch_put(DATA_OFF, &comm)?;
     prctl(t, libc::PR_SET_NAME, a)?;
-    prctl(
-        t,
-        libc::PR_SET_PDEATHSIG,
-        u64::from(th.pdeath_sig.unwrap_or(0)),
-    )?;
     if let Some(q) = &th.signals_p {
         objects::sigqueue::restore(t, pid, q, false, DATA_OFF)?;
     }
@@ -206,6 +201,12 @@ fn restore_thread(t: &mut Tracee, pid: i32, core: &pb::CoreEntry) -> Result<()> 
             what: format!("thread {tid}: credentials: {e}"),
         })?;
     }
+    // After credentials: the kernel clears the pdeath signal when they change.
+    prctl(
+        t,
+        libc::PR_SET_PDEATHSIG,
+        u64::from(th.pdeath_sig.unwrap_or(0)),
+    )?;
     Ok(())
 }
 

@@ -46,6 +46,9 @@ pub fn run(t: &mut Test) -> Result<()> {
         let mut rem = libc::timespec { tv_sec: 0, tv_nsec: 0 };
         // SAFETY: ts and rem are live timespecs.
         let r = unsafe { libc::nanosleep(&ts, &mut rem) };
+        if r != 0 {
+            p.word(7).store(std::io::Error::last_os_error().raw_os_error().unwrap_or(-1) as u32, Ordering::SeqCst);
+        }
         ensure!(r == 0, "nanosleep ended early: {} (rem {}s)", std::io::Error::last_os_error(), rem.tv_sec);
         p.word(2).store(1, Ordering::SeqCst);
         Ok(())
@@ -104,7 +107,10 @@ pub fn run(t: &mut Test) -> Result<()> {
         sys::futex_wake(&HANDLER_GO, 1)?;
         ensure!(wait_for(5000, || page.word(6).load(Ordering::SeqCst) == 1), "signal thread did not return from its handler");
         let left = Duration::from_secs(4).saturating_sub(start.elapsed());
-        ensure!(wait_for(left.as_millis() as u64 + 8000, || page.word(2).load(Ordering::SeqCst) == 1), "the sleeper never woke");
+        let woke = wait_for(left.as_millis() as u64 + 8000, || page.word(2).load(Ordering::SeqCst) == 1);
+        let err = page.word(7).load(Ordering::SeqCst);
+        ensure!(err == 0, "the sleep failed with errno {err}");
+        ensure!(woke, "the sleeper never woke");
         Ok(())
     })();
     if res.is_ok() {
