@@ -58,19 +58,6 @@ pub(super) fn fill_inventory(
         .map(|s| s.trim().to_owned());
 }
 
-/// `seccomp.img`: upstream writes it on every dump, one entry listing the
-/// filters of the tree. Seccomp filters are not dumped yet: the entry is
-/// empty, which is exactly right for a tree without filters.
-pub(super) fn write_seccomp(dir: &Path) -> Result<()> {
-    image::write_image(
-        dir,
-        "seccomp.img",
-        magic::SECCOMP,
-        [&pb::SeccompEntry::default()],
-    )?;
-    Ok(())
-}
-
 /// Times of one dump, taken by the orchestrator.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Times {

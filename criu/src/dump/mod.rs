@@ -130,7 +130,6 @@ pub fn dump(opts: &DumpOpts) -> Result<()> {
         };
         extras::fill_inventory(&mut inventory, extras::cg_set(opts.pid, opts.pid), &mut ids);
         image::write_image(dir, "inventory.img", magic::INVENTORY, [&inventory])?;
-        extras::write_seccomp(dir)?;
         extras::write_stats(dir, times)?;
         if !opts.leave_running {
             files.sk.keep_tcp_locked();

@@ -57,6 +57,7 @@ struct ThreadInside {
     pdeath_sig: u32,
     sas: pb::ThreadSasEntry,
     robust_list: (u64, u32),
+    timer_slack: u64,
 }
 
 /// `membarrier` command that returns the process's registrations.
@@ -110,7 +111,9 @@ fn ask_thread(t: &mut Tracee) -> Result<ThreadInside> {
     };
     t.syscall(libc::SYS_get_robust_list, &[0, base, base + 8])?;
     let robust_list = (scratch_u64(t, 0)?, scratch_u64(t, 8)? as u32);
+    let timer_slack = objects::sched::dump_slack(t)?;
     Ok(ThreadInside {
+        timer_slack,
         clear_tid_addr,
         secbits,
         pdeath_sig,
@@ -159,6 +162,7 @@ fn thread_core(
     pid: i32,
     th: &Thread,
     inside: &ThreadInside,
+    seccomp: objects::seccomp::CoreFields,
 ) -> Result<(pb::ThreadInfoX86, pb::ThreadCoreEntry)> {
     let tid = th.tracee.pid();
     let stat = proc::read_task_stat(pid, tid)?;
@@ -182,6 +186,9 @@ fn thread_core(
         comm: Some(comm),
         rseq_entry: objects::rseq::dump(&th.tracee)?,
         cg_set: super::extras::cg_set(pid, tid),
+        seccomp_mode: seccomp.0,
+        seccomp_filter: seccomp.1,
+        timer_slack_ns: Some(inside.timer_slack),
         ..Default::default()
     };
     Ok((info, core))
@@ -197,6 +204,13 @@ pub(super) fn dump_process(
     pages_ids: &mut IdGen,
 ) -> Result<(pb::PstreeEntry, Option<pb::TaskKobjIdsEntry>)> {
     let pid = p.pid;
+    // Seccomp first: it also keeps the filters from judging the remote
+    // syscalls below.
+    let seccomp = p
+        .threads
+        .iter()
+        .map(|th| objects::seccomp::dump_thread(pid, th.tracee.pid()))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
     let (process, threads_inside) = ask_inside(p)?;
     let stat = proc::read_stat(pid)?;
     let mm_entry = mm::dump(
@@ -236,6 +250,13 @@ pub(super) fn dump_process(
     )?;
     image::write_image(dir, &format!("fs-{pid}.img"), magic::FS, [&fs])?;
     image::write_image(dir, &format!("ids-{pid}.img"), magic::IDS, [&kobj])?;
+    // The first process of the dump (the first to take ids) starts
+    // seccomp.img, the others add to it.
+    let seccomp_fields = objects::seccomp::write(
+        dir,
+        |e| objects::seccomp::add_process(e, &seccomp),
+        kobj.vm_id == 1,
+    )?;
 
     let comm = objects::read_proc(pid, "comm")?
         .trim_end_matches('\n')
@@ -245,7 +266,8 @@ pub(super) fn dump_process(
     for (i, (th, inside)) in p.threads.iter().zip(&threads_inside).enumerate() {
         let tid = th.tracee.pid();
         tids.push(tid as u32);
-        let (info, mut tcore) = thread_core(pid, th, inside)?;
+        let sc = seccomp_fields.get(i).copied().unwrap_or((None, None));
+        let (info, mut tcore) = thread_core(pid, th, inside, sc)?;
         let tc = (i == 0).then(|| {
             // The leader's core carries the process-wide state; its mask is
             // the leader's own.

@@ -9,6 +9,8 @@ pub mod mm;
 pub mod mm_pages;
 pub mod rlimit;
 pub mod rseq;
+pub mod sched;
+pub mod seccomp;
 pub mod shmem;
 pub mod signal;
 pub mod sigqueue;

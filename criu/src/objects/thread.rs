@@ -24,6 +24,12 @@ pub fn resume_regs(stopped: &Regs) -> Regs {
                 r.rax = r.orig_rax;
                 r.rip -= 2;
             }
+            // poll without a timeout: its restart block holds nothing but
+            // the arguments still in the registers, so it is issued again.
+            ERESTART_RESTARTBLOCK if r.orig_rax as i64 == libc::SYS_poll && (r.rdx as i32) < 0 => {
+                r.rax = r.orig_rax;
+                r.rip -= 2;
+            }
             ERESTART_RESTARTBLOCK => r.rax = (-(libc::EINTR as i64)) as u64,
             _ => {}
         }

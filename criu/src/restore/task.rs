@@ -4,7 +4,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::tree::{clone_in, Puppets, THREAD_FLAGS};
 use super::{Error, LiveImages, Result, TaskImages};
@@ -120,7 +120,31 @@ fn restore_process(
         prctl(p, libc::PR_SET_CHILD_SUBREAPER, 1)?;
     }
     p.syscall(libc::SYS_personality, &[u64::from(tc.personality)])?;
+    if let Some(adj) = tc.oom_score_adj {
+        restore_oom_score_adj(pid, adj);
+    }
     Ok(())
+}
+
+/// Written by criu to /proc/PID/oom_score_adj. As in CRIU, not critical:
+/// lowering it below what the task may set itself needs CAP_SYS_RESOURCE,
+/// which criu may lack; then the restore goes on with a warning.
+fn restore_oom_score_adj(pid: i32, adj: i32) {
+    let path = format!("/proc/{pid}/oom_score_adj");
+    let now = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok());
+    if now == Some(adj) {
+        return;
+    }
+    if let Err(e) = std::fs::write(&path, adj.to_string()) {
+        warn!(
+            pid,
+            adj,
+            ?now,
+            "cannot restore oom_score_adj ({e}); the task keeps {now:?}"
+        );
+    }
 }
 
 /// Per-thread state but registers: rseq, robust list, clear_child_tid,
@@ -135,6 +159,8 @@ fn restore_thread(t: &mut Tracee, pid: i32, core: &pb::CoreEntry) -> Result<()> 
         .thread_info
         .as_ref()
         .ok_or_else(|| Error::Images(format!("core-{tid}.img has no registers")))?;
+    // While the puppet is root: raising priority needs CAP_SYS_NICE.
+    objects::sched::restore(t, th, DATA_OFF)?;
     if let Some(rseq) = &th.rseq_entry {
         objects::rseq::restore(t, rseq)?;
     }
@@ -163,11 +189,6 @@ fn restore_thread(t: &mut Tracee, pid: i32, core: &pb::CoreEntry) -> Result<()> 
     comm.push(0);
     let a = t.scratch_put(DATA_OFF, &comm)?;
     prctl(t, libc::PR_SET_NAME, a)?;
-    prctl(
-        t,
-        libc::PR_SET_PDEATHSIG,
-        u64::from(th.pdeath_sig.unwrap_or(0)),
-    )?;
     if let Some(q) = &th.signals_p {
         objects::sigqueue::restore(t, pid, q, false, DATA_OFF)?;
     }
@@ -180,7 +201,43 @@ fn restore_thread(t: &mut Tracee, pid: i32, core: &pb::CoreEntry) -> Result<()> 
             what: format!("thread {tid}: credentials: {e}"),
         })?;
     }
+    // After credentials: the kernel clears the pdeath signal when they change.
+    prctl(
+        t,
+        libc::PR_SET_PDEATHSIG,
+        u64::from(th.pdeath_sig.unwrap_or(0)),
+    )?;
     Ok(())
+}
+
+/// The thread's seccomp mode and filters: its last syscall, after
+/// credentials and everything else.
+fn restore_seccomp(t: &mut Tracee, core: &pb::CoreEntry, seccomp: &pb::SeccompEntry) -> Result<()> {
+    let tid = t.pid();
+    let Some(th) = core.thread_core.as_ref() else {
+        return Ok(());
+    };
+    match th.seccomp_mode.unwrap_or(0) as u32 {
+        objects::seccomp::MODE_DISABLED => Ok(()),
+        objects::seccomp::MODE_STRICT => Ok(objects::seccomp::set_strict(t)?),
+        objects::seccomp::MODE_FILTER => {
+            let oldest = th.seccomp_filter.ok_or_else(|| {
+                Error::Images(format!(
+                    "core-{tid}.img: seccomp filter mode without a filter"
+                ))
+            })?;
+            let chain = objects::seccomp::chain(seccomp, oldest)?;
+            let sp = core
+                .thread_info
+                .as_ref()
+                .map(|ti| ti.gpregs.sp)
+                .ok_or_else(|| Error::Images(format!("core-{tid}.img has no registers")))?;
+            Ok(objects::seccomp::install(t, sp, &chain)?)
+        }
+        m => Err(Error::Images(format!(
+            "core-{tid}.img: unknown seccomp mode {m}"
+        ))),
+    }
 }
 
 /// The last step of a thread before it runs: registers, FPU state, mask.
@@ -211,6 +268,7 @@ pub(super) fn restore_all(
     chan: &FdChannel,
 ) -> Result<()> {
     let mut shared = shmem::Made::default();
+    let seccomp = objects::seccomp::read(dir)?;
     for task in tasks {
         let Some(live) = &task.live else { continue };
         let pid = task.pid();
@@ -236,6 +294,11 @@ pub(super) fn restore_all(
         }
         mm::restore_dumpable(&mut proc.threads[0], &live.mm)?;
         proc.threads[0].unmap_scratch()?;
+        // Seccomp last, the leader after the others: its filters may be
+        // installed with TSYNC for all of them.
+        for (t, core) in proc.threads.iter_mut().zip(&task.cores).rev() {
+            restore_seccomp(t, core, &seccomp)?;
+        }
         let leader_mask = task.tc().ok().map(|tc| tc.blk_sigset);
         for (t, core) in proc.threads.iter_mut().zip(&task.cores) {
             t.set_scratch(None);

@@ -15,6 +15,7 @@ pub mod pidfd;
 pub mod probe;
 pub mod ptrace;
 pub mod rusage;
+pub mod seccomp;
 pub mod sock;
 pub mod splice;
 #[doc(hidden)]
