@@ -302,6 +302,8 @@ const KNOWN: &[(&str, &str, &str)] = &[
     ("core-N.img", "thread_info.fpregs.padding", "we keep the reserved bytes 416..512 of the fxsave area (the xsave software bytes say which xsave layout follows); upstream rebuilds them"),
     ("core-N.img", "thread_info.fpregs.xsave.cet", "CET user state (shadow stacks) is not dumped: none of the programs uses it"),
     ("core-N.img", "thread_info.tls", "the 3 GDT TLS slots (PTRACE_GET_THREAD_AREA) are not dumped: 64-bit code uses fs_base, which is in gpregs"),
+    ("core-N.img", "thread_core.cpu_affinity", "criu-rs keeps each thread's CPU affinity, for which upstream's format has no field: ours is field 1002, which upstream does not use (its readers skip it)"),
+    ("core-N.img", "thread_core.io_prio", "criu-rs keeps each thread's I/O priority, for which upstream's format has no field: ours is field 1003, which upstream does not use (its readers skip it)"),
     ("core-N.img", "thread_core.timer_slack_ns", "criu-rs keeps each thread's timer slack, for which upstream's format has no field: ours is field 1001, which upstream does not use (its readers skip it)"),
     // files
     ("files.img", "reg.build_id", "the ELF build-id of mapped files is not recorded yet"),

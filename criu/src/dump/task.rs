@@ -58,6 +58,9 @@ struct ThreadInside {
     sas: pb::ThreadSasEntry,
     robust_list: (u64, u32),
     timer_slack: u64,
+    /// CPU affinity mask, 64 CPUs a word.
+    cpu_affinity: Vec<u64>,
+    io_prio: u32,
 }
 
 /// `membarrier` command that returns the process's registrations.
@@ -112,8 +115,12 @@ fn ask_thread(t: &mut Tracee) -> Result<ThreadInside> {
     t.syscall(libc::SYS_get_robust_list, &[0, base, base + 8])?;
     let robust_list = (scratch_u64(t, 0)?, scratch_u64(t, 8)? as u32);
     let timer_slack = objects::sched::dump_slack(t)?;
+    let cpu_affinity = objects::sched::dump_affinity(t, 0)?;
+    let io_prio = objects::sched::dump_ioprio(t)?;
     Ok(ThreadInside {
         timer_slack,
+        cpu_affinity,
+        io_prio,
         clear_tid_addr,
         secbits,
         pdeath_sig,
@@ -189,6 +196,8 @@ fn thread_core(
         seccomp_mode: seccomp.0,
         seccomp_filter: seccomp.1,
         timer_slack_ns: Some(inside.timer_slack),
+        cpu_affinity: inside.cpu_affinity.clone(),
+        io_prio: Some(inside.io_prio),
         ..Default::default()
     };
     Ok((info, core))
