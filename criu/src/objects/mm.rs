@@ -201,6 +201,9 @@ pub struct MmExtra {
     pub brk: u64,
     pub dumpable: i32,
     pub thp_disabled: bool,
+    /// The PID that names the images (the task's PID in its own pid
+    /// namespace).
+    pub img_pid: i32,
 }
 
 /// Dump half: the mappings and pages of `pid` into `mm-PID.img`,
@@ -224,7 +227,7 @@ pub fn dump(
     let exe_file_id = files.by_path(pid, &exe)?;
 
     let mut finder = PageFinder::open(pid)?;
-    let mut writer = image::pages::PagesWriter::create(dir, pid as u32, pages_ids.next_id())?;
+    let mut writer = image::pages::PagesWriter::create(dir, extra.img_pid as u32, pages_ids.next_id())?;
     let mut vmas: Vec<pb::VmaEntry> = Vec::with_capacity(smaps.len());
     let mut copier = PageCopier::new(pid);
     for s in &smaps {

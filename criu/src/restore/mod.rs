@@ -225,11 +225,12 @@ pub fn restore(
     }
 
     let root = tasks[0].pid();
-    info!(root, tasks = tasks.len(), "restoring");
+    let plan = objects::ns::Plan::read(dir, inventory.root_ids.as_ref(), root)?;
+    info!(root, tasks = tasks.len(), namespaces = ?plan.new, "restoring");
     let chan = task::FdChannel::new(&tasks)?;
     let mut puppets = tree::Puppets::new()?;
     let result = (|| -> Result<()> {
-        puppets.create(&tasks)?;
+        puppets.create(&tasks, &plan)?;
         task::restore_all(&mut puppets, dir, &tasks, &files, &mut opened, &chan)?;
         puppets.let_go()
     })();
@@ -238,6 +239,7 @@ pub fn restore(
         return Err(e);
     }
     debug!(root, "restored tree let go");
+    let host = |pid: i32| puppets.host_of(pid).unwrap_or(pid);
     // Tasks that were stopped stop again, as they were.
     for t in tasks
         .iter()
@@ -251,8 +253,9 @@ pub fn restore(
             .unwrap_or(libc::SIGSTOP as u32);
         let sig = nix::sys::signal::Signal::try_from(sig as i32)
             .unwrap_or(nix::sys::signal::Signal::SIGSTOP);
-        let _ = nix::sys::signal::kill(Pid::from_raw(t.pid()), sig);
+        let _ = nix::sys::signal::kill(Pid::from_raw(host(t.pid())), sig);
     }
+    let root = host(root);
     on_running(root).map_err(|e| Error::Task {
         pid: root,
         what: format!("writing the pid file: {e}"),

@@ -10,6 +10,7 @@ pub mod epoll_at;
 pub mod events;
 pub mod fd;
 pub mod kcmp;
+pub mod netif;
 pub mod pagemap_scan;
 pub mod pidfd;
 pub mod probe;
