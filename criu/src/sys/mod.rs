@@ -20,6 +20,7 @@ pub mod sock;
 pub mod splice;
 #[doc(hidden)]
 pub mod testing;
+pub mod thread_creds;
 
 pub use nix::errno::Errno;
 

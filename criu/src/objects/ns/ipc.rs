@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::{in_ns, Kind, Result};
+use super::{in_ns, in_ns_as, Kind, Result};
 use crate::image::{self, magic, pb};
 use crate::objects::Error;
 
@@ -113,10 +113,11 @@ fn set(pid: i32, path: &str, v: impl std::fmt::Display) -> Result<()> {
     })
 }
 
-/// Sets the sysctls of the new ipc namespace of `pid`.
-pub fn restore(pid: i32, i: &Images) -> Result<()> {
+/// Sets the sysctls of the new ipc namespace of `pid`; `owner` is the
+/// root of its user namespace (host ids), when it has its own.
+pub fn restore(pid: i32, i: &Images, owner: Option<(u32, u32)>) -> Result<()> {
     let v = &i.var;
-    in_ns(pid, &[Kind::Ipc], || {
+    in_ns_as(pid, &[Kind::Ipc], owner, || {
         if !v.sem_ctls.is_empty() {
             let s: Vec<String> = v.sem_ctls.iter().map(|x| x.to_string()).collect();
             set(pid, &format!("{K}/sem"), s.join(" "))?;

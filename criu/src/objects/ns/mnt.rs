@@ -63,8 +63,11 @@ pub fn mount_flags(opts: &str) -> u32 {
         .fold(0, |a, f| a | f as u32)
 }
 
+/// The same mount seen from two namespaces (a copied namespace shares the
+/// superblocks, so the device is the same too).
 fn same_mount(a: &MountInfo, b: &MountInfo) -> bool {
-    a.mount_point == b.mount_point && a.root == b.root && a.fs_type == b.fs_type && a.source == b.source
+    a.dev == b.dev
+        && a.mount_point == b.mount_point && a.root == b.root && a.fs_type == b.fs_type && a.source == b.source
 }
 
 /// The image entries of `theirs` (a tree's mounts) against `ours` (criu's),
@@ -210,6 +213,7 @@ mod tests {
     #[test]
     fn inherited_and_fresh_proc() {
         let ns = "100 99 0:21 / /proc rw,relatime - proc proc rw\n99 98 254:0 / / rw,relatime - ext4 /dev/vda rw\n101 100 0:50 / /proc rw,nosuid,nodev,noexec,relatime - proc proc rw\n";
+        // the fresh proc looks like the host's but for its device
         let e = entries(1, &mi(ns), &mi(HOST)).unwrap();
         assert_eq!(e.len(), 3);
         assert_eq!(e[0].ext_mount, Some(true));

@@ -265,6 +265,18 @@ pub fn open_ns(pid: i32, kind: Kind) -> Result<OwnedFd> {
 /// namespaces of `pid` (not the user namespace: a thread cannot join one;
 /// criu's capabilities reach into the namespaces of its descendants).
 pub fn in_ns<T: Send>(pid: i32, kinds: &[Kind], f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    in_ns_as(pid, kinds, None, f)
+}
+
+/// [`in_ns`], with the helper thread's effective uid and gid switched to
+/// `owner` after it joined (files owned by the root of a user namespace,
+/// like the ipc sysctls, let only it write).
+pub fn in_ns_as<T: Send>(
+    pid: i32,
+    kinds: &[Kind],
+    owner: Option<(u32, u32)>,
+    f: impl FnOnce() -> Result<T> + Send,
+) -> Result<T> {
     let fds = kinds
         .iter()
         .map(|&k| open_ns(pid, k).map(|fd| (k, fd)))
@@ -289,6 +301,15 @@ pub fn in_ns<T: Send>(pid: i32, kinds: &[Kind], f: impl FnOnce() -> Result<T> + 
                         what: format!("joining the {} namespace", k.proc_name()),
                         errno,
                     })?;
+            }
+            if let Some((uid, gid)) = owner {
+                crate::sys::thread_creds::set_thread_effective_ids(uid, gid).map_err(|errno| {
+                    Error::Sys {
+                        pid,
+                        what: format!("becoming {uid}:{gid} in a helper thread"),
+                        errno,
+                    }
+                })?;
             }
             f()
         })
@@ -368,7 +389,7 @@ impl Plan {
             uts::restore(host, u)?;
         }
         if let Some(i) = &self.ipc {
-            ipc::restore(host, i)?;
+            ipc::restore(host, i, self.user.as_ref().and_then(user::root_ids))?;
         }
         if let Some(n) = &self.net {
             net::restore(host, n)?;

@@ -44,6 +44,12 @@ pub fn to_inner(m: &[pb::UidGidExtent], outer: u32) -> u32 {
         .map_or(OVERFLOW_ID, |e| e.first + (outer - e.lower_first))
 }
 
+/// The host uid and gid of the namespace's root (id 0 inside).
+pub fn root_ids(e: &pb::UsernsEntry) -> Option<(u32, u32)> {
+    let outer = |m: &[pb::UidGidExtent]| m.iter().find(|x| x.first == 0).map(|x| x.lower_first);
+    Some((outer(&e.uid_map)?, outer(&e.gid_map)?))
+}
+
 /// Reads the maps of the user namespace of `pid`.
 pub fn maps(pid: i32) -> Result<pb::UsernsEntry> {
     let read = |name: &str| -> Result<Vec<pb::UidGidExtent>> {
