@@ -176,6 +176,9 @@ impl Made {
                 }
             }
             Some((pid, s, e)) => {
+                // The puppet sees the first mapper by its PID in the tree's
+                // pid namespace (its /proc is that namespace's).
+                let pid = super::ns::pid::inner(pid)?.pid;
                 let mut path = map_files(pid, s, e).into_bytes();
                 path.push(0);
                 let addr = p.scratch_put(path_off, &path)?;

@@ -211,26 +211,34 @@ pub fn restore(
         .collect::<Result<Vec<_>>>()?;
     check_tree(&tasks)?;
 
-    // Everything that can be checked or made before a task exists.
-    // (fds work: the image dir for extra images; each task's fd table for
-    // its epoll sets' targets)
-    let mut opened = Opened::new(dir);
-    for t in &tasks {
-        if let Some(l) = &t.live {
-            opened.set_task_fds(&l.fdinfo);
-        }
-        for fi in t.live.iter().flat_map(|l| &l.fdinfo) {
-            opened.get(&files, fi.id)?;
-        }
-    }
 
     let root = tasks[0].pid();
     let plan = objects::ns::Plan::read(dir, inventory.root_ids.as_ref(), root)?;
     info!(root, tasks = tasks.len(), namespaces = ?plan.new, "restoring");
     let chan = task::FdChannel::new(&tasks)?;
     let mut puppets = tree::Puppets::new()?;
+    let mut opened = Opened::new(dir);
     let result = (|| -> Result<()> {
         puppets.create(&tasks, &plan)?;
+        // The files, made in criu once the namespaces exist: sockets in the
+        // tree's network namespace.
+        // (fds work: the image dir for extra images; each task's fd table
+        // for its epoll sets' targets)
+        let root_host = puppets.host_of(root).unwrap_or(root);
+        let _net = if plan.new.contains(&objects::ns::Kind::Net) {
+            Some(objects::ns::net::NetGuard::enter(root_host)?)
+        } else {
+            None
+        };
+        for t in &tasks {
+            if let Some(l) = &t.live {
+                opened.set_task_fds(&l.fdinfo);
+            }
+            for fi in t.live.iter().flat_map(|l| &l.fdinfo) {
+                opened.get(&files, fi.id)?;
+            }
+        }
+        drop(_net);
         task::restore_all(&mut puppets, dir, &tasks, &files, &mut opened, &chan)?;
         puppets.let_go()
     })();

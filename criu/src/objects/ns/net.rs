@@ -10,6 +10,44 @@ use crate::image::{self, magic, pb};
 use crate::objects::Error;
 use crate::sys;
 
+/// Runs `f` in the network namespace of `pid`: on a helper thread when it
+/// is not criu's, else right here.
+pub fn in_net_of<T: Send>(pid: i32, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    if super::inode(pid, Kind::Net)? == super::own_inode(Kind::Net)? {
+        f()
+    } else {
+        in_ns(pid, &[Kind::Net], f)
+    }
+}
+
+/// While it lives, the calling thread is in the network namespace of a
+/// task (so that the sockets it makes belong there); dropping it goes back.
+pub struct NetGuard {
+    home: std::os::fd::OwnedFd,
+}
+
+impl NetGuard {
+    /// Joins the network namespace of `pid`.
+    pub fn enter(pid: i32) -> Result<NetGuard> {
+        let home = super::open_ns(std::process::id() as i32, Kind::Net)?;
+        let theirs = super::open_ns(pid, Kind::Net)?;
+        nix::sched::setns(&theirs, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|errno| Error::Sys {
+            pid,
+            what: "joining the network namespace".into(),
+            errno,
+        })?;
+        Ok(NetGuard { home })
+    }
+}
+
+impl Drop for NetGuard {
+    fn drop(&mut self) {
+        if let Err(e) = nix::sched::setns(&self.home, nix::sched::CloneFlags::CLONE_NEWNET) {
+            tracing::error!("cannot go back to criu's network namespace: {e}");
+        }
+    }
+}
+
 /// What the images say of a network namespace.
 #[derive(Debug, Clone, Default)]
 pub struct Images {
