@@ -30,6 +30,7 @@ pub const VMA_FILE_PRIVATE: u32 = 1 << 6;
 pub const VMA_FILE_SHARED: u32 = 1 << 7;
 pub const VMA_ANON_SHARED: u32 = 1 << 8;
 pub const VMA_ANON_PRIVATE: u32 = 1 << 9;
+pub const VMA_AREA_SYSVIPC: u32 = 1 << 10;
 pub const VMA_AREA_VVAR: u32 = 1 << 12;
 
 pub fn mm_file(pid: i32) -> String {
@@ -131,6 +132,17 @@ fn classify(
         _ if m.is_anon_shmem() => {
             anon(&mut e);
             e.status |= VMA_ANON_SHARED;
+            e.shmid = m.inode;
+            e.pgoff = m.offset;
+            Pages::Skip
+        }
+        // An attachment of a SysV shared memory segment: the inode is the
+        // segment's id; its content lives with the segment (ipc namespace).
+        MapName::File {
+            path,
+            deleted: true,
+        } if m.perms.shared && path.as_os_str().as_encoded_bytes().starts_with(b"/SYSV") => {
+            e.status |= VMA_AREA_SYSVIPC;
             e.shmid = m.inode;
             e.pgoff = m.offset;
             Pages::Skip
@@ -296,6 +308,33 @@ pub fn write(dir: &Path, pid: i32, mm: &pb::MmEntry) -> Result<()> {
 
 fn overlaps(a: (u64, u64), b: (u64, u64)) -> bool {
     a.0 < b.1 && b.0 < a.1
+}
+
+/// Attaches SysV segment `v.shmid` at `v.start` inside the puppet.
+fn attach_sysv(p: &mut Tracee, pid: i32, v: &pb::VmaEntry) -> Result<()> {
+    if v.pgoff != 0 {
+        return Err(Error::Unsupported {
+            pid,
+            what: format!(
+                "mapping {:#x}-{:#x} is a partial attachment of SysV segment {} (offset {:#x}); only whole ones are restored yet",
+                v.start, v.end, v.shmid, v.pgoff
+            ),
+        });
+    }
+    let mut flg = 0u64;
+    if v.prot & libc::PROT_WRITE as u32 == 0 {
+        flg |= libc::SHM_RDONLY as u64;
+    }
+    if v.prot & libc::PROT_EXEC as u32 != 0 {
+        flg |= libc::SHM_EXEC as u64;
+    }
+    let got = p.syscall(libc::SYS_shmat, &[v.shmid, v.start, flg])?;
+    if got != v.start {
+        return Err(Error::Mismatch {
+            what: format!("pid {pid}: SysV segment {} attached at {got:#x}, not {:#x}", v.shmid, v.start),
+        });
+    }
+    Ok(())
 }
 
 /// An address for `len` bytes of scratch that collides neither with the
@@ -530,6 +569,10 @@ pub fn restore(
                 extra,
                 scratch_off,
             )?;
+            continue;
+        }
+        if v.status & VMA_AREA_SYSVIPC != 0 {
+            attach_sysv(p, pid, v)?;
             continue;
         }
         let has_pages = pages

@@ -18,6 +18,7 @@ pub mod ptrace;
 pub mod rusage;
 pub mod sock;
 pub mod splice;
+pub mod sysv;
 #[doc(hidden)]
 pub mod testing;
 pub mod thread_creds;
