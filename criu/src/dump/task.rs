@@ -193,6 +193,7 @@ fn thread_core(
 }
 
 /// Dumps a live process: memory, files, fs, and a core image per thread.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn dump_process(
     p: &mut Proc,
     dir: &Path,

@@ -239,7 +239,8 @@ pub fn dump(
     let exe_file_id = files.by_path(pid, &exe)?;
 
     let mut finder = PageFinder::open(pid)?;
-    let mut writer = image::pages::PagesWriter::create(dir, extra.img_pid as u32, pages_ids.next_id())?;
+    let mut writer =
+        image::pages::PagesWriter::create(dir, extra.img_pid as u32, pages_ids.next_id())?;
     let mut vmas: Vec<pb::VmaEntry> = Vec::with_capacity(smaps.len());
     let mut copier = PageCopier::new(pid);
     for s in &smaps {
@@ -331,7 +332,10 @@ fn attach_sysv(p: &mut Tracee, pid: i32, v: &pb::VmaEntry) -> Result<()> {
     let got = p.syscall(libc::SYS_shmat, &[v.shmid, v.start, flg])?;
     if got != v.start {
         return Err(Error::Mismatch {
-            what: format!("pid {pid}: SysV segment {} attached at {got:#x}, not {:#x}", v.shmid, v.start),
+            what: format!(
+                "pid {pid}: SysV segment {} attached at {got:#x}, not {:#x}",
+                v.shmid, v.start
+            ),
         });
     }
     Ok(())

@@ -199,8 +199,13 @@ impl Made {
                                 what: format!("opening {path} for shared memory {shmid}"),
                                 source,
                             })?;
-                        crate::remote::fdpass::pass_fd(p, ours.as_fd(), *remote, f.as_fd(), path_off)?
-                            as u64
+                        crate::remote::fdpass::pass_fd(
+                            p,
+                            ours.as_fd(),
+                            *remote,
+                            f.as_fd(),
+                            path_off,
+                        )? as u64
                     }
                     None => {
                         // The puppet sees the first mapper by its PID in

@@ -211,7 +211,6 @@ pub fn restore(
         .collect::<Result<Vec<_>>>()?;
     check_tree(&tasks)?;
 
-
     let root = tasks[0].pid();
     let plan = objects::ns::Plan::read(dir, inventory.root_ids.as_ref(), root)?;
     info!(root, tasks = tasks.len(), namespaces = ?plan.new, "restoring");

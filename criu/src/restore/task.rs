@@ -200,7 +200,10 @@ pub(super) fn restore_all(
     chan: &FdChannel,
 ) -> Result<()> {
     let mut shared = shmem::Made::default();
-    let ours = chan.ours.try_clone().map_err(|e| Error::Images(format!("dup of the fd socket: {e}")))?;
+    let ours = chan
+        .ours
+        .try_clone()
+        .map_err(|e| Error::Images(format!("dup of the fd socket: {e}")))?;
     shared.set_channel(ours, chan.remote() as i32);
     for task in tasks {
         let Some(live) = &task.live else { continue };

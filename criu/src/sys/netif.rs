@@ -21,7 +21,12 @@ fn ifreq(name: &str) -> SysResult<libc::ifreq> {
 }
 
 fn sock() -> SysResult<OwnedFd> {
-    socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)
+    socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
 }
 
 /// The flags (IFF_*) of interface `name`.

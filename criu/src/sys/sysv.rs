@@ -11,7 +11,12 @@ pub fn shmget(key: i32, size: usize, flags: i32) -> SysResult<i32> {
 
 /// Attaches segment `id` for a moment and runs `f` on its bytes (`len`
 /// of them, at most the segment's size); read-only unless `write`.
-pub fn with_segment<T>(id: i32, len: usize, write: bool, f: impl FnOnce(&mut [u8]) -> T) -> SysResult<T> {
+pub fn with_segment<T>(
+    id: i32,
+    len: usize,
+    write: bool,
+    f: impl FnOnce(&mut [u8]) -> T,
+) -> SysResult<T> {
     let ds = stat(id)?;
     if len > ds.shm_segsz {
         return Err(Errno::EINVAL);

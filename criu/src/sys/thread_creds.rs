@@ -24,7 +24,8 @@ mod tests {
     fn only_the_thread_changes() {
         let me = nix::unistd::geteuid().as_raw();
         let got = std::thread::spawn(move || {
-            set_thread_effective_ids(me, nix::unistd::getegid().as_raw()).map(|_| nix::unistd::geteuid().as_raw())
+            set_thread_effective_ids(me, nix::unistd::getegid().as_raw())
+                .map(|_| nix::unistd::geteuid().as_raw())
         })
         .join()
         .unwrap();

@@ -76,7 +76,10 @@ const MQ: &str = "/proc/sys/fs/mqueue";
 
 fn read_var(pid: i32) -> Result<pb::IpcVarEntry> {
     let sem = get(pid, &format!("{K}/sem"))?;
-    let sem_ctls: Vec<u32> = sem.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    let sem_ctls: Vec<u32> = sem
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
     Ok(pb::IpcVarEntry {
         sem_ctls,
         msg_ctlmax: num(pid, &format!("{K}/msgmax"))?,
@@ -105,7 +108,10 @@ fn next_id(path: &str) -> Option<u32> {
 
 /// The number of objects listed in a /proc/sysvipc file (after its header).
 fn count_objects(text: &str) -> usize {
-    text.lines().skip(1).filter(|l| !l.trim().is_empty()).count()
+    text.lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .count()
 }
 
 pub fn dump(pid: i32, id: u32, dir: &Path) -> Result<()> {
@@ -162,7 +168,11 @@ pub fn read(dir: &Path, id: u32) -> Result<Option<Images>> {
             if e.in_pagemaps == Some(true) {
                 return Err(Error::Unsupported {
                     pid: 0,
-                    what: format!("{}: segment {} keeps its pages in a pagemap; not read yet", shm_file(id), e.desc.id),
+                    what: format!(
+                        "{}: segment {} keeps its pages in a pagemap; not read yet",
+                        shm_file(id),
+                        e.desc.id
+                    ),
                 });
             }
             let mut data = r.read_raw(padded(e.size))?;
@@ -266,10 +276,17 @@ mod tests {
 
     #[test]
     fn shm_lines() {
-        let l = "  1234     65539  1600     65536   12   12    1 18943 58467 18943 58467 0 0 0 16384 0";
+        let l =
+            "  1234     65539  1600     65536   12   12    1 18943 58467 18943 58467 0 0 0 16384 0";
         let e = parse_shm_line(l).unwrap();
-        assert_eq!((e.desc.key, e.desc.id, e.desc.mode, e.size), (1234, 65539, 0o1600, 65536));
-        assert_eq!((e.desc.uid, e.desc.gid, e.desc.cuid, e.desc.cgid), (18943, 58467, 18943, 58467));
+        assert_eq!(
+            (e.desc.key, e.desc.id, e.desc.mode, e.size),
+            (1234, 65539, 0o1600, 65536)
+        );
+        assert_eq!(
+            (e.desc.uid, e.desc.gid, e.desc.cuid, e.desc.cgid),
+            (18943, 58467, 18943, 58467)
+        );
         assert!(parse_shm_line("1 2 x").is_none());
         assert_eq!(padded(5), 8);
         assert_eq!(padded(8), 8);

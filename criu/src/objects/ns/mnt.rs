@@ -67,7 +67,10 @@ pub fn mount_flags(opts: &str) -> u32 {
 /// superblocks, so the device is the same too).
 fn same_mount(a: &MountInfo, b: &MountInfo) -> bool {
     a.dev == b.dev
-        && a.mount_point == b.mount_point && a.root == b.root && a.fs_type == b.fs_type && a.source == b.source
+        && a.mount_point == b.mount_point
+        && a.root == b.root
+        && a.fs_type == b.fs_type
+        && a.source == b.source
 }
 
 /// The image entries of `theirs` (a tree's mounts) against `ours` (criu's),
@@ -163,7 +166,11 @@ pub fn read(dir: &Path, id: u32) -> Result<Option<Vec<pb::MntEntry>>> {
         } else if m.fstype != pb::Fstype::Proc as u32 {
             return Err(Error::Unsupported {
                 pid: 0,
-                what: format!("{}: mount at {} is not a proc mount; cannot make it yet", file(id), m.mountpoint),
+                what: format!(
+                    "{}: mount at {} is not a proc mount; cannot make it yet",
+                    file(id),
+                    m.mountpoint
+                ),
             });
         }
     }
@@ -185,7 +192,7 @@ pub fn restore(t: &mut Tracee, mounts: &[pb::MntEntry]) -> Result<()> {
     let a = t.scratch_put(ARGS_OFF, &root)?;
     t.syscall(
         libc::SYS_mount,
-        &[0, a, 0, (libc::MS_REC | libc::MS_PRIVATE) as u64, 0],
+        &[0, a, 0, libc::MS_REC | libc::MS_PRIVATE, 0],
     )?;
     for m in mounts.iter().filter(|m| m.ext_mount != Some(true)) {
         let mut b = cstr("proc")?;
@@ -195,7 +202,10 @@ pub fn restore(t: &mut Tracee, mounts: &[pb::MntEntry]) -> Result<()> {
         b.extend(cstr(&m.mountpoint)?);
         let base = t.scratch_put(ARGS_OFF, &b)?;
         let flags = u64::from(m.flags & !(libc::MS_RELATIME as u32));
-        t.syscall(libc::SYS_mount, &[base, base + mp_at, base + fs_at, flags, 0])?;
+        t.syscall(
+            libc::SYS_mount,
+            &[base, base + mp_at, base + fs_at, flags, 0],
+        )?;
     }
     Ok(())
 }

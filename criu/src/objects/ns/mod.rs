@@ -109,7 +109,10 @@ fn inode_at(path: &str, pid: i32, kind: Kind) -> Result<Option<u64>> {
             parse_ns_link(kind, &t)
                 .map(Some)
                 .ok_or_else(|| Error::Mismatch {
-                    what: format!("{path} points to {t:?}, not a {} namespace", kind.proc_name()),
+                    what: format!(
+                        "{path} points to {t:?}, not a {} namespace",
+                        kind.proc_name()
+                    ),
                 })
         }
         // the kernel lacks this kind of namespace
@@ -295,12 +298,15 @@ pub fn in_ns_as<T: Send>(
                         }
                     })?;
                 }
-                nix::sched::setns(fd, nix::sched::CloneFlags::from_bits_retain(k.clone_flag() as i32))
-                    .map_err(|errno| Error::Sys {
-                        pid,
-                        what: format!("joining the {} namespace", k.proc_name()),
-                        errno,
-                    })?;
+                nix::sched::setns(
+                    fd,
+                    nix::sched::CloneFlags::from_bits_retain(k.clone_flag() as i32),
+                )
+                .map_err(|errno| Error::Sys {
+                    pid,
+                    what: format!("joining the {} namespace", k.proc_name()),
+                    errno,
+                })?;
             }
             if let Some((uid, gid)) = owner {
                 crate::sys::thread_creds::set_thread_effective_ids(uid, gid).map_err(|errno| {
@@ -337,7 +343,11 @@ pub struct Plan {
 impl Plan {
     /// Reads the namespace images of the root (ids `root_ids`; PID
     /// `root_pid` in its own pid namespace).
-    pub fn read(dir: &Path, root_ids: Option<&pb::TaskKobjIdsEntry>, root_pid: i32) -> Result<Plan> {
+    pub fn read(
+        dir: &Path,
+        root_ids: Option<&pb::TaskKobjIdsEntry>,
+        root_pid: i32,
+    ) -> Result<Plan> {
         let mut p = Plan::default();
         if root_pid == 1 {
             p.new.push(Kind::Pid);
@@ -404,7 +414,10 @@ mod tests {
 
     #[test]
     fn ns_links() {
-        assert_eq!(parse_ns_link(Kind::Pid, "pid:[4026531836]"), Some(4026531836));
+        assert_eq!(
+            parse_ns_link(Kind::Pid, "pid:[4026531836]"),
+            Some(4026531836)
+        );
         assert_eq!(parse_ns_link(Kind::Mnt, "mnt:[7]"), Some(7));
         assert_eq!(parse_ns_link(Kind::Mnt, "pid:[7]"), None);
         assert_eq!(parse_ns_link(Kind::Net, "net:[x]"), None);
@@ -434,6 +447,9 @@ mod tests {
             new: vec![Kind::Pid, Kind::Uts],
             ..Default::default()
         };
-        assert_eq!(p.clone_flags(), (libc::CLONE_NEWPID | libc::CLONE_NEWUTS) as u64);
+        assert_eq!(
+            p.clone_flags(),
+            (libc::CLONE_NEWPID | libc::CLONE_NEWUTS) as u64
+        );
     }
 }

@@ -31,10 +31,12 @@ impl NetGuard {
     pub fn enter(pid: i32) -> Result<NetGuard> {
         let home = super::open_ns(std::process::id() as i32, Kind::Net)?;
         let theirs = super::open_ns(pid, Kind::Net)?;
-        nix::sched::setns(&theirs, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|errno| Error::Sys {
-            pid,
-            what: "joining the network namespace".into(),
-            errno,
+        nix::sched::setns(&theirs, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|errno| {
+            Error::Sys {
+                pid,
+                what: "joining the network namespace".into(),
+                errno,
+            }
         })?;
         Ok(NetGuard { home })
     }
@@ -112,7 +114,12 @@ pub fn dump(pid: i32, id: u32, dir: &Path) -> Result<()> {
         }
         Ok(v)
     })?;
-    image::write_image(dir, &ns_file(id), magic::NETNS, [&pb::NetnsEntry::default()])?;
+    image::write_image(
+        dir,
+        &ns_file(id),
+        magic::NETNS,
+        [&pb::NetnsEntry::default()],
+    )?;
     image::write_image(dir, &dev_file(id), magic::NETDEV, &devices)?;
     Ok(())
 }
@@ -131,7 +138,11 @@ pub fn read(dir: &Path, id: u32) -> Result<Option<Images>> {
         if d.r#type != pb::NdType::Loopback as i32 {
             return Err(Error::Unsupported {
                 pid: 0,
-                what: format!("{}: device {:?} is not a loopback; only lo is restored yet", dev_file(id), d.name),
+                what: format!(
+                    "{}: device {:?} is not a loopback; only lo is restored yet",
+                    dev_file(id),
+                    d.name
+                ),
             });
         }
     }
@@ -169,6 +180,9 @@ mod tests {
     #[test]
     fn dev_names() {
         let t = "Inter-|   Receive  |  Transmit\n face |bytes    packets\n    lo:       0       0\n  eth0: 1 2\n";
-        assert_eq!(parse_dev_names(t), vec!["lo".to_string(), "eth0".to_string()]);
+        assert_eq!(
+            parse_dev_names(t),
+            vec!["lo".to_string(), "eth0".to_string()]
+        );
     }
 }

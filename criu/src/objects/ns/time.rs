@@ -77,7 +77,8 @@ mod tests {
 
     #[test]
     fn offsets() {
-        let e = parse_offsets("monotonic           0         0\nboottime         -5       12\n").unwrap();
+        let e = parse_offsets("monotonic           0         0\nboottime         -5       12\n")
+            .unwrap();
         assert_eq!(e.monotonic.tv_sec, 0);
         assert_eq!(e.boottime.tv_sec as i64, -5);
         assert_eq!(e.boottime.tv_nsec, 12);

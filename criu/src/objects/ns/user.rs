@@ -99,7 +99,10 @@ mod tests {
     fn maps_round_trip() {
         let m = parse_map("         0     100000      65536\n").unwrap();
         assert_eq!(m.len(), 1);
-        assert_eq!((m[0].first, m[0].lower_first, m[0].count), (0, 100000, 65536));
+        assert_eq!(
+            (m[0].first, m[0].lower_first, m[0].count),
+            (0, 100000, 65536)
+        );
         assert_eq!(format_map(&m), "0 100000 65536\n");
         assert!(parse_map("0 1\n").is_none());
     }
