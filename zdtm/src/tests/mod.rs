@@ -35,7 +35,7 @@ catalogue! {
     events { eventfd00, epoll00, timerfd00, signalfd00, inotify00 }
     sockets { unix_socketpair, tcp_listen, udp00, unix_bound, unix_listen_queued, unix_seqpacket, udp6, sockopts00 }
     tree { children, zombie00, pgrp_session }
-    ns { uts00, ipc_shm }
+    ns { uts00, ipc_shm, pidns00 }
 }
 
 /// Look a test up by `family/name`.
