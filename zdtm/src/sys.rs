@@ -575,3 +575,16 @@ pub fn own_fd(raw: i32) -> std::os::fd::OwnedFd {
     // else owns it.
     unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) }
 }
+
+/// `setdomainname(2)`: unlike a write to /proc/sys/kernel/domainname, it
+/// works for the root of a user namespace that owns the uts namespace.
+pub fn setdomainname(name: &str) -> io::Result<()> {
+    let b = name.as_bytes();
+    // SAFETY: the pointer and length describe `b`, which outlives the call.
+    let r = unsafe { libc::setdomainname(b.as_ptr().cast(), b.len()) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use super::{Error, Result};
+use crate::objects::ns;
 use crate::proc;
 use crate::remote::{self, Regs, Tracee};
 
@@ -16,8 +17,10 @@ pub(super) struct Thread {
 /// A process of the tree: its threads, leader first; none for a zombie.
 pub(super) struct Proc {
     pub pid: i32,
-    /// Parent inside the tree, 0 for the root.
-    pub ppid: i32,
+    /// Its PIDs in its own pid namespace (what the images keep).
+    pub inner: ns::pid::Inner,
+    /// The parent's PID in the tree's pid namespace, 0 for the root.
+    pub inner_ppid: i32,
     pub threads: Vec<Thread>,
     /// Stopped by a job-control signal when found (it stays so).
     pub stopped: bool,
@@ -57,21 +60,10 @@ fn children(pid: i32) -> Result<Vec<i32>> {
     Ok(out)
 }
 
-/// The tree must live in criu's own namespaces: dumping namespaces is not
-/// built yet, and a tree in other ones would be restored wrongly.
+/// The namespaces of the tree must be ones criu can dump: the kinds it
+/// handles, a pid namespace only from its init (see objects::ns).
 fn check_namespaces(pid: i32) -> Result<()> {
-    for ns in ["pid", "user", "mnt", "net", "ipc", "uts", "cgroup", "time"] {
-        let ours = std::fs::read_link(format!("/proc/self/ns/{ns}")).ok();
-        let theirs = std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).ok();
-        if ours.is_some() && theirs.is_some() && ours != theirs {
-            return Err(Error::Task {
-                pid,
-                what: format!(
-                    "lives in another {ns} namespace than criu; dumping namespaces is not supported yet"
-                ),
-            });
-        }
-    }
+    ns::check_root(pid)?;
     Ok(())
 }
 
@@ -149,9 +141,16 @@ impl Tree {
                     what: "is a zombie; there is nothing to dump".into(),
                 });
             }
+            let inner = ns::pid::inner(pid)?;
+            let inner_ppid = self
+                .procs
+                .iter()
+                .find(|p| p.pid == ppid)
+                .map_or(0, |p| p.inner.pid);
             self.procs.push(Proc {
                 pid,
-                ppid,
+                inner,
+                inner_ppid,
                 threads: Vec::new(),
                 stopped: state == Some(proc::ProcState::Stopped),
             });

@@ -106,11 +106,27 @@ pub fn dump(opts: &DumpOpts) -> Result<()> {
         let mut root_ids = None;
         let mut shared = objects::shmem::Dumped::default();
         let mut pages_ids = IdGen::default();
+        let mut ns_ids = objects::ns::NsIds::default();
+        // Credentials are kept as the tree sees them, in its user namespace.
+        let userns = if objects::ns::foreign(opts.pid)?.contains(&objects::ns::Kind::User) {
+            Some(objects::ns::user::maps(opts.pid)?)
+        } else {
+            None
+        };
         for p in tree.procs.iter_mut() {
             let (entry, kobj) = if p.threads.is_empty() {
                 task::dump_zombie(p, dir)?
             } else {
-                task::dump_process(p, dir, &mut files, &mut ids, &mut shared, &mut pages_ids)?
+                task::dump_process(
+                    p,
+                    dir,
+                    &mut files,
+                    &mut ids,
+                    &mut shared,
+                    &mut pages_ids,
+                    &mut ns_ids,
+                    userns.as_ref(),
+                )?
             };
             if let Some(k) = kobj {
                 root_ids.get_or_insert(k);
@@ -118,6 +134,9 @@ pub fn dump(opts: &DumpOpts) -> Result<()> {
             pstree.push(entry);
         }
         check_job(&pstree, opts.shell_job)?;
+        if let Some(r) = &root_ids {
+            objects::ns::dump(opts.pid, r, dir)?;
+        }
         files.write(dir)?;
         image::write_image(dir, "pstree.img", magic::PSTREE, &pstree)?;
         let mut inventory = pb::InventoryEntry {

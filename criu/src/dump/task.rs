@@ -7,7 +7,7 @@ use std::path::Path;
 use super::freeze::{Proc, Thread};
 use super::{Error, Result};
 use crate::image::{self, magic, pb};
-use crate::objects::{self, files::FileTable, mm, shmem, IdGen};
+use crate::objects::{self, files::FileTable, mm, ns, shmem, IdGen};
 use crate::proc::{self, MapName};
 use crate::remote::Tracee;
 use crate::sys;
@@ -165,15 +165,34 @@ fn read_num<T: std::str::FromStr>(pid: i32, name: &str) -> Result<Option<T>> {
     Ok(objects::read_proc(pid, name)?.trim().parse().ok())
 }
 
+/// Credentials as seen inside the tree's user namespace.
+fn inner_creds(c: &mut pb::CredsEntry, u: &pb::UsernsEntry) {
+    let uid = |x: &mut u32| *x = ns::user::to_inner(&u.uid_map, *x);
+    let gid = |x: &mut u32| *x = ns::user::to_inner(&u.gid_map, *x);
+    for x in [&mut c.uid, &mut c.euid, &mut c.suid, &mut c.fsuid] {
+        uid(x);
+    }
+    for x in [&mut c.gid, &mut c.egid, &mut c.sgid, &mut c.fsgid] {
+        gid(x);
+    }
+    for x in c.groups.iter_mut() {
+        gid(x);
+    }
+}
+
 fn thread_core(
     pid: i32,
     th: &Thread,
     inside: &ThreadInside,
     seccomp: objects::seccomp::CoreFields,
+    userns: Option<&pb::UsernsEntry>,
 ) -> Result<(pb::ThreadInfoX86, pb::ThreadCoreEntry)> {
     let tid = th.tracee.pid();
     let stat = proc::read_task_stat(pid, tid)?;
-    let creds = objects::creds::dump_task(pid, tid, inside.secbits)?;
+    let mut creds = objects::creds::dump_task(pid, tid, inside.secbits)?;
+    if let Some(u) = userns {
+        inner_creds(&mut creds, u);
+    }
     let comm = objects::read_proc(pid, &format!("task/{tid}/comm"))?
         .trim_end_matches('\n')
         .to_string();
@@ -204,6 +223,7 @@ fn thread_core(
 }
 
 /// Dumps a live process: memory, files, fs, and a core image per thread.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn dump_process(
     p: &mut Proc,
     dir: &Path,
@@ -211,6 +231,8 @@ pub(super) fn dump_process(
     ids: &mut IdGen,
     shared: &mut shmem::Dumped,
     pages_ids: &mut IdGen,
+    ns_ids: &mut ns::NsIds,
+    userns: Option<&pb::UsernsEntry>,
 ) -> Result<(pb::PstreeEntry, Option<pb::TaskKobjIdsEntry>)> {
     let pid = p.pid;
     // Seccomp first: it also keeps the filters from judging the remote
@@ -220,6 +242,7 @@ pub(super) fn dump_process(
         .iter()
         .map(|th| objects::seccomp::dump_thread(pid, th.tracee.pid()))
         .collect::<std::result::Result<Vec<_>, _>>()?;
+    let vpid = p.inner.pid;
     let (process, threads_inside) = ask_inside(p)?;
     let stat = proc::read_stat(pid)?;
     let mm_entry = mm::dump(
@@ -232,9 +255,10 @@ pub(super) fn dump_process(
             brk: process.brk,
             dumpable: process.dumpable,
             thp_disabled: process.thp_disabled,
+            img_pid: vpid,
         },
     )?;
-    mm::write(dir, pid, &mm_entry)?;
+    mm::write(dir, vpid, &mm_entry)?;
 
     let pidfd: OwnedFd = sys::pidfd::pidfd_open(pid).map_err(|e| Error::Task {
         pid,
@@ -244,21 +268,22 @@ pub(super) fn dump_process(
     let fs = objects::fs::dump(pid, files)?;
     let rlimits = objects::rlimit::dump(pid)?;
 
-    let kobj = pb::TaskKobjIdsEntry {
+    let mut kobj = pb::TaskKobjIdsEntry {
         vm_id: ids.next_id(),
         files_id: ids.next_id(),
         fs_id: ids.next_id(),
         sighand_id: ids.next_id(),
         ..Default::default()
     };
+    ns_ids.fill(pid, &mut kobj)?;
     image::write_image(
         dir,
         &format!("fdinfo-{}.img", kobj.files_id),
         magic::FDINFO,
         &fdinfo,
     )?;
-    image::write_image(dir, &format!("fs-{pid}.img"), magic::FS, [&fs])?;
-    image::write_image(dir, &format!("ids-{pid}.img"), magic::IDS, [&kobj])?;
+    image::write_image(dir, &format!("fs-{vpid}.img"), magic::FS, [&fs])?;
+    image::write_image(dir, &format!("ids-{vpid}.img"), magic::IDS, [&kobj])?;
     // The first process of the dump (the first to take ids) starts
     // seccomp.img, the others add to it.
     let seccomp_fields = objects::seccomp::write(
@@ -273,10 +298,15 @@ pub(super) fn dump_process(
     let shared_signals = objects::sigqueue::dump(&p.threads[0].tracee, true)?;
     let mut tids = Vec::with_capacity(p.threads.len());
     for (i, (th, inside)) in p.threads.iter().zip(&threads_inside).enumerate() {
-        let tid = th.tracee.pid();
+        let host_tid = th.tracee.pid();
+        let tid = if host_tid == pid {
+            vpid
+        } else {
+            ns::pid::inner_tid(pid, host_tid)?
+        };
         tids.push(tid as u32);
         let sc = seccomp_fields.get(i).copied().unwrap_or((None, None));
-        let (info, mut tcore) = thread_core(pid, th, inside, sc)?;
+        let (info, mut tcore) = thread_core(pid, th, inside, sc, userns)?;
         let tc = (i == 0).then(|| {
             // The leader's core carries the process-wide state; its mask is
             // the leader's own.
@@ -310,10 +340,10 @@ pub(super) fn dump_process(
     }
 
     let pstree = pb::PstreeEntry {
-        pid: pid as u32,
-        ppid: p.ppid as u32,
-        pgid: stat.pgrp as u32,
-        sid: stat.session as u32,
+        pid: vpid as u32,
+        ppid: p.inner_ppid as u32,
+        pgid: p.inner.pgid as u32,
+        sid: p.inner.sid as u32,
         threads: tids,
     };
     Ok((pstree, Some(kobj)))
@@ -325,6 +355,7 @@ pub(super) fn dump_zombie(
     dir: &Path,
 ) -> Result<(pb::PstreeEntry, Option<pb::TaskKobjIdsEntry>)> {
     let pid = p.pid;
+    let vpid = p.inner.pid;
     let stat = proc::read_stat(pid)?;
     let core = pb::CoreEntry {
         mtype: pb::core_entry::March::X8664 as i32,
@@ -339,13 +370,13 @@ pub(super) fn dump_zombie(
         }),
         ..Default::default()
     };
-    image::write_image(dir, &format!("core-{pid}.img"), magic::CORE, [&core])?;
+    image::write_image(dir, &format!("core-{vpid}.img"), magic::CORE, [&core])?;
     Ok((
         pb::PstreeEntry {
-            pid: pid as u32,
-            ppid: p.ppid as u32,
-            pgid: stat.pgrp as u32,
-            sid: stat.session as u32,
+            pid: vpid as u32,
+            ppid: p.inner_ppid as u32,
+            pgid: p.inner.pgid as u32,
+            sid: p.inner.sid as u32,
             threads: vec![0],
         },
         None,

@@ -30,6 +30,7 @@ pub const VMA_FILE_PRIVATE: u32 = 1 << 6;
 pub const VMA_FILE_SHARED: u32 = 1 << 7;
 pub const VMA_ANON_SHARED: u32 = 1 << 8;
 pub const VMA_ANON_PRIVATE: u32 = 1 << 9;
+pub const VMA_AREA_SYSVIPC: u32 = 1 << 10;
 pub const VMA_AREA_VVAR: u32 = 1 << 12;
 
 pub fn mm_file(pid: i32) -> String {
@@ -135,6 +136,17 @@ fn classify(
             e.pgoff = m.offset;
             Pages::Skip
         }
+        // An attachment of a SysV shared memory segment: the inode is the
+        // segment's id; its content lives with the segment (ipc namespace).
+        MapName::File {
+            path,
+            deleted: true,
+        } if m.perms.shared && path.as_os_str().as_encoded_bytes().starts_with(b"/SYSV") => {
+            e.status |= VMA_AREA_SYSVIPC;
+            e.shmid = m.inode;
+            e.pgoff = m.offset;
+            Pages::Skip
+        }
         MapName::File { path, deleted } => {
             if *deleted {
                 return Err(unsupported(
@@ -201,6 +213,9 @@ pub struct MmExtra {
     pub brk: u64,
     pub dumpable: i32,
     pub thp_disabled: bool,
+    /// The PID that names the images (the task's PID in its own pid
+    /// namespace).
+    pub img_pid: i32,
 }
 
 /// Dump half: the mappings and pages of `pid` into `mm-PID.img`,
@@ -224,7 +239,8 @@ pub fn dump(
     let exe_file_id = files.by_path(pid, &exe)?;
 
     let mut finder = PageFinder::open(pid)?;
-    let mut writer = image::pages::PagesWriter::create(dir, pid as u32, pages_ids.next_id())?;
+    let mut writer =
+        image::pages::PagesWriter::create(dir, extra.img_pid as u32, pages_ids.next_id())?;
     let mut vmas: Vec<pb::VmaEntry> = Vec::with_capacity(smaps.len());
     let mut copier = PageCopier::new(pid);
     for s in &smaps {
@@ -290,6 +306,36 @@ pub fn write(dir: &Path, pid: i32, mm: &pb::MmEntry) -> Result<()> {
 
 fn overlaps(a: (u64, u64), b: (u64, u64)) -> bool {
     a.0 < b.1 && b.0 < a.1
+}
+
+/// Attaches SysV segment `v.shmid` at `v.start` inside the puppet.
+fn attach_sysv(p: &mut Tracee, pid: i32, v: &pb::VmaEntry) -> Result<()> {
+    if v.pgoff != 0 {
+        return Err(Error::Unsupported {
+            pid,
+            what: format!(
+                "mapping {:#x}-{:#x} is a partial attachment of SysV segment {} (offset {:#x}); only whole ones are restored yet",
+                v.start, v.end, v.shmid, v.pgoff
+            ),
+        });
+    }
+    let mut flg = 0u64;
+    if v.prot & libc::PROT_WRITE as u32 == 0 {
+        flg |= libc::SHM_RDONLY as u64;
+    }
+    if v.prot & libc::PROT_EXEC as u32 != 0 {
+        flg |= libc::SHM_EXEC as u64;
+    }
+    let got = p.syscall(libc::SYS_shmat, &[v.shmid, v.start, flg])?;
+    if got != v.start {
+        return Err(Error::Mismatch {
+            what: format!(
+                "pid {pid}: SysV segment {} attached at {got:#x}, not {:#x}",
+                v.shmid, v.start
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// An address for `len` bytes of scratch that collides neither with the
@@ -524,6 +570,10 @@ pub fn restore(
                 extra,
                 scratch_off,
             )?;
+            continue;
+        }
+        if v.status & VMA_AREA_SYSVIPC != 0 {
+            attach_sysv(p, pid, v)?;
             continue;
         }
         let has_pages = pages

@@ -112,9 +112,19 @@ impl Dumped {
 #[derive(Debug, Default)]
 pub struct Made {
     first: HashMap<u64, (i32, u64, u64)>,
+    /// Criu's end of the socket files travel to the puppets through, and
+    /// the number of the puppets' end.
+    chan: Option<(std::os::fd::OwnedFd, i32)>,
 }
 
 impl Made {
+    /// Later mappings of an object are opened by criu (a puppet in a user
+    /// namespace may not open /proc/PID/map_files) and passed over this
+    /// channel.
+    pub fn set_channel(&mut self, ours: std::os::fd::OwnedFd, remote: i32) {
+        self.chan = Some((ours, remote));
+    }
+
     /// Maps object `shmid` at `[start, end)` (at `pgoff` in the object) in
     /// puppet `p`, read-write for now; the first mapping of an object is
     /// filled from the images. `path_off` is free scratch for a path.
@@ -176,18 +186,45 @@ impl Made {
                 }
             }
             Some((pid, s, e)) => {
-                let mut path = map_files(pid, s, e).into_bytes();
-                path.push(0);
-                let addr = p.scratch_put(path_off, &path)?;
-                let fd = p.syscall(
-                    libc::SYS_openat,
-                    &[
-                        libc::AT_FDCWD as u64,
-                        addr,
-                        (libc::O_RDWR | libc::O_CLOEXEC) as u64,
-                        0,
-                    ],
-                )?;
+                let fd = match &self.chan {
+                    Some((ours, remote)) => {
+                        use std::os::fd::AsFd;
+                        let path = map_files(pid, s, e);
+                        let f = std::fs::OpenOptions::new()
+                            .read(true)
+                            .write(true)
+                            .open(&path)
+                            .map_err(|source| Error::Io {
+                                pid: p.pid(),
+                                what: format!("opening {path} for shared memory {shmid}"),
+                                source,
+                            })?;
+                        crate::remote::fdpass::pass_fd(
+                            p,
+                            ours.as_fd(),
+                            *remote,
+                            f.as_fd(),
+                            path_off,
+                        )? as u64
+                    }
+                    None => {
+                        // The puppet sees the first mapper by its PID in
+                        // the tree's pid namespace.
+                        let pid = super::ns::pid::inner(pid)?.pid;
+                        let mut path = map_files(pid, s, e).into_bytes();
+                        path.push(0);
+                        let addr = p.scratch_put(path_off, &path)?;
+                        p.syscall(
+                            libc::SYS_openat,
+                            &[
+                                libc::AT_FDCWD as u64,
+                                addr,
+                                (libc::O_RDWR | libc::O_CLOEXEC) as u64,
+                                0,
+                            ],
+                        )?
+                    }
+                };
                 let got = p.syscall(libc::SYS_mmap, &[start, end - start, rw, fixed, fd, pgoff]);
                 p.syscall(libc::SYS_close, &[fd])?;
                 let got = got?;

@@ -222,27 +222,36 @@ pub fn restore(
         )));
     }
 
-    // Everything that can be checked or made before a task exists.
-    // (fds work: the image dir for extra images; each task's fd table for
-    // its epoll sets' targets)
-    let mut opened = Opened::new(dir);
-    opened.set_sk_opts(opts.tcp_established, opts.tcp_close);
-    for t in &tasks {
-        if let Some(l) = &t.live {
-            opened.set_task_fds(&l.fdinfo);
-        }
-        for fi in t.live.iter().flat_map(|l| &l.fdinfo) {
-            opened.get(&files, fi.id)?;
-        }
-    }
-    opened.release_tcp()?;
-
     let root = tasks[0].pid();
-    info!(root, tasks = tasks.len(), "restoring");
+    let plan = objects::ns::Plan::read(dir, inventory.root_ids.as_ref(), root)?;
+    info!(root, tasks = tasks.len(), namespaces = ?plan.new, "restoring");
     let chan = task::FdChannel::new(&tasks)?;
     let mut puppets = tree::Puppets::new()?;
+    let mut opened = Opened::new(dir);
+    opened.set_sk_opts(opts.tcp_established, opts.tcp_close);
     let result = (|| -> Result<()> {
-        puppets.create(&tasks)?;
+        puppets.create(&tasks, &plan)?;
+        // The files, made in criu once the namespaces exist: sockets in the
+        // tree's network namespace.
+        // (fds work: the image dir for extra images; each task's fd table
+        // for its epoll sets' targets)
+        let root_host = puppets.host_of(root).unwrap_or(root);
+        let _net = if plan.new.contains(&objects::ns::Kind::Net) {
+            Some(objects::ns::net::NetGuard::enter(root_host)?)
+        } else {
+            None
+        };
+        for t in &tasks {
+            if let Some(l) = &t.live {
+                opened.set_task_fds(&l.fdinfo);
+            }
+            for fi in t.live.iter().flat_map(|l| &l.fdinfo) {
+                opened.get(&files, fi.id)?;
+            }
+        }
+        drop(_net);
+        // Every file exists: established connections may leave repair mode.
+        opened.release_tcp()?;
         task::restore_all(&mut puppets, dir, &tasks, &files, &mut opened, &chan)?;
         puppets.let_go()
     })();
@@ -251,6 +260,7 @@ pub fn restore(
         return Err(e);
     }
     debug!(root, "restored tree let go");
+    let host = |pid: i32| puppets.host_of(pid).unwrap_or(pid);
     // Tasks that were stopped stop again, as they were.
     for t in tasks
         .iter()
@@ -264,16 +274,18 @@ pub fn restore(
             .unwrap_or(libc::SIGSTOP as u32);
         let sig = nix::sys::signal::Signal::try_from(sig as i32)
             .unwrap_or(nix::sys::signal::Signal::SIGSTOP);
-        let _ = nix::sys::signal::kill(Pid::from_raw(t.pid()), sig);
+        let pid = host(t.pid());
+        let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
         // Only done once the task has taken the signal: it may not have run
         // yet, and whoever looks next must see it stopped.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while proc::read_stat(t.pid()).is_ok_and(|s| s.state != proc::ProcState::Stopped)
+        while proc::read_stat(pid).is_ok_and(|s| s.state != proc::ProcState::Stopped)
             && std::time::Instant::now() < deadline
         {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
     }
+    let root = host(root);
     on_running(root).map_err(|e| Error::Task {
         pid: root,
         what: format!("writing the pid file: {e}"),

@@ -269,6 +269,11 @@ pub(super) fn restore_all(
 ) -> Result<()> {
     let mut shared = shmem::Made::default();
     let seccomp = objects::seccomp::read(dir)?;
+    let ours = chan
+        .ours
+        .try_clone()
+        .map_err(|e| Error::Images(format!("dup of the fd socket: {e}")))?;
+    shared.set_channel(ours, chan.remote() as i32);
     for task in tasks {
         let Some(live) = &task.live else { continue };
         let pid = task.pid();

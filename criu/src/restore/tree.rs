@@ -7,6 +7,7 @@ use nix::unistd::Pid;
 use tracing::debug;
 
 use super::{Error, Result, TaskImages};
+use crate::objects::ns;
 use crate::proc::{self, MapName};
 use crate::remote::Tracee;
 use crate::sys;
@@ -24,7 +25,10 @@ const BIRTH_SCRATCH: u64 = sys::PAGE_SIZE;
 
 /// One process being remade: its threads' tracees, leader first.
 pub(crate) struct PuppetProc {
+    /// Its PID in the tree's pid namespace (the images' PID).
     pub pid: i32,
+    /// Its PID as criu sees it.
+    pub host: i32,
     pub threads: Vec<Tracee>,
 }
 
@@ -81,8 +85,15 @@ pub(super) fn clone_in(parent: &mut Tracee, pid: i32, flags: u64) -> Result<Trac
             ),
         });
     }
-    let _ = parent.take_events();
-    let mut child = Tracee::adopt(ret as i32)?;
+    // clone3 answers with the PID in the parent's namespace; ptrace tells
+    // criu's.
+    let host = parent
+        .take_events()
+        .new_tasks
+        .last()
+        .copied()
+        .unwrap_or(ret as i32);
+    let mut child = Tracee::adopt(host)?;
     if let Some(ip) = parent.syscall_ip() {
         child.set_syscall_ip(ip);
     }
@@ -115,8 +126,27 @@ impl Puppets {
             })
     }
 
-    fn make_root(&mut self, pid: i32) -> Result<()> {
-        let got = sys::clone3::spawn_puppet(Some(pid)).map_err(|errno| Error::Task {
+    /// The PID criu sees for the task with PID `pid` in the images.
+    pub fn host_of(&self, pid: i32) -> Option<i32> {
+        self.procs.iter().find(|p| p.pid == pid).map(|p| p.host)
+    }
+
+    /// The root puppet: a fork of criu, born in the namespaces of `plan`
+    /// (PID 1 of a new pid namespace, or with its old PID in criu's), which
+    /// are then filled.
+    fn make_root(&mut self, pid: i32, plan: &ns::Plan) -> Result<()> {
+        let flags = plan.clone_flags();
+        let new_pidns = flags & libc::CLONE_NEWPID as u64 != 0;
+        if new_pidns && pid != 1 {
+            return Err(Error::Task {
+                pid,
+                what: "the root of a new pid namespace must be its PID 1".into(),
+            });
+        }
+        // The first task of a new pid namespace is its PID 1 anyway; its
+        // PID in criu's namespace is whatever is free.
+        let tids: &[i32] = if new_pidns { &[] } else { &[pid] };
+        let got = sys::clone3::spawn_puppet_in_ns(flags, tids).map_err(|errno| Error::Task {
             pid,
             what: match errno {
                 nix::errno::Errno::EEXIST => pid_in_use(pid),
@@ -125,9 +155,11 @@ impl Puppets {
         })?;
         // Registered first, so that a failure below still kills it.
         self.procs.push(PuppetProc {
-            pid: got,
+            pid,
+            host: got,
             threads: Vec::new(),
         });
+        plan.born(got)?;
         let mut t = Tracee::seize(got, true)?;
         let maps = proc::read_maps(got)?;
         let vdso = maps
@@ -142,16 +174,17 @@ impl Puppets {
         // task's own mask is set last.
         t.set_sigmask(!0)?;
         t.map_scratch(None, BIRTH_SCRATCH)?;
+        plan.fill(got, &mut t)?;
         self.procs[0].threads.push(t);
         Ok(())
     }
 
     /// Creates every process of the tree with its PID, parent and session.
-    pub fn create(&mut self, tasks: &[TaskImages]) -> Result<()> {
+    pub fn create(&mut self, tasks: &[TaskImages], plan: &ns::Plan) -> Result<()> {
         for t in tasks {
             let pid = t.pid();
             if t.pstree.ppid == 0 {
-                self.make_root(pid)?;
+                self.make_root(pid, plan)?;
             } else {
                 let parent = self.get_mut(t.pstree.ppid as i32)?;
                 let leader = parent.threads.first_mut().ok_or_else(|| Error::Task {
@@ -161,6 +194,7 @@ impl Puppets {
                 let child = clone_in(leader, pid, 0)?;
                 self.procs.push(PuppetProc {
                     pid,
+                    host: child.pid(),
                     threads: vec![child],
                 });
             }
@@ -259,7 +293,7 @@ impl Puppets {
     /// Kills every puppet and reaps them all.
     pub fn destroy(&mut self) {
         for p in self.procs.iter().rev() {
-            let _ = kill(Pid::from_raw(p.pid), Signal::SIGKILL);
+            let _ = kill(Pid::from_raw(p.host), Signal::SIGKILL);
         }
         for p in self.procs.iter_mut() {
             p.threads.clear();

@@ -32,17 +32,42 @@ struct CloneArgs {
 /// Like `fork(2)`, the child of a multi-threaded caller must restrict itself
 /// to async-signal-safe work.
 pub fn fork_with_pid(pid: Option<i32>) -> SysResult<Forked> {
-    let tid = [pid.unwrap_or(0)];
+    match pid {
+        Some(p) => fork_in_ns(0, &[p]),
+        None => fork_in_ns(0, &[]),
+    }
+}
+
+/// A fork whose child starts in the new namespaces of `ns_flags`
+/// (`CLONE_NEWPID`, `CLONE_NEWNS`, … — namespace flags only) with the PIDs
+/// `set_tid`, innermost pid namespace first (empty: any free PIDs). With
+/// `CLONE_NEWPID` the child is PID 1 of its new namespace, so `set_tid` may
+/// be `[1]` or `[1, pid in the caller's namespace]`.
+pub fn fork_in_ns(ns_flags: u64, set_tid: &[i32]) -> SysResult<Forked> {
+    const NS_MASK: u64 = (libc::CLONE_NEWNS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWNET
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWUSER
+        | libc::CLONE_NEWCGROUP
+        | libc::CLONE_NEWTIME) as u64;
+    if ns_flags & !NS_MASK != 0 || set_tid.len() > 32 {
+        return Err(super::Errno::EINVAL);
+    }
+    let tids: Vec<libc::pid_t> = set_tid.to_vec();
     let mut args = CloneArgs {
+        flags: ns_flags,
         exit_signal: libc::SIGCHLD as u64,
         ..Default::default()
     };
-    if pid.is_some() {
-        args.set_tid = tid.as_ptr() as u64;
-        args.set_tid_size = 1;
+    if !tids.is_empty() {
+        args.set_tid = tids.as_ptr() as u64;
+        args.set_tid_size = tids.len() as u64;
     }
-    // SAFETY: `args` and `tid` outlive the call; without CLONE_VM the child
-    // runs on its own copy of this stack, exactly as after fork(2).
+    // SAFETY: `args` and `tids` outlive the call; only namespace flags are
+    // passed (checked above), so without CLONE_VM the child runs on its own
+    // copy of this stack, exactly as after fork(2).
     let ret = check(unsafe {
         libc::syscall(
             libc::SYS_clone3,
@@ -61,7 +86,15 @@ pub fn fork_with_pid(pid: Option<i32>) -> SysResult<Forked> {
 /// nothing but wait, to be seized and remade by remote syscalls. It dies
 /// with criu.
 pub fn spawn_puppet(pid: Option<i32>) -> SysResult<i32> {
-    match fork_with_pid(pid)? {
+    match pid {
+        Some(p) => spawn_puppet_in_ns(0, &[p]),
+        None => spawn_puppet_in_ns(0, &[]),
+    }
+}
+
+/// [`spawn_puppet`] in new namespaces: see [`fork_in_ns`].
+pub fn spawn_puppet_in_ns(ns_flags: u64, set_tid: &[i32]) -> SysResult<i32> {
+    match fork_in_ns(ns_flags, set_tid)? {
         Forked::Parent(p) => Ok(p),
         Forked::Child => {
             // SAFETY: async-signal-safe calls only, in the child of a fork;

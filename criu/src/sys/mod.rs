@@ -10,6 +10,7 @@ pub mod epoll_at;
 pub mod events;
 pub mod fd;
 pub mod kcmp;
+pub mod netif;
 pub mod pagemap_scan;
 pub mod pidfd;
 pub mod probe;
@@ -18,8 +19,10 @@ pub mod rusage;
 pub mod seccomp;
 pub mod sock;
 pub mod splice;
+pub mod sysv;
 #[doc(hidden)]
 pub mod testing;
+pub mod thread_creds;
 
 pub use nix::errno::Errno;
 

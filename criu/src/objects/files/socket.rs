@@ -39,10 +39,13 @@ impl SkDump {
             .as_ref()
             .is_none_or(|m| !m.contains_key(&ino));
         if stale {
-            let m = sk_diag::unix_sockets().map_err(|errno| Error::Sys {
-                pid,
-                what: format!("sock_diag of unix sockets (for fd {fd})"),
-                errno,
+            // sock_diag shows the sockets of the asker's network namespace.
+            let m = crate::objects::ns::net::in_net_of(pid, || {
+                sk_diag::unix_sockets().map_err(|errno| Error::Sys {
+                    pid,
+                    what: format!("sock_diag of unix sockets (for fd {fd})"),
+                    errno,
+                })
             })?;
             self.unix_diag = Some(m);
         }
@@ -79,10 +82,12 @@ impl SkDump {
             .get(&key)
             .is_none_or(|m| !m.contains_key(&ino));
         if stale {
-            let m = sk_diag::inet_sockets(family, proto).map_err(|errno| Error::Sys {
-                pid,
-                what: format!("sock_diag of inet sockets (for fd {fd})"),
-                errno,
+            let m = crate::objects::ns::net::in_net_of(pid, || {
+                sk_diag::inet_sockets(family, proto).map_err(|errno| Error::Sys {
+                    pid,
+                    what: format!("sock_diag of inet sockets (for fd {fd})"),
+                    errno,
+                })
             })?;
             self.inet_diag.insert(key, m);
         }

@@ -57,7 +57,13 @@ pub fn open(e: &pb::TimerfdEntry) -> Result<OwnedFd> {
     let clock = e.clockid as i32;
     let fd = sys::events::timerfd_create(clock, libc::TFD_CLOEXEC)
         .map_err(|er| err("timerfd_create", er))?;
-    let left = (e.vsec, e.vnsec);
+    let mut left = (e.vsec, e.vnsec);
+    // A periodic timer that expired and was not read since shows nothing
+    // left (the kernel moves it on only when it is read): it still ticks,
+    // one interval from now.
+    if left == (0, 0) && e.ticks != 0 && (e.isec, e.insec) != (0, 0) {
+        left = (e.isec, e.insec);
+    }
     if left != (0, 0) {
         let now = sys::events::clock_now(clock).map_err(|er| err("clock_gettime", er))?;
         let (flags, value) = rearm(e.settime_flags, left, now);

@@ -12,7 +12,7 @@ pub const DESC: Desc = Desc {
 pub fn run(t: &mut Test) -> Result<()> {
     let host = format!("zdtm-uts00-{}", std::process::id());
     nix::unistd::sethostname(&host).context("sethostname (needs its own uts ns)")?;
-    std::fs::write("/proc/sys/kernel/domainname", "zdtm.domain").context("set domainname")?;
+    sys::setdomainname("zdtm.domain").context("setdomainname")?;
     t.daemon()?;
     t.wait_sig();
     let u = nix::sys::utsname::uname().context("uname")?;

@@ -1,0 +1,455 @@
+//! Namespaces: which ones a tree lives in, their ids in `ids-PID.img` and
+//! `inventory.img`, and (for the namespaces the root does not share with
+//! criu) their state, one module per kind.
+//!
+//! Dump: every task gets an id per namespace kind (the same namespace, the
+//! same id). For each namespace of the root that is not criu's own, the kind
+//! module writes its image (`utsns-ID.img`, `mountpoints-ID.img`, …). Trees
+//! with nested namespaces (a task in another namespace than the root) are
+//! refused, as is a cgroup namespace.
+//!
+//! Restore: [`Plan::read`] says which namespaces the root puppet must be
+//! born in (the kinds with an image, and a new pid namespace when the root
+//! is PID 1); [`Plan::clone_flags`] is for clone3, and the kind modules fill
+//! the new namespaces before any task runs.
+
+pub mod ipc;
+pub mod mnt;
+pub mod net;
+pub mod pid;
+pub mod time;
+pub mod user;
+pub mod uts;
+
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use super::{Error, IdGen, Result};
+use crate::image::pb;
+use crate::remote::Tracee;
+
+/// A kind of namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    User,
+    Pid,
+    Mnt,
+    Net,
+    Ipc,
+    Uts,
+    Cgroup,
+    Time,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 8] = [
+        Kind::User,
+        Kind::Pid,
+        Kind::Mnt,
+        Kind::Net,
+        Kind::Ipc,
+        Kind::Uts,
+        Kind::Cgroup,
+        Kind::Time,
+    ];
+
+    /// Its name under /proc/PID/ns/.
+    pub fn proc_name(self) -> &'static str {
+        match self {
+            Kind::User => "user",
+            Kind::Pid => "pid",
+            Kind::Mnt => "mnt",
+            Kind::Net => "net",
+            Kind::Ipc => "ipc",
+            Kind::Uts => "uts",
+            Kind::Cgroup => "cgroup",
+            Kind::Time => "time",
+        }
+    }
+
+    /// Its `CLONE_NEW*` flag.
+    pub fn clone_flag(self) -> u64 {
+        (match self {
+            Kind::User => libc::CLONE_NEWUSER,
+            Kind::Pid => libc::CLONE_NEWPID,
+            Kind::Mnt => libc::CLONE_NEWNS,
+            Kind::Net => libc::CLONE_NEWNET,
+            Kind::Ipc => libc::CLONE_NEWIPC,
+            Kind::Uts => libc::CLONE_NEWUTS,
+            Kind::Cgroup => libc::CLONE_NEWCGROUP,
+            Kind::Time => libc::CLONE_NEWTIME,
+        }) as u64
+    }
+}
+
+/// Parses the target of a /proc/PID/ns/ link: `pid:[4026531836]`.
+pub fn parse_ns_link(kind: Kind, link: &str) -> Option<u64> {
+    link.strip_prefix(kind.proc_name())?
+        .strip_prefix(":[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+/// The inode of the `kind` namespace of `pid` (`"self"` allowed through
+/// [`own_inode`]); None when the kernel has no such namespace.
+pub fn inode(pid: i32, kind: Kind) -> Result<Option<u64>> {
+    inode_at(&format!("/proc/{pid}/ns/{}", kind.proc_name()), pid, kind)
+}
+
+/// The inode of criu's own `kind` namespace.
+pub fn own_inode(kind: Kind) -> Result<Option<u64>> {
+    inode_at(&format!("/proc/self/ns/{}", kind.proc_name()), 0, kind)
+}
+
+fn inode_at(path: &str, pid: i32, kind: Kind) -> Result<Option<u64>> {
+    match std::fs::read_link(path) {
+        Ok(t) => {
+            let t = t.to_string_lossy();
+            parse_ns_link(kind, &t)
+                .map(Some)
+                .ok_or_else(|| Error::Mismatch {
+                    what: format!(
+                        "{path} points to {t:?}, not a {} namespace",
+                        kind.proc_name()
+                    ),
+                })
+        }
+        // the kernel lacks this kind of namespace
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(source) => Err(Error::Io {
+            pid,
+            what: format!("reading {path}"),
+            source,
+        }),
+    }
+}
+
+/// The kinds of namespace in which `pid` is not where criu is.
+pub fn foreign(pid: i32) -> Result<Vec<Kind>> {
+    let mut v = Vec::new();
+    for k in Kind::ALL {
+        let theirs = inode(pid, k)?;
+        if theirs.is_some() && theirs != own_inode(k)? {
+            v.push(k);
+        }
+    }
+    Ok(v)
+}
+
+/// Ids of the namespaces seen during a dump: one per namespace, shared by
+/// every task in it, from 1 up (in their own sequence, apart from the other
+/// object ids).
+#[derive(Debug, Default)]
+pub struct NsIds {
+    seen: Vec<(Kind, u64, u32)>,
+    gen: IdGen,
+    /// The root's namespaces: (kind, inode).
+    root: Vec<(Kind, u64)>,
+}
+
+impl NsIds {
+    fn id_of(&mut self, kind: Kind, ino: u64) -> u32 {
+        if let Some(&(_, _, id)) = self.seen.iter().find(|(k, i, _)| *k == kind && *i == ino) {
+            return id;
+        }
+        let id = self.gen.next_id();
+        self.seen.push((kind, ino, id));
+        id
+    }
+
+    /// Fills the namespace ids of `pid` into `ids`. The first task given is
+    /// the root; a later one in another namespace than the root's (nested
+    /// namespaces) is refused.
+    pub fn fill(&mut self, pid: i32, ids: &mut pb::TaskKobjIdsEntry) -> Result<()> {
+        let first = self.root.is_empty();
+        for k in Kind::ALL {
+            let Some(ino) = inode(pid, k)? else { continue };
+            if first {
+                self.root.push((k, ino));
+            } else if !self.root.contains(&(k, ino)) {
+                return Err(Error::Unsupported {
+                    pid,
+                    what: format!(
+                        "lives in another {} namespace than the root of the tree (nested namespaces are not supported yet)",
+                        k.proc_name()
+                    ),
+                });
+            }
+            let id = Some(self.id_of(k, ino));
+            match k {
+                Kind::User => ids.user_ns_id = id,
+                Kind::Pid => ids.pid_ns_id = id,
+                Kind::Mnt => ids.mnt_ns_id = id,
+                Kind::Net => ids.net_ns_id = id,
+                Kind::Ipc => ids.ipc_ns_id = id,
+                Kind::Uts => ids.uts_ns_id = id,
+                Kind::Cgroup => ids.cgroup_ns_id = id,
+                Kind::Time => ids.time_ns_id = id,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The id of `kind` in `ids` (0 when absent).
+pub fn id_in(ids: &pb::TaskKobjIdsEntry, kind: Kind) -> u32 {
+    match kind {
+        Kind::User => ids.user_ns_id,
+        Kind::Pid => ids.pid_ns_id,
+        Kind::Mnt => ids.mnt_ns_id,
+        Kind::Net => ids.net_ns_id,
+        Kind::Ipc => ids.ipc_ns_id,
+        Kind::Uts => ids.uts_ns_id,
+        Kind::Cgroup => ids.cgroup_ns_id,
+        Kind::Time => ids.time_ns_id,
+    }
+    .unwrap_or(0)
+}
+
+/// Checks before anything is frozen that the namespaces of `root` can be
+/// dumped: every kind not shared with criu must be one we handle.
+pub fn check_root(root: i32) -> Result<Vec<Kind>> {
+    let foreign = foreign(root)?;
+    for &k in &foreign {
+        match k {
+            Kind::Cgroup => {
+                return Err(Error::Unsupported {
+                    pid: root,
+                    what: "lives in another cgroup namespace than criu; dumping cgroup namespaces is not supported yet".into(),
+                })
+            }
+            Kind::Pid => pid::check_root(root)?,
+            _ => {}
+        }
+    }
+    Ok(foreign)
+}
+
+/// Dump half: the state of every namespace of `root` (host pid) that is not
+/// criu's, into its image named by its id in `ids`.
+pub fn dump(root: i32, ids: &pb::TaskKobjIdsEntry, dir: &Path) -> Result<()> {
+    let foreign = check_root(root)?;
+    let has = |k: Kind| foreign.contains(&k);
+    if has(Kind::User) {
+        user::dump(root, id_in(ids, Kind::User), dir)?;
+    }
+    if has(Kind::Uts) {
+        uts::dump(root, id_in(ids, Kind::Uts), dir)?;
+    }
+    if has(Kind::Ipc) {
+        ipc::dump(root, id_in(ids, Kind::Ipc), dir)?;
+    }
+    if has(Kind::Net) {
+        net::dump(root, id_in(ids, Kind::Net), dir)?;
+    }
+    if has(Kind::Time) {
+        time::dump(root, id_in(ids, Kind::Time), dir)?;
+    }
+    if has(Kind::Mnt) {
+        mnt::dump(root, id_in(ids, Kind::Mnt), dir)?;
+    }
+    Ok(())
+}
+
+/// Opens /proc/PID/ns/KIND.
+pub fn open_ns(pid: i32, kind: Kind) -> Result<OwnedFd> {
+    let path = format!("/proc/{pid}/ns/{}", kind.proc_name());
+    std::fs::File::open(&path)
+        .map(OwnedFd::from)
+        .map_err(|source| Error::Io {
+            pid,
+            what: format!("opening {path}"),
+            source,
+        })
+}
+
+/// Runs `f` on a short-lived thread of criu that has joined the `kinds`
+/// namespaces of `pid` (not the user namespace: a thread cannot join one;
+/// criu's capabilities reach into the namespaces of its descendants).
+pub fn in_ns<T: Send>(pid: i32, kinds: &[Kind], f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    in_ns_as(pid, kinds, None, f)
+}
+
+/// [`in_ns`], with the helper thread's effective uid and gid switched to
+/// `owner` after it joined (files owned by the root of a user namespace,
+/// like the ipc sysctls, let only it write).
+pub fn in_ns_as<T: Send>(
+    pid: i32,
+    kinds: &[Kind],
+    owner: Option<(u32, u32)>,
+    f: impl FnOnce() -> Result<T> + Send,
+) -> Result<T> {
+    let fds = kinds
+        .iter()
+        .map(|&k| open_ns(pid, k).map(|fd| (k, fd)))
+        .collect::<Result<Vec<_>>>()?;
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            for (k, fd) in &fds {
+                // The thread must not share its fs with the process for a
+                // mount namespace; for the others nothing is needed.
+                if *k == Kind::Mnt {
+                    nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS).map_err(|errno| {
+                        Error::Sys {
+                            pid,
+                            what: "unshare(CLONE_FS) of a helper thread".into(),
+                            errno,
+                        }
+                    })?;
+                }
+                nix::sched::setns(
+                    fd,
+                    nix::sched::CloneFlags::from_bits_retain(k.clone_flag() as i32),
+                )
+                .map_err(|errno| Error::Sys {
+                    pid,
+                    what: format!("joining the {} namespace", k.proc_name()),
+                    errno,
+                })?;
+            }
+            if let Some((uid, gid)) = owner {
+                crate::sys::thread_creds::set_thread_effective_ids(uid, gid).map_err(|errno| {
+                    Error::Sys {
+                        pid,
+                        what: format!("becoming {uid}:{gid} in a helper thread"),
+                        errno,
+                    }
+                })?;
+            }
+            f()
+        })
+        .join()
+        .unwrap_or_else(|_| {
+            Err(Error::Mismatch {
+                what: format!("a helper thread in the namespaces of {pid} panicked"),
+            })
+        })
+    })
+}
+
+/// What the images say of the root's namespaces, for the restore.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub new: Vec<Kind>,
+    pub user: Option<pb::UsernsEntry>,
+    pub uts: Option<pb::UtsnsEntry>,
+    pub ipc: Option<ipc::Images>,
+    pub net: Option<net::Images>,
+    pub time: Option<pb::TimensEntry>,
+    pub mnt: Option<Vec<pb::MntEntry>>,
+}
+
+impl Plan {
+    /// Reads the namespace images of the root (ids `root_ids`; PID
+    /// `root_pid` in its own pid namespace).
+    pub fn read(
+        dir: &Path,
+        root_ids: Option<&pb::TaskKobjIdsEntry>,
+        root_pid: i32,
+    ) -> Result<Plan> {
+        let mut p = Plan::default();
+        if root_pid == 1 {
+            p.new.push(Kind::Pid);
+        }
+        let Some(ids) = root_ids else { return Ok(p) };
+        let id = |k| id_in(ids, k);
+        p.user = user::read(dir, id(Kind::User))?;
+        p.uts = uts::read(dir, id(Kind::Uts))?;
+        p.ipc = ipc::read(dir, id(Kind::Ipc))?;
+        p.net = net::read(dir, id(Kind::Net))?;
+        p.time = time::read(dir, id(Kind::Time))?;
+        p.mnt = mnt::read(dir, id(Kind::Mnt))?;
+        for (k, there) in [
+            (Kind::User, p.user.is_some()),
+            (Kind::Uts, p.uts.is_some()),
+            (Kind::Ipc, p.ipc.is_some()),
+            (Kind::Net, p.net.is_some()),
+            (Kind::Time, p.time.is_some()),
+            (Kind::Mnt, p.mnt.is_some()),
+        ] {
+            if there {
+                p.new.push(k);
+            }
+        }
+        Ok(p)
+    }
+
+    /// The clone3 flags of the root puppet.
+    pub fn clone_flags(&self) -> u64 {
+        self.new.iter().fold(0, |f, k| f | k.clone_flag())
+    }
+
+    /// Right after the root puppet (host PID `host`) is born, before it
+    /// does anything: the user namespace's maps.
+    pub fn born(&self, host: i32) -> Result<()> {
+        if let Some(u) = &self.user {
+            user::restore(host, u)?;
+        }
+        Ok(())
+    }
+
+    /// The namespaces' state, made from criu (through a helper thread) or
+    /// inside the root puppet `t` (host PID `host`) with remote syscalls.
+    pub fn fill(&self, host: i32, t: &mut Tracee) -> Result<()> {
+        if let Some(m) = &self.mnt {
+            mnt::restore(t, m)?;
+        }
+        if let Some(u) = &self.uts {
+            uts::restore(host, u)?;
+        }
+        if let Some(i) = &self.ipc {
+            ipc::restore(host, i, self.user.as_ref().and_then(user::root_ids))?;
+        }
+        if let Some(n) = &self.net {
+            net::restore(host, n)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ns_links() {
+        assert_eq!(
+            parse_ns_link(Kind::Pid, "pid:[4026531836]"),
+            Some(4026531836)
+        );
+        assert_eq!(parse_ns_link(Kind::Mnt, "mnt:[7]"), Some(7));
+        assert_eq!(parse_ns_link(Kind::Mnt, "pid:[7]"), None);
+        assert_eq!(parse_ns_link(Kind::Net, "net:[x]"), None);
+        assert_eq!(parse_ns_link(Kind::Net, "net:[12"), None);
+    }
+
+    #[test]
+    fn ids_shared_per_namespace() {
+        let mut n = NsIds::default();
+        let mut a = pb::TaskKobjIdsEntry::default();
+        n.fill(std::process::id() as i32, &mut a).unwrap();
+        let mut b = pb::TaskKobjIdsEntry::default();
+        n.fill(std::process::id() as i32, &mut b).unwrap();
+        assert_eq!(a, b);
+        assert!(a.pid_ns_id.is_some() && a.mnt_ns_id.is_some());
+        assert_ne!(a.pid_ns_id, a.mnt_ns_id);
+    }
+
+    #[test]
+    fn criu_is_not_foreign_to_itself() {
+        assert!(foreign(std::process::id() as i32).unwrap().is_empty());
+    }
+
+    #[test]
+    fn plan_flags() {
+        let p = Plan {
+            new: vec![Kind::Pid, Kind::Uts],
+            ..Default::default()
+        };
+        assert_eq!(
+            p.clone_flags(),
+            (libc::CLONE_NEWPID | libc::CLONE_NEWUTS) as u64
+        );
+    }
+}
