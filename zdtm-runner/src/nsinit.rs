@@ -225,6 +225,10 @@ pub fn init_main(a: &NsArgs) -> i32 {
     ) {
         return setup_fail("mounting /proc for the new pid namespace", e);
     }
+    // The new network namespace starts with lo down; tests talk over it.
+    if let Err(e) = lo_up() {
+        return setup_fail("bringing lo up in the new network namespace", e);
+    }
     let mut sigs = SigSet::empty();
     sigs.add(Signal::SIGTERM);
     sigs.add(Signal::SIGCHLD);
@@ -349,4 +353,42 @@ pub fn exec_main(a: &NsArgs) -> i32 {
     let e = cmd.exec();
     eprintln!("ns-exec: executing {prog}: {e}");
     1
+}
+
+/// `struct ifreq` as SIOCGIFFLAGS/SIOCSIFFLAGS use it: a name, then the
+/// flags (the rest of the union is padding).
+#[repr(C)]
+struct IfreqFlags {
+    name: [u8; libc::IFNAMSIZ],
+    flags: libc::c_short,
+    _pad: [u8; 22],
+}
+
+/// Sets IFF_UP on `lo` of the current network namespace.
+fn lo_up() -> Result<(), Errno> {
+    use std::os::fd::AsRawFd;
+    let sock = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    let mut ifr = IfreqFlags {
+        name: [0; libc::IFNAMSIZ],
+        flags: 0,
+        _pad: [0; 22],
+    };
+    ifr.name[..2].copy_from_slice(b"lo");
+    // SAFETY: `ifr` is a live ifreq-shaped buffer for both calls, and the
+    // socket is open for their whole duration.
+    unsafe {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr) < 0 {
+            return Err(Errno::last());
+        }
+        ifr.flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &ifr) < 0 {
+            return Err(Errno::last());
+        }
+    }
+    Ok(())
 }

@@ -42,7 +42,7 @@ fn signo(si: &[u8]) -> Option<u64> {
 }
 
 /// Restore half: queues the signals again from inside the thread `t`; with
-/// `shared`, on its thread group (`tgid`).
+/// `shared`, on its thread group. `tgid` names the task in errors.
 pub fn restore(
     t: &mut Tracee,
     tgid: i32,
@@ -50,6 +50,13 @@ pub fn restore(
     shared: bool,
     scratch_off: u64,
 ) -> Result<()> {
+    if q.signals.is_empty() {
+        return Ok(());
+    }
+    // The ids as the task itself sees them (in its own pid namespace): the
+    // kernel lets a task give any siginfo only to itself.
+    let own_tgid = t.syscall(libc::SYS_getpid, &[])?;
+    let own_tid = t.syscall(libc::SYS_gettid, &[])?;
     for e in &q.signals {
         let si = &e.siginfo;
         let (Some(sig), true) = (signo(si), si.len() == SIGINFO_SIZE) else {
@@ -62,10 +69,9 @@ pub fn restore(
         };
         let addr = t.scratch_put(scratch_off, si)?;
         if shared {
-            t.syscall(libc::SYS_rt_sigqueueinfo, &[tgid as u64, sig, addr])?;
+            t.syscall(libc::SYS_rt_sigqueueinfo, &[own_tgid, sig, addr])?;
         } else {
-            let tid = t.pid() as u64;
-            t.syscall(libc::SYS_rt_tgsigqueueinfo, &[tgid as u64, tid, sig, addr])?;
+            t.syscall(libc::SYS_rt_tgsigqueueinfo, &[own_tgid, own_tid, sig, addr])?;
         }
     }
     Ok(())

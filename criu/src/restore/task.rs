@@ -121,7 +121,7 @@ fn restore_process(
     }
     p.syscall(libc::SYS_personality, &[u64::from(tc.personality)])?;
     if let Some(adj) = tc.oom_score_adj {
-        restore_oom_score_adj(pid, adj);
+        restore_oom_score_adj(p.pid(), adj);
     }
     Ok(())
 }
