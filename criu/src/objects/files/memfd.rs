@@ -61,9 +61,15 @@ pub fn dump_inode(
     inode_id: u32,
     pages_id: u32,
 ) -> Result<Inode> {
+    // fd < 0: seen through a mapping only.
+    let by = if fd < 0 {
+        "a mapping".to_string()
+    } else {
+        format!("fd {fd}")
+    };
     let sys_err = |what: &str, errno| Error::Sys {
         pid,
-        what: format!("{what} of memfd {name} (fd {fd})"),
+        what: format!("{what} of memfd {name} ({by})"),
         errno,
     };
     let seals = fcntl(file, FcntlArg::F_GET_SEALS).map_err(|e| sys_err("F_GET_SEALS", e))?;
@@ -89,7 +95,7 @@ pub fn dump_inode(
         rd.read_exact_at(&mut buf[..valid], start)
             .map_err(|source| Error::Io {
                 pid,
-                what: format!("reading memfd {name} (fd {fd}) at {start}"),
+                what: format!("reading memfd {name} ({by}) at {start}"),
                 source,
             })?;
         runs.push((start, buf));
