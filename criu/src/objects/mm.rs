@@ -8,6 +8,7 @@
 //! vvar pages are moved to where the task had them, every mapping is made
 //! again and filled with `process_vm_writev`.
 
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 
 use crate::image::pages::{PagesReader, PE_LAZY, PE_PRESENT};
@@ -16,7 +17,7 @@ use crate::proc::{self, MapName, VmFlag};
 use crate::remote::Tracee;
 use crate::sys::PAGE_SIZE;
 
-use super::files::FileTable;
+use super::files::{FileTable, Opened};
 use super::mm_pages::{Kind as PageKind, PageCopier, PageFinder};
 use super::{shmem, Error, IdGen, Result};
 
@@ -32,6 +33,7 @@ pub const VMA_ANON_SHARED: u32 = 1 << 8;
 pub const VMA_ANON_PRIVATE: u32 = 1 << 9;
 pub const VMA_AREA_SYSVIPC: u32 = 1 << 10;
 pub const VMA_AREA_VVAR: u32 = 1 << 12;
+pub const VMA_AREA_MEMFD: u32 = 1 << 14;
 
 pub fn mm_file(pid: i32) -> String {
     format!("mm-{pid}.img")
@@ -148,13 +150,18 @@ fn classify(
             Pages::Skip
         }
         MapName::File { path, deleted } => {
-            if *deleted {
-                return Err(unsupported(
-                    "a mapping of a deleted file (or memfd, or SysV shm)",
-                ));
-            }
             let path = path.to_string_lossy();
-            e.shmid = u64::from(files.by_path(pid, &path)?);
+            if *deleted {
+                // A memfd or an unlinked file: its content is saved with
+                // the files (memfd inode, ghost file).
+                let (id, memfd) = files.for_deleted_mapping(pid, &path, (m.start, m.end))?;
+                e.shmid = u64::from(id);
+                if memfd {
+                    e.status |= VMA_AREA_MEMFD;
+                }
+            } else {
+                e.shmid = u64::from(files.by_path(pid, &path)?);
+            }
             e.pgoff = m.offset;
             if m.perms.shared {
                 e.status |= VMA_FILE_SHARED;
@@ -509,6 +516,16 @@ fn remote_open(
     )?)
 }
 
+/// The files mappings are made of: the images' file entries, the files
+/// criu makes itself (memfds, ghosts), and the channel those travel into
+/// the puppet by (criu's end, the puppet's fd number).
+pub struct MapFiles<'a> {
+    pub files: &'a [pb::FileEntry],
+    pub opened: &'a mut Opened,
+    pub chan: BorrowedFd<'a>,
+    pub remote: i32,
+}
+
 /// Restore half, step one: replaces the puppet's address space (a copy of
 /// criu's) by the image's. The scratch area must be mapped already (see
 /// [`pick_scratch`]); `scratch_off` is free scratch space for paths.
@@ -517,10 +534,11 @@ pub fn restore(
     dir: &Path,
     pid: i32,
     mm: &pb::MmEntry,
-    files: &[pb::FileEntry],
+    mf: MapFiles<'_>,
     shared: &mut shmem::Made,
     scratch_off: u64,
 ) -> Result<()> {
+    let files = mf.files;
     let puppet = proc::read_maps(p.pid())?;
     let (scratch, scratch_len) = p.scratch().ok_or_else(|| Error::Mismatch {
         what: "no scratch area in the puppet".into(),
@@ -595,7 +613,17 @@ pub fn restore(
             {
                 Some(o) => o.2,
                 None => {
-                    let fd = remote_open(p, files, id, oflags, scratch_off)?;
+                    let fd = match mf.opened.mapping_fd(files, id, oflags)? {
+                        // Made in criu (memfd, ghost): passed in.
+                        Some(f) => crate::remote::fdpass::pass_fd(
+                            p,
+                            mf.chan,
+                            mf.remote,
+                            f.as_fd(),
+                            scratch_off,
+                        )? as u64,
+                        None => remote_open(p, files, id, oflags, scratch_off)?,
+                    };
                     opened.push((u64::from(id), oflags, fd));
                     fd
                 }

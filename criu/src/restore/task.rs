@@ -84,7 +84,13 @@ fn restore_process(
     p.syscall(libc::SYS_close_range, &[0, rs - 1, 0])?;
     p.syscall(libc::SYS_close_range, &[rs + 1, u64::from(u32::MAX), 0])?;
 
-    mm::restore(p, dir, pid, &live.mm, files, shared, DATA_OFF)?;
+    let mf = mm::MapFiles {
+        files,
+        opened,
+        chan: chan.ours.as_fd(),
+        remote: rs as i32,
+    };
+    mm::restore(p, dir, pid, &live.mm, mf, shared, DATA_OFF)?;
     // membarrier registrations belong to the address space just made.
     let membarrier = tc.membarrier_registration_mask.unwrap_or(0);
     for bit in (0..32).filter(|b| membarrier & (1 << b) != 0) {
@@ -311,5 +317,7 @@ pub(super) fn restore_all(
         }
         debug!(pid, threads = proc.threads.len(), "process remade");
     }
+    // Every memfd is mapped where it was: now its seals may go on.
+    opened.seal_memfds()?;
     Ok(())
 }

@@ -24,13 +24,13 @@ macro_rules! catalogue {
 
 catalogue! {
     basic { loop00, env00, pid00, umask00, cwd00, rlimits00 }
-    memory { maps00, mprotect00, brk00, big64m, sparse, shm_anon_fork, file_shared, madvise_dontfork, mlock00, vdso00 }
+    memory { maps00, mprotect00, brk00, big64m, sparse, shm_anon_fork, file_shared, deleted_file_map, madvise_dontfork, mlock00, vdso00 }
     threads { threads_few, thread_tls, thread_sigmask, futex_wait, thread_bomb, blocked }
     signals { sigaction00, sigpending00, sigaltstack00, sigstop, stopped_tree }
     timers { itimer00, posix_timers, nanosleep }
     pipes { pipe00, pipe_bigbuf, fifo00 }
     files { file_read, devnull, fd_gaps, unlinked_file, dup_shared_offset, ghost_limit, ghost_limit_raised }
-    memfd { memfd00, memfd_mmap }
+    memfd { memfd00, memfd_mmap, memfd_mmap_sealed }
     membarrier { membarrier00 }
     events { eventfd00, epoll00, timerfd00, signalfd00, inotify00 }
     sockets { unix_socketpair, tcp_listen, udp00, unix_bound, unix_listen_queued, unix_seqpacket, udp6, sockopts00, tcp_established, tcp6_established, tcp_established_child }

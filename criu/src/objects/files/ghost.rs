@@ -51,12 +51,18 @@ pub fn dump(
     st: &FileStat,
     limit: u64,
 ) -> Result<Ghost> {
+    // fd < 0: seen through a mapping only.
+    let by = if fd < 0 {
+        "a mapping".to_string()
+    } else {
+        format!("fd {fd}")
+    };
     let used = (st.st_blocks as u64).saturating_mul(512);
     if used > limit {
         return Err(Error::Unsupported {
             pid,
             what: format!(
-                "fd {fd} is the unlinked file {path} of {used} bytes, over the ghost limit of \
+                "{by} holds the unlinked file {path} of {used} bytes, over the ghost limit of \
                  {limit} (raise --ghost-limit)"
             ),
         });
@@ -82,13 +88,13 @@ pub fn dump(
     };
     let io = |what: &str, source| Error::Io {
         pid,
-        what: format!("{what} unlinked file {path} (fd {fd})"),
+        what: format!("{what} unlinked file {path} ({by})"),
         source,
     };
     // Reopened, since the task's own fd may be write-only.
     let rd = std::fs::File::from(reopen(file, OFlag::O_RDONLY).map_err(|errno| Error::Sys {
         pid,
-        what: format!("reopening unlinked file {path} (fd {fd}) to read it"),
+        what: format!("reopening unlinked file {path} ({by}) to read it"),
         errno,
     })?);
     let mut runs = Vec::new();

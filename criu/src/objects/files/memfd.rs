@@ -61,9 +61,15 @@ pub fn dump_inode(
     inode_id: u32,
     pages_id: u32,
 ) -> Result<Inode> {
+    // fd < 0: seen through a mapping only.
+    let by = if fd < 0 {
+        "a mapping".to_string()
+    } else {
+        format!("fd {fd}")
+    };
     let sys_err = |what: &str, errno| Error::Sys {
         pid,
-        what: format!("{what} of memfd {name} (fd {fd})"),
+        what: format!("{what} of memfd {name} ({by})"),
         errno,
     };
     let seals = fcntl(file, FcntlArg::F_GET_SEALS).map_err(|e| sys_err("F_GET_SEALS", e))?;
@@ -89,7 +95,7 @@ pub fn dump_inode(
         rd.read_exact_at(&mut buf[..valid], start)
             .map_err(|source| Error::Io {
                 pid,
-                what: format!("reading memfd {name} (fd {fd}) at {start}"),
+                what: format!("reading memfd {name} ({by}) at {start}"),
                 source,
             })?;
         runs.push((start, buf));
@@ -203,8 +209,8 @@ fn read_content(dir: &Path, shmid: u32) -> Result<Vec<(u64, Vec<u8>)>> {
     Ok(out)
 }
 
-/// Restore half, per inode: a memfd with the name, content, size, owner
-/// and seals of `e`.
+/// Restore half, per inode: a memfd with the name, content, size and owner
+/// of `e`; its seals come later ([`seal`]).
 pub fn make_inode(dir: &Path, e: &pb::MemfdInodeEntry) -> Result<OwnedFd> {
     let what = |w: &str, errno| Error::Mismatch {
         what: format!("memfd {} (inode {}): {w}: {errno}", e.name, e.inode_id),
@@ -241,14 +247,26 @@ pub fn make_inode(dir: &Path, e: &pb::MemfdInodeEntry) -> Result<OwnedFd> {
         nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(mode & 0o7777))
             .map_err(|er| what("fchmod", er))?;
     }
+    Ok(fd)
+}
+
+/// Restore half, once every mapping of the memfd is made: its seals (a
+/// shared writable mapping cannot be made after F_SEAL_FUTURE_WRITE).
+pub fn seal(fd: &OwnedFd, e: &pb::MemfdInodeEntry) -> Result<()> {
+    let only_seal_seal = e.seals == libc::F_SEAL_SEAL as u32;
     if !only_seal_seal && e.seals != 0 {
         fcntl(
-            &fd,
+            fd,
             FcntlArg::F_ADD_SEALS(SealFlag::from_bits_retain(e.seals as i32)),
         )
-        .map_err(|er| what("F_ADD_SEALS", er))?;
+        .map_err(|er| Error::Mismatch {
+            what: format!(
+                "memfd {} (inode {}): F_ADD_SEALS {:#x}: {er}",
+                e.name, e.inode_id, e.seals
+            ),
+        })?;
     }
-    Ok(fd)
+    Ok(())
 }
 
 /// Restore half, per open file: an open file of memfd `inode` with the
@@ -313,6 +331,12 @@ mod tests {
         let back = read_inodes(dir.path()).unwrap();
         assert_eq!(back, vec![ino.entry.clone()]);
         let m = make_inode(dir.path(), &back[0]).unwrap();
+        assert_eq!(
+            fcntl(&m, FcntlArg::F_GET_SEALS).unwrap(),
+            0,
+            "not sealed yet"
+        );
+        seal(&m, &back[0]).unwrap();
         let e = entry(5, libc::O_RDWR as u32, 3, 1);
         let mut first = true;
         let o = open(&m, &e, &mut first).unwrap();

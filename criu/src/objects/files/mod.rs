@@ -157,6 +157,9 @@ pub struct FileTable {
     memfd_ids: HashMap<u64, u32>,
     memfds: Vec<memfd::Inode>,
     memfd_dev: Option<Option<u64>>,
+    /// Mapped unlinked files and memfds by (st_dev, st_ino): their file id
+    /// and whether they are memfds.
+    mapped_deleted: HashMap<(u64, u64), (u32, bool)>,
     /// First `pages-<id>.img` number for memfd contents; ids below are
     /// left to task memory.
     pub shmem_pages_base: u32,
@@ -181,6 +184,7 @@ impl Default for FileTable {
             memfd_ids: HashMap::new(),
             memfds: Vec::new(),
             memfd_dev: None,
+            mapped_deleted: HashMap::new(),
             shmem_pages_base: 0x1_0000,
             sk: socket::SkDump::default(),
         }
@@ -321,38 +325,13 @@ impl FileTable {
             }
             Kind::Ghost => {
                 let path = ghost::strip_deleted(&link).to_string();
-                let key = (st.st_dev, st.st_ino);
-                let remap_id = match self.ghost_ids.get(&key) {
-                    Some(&g) => g,
-                    None => {
-                        let g = self.ghosts.len() as u32 + 1;
-                        let saved = ghost::dump(pid, fd, g, &path, file, &st, self.ghost_limit)?;
-                        self.ghosts.push(saved);
-                        self.ghost_ids.insert(key, g);
-                        g
-                    }
-                };
-                self.remaps.push(pb::RemapFilePathEntry {
-                    orig_id: id,
-                    remap_id,
-                    remap_type: Some(ghost::REMAP_GHOST),
-                });
+                self.ghost_of(pid, fd, id, &path, file, &st)?;
                 fe.r#type = pb::FdTypes::Reg as i32;
                 fe.reg = Some(reg::dump(pid, fd, id, &path, info, &st)?);
             }
             Kind::Memfd => {
                 let name = memfd::name_of(&link).unwrap_or_default().to_string();
-                let inode_id = match self.memfd_ids.get(&st.st_ino) {
-                    Some(&i) => i,
-                    None => {
-                        let i = self.memfds.len() as u32 + 1;
-                        let pages_id = self.shmem_pages_base + i;
-                        let ino = memfd::dump_inode(pid, fd, &name, file, &st, i, pages_id)?;
-                        self.memfds.push(ino);
-                        self.memfd_ids.insert(st.st_ino, i);
-                        i
-                    }
-                };
+                let inode_id = self.memfd_inode(pid, fd, &name, file, &st)?;
                 fe.r#type = pb::FdTypes::Memfd as i32;
                 fe.memfd = Some(memfd::entry(id, info.flags, info.pos, inode_id));
             }
@@ -414,6 +393,119 @@ impl FileTable {
         Ok(fe)
     }
 
+    /// The ghost of unlinked file `path` (saved once per inode, within
+    /// `--ghost-limit`), tied to file id `id` in `remap-fpath.img`.
+    fn ghost_of(
+        &mut self,
+        pid: i32,
+        fd: i32,
+        id: u32,
+        path: &str,
+        file: BorrowedFd<'_>,
+        st: &FileStat,
+    ) -> Result<()> {
+        let key = (st.st_dev, st.st_ino);
+        let remap_id = match self.ghost_ids.get(&key) {
+            Some(&g) => g,
+            None => {
+                let g = self.ghosts.len() as u32 + 1;
+                let saved = ghost::dump(pid, fd, g, path, file, st, self.ghost_limit)?;
+                self.ghosts.push(saved);
+                self.ghost_ids.insert(key, g);
+                g
+            }
+        };
+        self.remaps.push(pb::RemapFilePathEntry {
+            orig_id: id,
+            remap_id,
+            remap_type: Some(ghost::REMAP_GHOST),
+        });
+        Ok(())
+    }
+
+    /// The inode id of memfd `file` in `memfd.img`, its content saved once
+    /// whether it is seen through fds, mappings or both.
+    fn memfd_inode(
+        &mut self,
+        pid: i32,
+        fd: i32,
+        name: &str,
+        file: BorrowedFd<'_>,
+        st: &FileStat,
+    ) -> Result<u32> {
+        if let Some(&i) = self.memfd_ids.get(&st.st_ino) {
+            return Ok(i);
+        }
+        let i = self.memfds.len() as u32 + 1;
+        let pages_id = self.shmem_pages_base + i;
+        let ino = memfd::dump_inode(pid, fd, name, file, st, i, pages_id)?;
+        self.memfds.push(ino);
+        self.memfd_ids.insert(st.st_ino, i);
+        Ok(i)
+    }
+
+    /// The file id for a mapping of an unlinked file or of a memfd
+    /// (`/path (deleted)`, `/memfd:NAME (deleted)`) at `[start, end)` of
+    /// `pid`, one per inode; true when it is a memfd. The file is fetched
+    /// through /proc/PID/map_files; its content goes to the same images as
+    /// that of its fds (memfd inode, ghost file).
+    pub fn for_deleted_mapping(
+        &mut self,
+        pid: i32,
+        path: &str,
+        (start, end): (u64, u64),
+    ) -> Result<(u32, bool)> {
+        let at = format!("/proc/{pid}/map_files/{start:x}-{end:x}");
+        let file = std::fs::File::open(&at).map_err(|source| Error::Io {
+            pid,
+            what: format!("opening {at} (mapping of {path})"),
+            source,
+        })?;
+        let st = nix::sys::stat::fstat(&file).map_err(|errno| Error::Sys {
+            pid,
+            what: format!("fstat of {at}"),
+            errno,
+        })?;
+        if let Some(&(id, memfd)) = self.mapped_deleted.get(&(st.st_dev, st.st_ino)) {
+            return Ok((id, memfd));
+        }
+        let is_memfd = st.st_mode & libc::S_IFMT == libc::S_IFREG
+            && self.on_memfd_dev(&st)
+            && memfd::name_of(path).is_some();
+        let id = self.ids.next_id();
+        let mut fe = pb::FileEntry {
+            id,
+            ..Default::default()
+        };
+        if is_memfd {
+            let name = memfd::name_of(path).unwrap_or_default().to_string();
+            let inode_id = self.memfd_inode(pid, -1, &name, file.as_fd(), &st)?;
+            fe.r#type = pb::FdTypes::Memfd as i32;
+            fe.memfd = Some(memfd::entry(id, libc::O_RDWR as u32, 0, inode_id));
+        } else {
+            if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+                return Err(Error::Unsupported {
+                    pid,
+                    what: format!(
+                        "mapping {start:#x}-{end:#x} is of the unlinked {path}, mode {:o}, which is no regular file",
+                        st.st_mode
+                    ),
+                });
+            }
+            self.ghost_of(pid, -1, id, path, file.as_fd(), &st)?;
+            let info = proc::Fdinfo {
+                flags: libc::O_RDWR as u32,
+                ..Default::default()
+            };
+            fe.r#type = pb::FdTypes::Reg as i32;
+            fe.reg = Some(reg::dump(pid, -1, id, path, &info, &st)?);
+        }
+        self.entries.push(fe);
+        self.mapped_deleted
+            .insert((st.st_dev, st.st_ino), (id, is_memfd));
+        Ok((id, is_memfd))
+    }
+
     /// Writes `files.img` and the images that go with it.
     pub fn write(&self, dir: &Path) -> Result<()> {
         self.sk.write(dir)?;
@@ -459,6 +551,8 @@ pub struct Opened {
     /// memfds made, by inode id: the memfd, and whether its own fd is still
     /// free to hand out.
     memfds: HashMap<u64, (OwnedFd, bool)>,
+    /// memfds made whose seals wait for their mappings.
+    unsealed: Vec<pb::MemfdInodeEntry>,
     /// Sockets: the images directory and their queued data.
     sk: socket::SkRestore,
 }
@@ -546,6 +640,7 @@ impl Opened {
                     what: format!("memfd.img has no inode {inode_id}"),
                 })?;
             let fd = memfd::make_inode(&dir, e)?;
+            self.unsealed.push(e.clone());
             self.memfds.insert(inode_id, (fd, true));
         }
         self.memfds
@@ -553,6 +648,50 @@ impl Opened {
             .map(|(fd, _)| fd)
             .ok_or_else(|| Error::Mismatch {
                 what: format!("memfd inode {inode_id} vanished"),
+            })
+    }
+
+    /// Seals every memfd made so far: called once all tasks have mapped
+    /// them.
+    pub fn seal_memfds(&mut self) -> Result<()> {
+        for e in std::mem::take(&mut self.unsealed) {
+            if let Some((fd, _)) = self.memfds.get(&e.inode_id) {
+                memfd::seal(fd, &e)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// For a mapping of file `id` (mm-*.img `shmid`), opened with
+    /// `fdflags`: a new open file made in criu when the file is a memfd or
+    /// an unlinked (ghost) file, None when the task opens it by path.
+    pub fn mapping_fd(
+        &mut self,
+        files: &[pb::FileEntry],
+        id: u32,
+        fdflags: u32,
+    ) -> Result<Option<OwnedFd>> {
+        let entry = files
+            .iter()
+            .find(|e| e.id == id)
+            .ok_or_else(|| Error::Mismatch {
+                what: format!("a mapping refers to file id {id}, which files.img lacks"),
+            })?;
+        let flags = OFlag::from_bits_retain((fdflags & libc::O_ACCMODE as u32) as i32);
+        let fd = if let Some(m) = &entry.memfd {
+            self.memfd_fd_for_inode(u64::from(m.inode_id))?
+        } else if self
+            .remap_of(id)?
+            .is_some_and(|r| r.remap_type == Some(ghost::REMAP_GHOST))
+        {
+            self.get(files, id)?
+        } else {
+            return Ok(None);
+        };
+        reopen(fd.as_fd(), flags)
+            .map(Some)
+            .map_err(|errno| Error::Mismatch {
+                what: format!("reopening file id {id} for a mapping (flags {fdflags:#o}): {errno}"),
             })
     }
 
