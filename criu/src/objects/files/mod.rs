@@ -7,6 +7,7 @@ pub mod fifo;
 pub mod ghost;
 pub mod inet;
 pub mod inotify;
+pub mod locks;
 pub mod memfd;
 pub mod pipe;
 pub mod reg;
@@ -162,6 +163,8 @@ pub struct FileTable {
     pub shmem_pages_base: u32,
     /// Socket state of the whole dump (sock_diag, queues, TCP streams).
     pub sk: socket::SkDump,
+    /// File locks held (`--file-locks` in `locks.enabled`).
+    pub locks: locks::LockDump,
 }
 
 impl Default for FileTable {
@@ -183,6 +186,7 @@ impl Default for FileTable {
             memfd_dev: None,
             shmem_pages_base: 0x1_0000,
             sk: socket::SkDump::default(),
+            locks: locks::LockDump::default(),
         }
     }
 }
@@ -239,6 +243,7 @@ impl FileTable {
                     id
                 }
             };
+            self.locks.note(pid, fd, id, &info.locks)?;
             let kind = self
                 .entries
                 .iter()
@@ -433,6 +438,7 @@ impl FileTable {
         if !self.memfds.is_empty() {
             memfd::write(dir, &self.memfds)?;
         }
+        self.locks.write(dir)?;
         Ok(())
     }
 }
@@ -461,6 +467,9 @@ pub struct Opened {
     memfds: HashMap<u64, (OwnedFd, bool)>,
     /// Sockets: the images directory and their queued data.
     sk: socket::SkRestore,
+    /// `--file-locks`: locks of file-locks.img are taken again.
+    pub file_locks: bool,
+    locks: Option<Vec<pb::FileLockEntry>>,
 }
 
 impl Opened {
@@ -491,6 +500,19 @@ impl Opened {
     /// their targets by fd number).
     pub fn set_task_fds(&mut self, fdinfo: &[pb::FdinfoEntry]) {
         self.task_fds = fdinfo.iter().map(|f| (f.fd, f.id)).collect();
+    }
+
+    /// The file locks to take again (none without `--file-locks`); tasks
+    /// pick theirs with `locks::restore`.
+    pub fn file_locks(&mut self) -> Result<&[pb::FileLockEntry]> {
+        if !self.file_locks {
+            return Ok(&[]);
+        }
+        if self.locks.is_none() {
+            let l = locks::read(self.dir()?)?;
+            self.locks = Some(l);
+        }
+        Ok(self.locks.as_deref().unwrap_or(&[]))
     }
 
     fn dir(&self) -> Result<&Path> {
