@@ -18,6 +18,7 @@ pub mod socket;
 pub mod sockopt;
 pub mod tcp;
 pub mod timerfd;
+pub mod tty;
 pub mod unix;
 
 use std::collections::{HashMap, HashSet};
@@ -312,6 +313,11 @@ impl FileTable {
                 file,
                 st.st_ino as u32,
             );
+        }
+        if fmt == libc::S_IFCHR {
+            if let Some(what) = tty::kind(st.st_rdev) {
+                return Err(unsupported(pid, fd, &link, what));
+            }
         }
         let memfd_dev = fmt == libc::S_IFREG && self.on_memfd_dev(&st);
         let kind = classify(&link, fmt, st.st_nlink, memfd_dev);
