@@ -119,6 +119,16 @@ fn restore_with(dir: &Path, extra: &[&str]) -> (Output, Option<i32>) {
     (out, pid)
 }
 
+/// A victim counting in `mode` (`loop` or `unsupported`) under `dir`, once
+/// it has counted a little: the child, its pid and its counter file.
+fn start_counting(dir: &Path, mode: &str) -> (Child, i32, PathBuf) {
+    let out = dir.join("count");
+    let child = spawn(&[mode, out.to_str().unwrap()]);
+    let pid = child.id() as i32;
+    wait_for("the counter to start", || counter(&out) > 3);
+    (child, pid, out)
+}
+
 fn log(dir: &Path, name: &str) -> String {
     read(&dir.join(name))
 }
@@ -128,10 +138,7 @@ fn log(dir: &Path, name: &str) -> String {
 fn counter_loop_survives_dump_and_restore() {
     subreaper();
     let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("count");
-    let mut child = spawn(&["loop", out.to_str().unwrap()]);
-    let pid = child.id() as i32;
-    wait_for("the counter to start", || counter(&out) > 3);
+    let (mut child, pid, out) = start_counting(tmp.path(), "loop");
 
     let images = tmp.path().join("img");
     let o = dump(pid, &images, &[]);
@@ -202,10 +209,7 @@ fn a_64mib_pattern_is_intact_after_restore() {
 fn leave_running_keeps_the_task_and_its_images_restore_later() {
     subreaper();
     let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("count");
-    let mut child = spawn(&["loop", out.to_str().unwrap()]);
-    let pid = child.id() as i32;
-    wait_for("the counter", || counter(&out) > 3);
+    let (mut child, pid, out) = start_counting(tmp.path(), "loop");
     let images = tmp.path().join("img");
     let o = dump(pid, &images, &["--leave-running"]);
     assert!(o.status.success(), "{}", log(&images, "dump.log"));
@@ -239,10 +243,7 @@ fn dump_of_a_missing_pid_fails_clearly() {
 #[serial]
 fn a_failed_dump_leaves_the_task_running_untouched() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("count");
-    let mut child = spawn(&["unsupported", out.to_str().unwrap()]);
-    let pid = child.id() as i32;
-    wait_for("the counter", || counter(&out) > 3);
+    let (mut child, pid, out) = start_counting(tmp.path(), "unsupported");
     let o = dump(pid, &tmp.path().join("img"), &[]);
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
@@ -262,10 +263,7 @@ fn a_failed_dump_leaves_the_task_running_untouched() {
 #[serial]
 fn dump_of_a_task_traced_by_someone_else_fails_clearly() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("count");
-    let mut child = spawn(&["loop", out.to_str().unwrap()]);
-    let pid = child.id() as i32;
-    wait_for("the counter", || counter(&out) > 3);
+    let (mut child, pid, out) = start_counting(tmp.path(), "loop");
     let t = criu::remote::Tracee::seize(pid, false).unwrap();
     let regs = *t.regs();
     let mask = t.sigmask().unwrap();
@@ -285,10 +283,7 @@ fn dump_of_a_task_traced_by_someone_else_fails_clearly() {
 
 fn dumped_images(tmp: &Path) -> (PathBuf, i32) {
     subreaper();
-    let out = tmp.join("count");
-    let mut child = spawn(&["loop", out.to_str().unwrap()]);
-    let pid = child.id() as i32;
-    wait_for("the counter", || counter(&out) > 3);
+    let (mut child, pid, _out) = start_counting(tmp, "loop");
     let images = tmp.join("img");
     let o = dump(pid, &images, &[]);
     assert!(o.status.success(), "{}", log(&images, "dump.log"));

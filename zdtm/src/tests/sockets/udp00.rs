@@ -9,8 +9,14 @@ pub const DESC: Desc = Desc {
 };
 
 pub fn run(t: &mut Test) -> Result<()> {
-    let srv = UdpSocket::bind("127.0.0.1:0").context("bind server")?;
-    let cli = UdpSocket::bind("127.0.0.1:0").context("bind client")?;
+    bound_and_connected(t, "127.0.0.1:0")
+}
+
+/// The test on the loopback address `any_port` (with port 0); udp6 runs it
+/// on ::1.
+pub fn bound_and_connected(t: &mut Test, any_port: &str) -> Result<()> {
+    let srv = UdpSocket::bind(any_port).context("bind server")?;
+    let cli = UdpSocket::bind(any_port).context("bind client")?;
     let sa = srv.local_addr().context("server addr")?;
     cli.connect(sa).context("connect")?;
     let ca = cli.local_addr().context("client addr")?;
