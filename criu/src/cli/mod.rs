@@ -71,6 +71,9 @@ pub struct Common {
     /// optional K, M or G suffix (default 1M).
     #[arg(long = "ghost-limit", global = true, value_name = "SIZE", value_parser = parse_size)]
     pub ghost_limit: Option<u64>,
+    /// Dump and restore file locks (flock, POSIX and OFD) held by the tree.
+    #[arg(long = "file-locks", short = 'l', global = true)]
+    pub file_locks: bool,
 }
 
 /// A size as CRIU takes it: a number with an optional K, M or G suffix.
@@ -290,6 +293,7 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
                 shell_job: c.shell_job,
                 tcp_established: c.tcp_established,
                 ghost_limit: c.ghost_limit,
+                file_locks: c.file_locks,
             };
             dump::dump(&opts).inspect_err(|e| tracing::error!("dump failed: {e}"))?;
             tracing::info!("dumping finished successfully");
@@ -304,6 +308,7 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
                 shell_job: c.shell_job,
                 tcp_established: c.tcp_established,
                 tcp_close: c.tcp_close,
+                file_locks: c.file_locks,
             };
             let pidfile = c.pidfile.as_ref().map(|p| in_work_dir(c, p));
             let write_pid = |pid: i32| -> std::io::Result<()> {

@@ -56,6 +56,8 @@ pub struct DumpOpts {
     pub tcp_established: bool,
     /// `--ghost-limit`: the biggest unlinked file saved (None: default).
     pub ghost_limit: Option<u64>,
+    /// `--file-locks`: keep the file locks the tree holds.
+    pub file_locks: bool,
 }
 
 /// A tree whose session or process group is led from outside it (a job of
@@ -98,6 +100,7 @@ pub fn dump(opts: &DumpOpts) -> Result<()> {
         info!(root = opts.pid, processes = tree.procs.len(), "tree frozen");
         let mut files = FileTable::default();
         files.sk.tcp_established = opts.tcp_established;
+        files.locks.enabled = opts.file_locks;
         if let Some(l) = opts.ghost_limit {
             files.ghost_limit = l;
         }

@@ -68,6 +68,8 @@ pub struct RestoreOpts {
     pub tcp_established: bool,
     /// `--tcp-close`: established TCP connections come back closed.
     pub tcp_close: bool,
+    /// `--file-locks`: take the dumped file locks again.
+    pub file_locks: bool,
 }
 
 /// How the restored tree ended, when criu waited for it.
@@ -229,6 +231,7 @@ pub fn restore(
     let mut puppets = tree::Puppets::new()?;
     let mut opened = Opened::new(dir);
     opened.set_sk_opts(opts.tcp_established, opts.tcp_close);
+    opened.file_locks = opts.file_locks;
     let result = (|| -> Result<()> {
         puppets.create(&tasks, &plan)?;
         // The files, made in criu once the namespaces exist: sockets in the

@@ -402,6 +402,7 @@ impl Conn {
             shell_job: o.shell_job(),
             tcp_established: o.tcp_established(),
             ghost_limit: o.ghost_limit.map(u64::from),
+            file_locks: o.file_locks(),
         };
         if let Err(e) = dump::dump(&d) {
             return fail(ty, chain(&e));
@@ -443,6 +444,7 @@ impl Conn {
             shell_job: o.shell_job(),
             tcp_established: o.tcp_established(),
             tcp_close: o.tcp_close(),
+            file_locks: o.file_locks(),
         };
         let on_running = |pid: i32| -> std::io::Result<()> {
             if notify {

@@ -29,7 +29,6 @@ pub fn unsupported(o: &CriuOpts, action: Action) -> Vec<String> {
     };
     // Options with an effect on both dump and restore.
     flag("ext_unix_sk", on(o.ext_unix_sk));
-    flag("file_locks", on(o.file_locks));
     flag("ps (page server)", o.ps.is_some());
     flag("auto_dedup", on(o.auto_dedup));
     flag("link_remap", on(o.link_remap));
@@ -150,6 +149,7 @@ mod tests {
         o.tcp_established = Some(true);
         o.tcp_close = Some(true);
         o.ghost_limit = Some(4096);
+        o.file_locks = Some(true);
         o.freeze_cgroup = Some("/sys/fs/cgroup/x".into());
         o.ext_mnt.push(super::super::pb::ExtMountMap {
             key: "/a".into(),

@@ -7,6 +7,7 @@ pub mod fifo;
 pub mod ghost;
 pub mod inet;
 pub mod inotify;
+pub mod locks;
 pub mod memfd;
 pub mod pipe;
 pub mod reg;
@@ -17,6 +18,7 @@ pub mod socket;
 pub mod sockopt;
 pub mod tcp;
 pub mod timerfd;
+pub mod tty;
 pub mod unix;
 
 use std::collections::{HashMap, HashSet};
@@ -165,6 +167,8 @@ pub struct FileTable {
     pub shmem_pages_base: u32,
     /// Socket state of the whole dump (sock_diag, queues, TCP streams).
     pub sk: socket::SkDump,
+    /// File locks held (`--file-locks` in `locks.enabled`).
+    pub locks: locks::LockDump,
 }
 
 impl Default for FileTable {
@@ -187,6 +191,7 @@ impl Default for FileTable {
             mapped_deleted: HashMap::new(),
             shmem_pages_base: 0x1_0000,
             sk: socket::SkDump::default(),
+            locks: locks::LockDump::default(),
         }
     }
 }
@@ -243,6 +248,7 @@ impl FileTable {
                     id
                 }
             };
+            self.locks.note(pid, fd, id, &info.locks)?;
             let kind = self
                 .entries
                 .iter()
@@ -311,6 +317,11 @@ impl FileTable {
                 file,
                 st.st_ino as u32,
             );
+        }
+        if fmt == libc::S_IFCHR {
+            if let Some(what) = tty::kind(st.st_rdev) {
+                return Err(unsupported(pid, fd, &link, what));
+            }
         }
         let memfd_dev = fmt == libc::S_IFREG && self.on_memfd_dev(&st);
         let kind = classify(&link, fmt, st.st_nlink, memfd_dev);
@@ -525,6 +536,7 @@ impl FileTable {
         if !self.memfds.is_empty() {
             memfd::write(dir, &self.memfds)?;
         }
+        self.locks.write(dir)?;
         Ok(())
     }
 }
@@ -555,6 +567,9 @@ pub struct Opened {
     unsealed: Vec<pb::MemfdInodeEntry>,
     /// Sockets: the images directory and their queued data.
     sk: socket::SkRestore,
+    /// `--file-locks`: locks of file-locks.img are taken again.
+    pub file_locks: bool,
+    locks: Option<Vec<pb::FileLockEntry>>,
 }
 
 impl Opened {
@@ -585,6 +600,19 @@ impl Opened {
     /// their targets by fd number).
     pub fn set_task_fds(&mut self, fdinfo: &[pb::FdinfoEntry]) {
         self.task_fds = fdinfo.iter().map(|f| (f.fd, f.id)).collect();
+    }
+
+    /// The file locks to take again (none without `--file-locks`); tasks
+    /// pick theirs with `locks::restore`.
+    pub fn file_locks(&mut self) -> Result<&[pb::FileLockEntry]> {
+        if !self.file_locks {
+            return Ok(&[]);
+        }
+        if self.locks.is_none() {
+            let l = locks::read(self.dir()?)?;
+            self.locks = Some(l);
+        }
+        Ok(self.locks.as_deref().unwrap_or(&[]))
     }
 
     fn dir(&self) -> Result<&Path> {
