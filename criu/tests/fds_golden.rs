@@ -53,6 +53,12 @@ fn golden_memfd_comes_back_with_content_and_seals() {
     f.read_exact_at(&mut b, 0).unwrap();
     assert_eq!(&b, b"memfd");
     assert_eq!(f.metadata().unwrap().len(), 5);
+    // Seals come last, once every task has mapped its memfds.
+    assert_eq!(
+        nix::fcntl::fcntl(&f, nix::fcntl::FcntlArg::F_GET_SEALS).unwrap(),
+        0
+    );
+    o.seal_memfds().unwrap();
     let seals = nix::fcntl::fcntl(&f, nix::fcntl::FcntlArg::F_GET_SEALS).unwrap();
     assert_eq!(seals, libc::F_SEAL_GROW);
     let link = std::fs::read_link(format!("/proc/self/fd/{}", f.as_raw_fd())).unwrap();

@@ -208,7 +208,7 @@ fn unsupported_options_are_refused_by_name_and_serving_goes_on() {
             opts: Some(CriuOpts {
                 images_dir_fd: dir.as_raw_fd(),
                 pid: Some(std::process::id() as i32),
-                file_locks: Some(true),
+                auto_dedup: Some(true),
                 lazy_pages: Some(true),
                 ext_unix_sk: Some(false),
                 ..Default::default()
@@ -220,7 +220,7 @@ fn unsupported_options_are_refused_by_name_and_serving_goes_on() {
     assert!(!r.success);
     assert_eq!(r.r#type, CriuReqType::Dump as i32);
     let msg = r.cr_errmsg.unwrap_or_default();
-    assert!(msg.contains("file_locks"), "{msg}");
+    assert!(msg.contains("auto_dedup"), "{msg}");
     assert!(msg.contains("lazy_pages"), "{msg}");
     assert!(
         !msg.contains("ext_unix_sk"),
