@@ -4,8 +4,8 @@
 //!
 //! What a pty keeps: its index, the termios and window size of the slave,
 //! the lock of the slave, packet mode, exclusive mode. Not kept: bytes
-//! queued in either direction, and a pty that is some task's controlling
-//! terminal (sid/pgrp are written as 0).
+//! queued in either direction, and controlling terminals (sid/pgrp are
+//! written as 0; an fd on a task's own controlling terminal is refused).
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -141,6 +141,17 @@ pub fn dump(
         what: format!("fd {fd} ({link}): {what}"),
         errno,
     };
+    // The session's terminal is not made again (sid/pgrp stay 0): a task
+    // that would silently lose it is refused instead.
+    let stat = crate::proc::read_stat(pid)?;
+    if !master && stat.tty_nr as u32 == encode_dev(st.st_rdev) {
+        return Err(Error::Unsupported {
+            pid,
+            what: format!(
+                "fd {fd} ({link}) is the controlling terminal of the task, which criu-rs cannot restore yet"
+            ),
+        });
+    }
     let index = if master {
         sys::tty::pty_index(file).map_err(|e| sys_err("TIOCGPTN", e))?
     } else {
