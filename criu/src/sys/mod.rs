@@ -23,6 +23,7 @@ pub mod sysv;
 #[doc(hidden)]
 pub mod testing;
 pub mod thread_creds;
+pub mod tty;
 
 pub use nix::errno::Errno;
 

@@ -169,6 +169,8 @@ pub struct FileTable {
     pub sk: socket::SkDump,
     /// File locks held (`--file-locks` in `locks.enabled`).
     pub locks: locks::LockDump,
+    /// Terminals (pty pairs).
+    pub tty: tty::TtyDump,
 }
 
 impl Default for FileTable {
@@ -192,6 +194,7 @@ impl Default for FileTable {
             shmem_pages_base: 0x1_0000,
             sk: socket::SkDump::default(),
             locks: locks::LockDump::default(),
+            tty: tty::TtyDump::default(),
         }
     }
 }
@@ -318,10 +321,14 @@ impl FileTable {
                 st.st_ino as u32,
             );
         }
-        if fmt == libc::S_IFCHR {
-            if let Some(what) = tty::kind(st.st_rdev) {
-                return Err(unsupported(pid, fd, &link, what));
-            }
+        if fmt == libc::S_IFCHR && tty::kind(st.st_rdev).is_some() {
+            let t = tty::dump(&mut self.tty, pid, fd, id, info.flags, &link, file, &st)?;
+            return Ok(pb::FileEntry {
+                id,
+                r#type: pb::FdTypes::Tty as i32,
+                tty: Some(t),
+                ..Default::default()
+            });
         }
         let memfd_dev = fmt == libc::S_IFREG && self.on_memfd_dev(&st);
         let kind = classify(&link, fmt, st.st_nlink, memfd_dev);
@@ -537,6 +544,7 @@ impl FileTable {
             memfd::write(dir, &self.memfds)?;
         }
         self.locks.write(dir)?;
+        self.tty.write(dir)?;
         Ok(())
     }
 }
@@ -570,6 +578,8 @@ pub struct Opened {
     /// `--file-locks`: locks of file-locks.img are taken again.
     pub file_locks: bool,
     locks: Option<Vec<pb::FileLockEntry>>,
+    /// Ptys made, by index.
+    tty: tty::TtyRestore,
 }
 
 impl Opened {
@@ -845,6 +855,11 @@ impl Opened {
                     epoll::add_target(&ep, e, t, target)?;
                 }
                 Ok(ep)
+            }
+            pb::FdTypes::Tty => {
+                let t = entry.tty.as_ref().ok_or_else(|| missing("tty"))?;
+                let dir = self.dir()?.to_path_buf();
+                self.tty.open(&dir, t)
             }
             other => Err(Error::Mismatch {
                 what: format!(

@@ -1,6 +1,27 @@
-//! Terminals. Not dumped yet: a terminal reopened by its path would be a
-//! different terminal (a new pty pair for /dev/ptmx, no peer for
-//! /dev/pts/N), so every fd on one is refused by name instead.
+//! Terminals. Unix98 pty pairs are dumped (`tty_file_entry` in files.img,
+//! one `tty_info_entry` per side of a pty in `tty-info.img`) and made again
+//! with the same index; every other terminal is refused by name.
+//!
+//! What a pty keeps: its index, the termios and window size of the slave,
+//! the lock of the slave, packet mode, exclusive mode. Not kept: bytes
+//! queued in either direction, and controlling terminals (sid/pgrp are
+//! written as 0; an fd on a task's own controlling terminal is refused).
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use nix::fcntl::OFlag;
+use nix::sys::stat::{FileStat, Mode};
+
+use crate::image::{self, magic, pb};
+use crate::sys;
+
+use super::super::{Error, Result};
+use super::no_owner;
+
+/// Entries of the kernel's termios `c_cc` (NCCS of termios2).
+const NCC: usize = 19;
 
 /// The kind of terminal a character device `rdev` is, if it is one.
 pub fn kind(rdev: u64) -> Option<&'static str> {
@@ -19,6 +40,330 @@ pub fn kind(rdev: u64) -> Option<&'static str> {
     }
 }
 
+/// Which side of a Unix98 pty `rdev` is: Some(true) for the master,
+/// Some(false) for the slave, None for no pty.
+pub fn pty_side(rdev: u64) -> Option<bool> {
+    match (libc::major(rdev), libc::minor(rdev)) {
+        (5, 2) | (128..=135, _) => Some(true),
+        (136..=143, _) => Some(false),
+        _ => None,
+    }
+}
+
+/// `rdev` as the kernel's 32-bit device number (the image's `rdev`).
+fn encode_dev(rdev: u64) -> u32 {
+    let (ma, mi) = (libc::major(rdev), libc::minor(rdev));
+    (mi & 0xff) | ((ma & 0xfff) << 8) | ((mi & !0xff) << 12)
+}
+
+/// The image's 32-bit `rdev` back as a device number.
+fn decode_dev(dev: u32) -> u64 {
+    libc::makedev((dev & 0xfff00) >> 8, (dev & 0xff) | ((dev >> 12) & 0xfff00))
+}
+
+/// The pty index of a slave whose /proc link is `link` (`/dev/pts/N`),
+/// else its minor number.
+fn slave_index(link: &str, rdev: u64) -> u32 {
+    link.rsplit('/')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(libc::minor(rdev))
+}
+
+fn termios_entry(t: &libc::termios2) -> pb::TermiosEntry {
+    pb::TermiosEntry {
+        c_iflag: t.c_iflag,
+        c_oflag: t.c_oflag,
+        c_cflag: t.c_cflag,
+        c_lflag: t.c_lflag,
+        c_line: u32::from(t.c_line),
+        c_ispeed: t.c_ispeed,
+        c_ospeed: t.c_ospeed,
+        c_cc: t.c_cc.iter().take(NCC).map(|&c| u32::from(c)).collect(),
+    }
+}
+
+fn termios_of(e: &pb::TermiosEntry) -> libc::termios2 {
+    let mut cc = [0 as libc::cc_t; NCC];
+    for (d, &s) in cc.iter_mut().zip(&e.c_cc) {
+        *d = s as libc::cc_t;
+    }
+    libc::termios2 {
+        c_iflag: e.c_iflag,
+        c_oflag: e.c_oflag,
+        c_cflag: e.c_cflag,
+        c_lflag: e.c_lflag,
+        c_line: e.c_line as libc::cc_t,
+        c_cc: cc,
+        c_ispeed: e.c_ispeed,
+        c_ospeed: e.c_ospeed,
+    }
+}
+
+/// The ttys of a dump: one info entry per side of each pty.
+#[derive(Debug, Default)]
+pub struct TtyDump {
+    infos: Vec<pb::TtyInfoEntry>,
+    /// (is master, pty index) -> info id.
+    by_side: HashMap<(bool, u32), u32>,
+}
+
+impl TtyDump {
+    /// Writes `tty-info.img` when any tty was dumped.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        if !self.infos.is_empty() {
+            image::write_image(dir, "tty-info.img", magic::TTY_INFO, &self.infos)?;
+        }
+        Ok(())
+    }
+}
+
+/// Dump half: the `tty_file_entry` of `fd` of `pid` (fetched into criu as
+/// `file`, a character device `st` with /proc link `link`), or the refusal
+/// of a terminal that is no pty.
+#[allow(clippy::too_many_arguments)]
+pub fn dump(
+    tt: &mut TtyDump,
+    pid: i32,
+    fd: i32,
+    id: u32,
+    flags: u32,
+    link: &str,
+    file: BorrowedFd<'_>,
+    st: &FileStat,
+) -> Result<pb::TtyFileEntry> {
+    let Some(master) = pty_side(st.st_rdev) else {
+        let what = kind(st.st_rdev).unwrap_or("a terminal");
+        return Err(super::unsupported(pid, fd, link, what));
+    };
+    let sys_err = |what: &str, errno| Error::Sys {
+        pid,
+        what: format!("fd {fd} ({link}): {what}"),
+        errno,
+    };
+    // The session's terminal is not made again (sid/pgrp stay 0): a task
+    // that would silently lose it is refused instead.
+    let stat = crate::proc::read_stat(pid)?;
+    if !master && stat.tty_nr as u32 == encode_dev(st.st_rdev) {
+        return Err(Error::Unsupported {
+            pid,
+            what: format!(
+                "fd {fd} ({link}) is the controlling terminal of the task, which criu-rs cannot restore yet"
+            ),
+        });
+    }
+    let index = if master {
+        sys::tty::pty_index(file).map_err(|e| sys_err("TIOCGPTN", e))?
+    } else {
+        slave_index(link, st.st_rdev)
+    };
+    let info_id = match tt.by_side.get(&(master, index)) {
+        Some(&i) => i,
+        None => {
+            let t = sys::tty::termios(file).map_err(|e| sys_err("TCGETS2", e))?;
+            let w = sys::tty::winsize(file).map_err(|e| sys_err("TIOCGWINSZ", e))?;
+            let (locked, packet_mode) = if master {
+                (
+                    sys::tty::pty_locked(file).map_err(|e| sys_err("TIOCGPTLCK", e))?,
+                    sys::tty::packet_mode(file).map_err(|e| sys_err("TIOCGPKT", e))?,
+                )
+            } else {
+                (false, false)
+            };
+            let exclusive = sys::tty::exclusive(file).map_err(|e| sys_err("TIOCGEXCL", e))?;
+            let info_id = tt.infos.len() as u32 + 1;
+            tt.infos.push(pb::TtyInfoEntry {
+                id: info_id,
+                r#type: pb::TtyType::Pty as i32,
+                locked,
+                exclusive,
+                packet_mode,
+                sid: 0,
+                pgrp: 0,
+                rdev: encode_dev(st.st_rdev),
+                termios: Some(termios_entry(&t)),
+                termios_locked: None,
+                winsize: Some(pb::WinsizeEntry {
+                    ws_row: u32::from(w.ws_row),
+                    ws_col: u32::from(w.ws_col),
+                    ws_xpixel: u32::from(w.ws_xpixel),
+                    ws_ypixel: u32::from(w.ws_ypixel),
+                }),
+                pty: Some(pb::TtyPtyEntry { index }),
+                dev: Some(encode_dev(st.st_dev)),
+                uid: None,
+                gid: None,
+            });
+            tt.by_side.insert((master, index), info_id);
+            info_id
+        }
+    };
+    Ok(pb::TtyFileEntry {
+        id,
+        tty_info_id: info_id,
+        flags: flags & !(libc::O_CLOEXEC as u32),
+        fown: no_owner(),
+        regf_id: None,
+    })
+}
+
+/// A pty master made for restore.
+#[derive(Debug)]
+struct Master {
+    fd: OwnedFd,
+    /// The slave is to stay locked (it is unlocked while criu opens it).
+    locked: bool,
+    /// The master's own open file description is handed out already.
+    handed: bool,
+}
+
+/// The ptys of a restore, by index.
+#[derive(Debug, Default)]
+pub struct TtyRestore {
+    infos: Option<Vec<pb::TtyInfoEntry>>,
+    masters: HashMap<u32, Master>,
+}
+
+/// Opens /dev/ptmx until the new pty has index `want`, holding the smaller
+/// ones meanwhile (the kernel hands out the lowest free index).
+fn pty_with_index(want: u32) -> Result<OwnedFd> {
+    let mut held = Vec::new();
+    loop {
+        let fd = nix::fcntl::open(
+            "/dev/ptmx",
+            OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::Mismatch {
+            what: format!("opening /dev/ptmx for pty index {want}: {e}"),
+        })?;
+        let got = sys::tty::pty_index(fd.as_fd()).map_err(|e| Error::Mismatch {
+            what: format!("TIOCGPTN of a new pty (wanted index {want}): {e}"),
+        })?;
+        if got == want {
+            return Ok(fd);
+        }
+        if got > want || held.len() > want as usize {
+            return Err(Error::Mismatch {
+                what: format!(
+                    "pty index {want} is busy (/dev/pts/{want} is taken; the next free index is {got})"
+                ),
+            });
+        }
+        held.push(fd);
+    }
+}
+
+impl TtyRestore {
+    fn info(&mut self, dir: &Path, info_id: u32) -> Result<pb::TtyInfoEntry> {
+        if self.infos.is_none() {
+            self.infos = Some(image::read_image(dir, "tty-info.img", magic::TTY_INFO)?);
+        }
+        self.infos
+            .iter()
+            .flatten()
+            .find(|i| i.id == info_id)
+            .cloned()
+            .ok_or_else(|| Error::Mismatch {
+                what: format!("tty-info.img has no tty {info_id}"),
+            })
+    }
+
+    /// The master of pty `index`, made on first use with the termios and
+    /// window size of `info`.
+    fn master(&mut self, index: u32, info: &pb::TtyInfoEntry) -> Result<&mut Master> {
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.masters.entry(index) {
+            let fd = pty_with_index(index)?;
+            let err = |what: &str, e| Error::Mismatch {
+                what: format!("pty {index}: {what}: {e}"),
+            };
+            sys::tty::set_pty_locked(fd.as_fd(), false).map_err(|e| err("unlocking", e))?;
+            if let Some(t) = &info.termios {
+                sys::tty::set_termios(fd.as_fd(), &termios_of(t))
+                    .map_err(|e| err("setting termios", e))?;
+            }
+            if let Some(w) = &info.winsize {
+                let ws = libc::winsize {
+                    ws_row: w.ws_row as u16,
+                    ws_col: w.ws_col as u16,
+                    ws_xpixel: w.ws_xpixel as u16,
+                    ws_ypixel: w.ws_ypixel as u16,
+                };
+                sys::tty::set_winsize(fd.as_fd(), &ws)
+                    .map_err(|e| err("setting the window size", e))?;
+            }
+            slot.insert(Master {
+                fd,
+                locked: false,
+                handed: false,
+            });
+        }
+        self.masters.get_mut(&index).ok_or_else(|| Error::Mismatch {
+            what: format!("pty {index} vanished"),
+        })
+    }
+
+    /// Restore half: the open file of `e`, with images in `dir`.
+    pub fn open(&mut self, dir: &Path, e: &pb::TtyFileEntry) -> Result<OwnedFd> {
+        let info = self.info(dir, e.tty_info_id)?;
+        let what = format!("tty file id {} (tty {})", e.id, e.tty_info_id);
+        let (Ok(pb::TtyType::Pty), Some(pty)) = (pb::TtyType::try_from(info.r#type), &info.pty)
+        else {
+            return Err(Error::Mismatch {
+                what: format!(
+                    "{what} is of tty type {}, which criu-rs cannot restore yet",
+                    info.r#type
+                ),
+            });
+        };
+        let index = pty.index;
+        let master_side = pty_side(decode_dev(info.rdev)).ok_or_else(|| Error::Mismatch {
+            what: format!("{what}: rdev {:#x} is no pty", info.rdev),
+        })?;
+        let err = |doing: &str, e| Error::Mismatch {
+            what: format!("{what}, pty {index}: {doing}: {e}"),
+        };
+        let m = self.master(index, &info)?;
+        let fd = if master_side {
+            let fd = if m.handed {
+                // Another open file description of one master cannot be
+                // made: ptmx opens make new ptys.
+                return Err(Error::Mismatch {
+                    what: format!("{what}: pty {index} has two master files in the images"),
+                });
+            } else {
+                m.handed = true;
+                m.fd.try_clone().map_err(|e| Error::Mismatch {
+                    what: format!("{what}: duplicating the master: {e}"),
+                })?
+            };
+            sys::tty::set_packet_mode(fd.as_fd(), info.packet_mode)
+                .map_err(|e| err("setting packet mode", e))?;
+            if info.locked {
+                sys::tty::set_pty_locked(fd.as_fd(), true).map_err(|e| err("locking", e))?;
+                m.locked = true;
+            }
+            fd
+        } else {
+            let acc = e.flags as i32 & libc::O_ACCMODE;
+            let flags = acc | libc::O_NOCTTY | libc::O_CLOEXEC;
+            if m.locked {
+                sys::tty::set_pty_locked(m.fd.as_fd(), false).map_err(|e| err("unlocking", e))?;
+            }
+            let fd = sys::tty::open_peer(m.fd.as_fd(), flags);
+            if m.locked {
+                sys::tty::set_pty_locked(m.fd.as_fd(), true).map_err(|e| err("locking", e))?;
+            }
+            fd.map_err(|e| err("opening the slave (TIOCGPTPEER)", e))?
+        };
+        if info.exclusive {
+            sys::tty::set_exclusive(fd.as_fd(), true).map_err(|e| err("TIOCEXCL", e))?;
+        }
+        super::pipe::set_flags(fd.as_fd(), e.flags, &what)?;
+        Ok(fd)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -34,5 +379,62 @@ mod tests {
         for (ma, mi) in [(1, 3), (1, 5), (1, 9), (10, 229)] {
             assert_eq!(kind(libc::makedev(ma, mi)), None, "{ma}:{mi}");
         }
+    }
+
+    #[test]
+    fn pty_sides() {
+        assert_eq!(pty_side(libc::makedev(5, 2)), Some(true));
+        assert_eq!(pty_side(libc::makedev(136, 7)), Some(false));
+        assert_eq!(pty_side(libc::makedev(5, 0)), None);
+        assert_eq!(pty_side(libc::makedev(4, 1)), None);
+    }
+
+    #[test]
+    fn device_numbers_round_trip_through_32_bits() {
+        for (ma, mi) in [(136, 0), (136, 255), (136, 256), (5, 2), (136, 70000)] {
+            let d = libc::makedev(ma, mi);
+            assert_eq!(decode_dev(encode_dev(d)), d, "{ma}:{mi}");
+        }
+        // The kernel's encoding of 136:3 is 0x8803.
+        assert_eq!(encode_dev(libc::makedev(136, 3)), 0x8803);
+    }
+
+    #[test]
+    fn slave_index_comes_from_the_path() {
+        assert_eq!(slave_index("/dev/pts/12", libc::makedev(136, 12)), 12);
+        assert_eq!(slave_index("/weird", libc::makedev(136, 4)), 4);
+    }
+
+    #[test]
+    fn termios_round_trips() {
+        let mut cc = [0u8; NCC];
+        for (i, c) in cc.iter_mut().enumerate() {
+            *c = i as u8 + 1;
+        }
+        let t = libc::termios2 {
+            c_iflag: 1,
+            c_oflag: 2,
+            c_cflag: 3,
+            c_lflag: 4,
+            c_line: 5,
+            c_cc: cc,
+            c_ispeed: 38400,
+            c_ospeed: 9600,
+        };
+        let e = termios_entry(&t);
+        assert_eq!(e.c_cc.len(), NCC);
+        let back = termios_of(&e);
+        assert_eq!(
+            (
+                back.c_iflag,
+                back.c_oflag,
+                back.c_cflag,
+                back.c_lflag,
+                back.c_line
+            ),
+            (1, 2, 3, 4, 5)
+        );
+        assert_eq!(back.c_cc, cc);
+        assert_eq!((back.c_ispeed, back.c_ospeed), (38400, 9600));
     }
 }
