@@ -129,6 +129,17 @@ fn start_counting(dir: &Path, mode: &str) -> (Child, i32, PathBuf) {
     (child, pid, out)
 }
 
+/// Fails the test unless criu's `what` (dump or restore) succeeded,
+/// showing its stderr and log.
+fn assert_ok(o: &Output, images: &Path, what: &str) {
+    assert!(
+        o.status.success(),
+        "{what} failed: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        log(images, &format!("{what}.log"))
+    );
+}
+
 fn log(dir: &Path, name: &str) -> String {
     read(&dir.join(name))
 }
@@ -142,22 +153,12 @@ fn counter_loop_survives_dump_and_restore() {
 
     let images = tmp.path().join("img");
     let o = dump(pid, &images, &[]);
-    assert!(
-        o.status.success(),
-        "dump failed: {}\n{}",
-        String::from_utf8_lossy(&o.stderr),
-        log(&images, "dump.log")
-    );
+    assert_ok(&o, &images, "dump");
     child.wait().unwrap();
     let at_dump = counter(&out);
 
     let (o, restored) = restore(&images);
-    assert!(
-        o.status.success(),
-        "restore failed: {}\n{}",
-        String::from_utf8_lossy(&o.stderr),
-        log(&images, "restore.log")
-    );
+    assert_ok(&o, &images, "restore");
     assert_eq!(restored, Some(pid), "restored with another PID");
     wait_for("the counter to go on", || counter(&out) > at_dump + 5);
     assert!(alive(pid));
@@ -183,20 +184,10 @@ fn a_64mib_pattern_is_intact_after_restore() {
 
     let images = tmp.path().join("img");
     let o = dump(pid, &images, &[]);
-    assert!(
-        o.status.success(),
-        "dump failed: {}\n{}",
-        String::from_utf8_lossy(&o.stderr),
-        log(&images, "dump.log")
-    );
+    assert_ok(&o, &images, "dump");
     child.wait().unwrap();
     let (o, restored) = restore(&images);
-    assert!(
-        o.status.success(),
-        "restore failed: {}\n{}",
-        String::from_utf8_lossy(&o.stderr),
-        log(&images, "restore.log")
-    );
+    assert_ok(&o, &images, "restore");
     assert_eq!(restored, Some(pid));
     kill(Pid::from_raw(pid), Signal::SIGUSR1).unwrap();
     wait_for("the check after restore", || read(&out) != "ok 1\n");
@@ -212,7 +203,7 @@ fn leave_running_keeps_the_task_and_its_images_restore_later() {
     let (mut child, pid, out) = start_counting(tmp.path(), "loop");
     let images = tmp.path().join("img");
     let o = dump(pid, &images, &["--leave-running"]);
-    assert!(o.status.success(), "{}", log(&images, "dump.log"));
+    assert_ok(&o, &images, "dump");
     let n = counter(&out);
     wait_for("the counter to go on after --leave-running", || {
         counter(&out) > n + 5
@@ -220,7 +211,7 @@ fn leave_running_keeps_the_task_and_its_images_restore_later() {
     child.kill().unwrap();
     child.wait().unwrap();
     let (o, restored) = restore(&images);
-    assert!(o.status.success(), "{}", log(&images, "restore.log"));
+    assert_ok(&o, &images, "restore");
     assert_eq!(restored, Some(pid));
     finish(pid);
 }
@@ -286,7 +277,7 @@ fn dumped_images(tmp: &Path) -> (PathBuf, i32) {
     let (mut child, pid, _out) = start_counting(tmp, "loop");
     let images = tmp.join("img");
     let o = dump(pid, &images, &[]);
-    assert!(o.status.success(), "{}", log(&images, "dump.log"));
+    assert_ok(&o, &images, "dump");
     child.wait().unwrap();
     (images, pid)
 }
@@ -366,7 +357,7 @@ fn restore_onto_a_taken_pid_says_so() {
     let tmp = tempfile::tempdir().unwrap();
     let (images, pid) = dumped_images(tmp.path());
     let (o, _) = restore(&images);
-    assert!(o.status.success(), "{}", log(&images, "restore.log"));
+    assert_ok(&o, &images, "restore");
     let (o, _) = restore(&images);
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
@@ -406,7 +397,7 @@ fn a_shell_job_needs_shell_job_both_ways() {
     wait_for("the counter to go on", || counter(&out) > n + 3);
 
     let o = dump(pid, &images, &["--shell-job"]);
-    assert!(o.status.success(), "{}", log(&images, "dump.log"));
+    assert_ok(&o, &images, "dump");
     child.wait().unwrap();
     let (o, _) = restore(&images);
     assert_eq!(
@@ -416,7 +407,7 @@ fn a_shell_job_needs_shell_job_both_ways() {
     );
     assert!(String::from_utf8_lossy(&o.stderr).contains("--shell-job"));
     let (o, restored) = restore_with(&images, &["-j"]);
-    assert!(o.status.success(), "{}", log(&images, "restore.log"));
+    assert_ok(&o, &images, "restore");
     assert_eq!(restored, Some(pid));
     wait_for("the counter to go on after restore", || {
         counter(&out) > n + 10

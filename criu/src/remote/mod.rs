@@ -93,10 +93,7 @@ pub struct Tracee {
     scratch: Option<(u64, u64)>,
 }
 
-const OPTIONS: Options = Options::PTRACE_O_TRACESYSGOOD
-    .union(Options::PTRACE_O_TRACECLONE)
-    .union(Options::PTRACE_O_TRACEFORK)
-    .union(Options::PTRACE_O_TRACEVFORK);
+const OPTIONS: Options = sys::ptrace::SEIZE_OPTIONS;
 
 /// Blocks until `pid` reports a ptrace stop.
 fn wait_stop(pid: Pid) -> Result<WaitStatus> {

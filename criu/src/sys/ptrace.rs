@@ -5,6 +5,14 @@ use nix::unistd::Pid;
 
 use super::{check, SysResult};
 
+/// The options every tracee is seized with: syscall-stops told apart from
+/// SIGTRAP, and tasks it creates attached too.
+pub const SEIZE_OPTIONS: nix::sys::ptrace::Options =
+    nix::sys::ptrace::Options::PTRACE_O_TRACESYSGOOD
+        .union(nix::sys::ptrace::Options::PTRACE_O_TRACECLONE)
+        .union(nix::sys::ptrace::Options::PTRACE_O_TRACEFORK)
+        .union(nix::sys::ptrace::Options::PTRACE_O_TRACEVFORK);
+
 /// `NT_X86_XSTATE`: the XSAVE area in the standard format.
 pub const NT_X86_XSTATE: u32 = 0x202;
 /// `NT_PRFPREG`: the legacy 512-byte FXSAVE area.

@@ -2,7 +2,6 @@
 //! judging the syscalls criu runs inside it.
 
 use nix::errno::Errno;
-use nix::sys::ptrace::Options;
 
 use super::{check, SysResult};
 
@@ -14,16 +13,12 @@ pub const BPF_MAXINSNS: usize = 4096;
 /// Size of one `struct sock_filter`.
 pub const SOCK_FILTER_SIZE: usize = 8;
 
-/// The ptrace options criu seizes with (see `remote`), plus
-/// `PTRACE_O_SUSPEND_SECCOMP`: the task's seccomp mode stops applying while
-/// criu holds it, so remote syscalls work even in strict mode. Dropped again
-/// by the kernel at detach.
+/// The ptrace options criu seizes with ([`super::ptrace::SEIZE_OPTIONS`]),
+/// plus `PTRACE_O_SUSPEND_SECCOMP`: the task's seccomp mode stops applying
+/// while criu holds it, so remote syscalls work even in strict mode. Dropped
+/// again by the kernel at detach.
 pub fn suspend(tid: i32) -> SysResult<()> {
-    let opts = Options::PTRACE_O_TRACESYSGOOD
-        | Options::PTRACE_O_TRACECLONE
-        | Options::PTRACE_O_TRACEFORK
-        | Options::PTRACE_O_TRACEVFORK;
-    let raw = opts.bits() as libc::c_long | PTRACE_O_SUSPEND_SECCOMP;
+    let raw = super::ptrace::SEIZE_OPTIONS.bits() as libc::c_long | PTRACE_O_SUSPEND_SECCOMP;
     // SAFETY: PTRACE_SETOPTIONS takes the options as an integer in `data`
     // and touches no memory of ours.
     check(unsafe {
