@@ -309,9 +309,12 @@ const KNOWN: &[(&str, &str, &str)] = &[
     ("files.img", "reg.build_id", "the ELF build-id of mapped files is not recorded yet"),
 ];
 
-/// fds the test process itself inherited from whatever started it (e.g. a
-/// pipe of the harness at a high number) are in the victim's table too; the
-/// golden programs open only small fd numbers.
+/// The fd the golden programs inherited from the shell that started them.
+const GOLDEN_INHERITED_FD: i32 = 10;
+
+/// fds the golden programs inherited at high numbers from the harness that
+/// started them (a pipe at 251) are not theirs; they open only small fd
+/// numbers, and ours inherit nothing above [`GOLDEN_INHERITED_FD`].
 const MAX_OWN_FD: i64 = 64;
 
 fn golden_root() -> PathBuf {
@@ -675,15 +678,19 @@ fn dump_case(case: &str, tmp: &Path) -> Result<PathBuf, String> {
         .open("/dev/null")
         .expect("open /dev/null");
     let null_err = null_out.try_clone().expect("dup /dev/null");
-    let mut child = Command::new("setsid")
-        .arg(&bin)
+    let mut cmd = Command::new("setsid");
+    cmd.arg(&bin)
         .arg(&pidfile)
         .current_dir("/")
         .stdin(Stdio::null())
         .stdout(null_out)
-        .stderr(null_err)
-        .spawn()
-        .map_err(|e| format!("setsid: {e}"))?;
+        .stderr(null_err);
+    // The golden programs found /dev/null open read-only at fd 10 (left by
+    // the shell that started them) and nothing else above stdio: give ours
+    // the same table, so the fds they open get the same numbers.
+    let inherited = std::fs::File::open("/dev/null").expect("open /dev/null");
+    criu::sys::testing::exact_fds(&mut cmd, vec![(inherited.into(), GOLDEN_INHERITED_FD)]);
+    let mut child = cmd.spawn().map_err(|e| format!("setsid: {e}"))?;
     let start = Instant::now();
     let pid = loop {
         if let Some(p) = std::fs::read_to_string(&pidfile)

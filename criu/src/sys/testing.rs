@@ -159,6 +159,66 @@ pub fn spawn_mem_child(specs: &[MapSpec]) -> SysResult<MemChild> {
     Ok(MemChild { pid, bases })
 }
 
+/// Makes the program `cmd` starts see exactly the fd table `fds` describes:
+/// each `(fd, number)` pair is duplicated to `number` (without
+/// close-on-exec), and every other fd from 3 up is closed at exec, whatever
+/// the caller itself inherited.
+/// Stdio (0–2) stays as `cmd` sets it. Used where a test compares fd numbers
+/// with a recorded run.
+pub fn exact_fds(cmd: &mut std::process::Command, fds: Vec<(OwnedFd, i32)>) {
+    use std::os::unix::process::CommandExt;
+    let mut wanted: Vec<i32> = fds.iter().map(|&(_, n)| n).filter(|&n| n >= 3).collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let closure = move || {
+        // Sources first to numbers above every target and every source, so
+        // that no dup2 overwrites a source still needed.
+        let top = fds
+            .iter()
+            .map(|(f, n)| f.as_raw_fd().max(*n))
+            .max()
+            .unwrap_or(2)
+            + 1;
+        for (i, (f, _)) in fds.iter().enumerate() {
+            // SAFETY: dup2 of fds this closure owns; async-signal-safe.
+            if unsafe { libc::dup2(f.as_raw_fd(), top + i as i32) } < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        for (i, (_, n)) in fds.iter().enumerate() {
+            // SAFETY: as above.
+            if unsafe { libc::dup2(top + i as i32, *n) } < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        // Close-on-exec rather than close: std's own exec-error pipe must
+        // live until the exec.
+        const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
+        let mut from = 3u32;
+        for &n in &wanted {
+            if (n as u32) > from {
+                // SAFETY: flags a range of fds of the child about to exec.
+                unsafe {
+                    libc::syscall(
+                        libc::SYS_close_range,
+                        from,
+                        n as u32 - 1,
+                        CLOSE_RANGE_CLOEXEC,
+                    )
+                };
+            }
+            from = n as u32 + 1;
+        }
+        // SAFETY: as above.
+        unsafe { libc::syscall(libc::SYS_close_range, from, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+        Ok(())
+    };
+    // SAFETY: the closure runs between fork and exec and makes only
+    // async-signal-safe syscalls (dup2, close_range); it allocates nothing
+    // (the fd list was built before).
+    unsafe { cmd.pre_exec(closure) };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,5 +244,25 @@ mod tests {
             .unwrap();
         let r = super::super::rusage::wait4(c.pid).unwrap();
         assert_eq!(r.exit_code(), None);
+    }
+
+    #[test]
+    fn exact_fds_leaves_only_the_given_table() {
+        // An fd of ours without close-on-exec, which the child must not see.
+        let stray = nix::unistd::dup(std::io::stdin()).unwrap();
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", "ls /proc/$$/fd"]);
+        let a = std::fs::File::open("/dev/null").unwrap();
+        let b = std::fs::File::open("/").unwrap();
+        exact_fds(&mut cmd, vec![(a.into(), 7), (b.into(), 4)]);
+        let out = cmd.output().unwrap();
+        let mut fds: Vec<i32> = String::from_utf8(out.stdout)
+            .unwrap()
+            .split_whitespace()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        fds.sort_unstable();
+        assert_eq!(fds, [0, 1, 2, 4, 7]);
+        drop(stray);
     }
 }
