@@ -37,6 +37,7 @@ pub const FEATURES: &[&str] = &[
     "hugetlb",
     "userns",
     "sysvipc",
+    "ip_tool",
 ];
 
 /// Probe one feature; None for a name we do not know.
@@ -58,6 +59,7 @@ pub fn probe(name: &str) -> Option<Probe> {
         "hugetlb" => hugetlb(),
         "userns" => userns(),
         "sysvipc" => path_probe("/proc/sysvipc/shm"),
+        "ip_tool" => ip_tool(),
         _ => return None,
     })
 }
@@ -79,6 +81,16 @@ fn errno_probe(what: &str, nr: libc::c_long, args: [libc::c_long; 4], expect: i3
         }
         Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => no(format!("{what}: ENOSYS")),
         Err(e) => no(format!("{what}: unexpected error {e}")),
+    }
+}
+
+/// iproute2's `ip`, which tests use to set up network devices (as
+/// upstream's zdtm does).
+fn ip_tool() -> Probe {
+    match std::process::Command::new("ip").arg("-V").output() {
+        Ok(o) if o.status.success() => yes(String::from_utf8_lossy(&o.stdout).trim().to_string()),
+        Ok(o) => no(format!("ip -V: {}", o.status)),
+        Err(e) => no(format!("no `ip` command (iproute2): {e}")),
     }
 }
 

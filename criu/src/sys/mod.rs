@@ -10,7 +10,7 @@ pub mod epoll_at;
 pub mod events;
 pub mod fd;
 pub mod kcmp;
-pub mod netif;
+pub mod netlink;
 pub mod pagemap_scan;
 pub mod pidfd;
 pub mod probe;

@@ -1,14 +1,18 @@
-//! Network namespaces: for now only one with nothing but `lo` (the zdtm
-//! namespaces' case). `netns-ID.img` holds the namespace, `netdev-ID.img`
-//! its devices; the restore brings `lo` up again as it was. Any other
-//! device is refused at dump.
+//! Network namespaces: their devices (the loopback and veth pairs with
+//! both ends inside), addresses and routes. `netns-ID.img` holds the
+//! namespace, `netdev-ID.img` its devices, and as in CRIU `ifaddr-ID.img`,
+//! `route-ID.img` and `route6-ID.img` hold the addresses and the main
+//! table's routes in iproute2's `ip … save` format (a magic number, then
+//! the rtnetlink messages of a dump), which criu reads and writes itself
+//! over rtnetlink. Other kinds of devices are refused at dump, naming them.
+//! Not kept yet: the namespace's sysctls and policy routing rules.
 
 use std::path::Path;
 
 use super::{in_ns, Kind, Result};
 use crate::image::{self, magic, pb};
 use crate::objects::Error;
-use crate::sys;
+use crate::sys::{netlink, Errno};
 
 /// Runs `f` in the network namespace of `pid`: on a helper thread when it
 /// is not criu's, else right here.
@@ -55,6 +59,13 @@ impl Drop for NetGuard {
 pub struct Images {
     pub ns: pb::NetnsEntry,
     pub devices: Vec<pb::NetDeviceEntry>,
+    /// The RTM_NEWADDR messages of `ifaddr-ID.img` (`ip addr save`'s
+    /// format).
+    pub addrs: Vec<Vec<u8>>,
+    /// The RTM_NEWROUTE messages of the main table, from `route-ID.img`
+    /// and `route6-ID.img` (`ip route save`'s format).
+    pub routes4: Vec<Vec<u8>>,
+    pub routes6: Vec<Vec<u8>>,
 }
 
 fn ns_file(id: u32) -> String {
@@ -65,54 +76,229 @@ fn dev_file(id: u32) -> String {
     format!("netdev-{id}.img")
 }
 
-/// The names of the devices in the network namespace of `pid`, from
-/// /proc/PID/net/dev.
-fn interfaces(pid: i32) -> Result<Vec<String>> {
-    let t = crate::objects::read_proc(pid, "net/dev")?;
-    Ok(parse_dev_names(&t))
+fn addr_file(id: u32) -> String {
+    format!("ifaddr-{id}.img")
 }
 
-/// Device names of /proc/net/dev (two header lines, then `NAME: counters`).
-pub fn parse_dev_names(text: &str) -> Vec<String> {
-    text.lines()
-        .skip(2)
-        .filter_map(|l| Some(l.split_once(':')?.0.trim().to_string()))
-        .collect()
+fn route_file(id: u32, v6: bool) -> String {
+    format!("route{}-{id}.img", if v6 { "6" } else { "" })
+}
+
+/// The first four bytes of `ip addr save`'s output (iproute2's format, the
+/// one CRIU keeps in ifaddr images).
+const ADDR_DUMP_MAGIC: u32 = 0x4736_1222;
+/// The same for `ip route save` (route and route6 images).
+const ROUTE_DUMP_MAGIC: u32 = 0x4531_1224;
+
+// rtnetlink facts (linux/if_link.h, linux/rtnetlink.h, linux/veth.h)
+const IFINFOMSG_LEN: usize = 16;
+const IFLA_ADDRESS: u16 = 1;
+const IFLA_IFNAME: u16 = 3;
+const IFLA_MTU: u16 = 4;
+const IFLA_LINK: u16 = 5;
+const IFLA_MASTER: u16 = 10;
+const IFLA_LINKINFO: u16 = 18;
+const IFLA_INFO_KIND: u16 = 1;
+const IFLA_INFO_DATA: u16 = 2;
+const VETH_INFO_PEER: u16 = 1;
+const IFLA_LINK_NETNSID: u16 = 37;
+const ARPHRD_LOOPBACK: u16 = 772;
+const RT_TABLE_MAIN: u8 = 254;
+const RTA_TABLE: u16 = 15;
+const RTM_F_CLONED: u32 = 0x200;
+/// The interface flags a link's owner can change (the others are the
+/// kernel's: IFF_RUNNING, IFF_LOWER_UP, …).
+const IFF_SETTABLE: u32 = (libc::IFF_UP
+    | libc::IFF_DEBUG
+    | libc::IFF_NOARP
+    | libc::IFF_PROMISC
+    | libc::IFF_ALLMULTI
+    | libc::IFF_MULTICAST
+    | libc::IFF_DYNAMIC) as u32;
+
+/// One link of an RTM_GETLINK dump.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub arphrd: u16,
+    pub flags: u32,
+    pub name: String,
+    pub mtu: u32,
+    pub address: Option<Vec<u8>>,
+    /// IFLA_INFO_KIND: "veth", "dummy", … (none for the loopback).
+    pub kind: Option<String>,
+    /// IFLA_LINK: the peer of a veth.
+    pub link: Option<u32>,
+    /// The peer lives in another network namespace.
+    pub link_elsewhere: bool,
+    pub master: Option<u32>,
+}
+
+/// Parses the payload of an RTM_NEWLINK message.
+pub fn parse_link(p: &[u8]) -> Option<Link> {
+    let fixed = p.get(..IFINFOMSG_LEN)?;
+    let u32_at = |o: usize| Some(u32::from_ne_bytes(fixed.get(o..o + 4)?.try_into().ok()?));
+    let a = netlink::attrs(p.get(IFINFOMSG_LEN..)?);
+    let info = netlink::attr(&a, IFLA_LINKINFO).map(netlink::attrs);
+    Some(Link {
+        index: u32_at(4)?,
+        arphrd: u16::from_ne_bytes(fixed.get(2..4)?.try_into().ok()?),
+        flags: u32_at(8)?,
+        name: netlink::attr_str(netlink::attr(&a, IFLA_IFNAME)?),
+        mtu: netlink::attr(&a, IFLA_MTU)
+            .and_then(netlink::attr_u32)
+            .unwrap_or(0),
+        address: netlink::attr(&a, IFLA_ADDRESS).map(<[u8]>::to_vec),
+        kind: info
+            .as_deref()
+            .and_then(|i| netlink::attr(i, IFLA_INFO_KIND))
+            .map(netlink::attr_str),
+        link: netlink::attr(&a, IFLA_LINK).and_then(netlink::attr_u32),
+        link_elsewhere: netlink::attr(&a, IFLA_LINK_NETNSID).is_some(),
+        master: netlink::attr(&a, IFLA_MASTER).and_then(netlink::attr_u32),
+    })
+}
+
+/// The image entry of `l`, or why it cannot be dumped.
+fn device_entry(l: &Link) -> std::result::Result<pb::NetDeviceEntry, String> {
+    if l.master.is_some() {
+        return Err(format!(
+            "device {:?} is enslaved to another device (bridges and bonds are not supported)",
+            l.name
+        ));
+    }
+    let (ty, peer) = if l.arphrd == ARPHRD_LOOPBACK {
+        (pb::NdType::Loopback, None)
+    } else if l.kind.as_deref() == Some("veth") {
+        if l.link_elsewhere {
+            return Err(format!(
+                "veth {:?} has its peer in another network namespace (not supported yet)",
+                l.name
+            ));
+        }
+        (pb::NdType::Veth, l.link)
+    } else {
+        return Err(format!(
+            "device {:?} is of kind {}; loopback and veth pairs are supported",
+            l.name,
+            l.kind.as_deref().unwrap_or("(none)")
+        ));
+    };
+    Ok(pb::NetDeviceEntry {
+        r#type: ty as i32,
+        ifindex: l.index,
+        mtu: l.mtu,
+        flags: l.flags,
+        name: l.name.clone(),
+        address: l.address.clone().filter(|_| ty != pb::NdType::Loopback),
+        peer_ifindex: peer,
+        ..Default::default()
+    })
+}
+
+/// `magic` then each message, as iproute2's `save` commands write them.
+fn ip_save(magic: u32, msgs: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = magic.to_ne_bytes().to_vec();
+    for m in msgs {
+        out.extend_from_slice(m);
+        out.resize(netlink::align4(out.len()), 0);
+    }
+    out
+}
+
+/// The messages of an `ip … save` image, after checking its magic; every
+/// byte must belong to a message.
+fn ip_saved(file: &Path, magic: u32, data: &[u8]) -> image::Result<Vec<Vec<u8>>> {
+    if data.is_empty() {
+        return Ok(Vec::new());
+    }
+    if data.get(..4) != Some(&magic.to_ne_bytes()[..]) {
+        return Err(image::Error::Format {
+            file: file.to_path_buf(),
+            offset: 0,
+            what: format!("not an iproute2 save file (magic {:02x?})", data.get(..4)),
+        });
+    }
+    let msgs = netlink::messages(&data[4..]);
+    let used: usize = msgs.iter().map(|m| netlink::align4(m.raw.len())).sum();
+    if used < data.len() - 4 {
+        return Err(image::Error::Format {
+            file: file.to_path_buf(),
+            offset: 4 + used as u64,
+            what: "a truncated or garbled netlink message".into(),
+        });
+    }
+    Ok(msgs.into_iter().map(|m| m.raw.to_vec()).collect())
+}
+
+/// Is this RTM_NEWROUTE message a route of the main table that its owner
+/// made (not a cached clone)? Those are what `ip route save` keeps.
+fn main_table_route(raw: &[u8]) -> bool {
+    let Some(m) = netlink::messages(raw).into_iter().next() else {
+        return false;
+    };
+    let Some(fixed) = m.payload.get(..12) else {
+        return false;
+    };
+    let flags = u32::from_ne_bytes([fixed[8], fixed[9], fixed[10], fixed[11]]);
+    let a = netlink::attrs(&m.payload[12..]);
+    let table = netlink::attr(&a, RTA_TABLE)
+        .and_then(netlink::attr_u32)
+        .unwrap_or(u32::from(fixed[4]));
+    m.ty == libc::RTM_NEWROUTE && table == u32::from(RT_TABLE_MAIN) && flags & RTM_F_CLONED == 0
+}
+
+fn nl_err(pid: i32, what: String) -> impl FnOnce(Errno) -> Error {
+    move |errno| Error::Sys { pid, what, errno }
 }
 
 pub fn dump(pid: i32, id: u32, dir: &Path) -> Result<()> {
-    let names = interfaces(pid)?;
-    let devices = in_ns(pid, &[Kind::Net], || {
-        let mut v = Vec::new();
-        for name in names {
-            if name != "lo" {
-                return Err(Error::Unsupported {
-                    pid,
-                    what: format!(
-                        "its network namespace has device {name:?}; only a namespace with nothing but lo can be dumped yet"
-                    ),
-                });
-            }
-            let flags = sys::netif::get_flags(&name).map_err(|errno| Error::Sys {
+    let (devices, addrs, routes4, routes6) = in_ns(pid, &[Kind::Net], || {
+        let mut rt = netlink::Route::open().map_err(nl_err(pid, "opening rtnetlink".into()))?;
+        let links = rt
+            .dump(libc::RTM_GETLINK, &[0u8; IFINFOMSG_LEN])
+            .map_err(nl_err(
                 pid,
-                what: format!("SIOCGIFFLAGS of {name}"),
-                errno,
-            })?;
-            let mtu = std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{name}/mtu"))
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-                .unwrap_or(65536);
-            v.push(pb::NetDeviceEntry {
-                r#type: pb::NdType::Loopback as i32,
-                // the loopback is always the first device of a namespace
-                ifindex: 1,
-                mtu,
-                flags,
-                name,
-                ..Default::default()
-            });
+                "listing the links of its network namespace".into(),
+            ))?;
+        let mut devices = Vec::new();
+        for raw in &links {
+            for m in netlink::messages(raw) {
+                let Some(l) = parse_link(m.payload) else {
+                    continue;
+                };
+                devices.push(device_entry(&l).map_err(|what| Error::Unsupported {
+                    pid,
+                    what: format!("its network namespace: {what}"),
+                })?);
+            }
         }
-        Ok(v)
+        // struct ifaddrmsg / rtmsg with only the family set
+        let addrs = rt
+            .dump(
+                libc::RTM_GETADDR,
+                &[libc::AF_UNSPEC as u8, 0, 0, 0, 0, 0, 0, 0],
+            )
+            .map_err(nl_err(
+                pid,
+                "listing the addresses of its network namespace".into(),
+            ))?;
+        let mut routes = |family: i32| -> Result<Vec<Vec<u8>>> {
+            let mut req = [0u8; 12];
+            req[0] = family as u8;
+            Ok(rt
+                .dump(libc::RTM_GETROUTE, &req)
+                .map_err(nl_err(
+                    pid,
+                    "listing the routes of its network namespace".into(),
+                ))?
+                .into_iter()
+                .filter(|r| main_table_route(r))
+                .collect())
+        };
+        let r4 = routes(libc::AF_INET)?;
+        let r6 = routes(libc::AF_INET6)?;
+        Ok((devices, addrs, r4, r6))
     })?;
     image::write_image(
         dir,
@@ -121,6 +307,17 @@ pub fn dump(pid: i32, id: u32, dir: &Path) -> Result<()> {
         [&pb::NetnsEntry::default()],
     )?;
     image::write_image(dir, &dev_file(id), magic::NETDEV, &devices)?;
+    let raw = |name: String, data: Vec<u8>| {
+        let file = dir.join(name);
+        std::fs::write(&file, data).map_err(|source| image::Error::Io {
+            file,
+            op: "write",
+            source,
+        })
+    };
+    raw(addr_file(id), ip_save(ADDR_DUMP_MAGIC, &addrs))?;
+    raw(route_file(id, false), ip_save(ROUTE_DUMP_MAGIC, &routes4))?;
+    raw(route_file(id, true), ip_save(ROUTE_DUMP_MAGIC, &routes6))?;
     Ok(())
 }
 
@@ -135,38 +332,122 @@ pub fn read(dir: &Path, id: u32) -> Result<Option<Images>> {
         Vec::new()
     };
     for d in &devices {
-        if d.r#type != pb::NdType::Loopback as i32 {
+        let ty = d.r#type;
+        if ty != pb::NdType::Loopback as i32 && ty != pb::NdType::Veth as i32 {
             return Err(Error::Unsupported {
                 pid: 0,
                 what: format!(
-                    "{}: device {:?} is not a loopback; only lo is restored yet",
+                    "{}: device {:?} is of type {ty}; loopback and veth pairs are restored",
                     dev_file(id),
                     d.name
                 ),
             });
         }
     }
-    Ok(Some(Images { ns, devices }))
+    // Upstream writes these with iproute2; a missing one means nothing.
+    let raw = |name: String, magic: u32| -> Result<Vec<Vec<u8>>> {
+        let file = dir.join(name);
+        match std::fs::read(&file) {
+            Ok(d) => Ok(ip_saved(&file, magic, &d)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(source) => Err(image::Error::Io {
+                file,
+                op: "read",
+                source,
+            }
+            .into()),
+        }
+    };
+    Ok(Some(Images {
+        ns,
+        devices,
+        addrs: raw(addr_file(id), ADDR_DUMP_MAGIC)?,
+        routes4: raw(route_file(id, false), ROUTE_DUMP_MAGIC)?,
+        routes6: raw(route_file(id, true), ROUTE_DUMP_MAGIC)?,
+    }))
 }
 
-/// Brings the loopback of the new namespace of `pid` to its flags.
+/// An `ifinfomsg` for link `index` setting `flags`.
+fn ifinfo(index: u32, flags: u32, change: u32) -> [u8; IFINFOMSG_LEN] {
+    let mut m = [0u8; IFINFOMSG_LEN];
+    m[4..8].copy_from_slice(&index.to_ne_bytes());
+    m[8..12].copy_from_slice(&flags.to_ne_bytes());
+    m[12..16].copy_from_slice(&change.to_ne_bytes());
+    m
+}
+
+/// Remakes the devices, addresses and routes of the new network namespace
+/// of `pid`: veth pairs with their names and indexes, then each device's
+/// MTU, hardware address and flags, then addresses, then routes (which need
+/// the devices up and the addresses there).
 pub fn restore(pid: i32, i: &Images) -> Result<()> {
     in_ns(pid, &[Kind::Net], || {
+        let mut rt = netlink::Route::open().map_err(nl_err(pid, "opening rtnetlink".into()))?;
+        let by_index: std::collections::HashMap<u32, &pb::NetDeviceEntry> =
+            i.devices.iter().map(|d| (d.ifindex, d)).collect();
+        let mut made = std::collections::HashSet::new();
         for d in &i.devices {
-            let up = libc::IFF_UP as u32;
-            let now = sys::netif::get_flags(&d.name).map_err(|errno| Error::Sys {
-                pid,
-                what: format!("SIOCGIFFLAGS of {}", d.name),
-                errno,
-            })?;
-            if (now ^ d.flags) & up != 0 {
-                sys::netif::set_flags(&d.name, (now & !up) | (d.flags & up)).map_err(|errno| {
-                    Error::Sys {
-                        pid,
-                        what: format!("SIOCSIFFLAGS of {}", d.name),
-                        errno,
-                    }
+            if d.r#type != pb::NdType::Veth as i32 || made.contains(&d.ifindex) {
+                continue;
+            }
+            let peer = d
+                .peer_ifindex
+                .and_then(|p| by_index.get(&p))
+                .ok_or_else(|| Error::Unsupported {
+                    pid,
+                    what: format!(
+                        "veth {:?}: its peer is not among the dumped devices",
+                        d.name
+                    ),
                 })?;
+            let mut b = netlink::Builder::new(&ifinfo(d.ifindex, 0, 0));
+            b.attr_str(IFLA_IFNAME, &d.name)
+                .nest(IFLA_LINKINFO, &[], |li| {
+                    li.attr_str(IFLA_INFO_KIND, "veth")
+                        .nest(IFLA_INFO_DATA, &[], |data| {
+                            data.nest(VETH_INFO_PEER, &ifinfo(peer.ifindex, 0, 0), |p| {
+                                p.attr_str(IFLA_IFNAME, &peer.name);
+                            });
+                        });
+                });
+            rt.request(
+                libc::RTM_NEWLINK,
+                netlink::NLM_F_CREATE | netlink::NLM_F_EXCL,
+                b.bytes(),
+            )
+            .map_err(nl_err(
+                pid,
+                format!("making veth pair {:?}/{:?}", d.name, peer.name),
+            ))?;
+            made.insert(d.ifindex);
+            made.insert(peer.ifindex);
+        }
+        for d in &i.devices {
+            let mut b =
+                netlink::Builder::new(&ifinfo(d.ifindex, d.flags & IFF_SETTABLE, IFF_SETTABLE));
+            if d.mtu != 0 {
+                b.attr(IFLA_MTU, &d.mtu.to_ne_bytes());
+            }
+            if let Some(a) = &d.address {
+                b.attr(IFLA_ADDRESS, a);
+            }
+            rt.request(libc::RTM_NEWLINK, 0, b.bytes())
+                .map_err(nl_err(pid, format!("setting up device {:?}", d.name)))?;
+        }
+        // Addresses and routes the kernel made by itself meanwhile (the
+        // loopback's, link-local ones, the prefix routes of addresses) are
+        // there already.
+        let create = netlink::NLM_F_CREATE | netlink::NLM_F_EXCL;
+        for a in &i.addrs {
+            match rt.replay(a, create) {
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(e) => return Err(nl_err(pid, "adding an address".into())(e)),
+            }
+        }
+        for r in i.routes4.iter().chain(&i.routes6) {
+            match rt.replay(r, create) {
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(e) => return Err(nl_err(pid, "adding a route".into())(e)),
             }
         }
         Ok(())
@@ -177,12 +458,57 @@ pub fn restore(pid: i32, i: &Images) -> Result<()> {
 mod tests {
     use super::*;
 
+    fn link_msg(index: u32, name: &str, kind: Option<&str>, peer: Option<u32>) -> Vec<u8> {
+        let mut b = netlink::Builder::new(&ifinfo(index, libc::IFF_UP as u32, 0));
+        b.attr_str(IFLA_IFNAME, name)
+            .attr(IFLA_MTU, &1500u32.to_ne_bytes());
+        if let Some(k) = kind {
+            b.nest(IFLA_LINKINFO, &[], |li| {
+                li.attr_str(IFLA_INFO_KIND, k);
+            });
+        }
+        if let Some(p) = peer {
+            b.attr(IFLA_LINK, &p.to_ne_bytes());
+        }
+        b.bytes().to_vec()
+    }
+
     #[test]
-    fn dev_names() {
-        let t = "Inter-|   Receive  |  Transmit\n face |bytes    packets\n    lo:       0       0\n  eth0: 1 2\n";
-        assert_eq!(
-            parse_dev_names(t),
-            vec!["lo".to_string(), "eth0".to_string()]
-        );
+    fn veth_with_its_peer_inside_is_dumped() {
+        let l = parse_link(&link_msg(5, "v0", Some("veth"), Some(6))).unwrap();
+        assert_eq!(l.name, "v0");
+        assert_eq!(l.mtu, 1500);
+        let e = device_entry(&l).unwrap();
+        assert_eq!(e.r#type, pb::NdType::Veth as i32);
+        assert_eq!(e.peer_ifindex, Some(6));
+        assert_eq!(e.ifindex, 5);
+    }
+
+    #[test]
+    fn other_kinds_are_refused_by_name() {
+        let l = parse_link(&link_msg(3, "dummy0", Some("dummy"), None)).unwrap();
+        let why = device_entry(&l).unwrap_err();
+        assert!(why.contains("dummy0") && why.contains("dummy"), "{why}");
+        let mut l = parse_link(&link_msg(3, "v0", Some("veth"), Some(2))).unwrap();
+        l.link_elsewhere = true;
+        assert!(device_entry(&l)
+            .unwrap_err()
+            .contains("another network namespace"));
+    }
+
+    #[test]
+    fn ip_save_round_trip_and_garbage() {
+        let msgs = vec![vec![
+            20u8, 0, 0, 0, 20, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9, 9, 9, 9,
+        ]];
+        let f = Path::new("ifaddr-1.img");
+        let data = ip_save(ADDR_DUMP_MAGIC, &msgs);
+        assert_eq!(ip_saved(f, ADDR_DUMP_MAGIC, &data).unwrap(), msgs);
+        assert!(ip_saved(f, ROUTE_DUMP_MAGIC, &data).is_err());
+        let mut cut = data.clone();
+        cut.truncate(data.len() - 3);
+        let e = ip_saved(f, ADDR_DUMP_MAGIC, &cut).unwrap_err().to_string();
+        assert!(e.contains("offset 4"), "{e}");
+        assert!(ip_saved(f, ADDR_DUMP_MAGIC, &[]).unwrap().is_empty());
     }
 }
