@@ -73,7 +73,12 @@ fn socketpair_entries_have_the_fields_upstream_writes() {
     let dir = tempfile::tempdir().unwrap();
     st.write(dir.path()).unwrap();
     let q = criu::objects::files::sk_queue::Queues::load(dir.path()).unwrap();
-    assert_eq!(q[&9], vec![b"a->b".to_vec()]);
+    assert_eq!(
+        q[&9],
+        vec![criu::objects::files::sk_queue::Queued::plain(
+            b"a->b".to_vec()
+        )]
+    );
     assert!(!q.contains_key(&8));
 }
 

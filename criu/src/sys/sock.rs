@@ -215,3 +215,67 @@ mod tests {
         );
     }
 }
+
+/// Most fds one message can carry (the kernel's SCM_MAX_FD).
+pub const MAX_FDS_PER_MSG: usize = 253;
+
+/// What one `recvmsg` got: its length, whether the data or the control
+/// messages were cut short, and the fds it carried (SCM_RIGHTS), now
+/// owned by the caller.
+#[derive(Debug)]
+pub struct Received {
+    pub bytes: usize,
+    pub truncated: bool,
+    pub ctrunc: bool,
+    pub fds: Vec<std::os::fd::OwnedFd>,
+}
+
+/// One `recvmsg(fd, buf, flags)` that keeps the fds passed with the message.
+pub fn recv_with_fds(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    flags: nix::sys::socket::MsgFlags,
+) -> SysResult<Received> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+    let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS_PER_MSG]);
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let msg = recvmsg::<()>(
+        fd.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        flags | MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    let mut fds = Vec::new();
+    if let Ok(cms) = msg.cmsgs() {
+        for c in cms {
+            if let ControlMessageOwned::ScmRights(raw) = c {
+                // SAFETY: the kernel installed these fds in this process for
+                // this message; nothing else owns them.
+                fds.extend(raw.into_iter().map(|f| unsafe { OwnedFd::from_raw_fd(f) }));
+            }
+        }
+    }
+    Ok(Received {
+        bytes: msg.bytes,
+        truncated: msg.flags.contains(MsgFlags::MSG_TRUNC),
+        ctrunc: msg.flags.contains(MsgFlags::MSG_CTRUNC),
+        fds,
+    })
+}
+
+/// One `sendmsg(fd, data, flags)` carrying `fds` with SCM_RIGHTS (none: a
+/// plain send).
+pub fn send_with_fds(
+    fd: BorrowedFd<'_>,
+    data: &[u8],
+    fds: &[BorrowedFd<'_>],
+    flags: nix::sys::socket::MsgFlags,
+) -> SysResult<usize> {
+    use nix::sys::socket::{sendmsg, ControlMessage};
+    let raw: Vec<std::os::fd::RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let iov = [std::io::IoSlice::new(data)];
+    let rights = [ControlMessage::ScmRights(&raw)];
+    let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &rights };
+    sendmsg::<()>(fd.as_raw_fd(), &iov, cmsgs, flags, None)
+}

@@ -12,7 +12,7 @@ use crate::sys::sock;
 
 use super::super::{Error, Result};
 use super::sk_diag::{self, InetDiag, UnixDiag};
-use super::sk_queue::Queues;
+use super::sk_queue::{Queued, Queues};
 use super::{inet, tcp, unix};
 
 /// Socket state gathered over a whole dump.
@@ -28,6 +28,12 @@ pub struct SkDump {
     pub(super) tcp_repaired: tcp::Repaired,
     /// `--tcp-established`: dump established TCP connections in repair mode.
     pub tcp_established: bool,
+    /// Fds found in queued messages of the socket just dumped, as (message
+    /// index in `queues`, fds): the file table dumps them as files.
+    pub(super) carried: Vec<(usize, Vec<OwnedFd>)>,
+    /// While fds carried in a queue are dumped (they live in criu): the
+    /// task whose network namespace sock_diag looks in.
+    pub(super) net_pid: Option<i32>,
 }
 
 impl SkDump {
@@ -40,7 +46,7 @@ impl SkDump {
             .is_none_or(|m| !m.contains_key(&ino));
         if stale {
             // sock_diag shows the sockets of the asker's network namespace.
-            let m = crate::objects::ns::net::in_net_of(pid, || {
+            let m = crate::objects::ns::net::in_net_of(self.net_pid.unwrap_or(pid), || {
                 sk_diag::unix_sockets().map_err(|errno| Error::Sys {
                     pid,
                     what: format!("sock_diag of unix sockets (for fd {fd})"),
@@ -82,7 +88,7 @@ impl SkDump {
             .get(&key)
             .is_none_or(|m| !m.contains_key(&ino));
         if stale {
-            let m = crate::objects::ns::net::in_net_of(pid, || {
+            let m = crate::objects::ns::net::in_net_of(self.net_pid.unwrap_or(pid), || {
                 sk_diag::inet_sockets(family, proto).map_err(|errno| Error::Sys {
                     pid,
                     what: format!("sock_diag of inet sockets (for fd {fd})"),
@@ -136,7 +142,10 @@ impl SkDump {
 #[derive(Debug, Default)]
 pub struct SkRestore {
     pub dir: Option<PathBuf>,
-    queues: Option<HashMap<u32, Vec<Vec<u8>>>>,
+    queues: Option<HashMap<u32, Vec<Queued>>>,
+    /// Queues whose messages carry fds, sent once those files are made:
+    /// (the socket that sends them, the messages, what they are for).
+    pub deferred: Vec<(OwnedFd, Vec<Queued>, String)>,
     /// Connections restored in repair mode, until every socket exists.
     pub(super) tcp_repaired: tcp::Repaired,
     /// `--tcp-established`: established TCP connections may be restored.
@@ -153,6 +162,27 @@ impl SkRestore {
         }
     }
 
+    /// Puts `msgs` (queued for `what`) back by sending them from `from`:
+    /// now when they carry no fds, or once the files they carry are made
+    /// (`deferred`).
+    pub(super) fn requeue(
+        &mut self,
+        from: BorrowedFd<'_>,
+        msgs: Vec<Queued>,
+        what: &str,
+    ) -> Result<()> {
+        if msgs.iter().all(|m| m.rights.is_empty()) {
+            return super::sk_queue::requeue(from, &msgs, what);
+        }
+        let dup = from
+            .try_clone_to_owned()
+            .map_err(|source| Error::Mismatch {
+                what: format!("dup of the socket that refills {what}: {source}"),
+            })?;
+        self.deferred.push((dup, msgs, what.to_string()));
+        Ok(())
+    }
+
     /// Every socket of the restore exists: the TCP connections leave
     /// repair mode (and send what was never sent).
     pub fn release_tcp(&mut self) -> Result<()> {
@@ -160,7 +190,7 @@ impl SkRestore {
     }
 
     /// The messages queued for socket `id`.
-    pub(super) fn queue(&mut self, id: u32) -> Result<Vec<Vec<u8>>> {
+    pub(super) fn queue(&mut self, id: u32) -> Result<Vec<Queued>> {
         if self.queues.is_none() {
             let q = match &self.dir {
                 Some(d) => Queues::load(d)?,

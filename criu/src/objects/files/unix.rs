@@ -100,7 +100,8 @@ pub fn dump(
     if state != TCP_LISTEN {
         let stype = sock_type(ty).unwrap_or(SockType::Stream);
         let msgs = sk_queue::peek(file, stype, d.shutdown & 1 != 0, pid, &what)?;
-        st.queues.add(id, msgs);
+        let carried = st.queues.add(id, msgs);
+        st.carried.extend(carried);
     }
     st.unix_seen.push((pid, fd, ino, peer));
     Ok(pb::FileEntry {
@@ -282,8 +283,9 @@ pub fn open(
                     what: &pwhat,
                 },
             )?;
-            sk_queue::requeue(b.as_fd(), &rs.queue(e.id)?, &what)?;
-            sk_queue::requeue(a.as_fd(), &rs.queue(pid_)?, &pwhat)?;
+            let (qa, qb) = (rs.queue(e.id)?, rs.queue(pid_)?);
+            rs.requeue(b.as_fd(), qa, &what)?;
+            rs.requeue(a.as_fd(), qb, &pwhat)?;
             finish(a.as_fd(), e, &what)?;
             finish(b.as_fd(), p, &pwhat)?;
             opened.insert(e.id, a);
@@ -335,7 +337,7 @@ pub fn open(
         }
         let tmp = new_socket(ty, "a temporary sender")?;
         connect_to(tmp.as_fd(), e, &format!("a temporary sender to {what}"))?;
-        sk_queue::requeue(tmp.as_fd(), &q, &what)?;
+        rs.requeue(tmp.as_fd(), q, &what)?;
     }
     opened.insert(e.id, fd);
     if let Some((pid_, p)) = peer {
