@@ -109,10 +109,10 @@ pub fn dump(
     if proto == libc::IPPROTO_TCP {
         match state {
             TCP_LISTEN | TCP_CLOSE => {}
-            TCP_ESTABLISHED if st.tcp_established => {}
-            TCP_ESTABLISHED => {
+            s if super::tcp::connected(s as u8) && st.tcp_established => {}
+            s if super::tcp::connected(s as u8) => {
                 return Err(unsupported(format!(
-                "fd {fd} is an established TCP connection ({show}); dump it with --tcp-established"
+                "fd {fd} is an established TCP connection ({show}, state {s}); dump it with --tcp-established"
             )))
             }
             s => {
@@ -148,7 +148,7 @@ pub fn dump(
     } else {
         None
     };
-    if proto == libc::IPPROTO_TCP && state == TCP_ESTABLISHED {
+    if proto == libc::IPPROTO_TCP && super::tcp::connected(state as u8) {
         let (e, inq, outq) = super::tcp::dump(file, pid, &what, &mut st.tcp_repaired)?;
         st.tcp.streams.push((ino, e, inq, outq));
     }
@@ -242,7 +242,8 @@ pub fn open(
     }
     let src = sockaddr(e.family, &e.src_addr, e.src_port, &what)?;
     let bound = e.src_port != 0;
-    let established = e.proto as i32 == libc::IPPROTO_TCP && e.state == TCP_ESTABLISHED;
+    let established =
+        e.proto as i32 == libc::IPPROTO_TCP && super::tcp::connected(e.state.min(255) as u8);
     if established && !rs.tcp_close && !rs.tcp_established {
         return Err(Error::Mismatch {
             what: format!(

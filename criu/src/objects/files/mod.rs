@@ -735,7 +735,7 @@ impl Opened {
                     &what,
                 )?;
             }
-            Ok(())
+            self.sk.apply_deferred_shutdowns()
         })();
         self.flushing = false;
         r

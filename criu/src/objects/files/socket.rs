@@ -2,7 +2,7 @@
 //! restore state, dispatch by family), with one module per family.
 
 use std::collections::HashMap;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::sys::socket::SockType;
@@ -146,6 +146,8 @@ pub struct SkRestore {
     /// Queues whose messages carry fds, sent once those files are made:
     /// (the socket that sends them, the messages, what they are for).
     pub deferred: Vec<(OwnedFd, Vec<Queued>, String)>,
+    /// Shutdowns that wait for `deferred` to be sent.
+    pub deferred_shutdowns: Vec<(OwnedFd, Option<i32>, String)>,
     /// Connections restored in repair mode, until every socket exists.
     pub(super) tcp_repaired: tcp::Repaired,
     /// `--tcp-established`: established TCP connections may be restored.
@@ -180,6 +182,28 @@ impl SkRestore {
                 what: format!("dup of the socket that refills {what}: {source}"),
             })?;
         self.deferred.push((dup, msgs, what.to_string()));
+        Ok(())
+    }
+
+    pub(super) fn defer_shutdown(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        sh: Option<i32>,
+        what: &str,
+    ) -> Result<()> {
+        let dup = fd.try_clone_to_owned().map_err(|source| Error::Mismatch {
+            what: format!("dup of {what}: {source}"),
+        })?;
+        self.deferred_shutdowns.push((dup, sh, what.to_string()));
+        Ok(())
+    }
+
+    /// The shutdowns that waited for queues carrying fds, once those are
+    /// sent.
+    pub fn apply_deferred_shutdowns(&mut self) -> Result<()> {
+        for (fd, sh, what) in std::mem::take(&mut self.deferred_shutdowns) {
+            apply_shutdown(fd.as_fd(), sh, &what)?;
+        }
         Ok(())
     }
 

@@ -216,8 +216,14 @@ fn bind_name(fd: BorrowedFd<'_>, e: &pb::UnixSkEntry, what: &str) -> Result<()> 
     Ok(())
 }
 
-fn finish(fd: BorrowedFd<'_>, e: &pb::UnixSkEntry, what: &str) -> Result<()> {
-    apply_shutdown(fd, e.shutdown, what)?;
+/// Shutdown state and file flags. While queues carrying fds wait to be
+/// sent (they may be sent from this socket), the shutdown waits with them.
+fn finish(rs: &mut SkRestore, fd: BorrowedFd<'_>, e: &pb::UnixSkEntry, what: &str) -> Result<()> {
+    if rs.deferred.is_empty() || e.shutdown.unwrap_or(0) & 3 == 0 {
+        apply_shutdown(fd, e.shutdown, what)?;
+    } else {
+        rs.defer_shutdown(fd, e.shutdown, what)?;
+    }
     apply_flags(fd, e.flags, what)
 }
 
@@ -286,8 +292,8 @@ pub fn open(
             let (qa, qb) = (rs.queue(e.id)?, rs.queue(pid_)?);
             rs.requeue(b.as_fd(), qa, &what)?;
             rs.requeue(a.as_fd(), qb, &pwhat)?;
-            finish(a.as_fd(), e, &what)?;
-            finish(b.as_fd(), p, &pwhat)?;
+            finish(rs, a.as_fd(), e, &what)?;
+            finish(rs, b.as_fd(), p, &pwhat)?;
             opened.insert(e.id, a);
             opened.insert(pid_, b);
             return Ok(());
@@ -303,7 +309,7 @@ pub fn open(
         listen(&fd, backlog).map_err(|errno| Error::Mismatch {
             what: format!("listen on {what}: {errno}"),
         })?;
-        finish(fd.as_fd(), e, &what)?;
+        finish(rs, fd.as_fd(), e, &what)?;
         opened.insert(e.id, fd);
         return Ok(());
     }
@@ -319,7 +325,7 @@ pub fn open(
                 what: format!("{what} has queued data but its connection was not yet accepted"),
             });
         }
-        finish(fd.as_fd(), e, &what)?;
+        finish(rs, fd.as_fd(), e, &what)?;
         opened.insert(e.id, fd);
         return Ok(());
     }
@@ -352,5 +358,5 @@ pub fn open(
     let fd = opened.get(&e.id).ok_or_else(|| Error::Mismatch {
         what: format!("{what} vanished"),
     })?;
-    finish(fd.as_fd(), e, &what)
+    finish(rs, fd.as_fd(), e, &what)
 }

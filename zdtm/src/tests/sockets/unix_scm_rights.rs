@@ -1,7 +1,7 @@
 use crate::prelude::*;
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 use std::io::{IoSlice, IoSliceMut, Read, Seek, SeekFrom, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixDatagram, UnixStream};
 
 pub const DESC: Desc = Desc {
@@ -65,6 +65,14 @@ pub fn run(t: &mut Test) -> Result<()> {
     // 4. two fds in one message: the pipe's write end twice.
     send_fds(da.as_raw_fd(), b"two", &[w.as_raw_fd(), w.as_raw_fd()])?;
 
+    // 5. a socket carried in its own queue, and a sender shut for writing
+    // after sending an fd.
+    let (i, j) = UnixDatagram::pair().context("self pair")?;
+    send_fds(i.as_raw_fd(), b"self", &[j.as_raw_fd()])?;
+    let (g, h) = UnixStream::pair().context("shut pair")?;
+    send_fds(g.as_raw_fd(), b"shut", &[g.as_raw_fd()])?;
+    g.shutdown(std::net::Shutdown::Write).context("shutdown g")?;
+
     t.daemon()?;
     t.wait_sig();
 
@@ -100,5 +108,17 @@ pub fn run(t: &mut Test) -> Result<()> {
     let mut b4 = [0u8; 4];
     d.read_exact(&mut b4).context("read at the kept end")?;
     ensure!(&b4 == b"back", "kept end gave {b4:?}");
+
+    let (m, fds) = recv_fds(j.as_raw_fd())?;
+    ensure!(m == b"self" && fds.len() == 1, "self message {m:?} with {} fds", fds.len());
+    let ino = |f: &dyn AsFd| nix::sys::stat::fstat(f.as_fd()).map(|s| s.st_ino);
+    ensure!(ino(&fds[0])? == ino(&j)?, "the socket carried in its own queue is another socket");
+    let (m, fds) = recv_fds(h.as_raw_fd())?;
+    ensure!(m == b"shut" && fds.len() == 1, "shut message {m:?} with {} fds", fds.len());
+    ensure!(ino(&fds[0])? == ino(&g)?, "the shut sender's fd is another socket");
+    let mut h = h;
+    let mut end = Vec::new();
+    h.read_to_end(&mut end).context("h reads to the end")?;
+    ensure!(end.is_empty(), "h read {end:?} after the message");
     Ok(())
 }
