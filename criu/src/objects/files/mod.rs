@@ -9,6 +9,8 @@ pub mod inet;
 pub mod inotify;
 pub mod locks;
 pub mod memfd;
+pub mod netlink;
+pub mod packet;
 pub mod pipe;
 pub mod reg;
 pub mod signalfd;

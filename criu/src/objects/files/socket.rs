@@ -11,14 +11,16 @@ use crate::image::pb;
 use crate::sys::sock;
 
 use super::super::{Error, Result};
-use super::sk_diag::{self, InetDiag, UnixDiag};
+use super::sk_diag::{self, InetDiag, NetlinkDiag, PacketDiag, UnixDiag};
 use super::sk_queue::{Queued, Queues};
-use super::{inet, tcp, unix};
+use super::{inet, netlink, packet, tcp, unix};
 
 /// Socket state gathered over a whole dump.
 #[derive(Debug, Default)]
 pub struct SkDump {
     unix_diag: Option<HashMap<u32, UnixDiag>>,
+    netlink_diag: Option<HashMap<u32, NetlinkDiag>>,
+    packet_diag: Option<HashMap<u32, PacketDiag>>,
     inet_diag: HashMap<(i32, i32), HashMap<u32, InetDiag>>,
     pub(super) queues: Queues,
     /// Unix sockets dumped: (pid, fd, inode, peer inode).
@@ -64,6 +66,34 @@ impl SkDump {
                     "fd {fd} is a unix socket (inode {ino}) that sock_diag does not show: is it in another network namespace?"
                 ),
             })
+    }
+
+    /// netlink_diag's view of netlink socket `ino`.
+    pub(super) fn netlink(&mut self, pid: i32, fd: i32, ino: u32) -> Result<&NetlinkDiag> {
+        let net = self.net_pid.unwrap_or(pid);
+        diag_of(
+            &mut self.netlink_diag,
+            net,
+            pid,
+            fd,
+            ino,
+            "netlink",
+            sk_diag::netlink_sockets,
+        )
+    }
+
+    /// packet_diag's view of packet socket `ino`.
+    pub(super) fn packet(&mut self, pid: i32, fd: i32, ino: u32) -> Result<&PacketDiag> {
+        let net = self.net_pid.unwrap_or(pid);
+        diag_of(
+            &mut self.packet_diag,
+            net,
+            pid,
+            fd,
+            ino,
+            "packet",
+            sk_diag::packet_sockets,
+        )
     }
 
     /// The listening socket whose accept queue holds connection `ino`.
@@ -136,6 +166,44 @@ impl SkDump {
         self.tcp.write(dir)?;
         Ok(())
     }
+}
+
+/// The sock_diag entry of socket `ino` (fd `fd` of `pid`) in `cache`,
+/// fetched with `fetch` in the network namespace of `net` (again if the
+/// socket is missing).
+fn diag_of<'a, T>(
+    cache: &'a mut Option<HashMap<u32, T>>,
+    net: i32,
+    pid: i32,
+    fd: i32,
+    ino: u32,
+    kind: &str,
+    fetch: fn() -> std::result::Result<HashMap<u32, T>, nix::errno::Errno>,
+) -> Result<&'a T>
+where
+    T: Send,
+{
+    if cache.as_ref().is_none_or(|m| !m.contains_key(&ino)) {
+        let m = crate::objects::ns::net::in_net_of(net, || {
+            fetch().map_err(|errno| Error::Sys {
+                pid,
+                what: format!(
+                    "sock_diag of {kind} sockets (for fd {fd}; is the {kind}_diag module loaded?)"
+                ),
+                errno,
+            })
+        })?;
+        *cache = Some(m);
+    }
+    cache
+        .as_ref()
+        .and_then(|m| m.get(&ino))
+        .ok_or_else(|| Error::Unsupported {
+            pid,
+            what: format!(
+                "fd {fd} is a {kind} socket (inode {ino}) that sock_diag does not show: is it in another network namespace?"
+            ),
+        })
 }
 
 /// Restore state: the image directory and the queued data, read once.
@@ -307,6 +375,8 @@ pub fn dump(
         libc::AF_INET | libc::AF_INET6 => {
             inet::dump(st, pid, fd, id, flags, file, ino, domain, ty, proto)
         }
+        libc::AF_NETLINK => netlink::dump(st, pid, fd, id, flags, file, ino),
+        libc::AF_PACKET => packet::dump(st, pid, fd, id, flags, file, ino),
         _ => Err(Error::Unsupported {
             pid,
             what: format!("fd {fd} is a socket of family {domain}, which criu-rs cannot dump yet"),
@@ -316,7 +386,14 @@ pub fn dump(
 
 /// Whether files.img type `t` is a socket this module restores.
 pub fn handles(t: i32) -> bool {
-    t == pb::FdTypes::Unixsk as i32 || t == pb::FdTypes::Inetsk as i32
+    [
+        pb::FdTypes::Unixsk,
+        pb::FdTypes::Inetsk,
+        pb::FdTypes::Netlinksk,
+        pb::FdTypes::Packetsk,
+    ]
+    .iter()
+    .any(|&k| k as i32 == t)
 }
 
 /// Restore half: makes the socket of `entry` (and the peers that must be
@@ -332,6 +409,12 @@ pub fn open(
     }
     if let Some(i) = &entry.isk {
         return inet::open(rs, i, opened);
+    }
+    if let Some(n) = &entry.nlsk {
+        return netlink::open(n, opened);
+    }
+    if let Some(p) = &entry.psk {
+        return packet::open(p, opened);
     }
     Err(Error::Mismatch {
         what: format!("file id {} is a socket without its entry", entry.id),
