@@ -74,6 +74,28 @@ pub struct Common {
     /// Dump and restore file locks (flock, POSIX and OFD) held by the tree.
     #[arg(long = "file-locks", short = 'l', global = true)]
     pub file_locks: bool,
+    /// Unix datagram sockets connected to a socket outside the tree are
+    /// dumped, and connected to that socket's name again at restore.
+    #[arg(long = "ext-unix-sk", short = 'x', global = true)]
+    pub ext_unix_sk: bool,
+    /// How TCP connections are kept from the network between dump and
+    /// restore: only "skip" (no lock; connections stay in repair mode) is
+    /// implemented.
+    #[arg(long = "network-lock", global = true, value_name = "METHOD",
+          value_parser = ["iptables", "nftables", "skip"])]
+    pub network_lock: Option<String>,
+}
+
+/// `--network-lock`: criu-rs does not lock the network (the connections of
+/// a dumped tree stay in repair mode, so they send nothing, but packets
+/// that come in meanwhile are not dropped): only "skip" is accepted.
+fn check_network_lock(c: &Common) -> Result<(), Error> {
+    match c.network_lock.as_deref() {
+        None | Some("skip") => Ok(()),
+        Some(m) => Err(Error::Usage(format!(
+            "--network-lock {m}: criu-rs cannot lock the network with {m} yet; use --network-lock skip (TCP connections stay in repair mode, but packets their peers send meanwhile are not dropped)"
+        ))),
+    }
 }
 
 /// A size as CRIU takes it: a number with an optional K, M or G suffix.
@@ -285,6 +307,7 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
     match command {
         Command::Dump(a) => {
             let dir = images_dir(c)?;
+            check_network_lock(c)?;
             setup_log(c)?;
             let opts = dump::DumpOpts {
                 pid: a.tree,
@@ -294,6 +317,7 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
                 tcp_established: c.tcp_established,
                 ghost_limit: c.ghost_limit,
                 file_locks: c.file_locks,
+                ext_unix_sk: c.ext_unix_sk,
             };
             dump::dump(&opts).inspect_err(|e| tracing::error!("dump failed: {e}"))?;
             tracing::info!("dumping finished successfully");
@@ -301,6 +325,7 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
         }
         Command::Restore(a) => {
             let dir = images_dir(c)?;
+            check_network_lock(c)?;
             setup_log(c)?;
             let opts = restore::RestoreOpts {
                 images_dir: dir,
@@ -309,6 +334,7 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
                 tcp_established: c.tcp_established,
                 tcp_close: c.tcp_close,
                 file_locks: c.file_locks,
+                ext_unix_sk: c.ext_unix_sk,
             };
             let pidfile = c.pidfile.as_ref().map(|p| in_work_dir(c, p));
             let write_pid = |pid: i32| -> std::io::Result<()> {
@@ -355,5 +381,38 @@ mod size_tests {
         assert!(parse_size("12Q").is_err());
         assert!(parse_size("K").is_err());
         assert!(parse_size("99999999999G").is_err());
+    }
+}
+
+#[cfg(test)]
+mod socket_option_tests {
+    use super::*;
+
+    fn common(args: &[&str]) -> Common {
+        let mut v = vec!["criu"];
+        v.extend_from_slice(args);
+        Cli::try_parse_from(v).expect("parses").common
+    }
+
+    #[test]
+    fn network_lock_skip_is_the_only_method() {
+        assert!(check_network_lock(&common(&["dump", "-t", "1"])).is_ok());
+        assert!(
+            check_network_lock(&common(&["dump", "-t", "1", "--network-lock", "skip"])).is_ok()
+        );
+        for m in ["iptables", "nftables"] {
+            let e = check_network_lock(&common(&["dump", "-t", "1", "--network-lock", m]))
+                .expect_err("refused")
+                .to_string();
+            assert!(e.contains(m) && e.contains("skip"), "{e}");
+        }
+        assert!(Cli::try_parse_from(["criu", "dump", "-t", "1", "--network-lock", "x"]).is_err());
+    }
+
+    #[test]
+    fn ext_unix_sk_has_crius_spellings() {
+        assert!(common(&["dump", "-t", "1", "--ext-unix-sk"]).ext_unix_sk);
+        assert!(common(&["-x", "restore"]).ext_unix_sk);
+        assert!(!common(&["restore"]).ext_unix_sk);
     }
 }

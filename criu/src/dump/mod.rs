@@ -58,6 +58,8 @@ pub struct DumpOpts {
     pub ghost_limit: Option<u64>,
     /// `--file-locks`: keep the file locks the tree holds.
     pub file_locks: bool,
+    /// `--ext-unix-sk`: unix sockets connected outside the tree are dumped.
+    pub ext_unix_sk: bool,
 }
 
 /// A tree whose session or process group is led from outside it (a job of
@@ -100,6 +102,7 @@ pub fn dump(opts: &DumpOpts) -> Result<()> {
         info!(root = opts.pid, processes = tree.procs.len(), "tree frozen");
         let mut files = FileTable::default();
         files.sk.tcp_established = opts.tcp_established;
+        files.sk.ext_unix_sk = opts.ext_unix_sk;
         files.locks.enabled = opts.file_locks;
         if let Some(l) = opts.ghost_limit {
             files.ghost_limit = l;

@@ -577,7 +577,14 @@ impl FileTable {
     /// Writes `files.img` and the images that go with it.
     pub fn write(&self, dir: &Path) -> Result<()> {
         self.sk.write(dir)?;
-        image::write_image(dir, "files.img", magic::FILES, &self.entries)?;
+        let next = self.entries.iter().map(|e| e.id).max().unwrap_or(0) + 1;
+        let external = self.sk.externals(next)?;
+        image::write_image(
+            dir,
+            "files.img",
+            magic::FILES,
+            self.entries.iter().chain(&external),
+        )?;
         if !self.pipe_data.is_empty() {
             pipe::write_data(dir, "pipes-data.img", magic::PIPES_DATA, &self.pipe_data)?;
         }
@@ -650,6 +657,12 @@ impl Opened {
     pub fn set_sk_opts(&mut self, tcp_established: bool, tcp_close: bool) {
         self.sk.tcp_established = tcp_established;
         self.sk.tcp_close = tcp_close;
+    }
+
+    /// `--ext-unix-sk`: unix sockets connected to a socket outside the
+    /// dumped tree connect to its name again.
+    pub fn set_ext_unix_sk(&mut self, on: bool) {
+        self.sk.ext_unix_sk = on;
     }
 
     /// Called once every file of the restore is made: TCP connections

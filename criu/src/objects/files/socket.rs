@@ -30,6 +30,8 @@ pub struct SkDump {
     pub(super) tcp_repaired: tcp::Repaired,
     /// `--tcp-established`: dump established TCP connections in repair mode.
     pub tcp_established: bool,
+    /// `--ext-unix-sk`: unix sockets connected outside the tree are kept.
+    pub ext_unix_sk: bool,
     /// Fds found in queued messages of the socket just dumped, as (message
     /// index in `queues`, fds): the file table dumps them as files.
     pub(super) carried: Vec<(usize, Vec<OwnedFd>)>,
@@ -145,21 +147,80 @@ impl SkDump {
         self.tcp_repaired.keep_locked();
     }
 
-    /// Checks what can only be checked once every task is dumped, and
-    /// writes `sk-queues.img` and `tcp-stream-*.img`.
-    pub fn write(&self, dir: &Path) -> Result<()> {
+    /// The sockets outside the tree that dumped unix sockets are connected
+    /// to: with `--ext-unix-sk`, one `files.img` entry each (named, with
+    /// ids from `next_id` on), for the restore to connect to their names
+    /// again; without, the dump fails naming the socket and its peer.
+    pub fn externals(&self, mut next_id: u32) -> Result<Vec<pb::FileEntry>> {
         let inos: std::collections::HashSet<u32> =
             self.unix_seen.iter().map(|&(_, _, ino, _)| ino).collect();
+        let mut out: Vec<pb::FileEntry> = Vec::new();
         for &(pid, fd, ino, peer) in &self.unix_seen {
-            if peer != 0 && !inos.contains(&peer) {
-                return Err(Error::Unsupported {
-                    pid,
-                    what: format!(
-                        "fd {fd} is a unix socket (inode {ino}) connected to socket inode {peer}, which is outside the dumped tree; external unix sockets (--ext-unix-sk) are not supported yet"
-                    ),
-                });
+            if peer == 0 || inos.contains(&peer) {
+                continue;
             }
+            let d = self.unix_diag.as_ref().and_then(|m| m.get(&peer));
+            let name = d.and_then(|d| d.name.clone()).unwrap_or_default();
+            let shown = format!("socket inode {peer} ({})", unix::show_name(&name));
+            let refuse = |why: &str| {
+                Error::Unsupported {
+                pid,
+                what: format!(
+                    "fd {fd} is a unix socket (inode {ino}) connected to {shown}, which is outside the dumped tree{why}"
+                ),
+            }
+            };
+            if !self.ext_unix_sk {
+                return Err(refuse(
+                    "; dump with --ext-unix-sk to connect it to that name again at restore",
+                ));
+            }
+            if d.is_none_or(|d| i32::from(d.ty) != libc::SOCK_DGRAM) {
+                return Err(refuse(
+                    ", and only datagram sockets can be external (--ext-unix-sk)",
+                ));
+            }
+            if name.is_empty() {
+                return Err(refuse(", and has no name to connect to again"));
+            }
+            if out
+                .iter()
+                .any(|e| e.usk.as_ref().is_some_and(|u| u.ino == peer))
+            {
+                continue;
+            }
+            let id = next_id;
+            next_id += 1;
+            out.push(pb::FileEntry {
+                r#type: pb::FdTypes::Unixsk as i32,
+                id,
+                usk: Some(pb::UnixSkEntry {
+                    id,
+                    ino: peer,
+                    r#type: libc::SOCK_DGRAM as u32,
+                    state: 10, // TCP_LISTEN, as upstream marks external ones
+                    flags: 0,
+                    uflags: unix::USK_EXTERN,
+                    backlog: 0,
+                    peer: 0,
+                    fown: no_owner(),
+                    opts: pb::SkOptsEntry::default(),
+                    name,
+                    shutdown: None,
+                    file_perms: None,
+                    name_dir: None,
+                    deleted: None,
+                    ns_id: None,
+                    mnt_id: None,
+                }),
+                ..Default::default()
+            });
         }
+        Ok(out)
+    }
+
+    /// Writes `sk-queues.img` and `tcp-stream-*.img`.
+    pub fn write(&self, dir: &Path) -> Result<()> {
         if !self.queues.is_empty() {
             self.queues.write(dir)?;
         }
@@ -222,6 +283,9 @@ pub struct SkRestore {
     pub tcp_established: bool,
     /// `--tcp-close`: established connections come back closed.
     pub tcp_close: bool,
+    /// `--ext-unix-sk`: unix sockets connected outside the tree connect to
+    /// their peer's name again.
+    pub ext_unix_sk: bool,
 }
 
 impl SkRestore {

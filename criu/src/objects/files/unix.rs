@@ -22,7 +22,10 @@ use super::sockopt::{self, At};
 const TCP_ESTABLISHED: u32 = 1;
 const TCP_LISTEN: u32 = 10;
 
-fn show_name(name: &[u8]) -> String {
+/// `uflags` of a socket outside the dumped tree (upstream's USK_EXTERN).
+pub const USK_EXTERN: u32 = 1;
+
+pub(super) fn show_name(name: &[u8]) -> String {
     match name.first() {
         None => "(unnamed)".into(),
         Some(0) => format!("@{}", String::from_utf8_lossy(&name[1..])),
@@ -242,6 +245,23 @@ fn connect_to(fd: BorrowedFd<'_>, peer: &pb::UnixSkEntry, what: &str) -> Result<
     })
 }
 
+/// Refills the queue of `e`, bound already, from a temporary socket that
+/// sends to its name (before it connects, which would refuse them).
+fn refill(rs: &mut SkRestore, e: &pb::UnixSkEntry, ty: SockType, what: &str) -> Result<()> {
+    let q = rs.queue(e.id)?;
+    if q.is_empty() {
+        return Ok(());
+    }
+    if e.name.is_empty() || ty == SockType::Stream {
+        return Err(Error::Mismatch {
+            what: format!("{what} has queued data but no peer to send it from"),
+        });
+    }
+    let tmp = new_socket(ty, "a temporary sender")?;
+    connect_to(tmp.as_fd(), e, &format!("a temporary sender to {what}"))?;
+    rs.requeue(tmp.as_fd(), q, what)
+}
+
 /// Restore half: makes unix socket `e` (image id `e.id`) in criu, and with
 /// it the other end of a socketpair, or the socket it connects to.
 pub fn open(
@@ -269,6 +289,27 @@ pub fn open(
             what: format!("{what} is connected to inode {p}, which files.img does not have"),
         })?),
     };
+
+    // Connected to a socket outside the tree (--ext-unix-sk): connected
+    // to its name again.
+    if let Some((_, p)) = peer.filter(|(_, p)| p.uflags & USK_EXTERN != 0) {
+        if !rs.ext_unix_sk {
+            return Err(Error::Mismatch {
+                what: format!(
+                    "{what} is connected to {}, a socket outside the dumped tree: restore with --ext-unix-sk",
+                    show_name(&p.name)
+                ),
+            });
+        }
+        let fd = new_socket(ty, &what)?;
+        sockopt::restore(fd.as_fd(), &e.opts, &at)?;
+        bind_name(fd.as_fd(), e, &what)?;
+        refill(rs, e, ty, &what)?;
+        connect_to(fd.as_fd(), p, &what)?;
+        finish(rs, fd.as_fd(), e, &what)?;
+        opened.insert(e.id, fd);
+        return Ok(());
+    }
 
     // Both ends of a pair, made together.
     if let Some((pid_, p)) = peer {
@@ -334,17 +375,7 @@ pub fn open(
     // a temporary sender (before connecting, which would refuse it), then
     // connect once the peer exists.
     bind_name(fd.as_fd(), e, &what)?;
-    let q = rs.queue(e.id)?;
-    if !q.is_empty() {
-        if e.name.is_empty() || ty == SockType::Stream {
-            return Err(Error::Mismatch {
-                what: format!("{what} has queued data but no peer to send it from"),
-            });
-        }
-        let tmp = new_socket(ty, "a temporary sender")?;
-        connect_to(tmp.as_fd(), e, &format!("a temporary sender to {what}"))?;
-        rs.requeue(tmp.as_fd(), q, &what)?;
-    }
+    refill(rs, e, ty, &what)?;
     opened.insert(e.id, fd);
     if let Some((pid_, p)) = peer {
         if !opened.contains_key(&pid_) {
