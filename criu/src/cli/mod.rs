@@ -14,6 +14,7 @@ use std::sync::Mutex;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::objects::files::netlock::Method as NetLock;
 use crate::{dump, restore};
 
 /// What criu-rs tells `criu --version` callers: the CRIU release whose
@@ -79,21 +80,22 @@ pub struct Common {
     #[arg(long = "ext-unix-sk", short = 'x', global = true)]
     pub ext_unix_sk: bool,
     /// How TCP connections are kept from the network between dump and
-    /// restore: only "skip" (no lock; connections stay in repair mode) is
-    /// implemented.
+    /// restore: "nftables" drops their packets, "skip" (the default) does
+    /// not; "iptables" is refused.
     #[arg(long = "network-lock", global = true, value_name = "METHOD",
           value_parser = ["iptables", "nftables", "skip"])]
     pub network_lock: Option<String>,
 }
 
-/// `--network-lock`: criu-rs does not lock the network (the connections of
-/// a dumped tree stay in repair mode, so they send nothing, but packets
-/// that come in meanwhile are not dropped): only "skip" is accepted.
-fn check_network_lock(c: &Common) -> Result<(), Error> {
+/// `--network-lock`: nftables (a table that drops the packets of the
+/// tree's TCP connections until restore) or skip (the default here); the
+/// iptables method is refused rather than ignored.
+fn check_network_lock(c: &Common) -> Result<NetLock, Error> {
     match c.network_lock.as_deref() {
-        None | Some("skip") => Ok(()),
+        None | Some("skip") => Ok(NetLock::Skip),
+        Some("nftables") => Ok(NetLock::Nftables),
         Some(m) => Err(Error::Usage(format!(
-            "--network-lock {m}: criu-rs cannot lock the network with {m} yet; use --network-lock skip (TCP connections stay in repair mode, but packets their peers send meanwhile are not dropped)"
+            "--network-lock {m}: criu-rs cannot lock the network with {m}; use --network-lock nftables (or skip)"
         ))),
     }
 }
@@ -307,7 +309,7 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
     match command {
         Command::Dump(a) => {
             let dir = images_dir(c)?;
-            check_network_lock(c)?;
+            let network_lock = check_network_lock(c)?;
             setup_log(c)?;
             let opts = dump::DumpOpts {
                 pid: a.tree,
@@ -318,6 +320,7 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
                 ghost_limit: c.ghost_limit,
                 file_locks: c.file_locks,
                 ext_unix_sk: c.ext_unix_sk,
+                network_lock,
             };
             dump::dump(&opts).inspect_err(|e| tracing::error!("dump failed: {e}"))?;
             tracing::info!("dumping finished successfully");
@@ -325,7 +328,7 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
         }
         Command::Restore(a) => {
             let dir = images_dir(c)?;
-            check_network_lock(c)?;
+            let network_lock = check_network_lock(c)?;
             setup_log(c)?;
             let opts = restore::RestoreOpts {
                 images_dir: dir,
@@ -335,6 +338,7 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
                 tcp_close: c.tcp_close,
                 file_locks: c.file_locks,
                 ext_unix_sk: c.ext_unix_sk,
+                network_lock,
             };
             let pidfile = c.pidfile.as_ref().map(|p| in_work_dir(c, p));
             let write_pid = |pid: i32| -> std::io::Result<()> {
@@ -395,17 +399,21 @@ mod socket_option_tests {
     }
 
     #[test]
-    fn network_lock_skip_is_the_only_method() {
-        assert!(check_network_lock(&common(&["dump", "-t", "1"])).is_ok());
-        assert!(
-            check_network_lock(&common(&["dump", "-t", "1", "--network-lock", "skip"])).is_ok()
+    fn network_lock_methods() {
+        let m = |args: &[&str]| check_network_lock(&common(args)).ok();
+        assert_eq!(m(&["dump", "-t", "1"]), Some(NetLock::Skip));
+        assert_eq!(
+            m(&["dump", "--network-lock", "skip", "-t", "1"]),
+            Some(NetLock::Skip)
         );
-        for m in ["iptables", "nftables"] {
-            let e = check_network_lock(&common(&["dump", "-t", "1", "--network-lock", m]))
-                .expect_err("refused")
-                .to_string();
-            assert!(e.contains(m) && e.contains("skip"), "{e}");
-        }
+        assert_eq!(
+            m(&["restore", "--network-lock", "nftables"]),
+            Some(NetLock::Nftables)
+        );
+        let e = check_network_lock(&common(&["dump", "-t", "1", "--network-lock", "iptables"]))
+            .expect_err("refused")
+            .to_string();
+        assert!(e.contains("iptables") && e.contains("nftables"), "{e}");
         assert!(Cli::try_parse_from(["criu", "dump", "-t", "1", "--network-lock", "x"]).is_err());
     }
 

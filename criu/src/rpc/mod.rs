@@ -404,6 +404,7 @@ impl Conn {
             ghost_limit: o.ghost_limit.map(u64::from),
             file_locks: o.file_locks(),
             ext_unix_sk: o.ext_unix_sk(),
+            network_lock: Default::default(),
         };
         if let Err(e) = dump::dump(&d) {
             return fail(ty, chain(&e));
@@ -447,6 +448,7 @@ impl Conn {
             tcp_close: o.tcp_close(),
             file_locks: o.file_locks(),
             ext_unix_sk: o.ext_unix_sk(),
+            network_lock: Default::default(),
         };
         let on_running = |pid: i32| -> std::io::Result<()> {
             if notify {

@@ -152,6 +152,15 @@ pub fn dump(
         None
     };
     if proto == libc::IPPROTO_TCP && super::tcp::connected(state as u8) {
+        if let (Some(s), Some(t)) = (src, dst) {
+            let c = super::netlock::Conn {
+                src: s,
+                sport: d.sport,
+                dst: t,
+                dport: d.dport,
+            };
+            st.lock_connection(pid, ino, &c)?;
+        }
         let (e, inq, outq) = super::tcp::dump(file, pid, &what, &mut st.tcp_repaired)?;
         st.tcp.streams.push((ino, e, inq, outq));
     }

@@ -10,6 +10,7 @@ pub mod inotify;
 pub mod locks;
 pub mod memfd;
 pub mod netlink;
+pub mod netlock;
 pub mod packet;
 pub mod pipe;
 pub mod reg;
@@ -663,6 +664,12 @@ impl Opened {
     /// dumped tree connect to its name again.
     pub fn set_ext_unix_sk(&mut self, on: bool) {
         self.sk.ext_unix_sk = on;
+    }
+
+    /// `--network-lock`: with nftables, a lock left by the dump that cannot
+    /// be removed fails the restore.
+    pub fn set_network_lock(&mut self, m: netlock::Method) {
+        self.sk.network_lock = m;
     }
 
     /// Called once every file of the restore is made: TCP connections

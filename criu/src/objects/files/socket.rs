@@ -13,7 +13,7 @@ use crate::sys::sock;
 use super::super::{Error, Result};
 use super::sk_diag::{self, InetDiag, NetlinkDiag, PacketDiag, UnixDiag};
 use super::sk_queue::{Queued, Queues};
-use super::{inet, netlink, packet, tcp, unix};
+use super::{inet, netlink, netlock, packet, tcp, unix};
 
 /// Socket state gathered over a whole dump.
 #[derive(Debug, Default)]
@@ -32,6 +32,10 @@ pub struct SkDump {
     pub tcp_established: bool,
     /// `--ext-unix-sk`: unix sockets connected outside the tree are kept.
     pub ext_unix_sk: bool,
+    /// `--network-lock`: how TCP connections are kept from the network.
+    pub network_lock: netlock::Method,
+    /// The network lock, once a connection is locked.
+    pub(super) lock: Option<netlock::Held>,
     /// Fds found in queued messages of the socket just dumped, as (message
     /// index in `queues`, fds): the file table dumps them as files.
     pub(super) carried: Vec<(usize, Vec<OwnedFd>)>,
@@ -145,6 +149,25 @@ impl SkDump {
     /// they leave repair mode when this state is dropped.)
     pub fn keep_tcp_locked(&mut self) {
         self.tcp_repaired.keep_locked();
+        if let Some(l) = &mut self.lock {
+            l.keep = true;
+        }
+    }
+
+    /// With `--network-lock nftables`: the packets of connection `c` (of
+    /// socket `ino`, fd `fd` of `pid`) are dropped from now on.
+    pub(super) fn lock_connection(&mut self, pid: i32, ino: u32, c: &netlock::Conn) -> Result<()> {
+        if self.network_lock != netlock::Method::Nftables {
+            return Ok(());
+        }
+        if self.lock.is_none() {
+            let net = self.net_pid.unwrap_or(pid);
+            self.lock = Some(netlock::Held::create(netlock::table_name(ino), net)?);
+        }
+        match &self.lock {
+            Some(l) => l.add(c),
+            None => Ok(()),
+        }
     }
 
     /// The sockets outside the tree that dumped unix sockets are connected
@@ -286,6 +309,11 @@ pub struct SkRestore {
     /// `--ext-unix-sk`: unix sockets connected outside the tree connect to
     /// their peer's name again.
     pub ext_unix_sk: bool,
+    /// `--network-lock`: a failure to remove the lock fails the restore.
+    pub network_lock: netlock::Method,
+    /// Inodes of the TCP connections restored: the lock tables named after
+    /// them go before the connections leave repair mode.
+    pub(super) tcp_inos: Vec<u32>,
 }
 
 impl SkRestore {
@@ -342,6 +370,20 @@ impl SkRestore {
     /// Every socket of the restore exists: the TCP connections leave
     /// repair mode (and send what was never sent).
     pub fn release_tcp(&mut self) -> Result<()> {
+        for ino in std::mem::take(&mut self.tcp_inos) {
+            let table = netlock::table_name(ino);
+            match netlock::delete(&table) {
+                Ok(_) => {}
+                Err(errno) if self.network_lock == netlock::Method::Nftables => {
+                    return Err(Error::Mismatch {
+                        what: format!("unlocking the network (nftables table {table}): {errno}"),
+                    })
+                }
+                Err(errno) => {
+                    tracing::debug!("no network lock {table} removed: {errno}");
+                }
+            }
+        }
         self.tcp_repaired.release()
     }
 

@@ -372,6 +372,7 @@ pub fn restore(
         what: format!("{what}: restoring a TCP connection needs the image directory"),
     })?;
     let (t, inq, outq) = read_stream(&dir, e.ino)?;
+    rs.tcp_inos.push(e.ino);
     let unsq = t.unsq_len.unwrap_or(0).min(t.outq_len) as usize;
     let sent = outq.len().saturating_sub(unsq);
     set(fd, libc::TCP_REPAIR, REPAIR_ON, "TCP_REPAIR", what)?;
