@@ -11,7 +11,6 @@ pub const DESC: Desc = Desc {
     // The peer is an orphaned process: only on the host does it leave the
     // tree (in a pid namespace the test is its reaper).
     flavors: &[Flavor::Host],
-    flags: &[Flag::Suid],
     dump_opts: &["--tcp-established", "--network-lock", "nftables"],
     restore_opts: &["--tcp-established", "--network-lock", "nftables"],
     ..Desc::DEFAULT
