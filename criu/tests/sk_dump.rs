@@ -73,7 +73,12 @@ fn socketpair_entries_have_the_fields_upstream_writes() {
     let dir = tempfile::tempdir().unwrap();
     st.write(dir.path()).unwrap();
     let q = criu::objects::files::sk_queue::Queues::load(dir.path()).unwrap();
-    assert_eq!(q[&9], vec![b"a->b".to_vec()]);
+    assert_eq!(
+        q[&9],
+        vec![criu::objects::files::sk_queue::Queued::plain(
+            b"a->b".to_vec()
+        )]
+    );
     assert!(!q.contains_key(&8));
 }
 
@@ -82,9 +87,33 @@ fn a_peer_outside_the_dump_is_refused() {
     let (a, _b) = UnixStream::pair().unwrap();
     let mut st = SkDump::default();
     dump(&mut st, &a, 1).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let err = st.write(dir.path()).unwrap_err().to_string();
+    let err = st.externals(100).unwrap_err().to_string();
     assert!(err.contains("outside the dumped tree"), "{err}");
+    assert!(err.contains("--ext-unix-sk"), "{err}");
+    // A stream peer cannot be external even with the option.
+    st.ext_unix_sk = true;
+    let err = st.externals(100).unwrap_err().to_string();
+    assert!(err.contains("only datagram sockets"), "{err}");
+}
+
+#[test]
+fn a_named_datagram_peer_outside_the_dump_is_external_with_the_option() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.sock");
+    let _outside = UnixDatagram::bind(&path).unwrap();
+    let a = UnixDatagram::unbound().unwrap();
+    a.connect(&path).unwrap();
+    let mut st = SkDump::default();
+    let inside = dump(&mut st, &a, 1).unwrap().usk.unwrap();
+    assert!(st.externals(100).is_err());
+    st.ext_unix_sk = true;
+    let ext = st.externals(100).unwrap();
+    assert_eq!(ext.len(), 1);
+    let u = ext[0].usk.as_ref().unwrap();
+    assert_eq!((ext[0].id, u.id, u.ino), (100, 100, inside.peer));
+    assert_eq!(u.uflags, 1);
+    assert!(u.name.starts_with(path.as_os_str().as_encoded_bytes()));
 }
 
 #[test]

@@ -14,6 +14,7 @@ use std::sync::Mutex;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::objects::files::netlock::Method as NetLock;
 use crate::{dump, restore};
 
 /// What criu-rs tells `criu --version` callers: the CRIU release whose
@@ -74,6 +75,29 @@ pub struct Common {
     /// Dump and restore file locks (flock, POSIX and OFD) held by the tree.
     #[arg(long = "file-locks", short = 'l', global = true)]
     pub file_locks: bool,
+    /// Unix datagram sockets connected to a socket outside the tree are
+    /// dumped, and connected to that socket's name again at restore.
+    #[arg(long = "ext-unix-sk", short = 'x', global = true)]
+    pub ext_unix_sk: bool,
+    /// How TCP connections are kept from the network between dump and
+    /// restore: "nftables" drops their packets, "skip" (the default) does
+    /// not; "iptables" is refused.
+    #[arg(long = "network-lock", global = true, value_name = "METHOD",
+          value_parser = ["iptables", "nftables", "skip"])]
+    pub network_lock: Option<String>,
+}
+
+/// `--network-lock`: nftables (a table that drops the packets of the
+/// tree's TCP connections until restore) or skip (the default here); the
+/// iptables method is refused rather than ignored.
+fn check_network_lock(c: &Common) -> Result<NetLock, Error> {
+    match c.network_lock.as_deref() {
+        None | Some("skip") => Ok(NetLock::Skip),
+        Some("nftables") => Ok(NetLock::Nftables),
+        Some(m) => Err(Error::Usage(format!(
+            "--network-lock {m}: criu-rs cannot lock the network with {m}; use --network-lock nftables (or skip)"
+        ))),
+    }
 }
 
 /// A size as CRIU takes it: a number with an optional K, M or G suffix.
@@ -285,6 +309,7 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
     match command {
         Command::Dump(a) => {
             let dir = images_dir(c)?;
+            let network_lock = check_network_lock(c)?;
             setup_log(c)?;
             let opts = dump::DumpOpts {
                 pid: a.tree,
@@ -294,6 +319,8 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
                 tcp_established: c.tcp_established,
                 ghost_limit: c.ghost_limit,
                 file_locks: c.file_locks,
+                ext_unix_sk: c.ext_unix_sk,
+                network_lock,
             };
             dump::dump(&opts).inspect_err(|e| tracing::error!("dump failed: {e}"))?;
             tracing::info!("dumping finished successfully");
@@ -301,6 +328,7 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
         }
         Command::Restore(a) => {
             let dir = images_dir(c)?;
+            let network_lock = check_network_lock(c)?;
             setup_log(c)?;
             let opts = restore::RestoreOpts {
                 images_dir: dir,
@@ -309,6 +337,8 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
                 tcp_established: c.tcp_established,
                 tcp_close: c.tcp_close,
                 file_locks: c.file_locks,
+                ext_unix_sk: c.ext_unix_sk,
+                network_lock,
             };
             let pidfile = c.pidfile.as_ref().map(|p| in_work_dir(c, p));
             let write_pid = |pid: i32| -> std::io::Result<()> {
@@ -355,5 +385,42 @@ mod size_tests {
         assert!(parse_size("12Q").is_err());
         assert!(parse_size("K").is_err());
         assert!(parse_size("99999999999G").is_err());
+    }
+}
+
+#[cfg(test)]
+mod socket_option_tests {
+    use super::*;
+
+    fn common(args: &[&str]) -> Common {
+        let mut v = vec!["criu"];
+        v.extend_from_slice(args);
+        Cli::try_parse_from(v).expect("parses").common
+    }
+
+    #[test]
+    fn network_lock_methods() {
+        let m = |args: &[&str]| check_network_lock(&common(args)).ok();
+        assert_eq!(m(&["dump", "-t", "1"]), Some(NetLock::Skip));
+        assert_eq!(
+            m(&["dump", "--network-lock", "skip", "-t", "1"]),
+            Some(NetLock::Skip)
+        );
+        assert_eq!(
+            m(&["restore", "--network-lock", "nftables"]),
+            Some(NetLock::Nftables)
+        );
+        let e = check_network_lock(&common(&["dump", "-t", "1", "--network-lock", "iptables"]))
+            .expect_err("refused")
+            .to_string();
+        assert!(e.contains("iptables") && e.contains("nftables"), "{e}");
+        assert!(Cli::try_parse_from(["criu", "dump", "-t", "1", "--network-lock", "x"]).is_err());
+    }
+
+    #[test]
+    fn ext_unix_sk_has_crius_spellings() {
+        assert!(common(&["dump", "-t", "1", "--ext-unix-sk"]).ext_unix_sk);
+        assert!(common(&["-x", "restore"]).ext_unix_sk);
+        assert!(!common(&["restore"]).ext_unix_sk);
     }
 }

@@ -58,6 +58,10 @@ pub struct DumpOpts {
     pub ghost_limit: Option<u64>,
     /// `--file-locks`: keep the file locks the tree holds.
     pub file_locks: bool,
+    /// `--ext-unix-sk`: unix sockets connected outside the tree are dumped.
+    pub ext_unix_sk: bool,
+    /// `--network-lock`: how TCP connections are kept from the network.
+    pub network_lock: objects::files::netlock::Method,
 }
 
 /// A tree whose session or process group is led from outside it (a job of
@@ -100,6 +104,8 @@ pub fn dump(opts: &DumpOpts) -> Result<()> {
         info!(root = opts.pid, processes = tree.procs.len(), "tree frozen");
         let mut files = FileTable::default();
         files.sk.tcp_established = opts.tcp_established;
+        files.sk.ext_unix_sk = opts.ext_unix_sk;
+        files.sk.network_lock = opts.network_lock;
         files.locks.enabled = opts.file_locks;
         if let Some(l) = opts.ghost_limit {
             files.ghost_limit = l;
@@ -151,6 +157,10 @@ pub fn dump(opts: &DumpOpts) -> Result<()> {
             ..Default::default()
         };
         extras::fill_inventory(&mut inventory, extras::cg_set(opts.pid, opts.pid), &mut ids);
+        if opts.network_lock == objects::files::netlock::Method::Nftables {
+            // upstream's NETWORK_LOCK_NFTABLES
+            inventory.network_lock_method = Some(1);
+        }
         image::write_image(dir, "inventory.img", magic::INVENTORY, [&inventory])?;
         extras::write_stats(dir, times)?;
         if !opts.leave_running {

@@ -70,6 +70,10 @@ pub struct RestoreOpts {
     pub tcp_close: bool,
     /// `--file-locks`: take the dumped file locks again.
     pub file_locks: bool,
+    /// `--ext-unix-sk`: sockets connected outside the tree connect again.
+    pub ext_unix_sk: bool,
+    /// `--network-lock`: the method the dump locked the network with.
+    pub network_lock: objects::files::netlock::Method,
 }
 
 /// How the restored tree ended, when criu waited for it.
@@ -231,6 +235,8 @@ pub fn restore(
     let mut puppets = tree::Puppets::new()?;
     let mut opened = Opened::new(dir);
     opened.set_sk_opts(opts.tcp_established, opts.tcp_close);
+    opened.set_ext_unix_sk(opts.ext_unix_sk);
+    opened.set_network_lock(opts.network_lock);
     opened.file_locks = opts.file_locks;
     let result = (|| -> Result<()> {
         puppets.create(&tasks, &plan)?;

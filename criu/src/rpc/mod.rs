@@ -403,6 +403,8 @@ impl Conn {
             tcp_established: o.tcp_established(),
             ghost_limit: o.ghost_limit.map(u64::from),
             file_locks: o.file_locks(),
+            ext_unix_sk: o.ext_unix_sk(),
+            network_lock: Default::default(),
         };
         if let Err(e) = dump::dump(&d) {
             return fail(ty, chain(&e));
@@ -445,6 +447,8 @@ impl Conn {
             tcp_established: o.tcp_established(),
             tcp_close: o.tcp_close(),
             file_locks: o.file_locks(),
+            ext_unix_sk: o.ext_unix_sk(),
+            network_lock: Default::default(),
         };
         let on_running = |pid: i32| -> std::io::Result<()> {
             if notify {

@@ -215,3 +215,178 @@ mod tests {
         );
     }
 }
+
+/// Most fds one message can carry (the kernel's SCM_MAX_FD).
+pub const MAX_FDS_PER_MSG: usize = 253;
+
+/// What one `recvmsg` got: its length, whether the data or the control
+/// messages were cut short, and the fds it carried (SCM_RIGHTS), now
+/// owned by the caller.
+#[derive(Debug)]
+pub struct Received {
+    pub bytes: usize,
+    pub truncated: bool,
+    pub ctrunc: bool,
+    pub fds: Vec<std::os::fd::OwnedFd>,
+}
+
+/// One `recvmsg(fd, buf, flags)` that keeps the fds passed with the message.
+pub fn recv_with_fds(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    flags: nix::sys::socket::MsgFlags,
+) -> SysResult<Received> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+    let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS_PER_MSG]);
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let msg = recvmsg::<()>(
+        fd.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        flags | MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    let mut fds = Vec::new();
+    if let Ok(cms) = msg.cmsgs() {
+        for c in cms {
+            if let ControlMessageOwned::ScmRights(raw) = c {
+                // SAFETY: the kernel installed these fds in this process for
+                // this message; nothing else owns them.
+                fds.extend(raw.into_iter().map(|f| unsafe { OwnedFd::from_raw_fd(f) }));
+            }
+        }
+    }
+    Ok(Received {
+        bytes: msg.bytes,
+        truncated: msg.flags.contains(MsgFlags::MSG_TRUNC),
+        ctrunc: msg.flags.contains(MsgFlags::MSG_CTRUNC),
+        fds,
+    })
+}
+
+/// One `sendmsg(fd, data, flags)` carrying `fds` with SCM_RIGHTS (none: a
+/// plain send).
+pub fn send_with_fds(
+    fd: BorrowedFd<'_>,
+    data: &[u8],
+    fds: &[BorrowedFd<'_>],
+    flags: nix::sys::socket::MsgFlags,
+) -> SysResult<usize> {
+    use nix::sys::socket::{sendmsg, ControlMessage};
+    let raw: Vec<std::os::fd::RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let iov = [std::io::IoSlice::new(data)];
+    let rights = [ControlMessage::ScmRights(&raw)];
+    let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &rights };
+    sendmsg::<()>(fd.as_raw_fd(), &iov, cmsgs, flags, None)
+}
+
+/// `socket(domain, ty | SOCK_CLOEXEC, proto)` for protocols the typed
+/// wrappers do not name (netlink families, packet ethertypes, raw IP).
+pub fn socket_raw(domain: i32, ty: i32, proto: i32) -> SysResult<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: integers only.
+    let fd = unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, proto) };
+    if fd < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: `fd` was just returned by socket(2) and is owned by no one else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// `bind(fd, sockaddr_ll{protocol, ifindex})` for a packet socket;
+/// `protocol` in host order.
+pub fn bind_packet(fd: BorrowedFd<'_>, protocol: u16, ifindex: i32) -> SysResult<()> {
+    // SAFETY: all-zero is a valid sockaddr_ll.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = protocol.to_be();
+    sll.sll_ifindex = ifindex;
+    // SAFETY: `sll` is a valid sockaddr_ll and its size is passed.
+    check_int(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&sll as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    })
+}
+
+/// `PACKET_ADD_MEMBERSHIP` of a `packet_mreq` (ifindex, type, address).
+pub fn packet_add_membership(
+    fd: BorrowedFd<'_>,
+    ifindex: i32,
+    ty: u16,
+    addr: &[u8],
+) -> SysResult<()> {
+    // SAFETY: all-zero is a valid packet_mreq.
+    let mut m: libc::packet_mreq = unsafe { std::mem::zeroed() };
+    m.mr_ifindex = ifindex;
+    m.mr_type = ty;
+    let n = addr.len().min(m.mr_address.len());
+    m.mr_alen = n as u16;
+    m.mr_address[..n].copy_from_slice(&addr[..n]);
+    // SAFETY: `m` lives across the call and its size is passed.
+    check_int(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_ADD_MEMBERSHIP,
+            (&m as *const libc::packet_mreq).cast(),
+            std::mem::size_of::<libc::packet_mreq>() as libc::socklen_t,
+        )
+    })
+}
+
+/// The local and peer addresses of an IPv4/IPv6 socket (`getsockname`,
+/// `getpeername`; None when not connected).
+pub fn inet_names(
+    fd: BorrowedFd<'_>,
+) -> SysResult<(std::net::SocketAddr, Option<std::net::SocketAddr>)> {
+    let local = name_of(fd, false)?.ok_or(Errno::EAFNOSUPPORT)?;
+    let peer = match name_of(fd, true) {
+        Ok(a) => a,
+        Err(Errno::ENOTCONN) => None,
+        Err(e) => return Err(e),
+    };
+    Ok((local, peer))
+}
+
+fn name_of(fd: BorrowedFd<'_>, peer: bool) -> SysResult<Option<std::net::SocketAddr>> {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    let p = (&mut ss as *mut libc::sockaddr_storage).cast();
+    // SAFETY: `ss` and `len` are valid for writes of `len` bytes.
+    check_int(unsafe {
+        if peer {
+            libc::getpeername(fd.as_raw_fd(), p, &mut len)
+        } else {
+            libc::getsockname(fd.as_raw_fd(), p, &mut len)
+        }
+    })?;
+    Ok(match i32::from(ss.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the kernel filled a sockaddr_in (family AF_INET),
+            // which fits in sockaddr_storage.
+            let a: libc::sockaddr_in =
+                unsafe { std::ptr::read((&ss as *const libc::sockaddr_storage).cast()) };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(a.sin_addr.s_addr.to_ne_bytes()),
+                u16::from_be(a.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, a sockaddr_in6.
+            let a: libc::sockaddr_in6 =
+                unsafe { std::ptr::read((&ss as *const libc::sockaddr_storage).cast()) };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(a.sin6_addr.s6_addr),
+                u16::from_be(a.sin6_port),
+                a.sin6_flowinfo,
+                a.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    })
+}

@@ -88,6 +88,9 @@ pub fn dump(
     proto: i32,
 ) -> Result<pb::FileEntry> {
     let unsupported = |what: String| Error::Unsupported { pid, what };
+    if ty == libc::SOCK_RAW {
+        return dump_raw(st.net_pid, pid, fd, id, flags, file, ino, family, proto);
+    }
     if proto != libc::IPPROTO_TCP && proto != libc::IPPROTO_UDP {
         return Err(unsupported(format!(
             "fd {fd} is an inet socket of protocol {proto}, which criu-rs cannot dump yet"
@@ -109,10 +112,10 @@ pub fn dump(
     if proto == libc::IPPROTO_TCP {
         match state {
             TCP_LISTEN | TCP_CLOSE => {}
-            TCP_ESTABLISHED if st.tcp_established => {}
-            TCP_ESTABLISHED => {
+            s if super::tcp::connected(s as u8) && st.tcp_established => {}
+            s if super::tcp::connected(s as u8) => {
                 return Err(unsupported(format!(
-                "fd {fd} is an established TCP connection ({show}); dump it with --tcp-established"
+                "fd {fd} is an established TCP connection ({show}, state {s}); dump it with --tcp-established"
             )))
             }
             s => {
@@ -148,7 +151,16 @@ pub fn dump(
     } else {
         None
     };
-    if proto == libc::IPPROTO_TCP && state == TCP_ESTABLISHED {
+    if proto == libc::IPPROTO_TCP && super::tcp::connected(state as u8) {
+        if let (Some(s), Some(t)) = (src, dst) {
+            let c = super::netlock::Conn {
+                src: s,
+                sport: d.sport,
+                dst: t,
+                dport: d.dport,
+            };
+            st.lock_connection(pid, ino, &c)?;
+        }
         let (e, inq, outq) = super::tcp::dump(file, pid, &what, &mut st.tcp_repaired)?;
         st.tcp.streams.push((ino, e, inq, outq));
     }
@@ -181,6 +193,186 @@ pub fn dump(
     })
 }
 
+/// Dump half for a raw IP socket: its addresses come from the socket
+/// itself (no sock_diag module needed), its state is whether it is
+/// connected.
+#[allow(clippy::too_many_arguments)]
+fn dump_raw(
+    net_pid: Option<i32>,
+    pid: i32,
+    fd: i32,
+    id: u32,
+    flags: u32,
+    file: BorrowedFd<'_>,
+    ino: u32,
+    family: i32,
+    proto: i32,
+) -> Result<pb::FileEntry> {
+    let (local, _) = sock::inet_names(file).map_err(|errno| Error::Sys {
+        pid,
+        what: format!("the addresses of raw socket fd {fd}"),
+        errno,
+    })?;
+    // A raw socket's peer is not told by getpeername: the kernel's table
+    // of raw sockets (of the task's network namespace) has it.
+    let table = format!(
+        "/proc/{}/net/{}",
+        net_pid.unwrap_or(pid),
+        if family == libc::AF_INET6 {
+            "raw6"
+        } else {
+            "raw"
+        }
+    );
+    let text = std::fs::read_to_string(&table).map_err(|source| Error::Io {
+        pid,
+        what: format!("reading {table} (for raw socket fd {fd})"),
+        source,
+    })?;
+    let peer = raw_peer(&text, ino).map(|ip| SocketAddr::new(ip, 0));
+    let what = format!(
+        "raw socket fd {fd} of pid {pid} (protocol {proto}, {} -> {})",
+        local.ip(),
+        peer.map_or("-".into(), |p| p.ip().to_string())
+    );
+    let at = At { pid, what: &what };
+    let opts = sockopt::dump(file, family, &at)?;
+    let mut ip_opts = sockopt::dump_ip(file, family, &at)?;
+    ip_opts.raw = Some(sockopt::dump_raw(file, family, proto, &at)?);
+    let words = |ip: IpAddr| -> Vec<u32> {
+        let b: Vec<u8> = match ip {
+            IpAddr::V4(a) => a.octets().to_vec(),
+            IpAddr::V6(a) => a.octets().to_vec(),
+        };
+        b.chunks_exact(4)
+            .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    };
+    let unspecified = if family == libc::AF_INET6 {
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    };
+    let v6only = if family == libc::AF_INET6 {
+        Some(
+            sock::get_int(file, libc::SOL_IPV6, libc::IPV6_V6ONLY).map_err(|errno| Error::Sys {
+                pid,
+                what: format!("getsockopt IPV6_V6ONLY of {what}"),
+                errno,
+            })? != 0,
+        )
+    } else {
+        None
+    };
+    Ok(pb::FileEntry {
+        r#type: pb::FdTypes::Inetsk as i32,
+        id,
+        isk: Some(pb::InetSkEntry {
+            id,
+            ino,
+            family: family as u32,
+            r#type: libc::SOCK_RAW as u32,
+            proto: proto as u32,
+            state: if peer.is_some() {
+                TCP_ESTABLISHED
+            } else {
+                TCP_CLOSE
+            },
+            src_port: u32::from(local.port()),
+            dst_port: 0,
+            flags,
+            backlog: 0,
+            src_addr: words(local.ip()),
+            dst_addr: words(peer.map_or(unspecified, |p| p.ip())),
+            fown: no_owner(),
+            opts,
+            v6only,
+            ip_opts: Some(ip_opts),
+            ifname: None,
+            ns_id: None,
+            shutdown: None,
+            tcp_opts: None,
+        }),
+        ..Default::default()
+    })
+}
+
+/// The remote address of the raw socket `ino` in `/proc/net/raw{,6}`
+/// text, when it is connected (state TCP_ESTABLISHED).
+fn raw_peer(text: &str, ino: u32) -> Option<IpAddr> {
+    let ino = ino.to_string();
+    let line = text
+        .lines()
+        .skip(1)
+        .find(|l| l.split_whitespace().nth(9) == Some(ino.as_str()))?;
+    let mut f = line.split_whitespace();
+    let rem = f.nth(2)?;
+    let st = f.next()?;
+    if u8::from_str_radix(st, 16).ok()? != TCP_ESTABLISHED as u8 {
+        return None;
+    }
+    let hex = rem.split(':').next()?;
+    // Each 32-bit word of the address as the kernel holds it, printed %08X.
+    let bytes: Vec<u8> = (0..hex.len() / 8)
+        .filter_map(|i| u32::from_str_radix(hex.get(i * 8..i * 8 + 8)?, 16).ok())
+        .flat_map(|w| w.to_ne_bytes())
+        .collect();
+    match bytes.len() {
+        4 => Some(IpAddr::V4(Ipv4Addr::from(
+            <[u8; 4]>::try_from(&bytes[..]).ok()?,
+        ))),
+        16 => Some(IpAddr::V6(Ipv6Addr::from(
+            <[u8; 16]>::try_from(&bytes[..]).ok()?,
+        ))),
+        _ => None,
+    }
+}
+
+/// Restore half for a raw IP socket: bound to its address (if any) and
+/// connected to its peer (if any).
+fn open_raw(e: &pb::InetSkEntry, opened: &mut HashMap<u32, OwnedFd>) -> Result<()> {
+    let what = format!("raw socket id {} (protocol {})", e.id, e.proto);
+    let fd =
+        sock::socket_raw(e.family as i32, libc::SOCK_RAW, e.proto as i32).map_err(|errno| {
+            Error::Mismatch {
+                what: format!("making {what} (needs CAP_NET_RAW): {errno}"),
+            }
+        })?;
+    let at = At {
+        pid: 0,
+        what: &what,
+    };
+    sockopt::restore(fd.as_fd(), &e.opts, &at)?;
+    if let Some(ip) = &e.ip_opts {
+        sockopt::restore_ip(fd.as_fd(), e.family as i32, ip, &at)?;
+        if let Some(raw) = &ip.raw {
+            sockopt::restore_raw(fd.as_fd(), e.family as i32, raw, &at)?;
+        }
+    }
+    if let Some(v) = e.v6only {
+        sock::set_int(fd.as_fd(), libc::SOL_IPV6, libc::IPV6_V6ONLY, i32::from(v)).map_err(
+            |errno| Error::Mismatch {
+                what: format!("setting IPV6_V6ONLY on {what}: {errno}"),
+            },
+        )?;
+    }
+    let src = sockaddr(e.family, &e.src_addr, 0, &what)?;
+    if !src.ip().is_unspecified() {
+        sock::bind_inet(fd.as_fd(), &src).map_err(|errno| Error::Mismatch {
+            what: format!("binding {what} to {}: {errno}", src.ip()),
+        })?;
+    }
+    if e.state == TCP_ESTABLISHED {
+        let dst = sockaddr(e.family, &e.dst_addr, 0, &what)?;
+        sock::connect_inet(fd.as_fd(), &dst).map_err(|errno| Error::Mismatch {
+            what: format!("connecting {what} to {}: {errno}", dst.ip()),
+        })?;
+    }
+    apply_flags(fd.as_fd(), e.flags, &what)?;
+    opened.insert(e.id, fd);
+    Ok(())
+}
+
 fn sockaddr(family: u32, words: &[u32], port: u32, what: &str) -> Result<SocketAddr> {
     let ip = ip_of(family, words).ok_or_else(|| Error::Mismatch {
         what: format!(
@@ -197,6 +389,9 @@ pub fn open(
     e: &pb::InetSkEntry,
     opened: &mut HashMap<u32, OwnedFd>,
 ) -> Result<()> {
+    if e.r#type == libc::SOCK_RAW as u32 {
+        return open_raw(e, opened);
+    }
     let what = format!("inet socket id {} (inode {})", e.id, e.ino);
     let fam = match e.family as i32 {
         libc::AF_INET => AddressFamily::Inet,
@@ -242,7 +437,8 @@ pub fn open(
     }
     let src = sockaddr(e.family, &e.src_addr, e.src_port, &what)?;
     let bound = e.src_port != 0;
-    let established = e.proto as i32 == libc::IPPROTO_TCP && e.state == TCP_ESTABLISHED;
+    let established =
+        e.proto as i32 == libc::IPPROTO_TCP && super::tcp::connected(e.state.min(255) as u8);
     if established && !rs.tcp_close && !rs.tcp_established {
         return Err(Error::Mismatch {
             what: format!(
@@ -302,6 +498,16 @@ pub fn open(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_peers_come_from_the_raw_table() {
+        let t = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+                 1: 0100007F:0001 0100007F:0000 01 00000000:00000000 00:00000000 00000000     0        0 1744941 2 0000000000000000 0\n\
+                 1: 00000000:0001 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 55 2 0000000000000000 0\n";
+        assert_eq!(raw_peer(t, 1744941), Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        assert_eq!(raw_peer(t, 55), None);
+        assert_eq!(raw_peer(t, 56), None);
+    }
 
     #[test]
     fn addresses_are_kept_in_network_order() {

@@ -9,6 +9,9 @@ pub mod inet;
 pub mod inotify;
 pub mod locks;
 pub mod memfd;
+pub mod netlink;
+pub mod netlock;
+pub mod packet;
 pub mod pipe;
 pub mod reg;
 pub mod signalfd;
@@ -171,6 +174,8 @@ pub struct FileTable {
     pub locks: locks::LockDump,
     /// Terminals (pty pairs).
     pub tty: tty::TtyDump,
+    /// Files carried in socket queues, open in criu until the dump ends.
+    carried_files: Vec<OwnedFd>,
 }
 
 impl Default for FileTable {
@@ -195,6 +200,7 @@ impl Default for FileTable {
             sk: socket::SkDump::default(),
             locks: locks::LockDump::default(),
             tty: tty::TtyDump::default(),
+            carried_files: Vec::new(),
         }
     }
 }
@@ -245,9 +251,11 @@ impl FileTable {
                         errno,
                     })?;
                     let id = self.ids.next_id();
+                    // Known before it is dumped: a socket may carry itself
+                    // in its own queue.
+                    self.described.push((pid, fd, id));
                     let entry = self.dump_one(pid, fd, id, &info, file.as_fd(), &fds)?;
                     self.entries.push(entry);
-                    self.described.push((pid, fd, id));
                     id
                 }
             };
@@ -311,7 +319,7 @@ impl FileTable {
         let link = read_proc_link(pid, &format!("fd/{fd}"))?;
         let fmt = st.st_mode & libc::S_IFMT;
         if fmt == libc::S_IFSOCK {
-            return socket::dump(
+            let entry = socket::dump(
                 &mut self.sk,
                 pid,
                 fd,
@@ -319,7 +327,15 @@ impl FileTable {
                 info.flags,
                 file,
                 st.st_ino as u32,
-            );
+            )?;
+            for (index, fds) in std::mem::take(&mut self.sk.carried) {
+                let mut ids = Vec::with_capacity(fds.len());
+                for f in fds {
+                    ids.push(self.dump_carried(pid, fd, f)?);
+                }
+                self.sk.queues.set_rights(index, ids);
+            }
+            return Ok(entry);
         }
         if fmt == libc::S_IFCHR && tty::kind(st.st_rdev).is_some() {
             let t = tty::dump(&mut self.tty, pid, fd, id, info.flags, &link, file, &st)?;
@@ -409,6 +425,41 @@ impl FileTable {
             Kind::Unsupported(what) => return Err(unsupported(pid, fd, &link, &what)),
         }
         Ok(fe)
+    }
+
+    /// The file id of `file`, an fd carried in a message queued in socket
+    /// `fd` of `pid`, which criu got by peeking: the id of an open file
+    /// already dumped when it is one, else a new file dumped from criu's
+    /// own fd (kept open for the rest of the dump, for kcmp).
+    fn dump_carried(&mut self, pid: i32, fd: i32, file: OwnedFd) -> Result<u32> {
+        let me = std::process::id() as i32;
+        let raw = file.as_raw_fd();
+        if let Some(id) = self.same_as_seen(me, raw)? {
+            return Ok(id);
+        }
+        let info = proc::read_fdinfo(me, raw)?;
+        let link = read_proc_link(me, &format!("fd/{raw}"))?;
+        if link.starts_with("anon_inode:[eventpoll]") {
+            return Err(Error::Unsupported {
+                pid,
+                what: format!(
+                    "socket fd {fd} carries an epoll set in its queue, which criu-rs cannot dump"
+                ),
+            });
+        }
+        let id = self.ids.next_id();
+        self.described.push((me, raw, id));
+        let outer = self.sk.net_pid.replace(pid);
+        let entry = self.dump_one(me, raw, id, &info, file.as_fd(), &[]);
+        self.sk.net_pid = outer;
+        let mut entry = entry?;
+        // Carried fds have no fd flags of their own.
+        if let Some(u) = entry.usk.as_mut() {
+            u.flags &= !(libc::O_CLOEXEC as u32);
+        }
+        self.entries.push(entry);
+        self.carried_files.push(file);
+        Ok(id)
     }
 
     /// The ghost of unlinked file `path` (saved once per inode, within
@@ -527,7 +578,14 @@ impl FileTable {
     /// Writes `files.img` and the images that go with it.
     pub fn write(&self, dir: &Path) -> Result<()> {
         self.sk.write(dir)?;
-        image::write_image(dir, "files.img", magic::FILES, &self.entries)?;
+        let next = self.entries.iter().map(|e| e.id).max().unwrap_or(0) + 1;
+        let external = self.sk.externals(next)?;
+        image::write_image(
+            dir,
+            "files.img",
+            magic::FILES,
+            self.entries.iter().chain(&external),
+        )?;
         if !self.pipe_data.is_empty() {
             pipe::write_data(dir, "pipes-data.img", magic::PIPES_DATA, &self.pipe_data)?;
         }
@@ -580,6 +638,8 @@ pub struct Opened {
     locks: Option<Vec<pb::FileLockEntry>>,
     /// Ptys made, by index.
     tty: tty::TtyRestore,
+    /// Queues carrying fds are being sent.
+    flushing: bool,
 }
 
 impl Opened {
@@ -598,6 +658,18 @@ impl Opened {
     pub fn set_sk_opts(&mut self, tcp_established: bool, tcp_close: bool) {
         self.sk.tcp_established = tcp_established;
         self.sk.tcp_close = tcp_close;
+    }
+
+    /// `--ext-unix-sk`: unix sockets connected to a socket outside the
+    /// dumped tree connect to its name again.
+    pub fn set_ext_unix_sk(&mut self, on: bool) {
+        self.sk.ext_unix_sk = on;
+    }
+
+    /// `--network-lock`: with nftables, a lock left by the dump that cannot
+    /// be removed fails the restore.
+    pub fn set_network_lock(&mut self, m: netlock::Method) {
+        self.sk.network_lock = m;
     }
 
     /// Called once every file of the restore is made: TCP connections
@@ -648,6 +720,7 @@ impl Opened {
                 let made = socket::open(&mut self.sk, files, entry, &mut self.files);
                 self.opening.remove(&id);
                 made?;
+                self.send_carried(files)?;
                 return self.files.get(&id).ok_or_else(|| Error::Mismatch {
                     what: format!("socket id {id} was not made"),
                 });
@@ -655,10 +728,39 @@ impl Opened {
             let made = self.make(files, id);
             self.opening.remove(&id);
             self.files.insert(id, made?);
+            self.send_carried(files)?;
         }
         self.files.get(&id).ok_or_else(|| Error::Mismatch {
             what: format!("file id {id} vanished"),
         })
+    }
+
+    /// Once no file is half made: the socket queues whose messages carry
+    /// fds are filled, making the files they carry first (a socket may
+    /// carry itself: it exists by now).
+    fn send_carried(&mut self, files: &[pb::FileEntry]) -> Result<()> {
+        if self.flushing || !self.opening.is_empty() {
+            return Ok(());
+        }
+        self.flushing = true;
+        let r = (|| {
+            while !self.sk.deferred.is_empty() {
+                let (from, msgs, what) = self.sk.deferred.remove(0);
+                for id in msgs.iter().flat_map(|m| &m.rights) {
+                    self.get(files, *id)?;
+                }
+                let made = &self.files;
+                sk_queue::requeue_with(
+                    from.as_fd(),
+                    &msgs,
+                    |id| made.get(&id).map(|f| f.as_fd()),
+                    &what,
+                )?;
+            }
+            self.sk.apply_deferred_shutdowns()
+        })();
+        self.flushing = false;
+        r
     }
 
     /// A memfd of inode `inode_id` (from `memfd.img`), made on first use:

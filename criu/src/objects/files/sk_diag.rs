@@ -247,6 +247,161 @@ pub fn inet_sockets(family: i32, proto: i32) -> Result<HashMap<u32, InetDiag>, E
         .collect())
 }
 
+const NDIAG_SHOW_GROUPS: u32 = 0x02;
+const NETLINK_DIAG_GROUPS: u16 = 1;
+const NDIAG_PROTO_ALL: u8 = 255;
+
+/// One netlink socket as netlink_diag describes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetlinkDiag {
+    pub protocol: u8,
+    /// 0 unconnected, 1 connected.
+    pub state: u8,
+    pub portid: u32,
+    pub dst_portid: u32,
+    pub dst_group: u32,
+    pub ino: u32,
+    /// The multicast groups as a bitmap of 32-bit words (group `n` is bit
+    /// `n - 1`).
+    pub groups: Vec<u32>,
+}
+
+/// Parses the payload of one `netlink_diag_msg`.
+pub fn parse_netlink(p: &[u8]) -> Option<NetlinkDiag> {
+    let mut d = NetlinkDiag {
+        protocol: *p.get(2)?,
+        state: *p.get(3)?,
+        portid: u32_at(p, 4)?,
+        dst_portid: u32_at(p, 8)?,
+        dst_group: u32_at(p, 12)?,
+        ino: u32_at(p, 16)?,
+        groups: Vec::new(),
+    };
+    for (ty, a) in attrs(p.get(28..)?) {
+        if ty == NETLINK_DIAG_GROUPS {
+            // An array of `unsigned long`: on a 64-bit kernel, groups 1-32
+            // are the low half of the first word.
+            d.groups = a
+                .chunks_exact(4)
+                .filter_map(|c| Some(u32::from_ne_bytes(c.try_into().ok()?)))
+                .collect();
+            while d.groups.last() == Some(&0) {
+                d.groups.pop();
+            }
+        }
+    }
+    Some(d)
+}
+
+/// Every netlink socket of criu's network namespace, by inode.
+pub fn netlink_sockets() -> Result<HashMap<u32, NetlinkDiag>, Errno> {
+    let mut body = Vec::with_capacity(20);
+    body.extend_from_slice(&[libc::AF_NETLINK as u8, NDIAG_PROTO_ALL, 0, 0]);
+    body.extend_from_slice(&0u32.to_ne_bytes()); // ino
+    body.extend_from_slice(&NDIAG_SHOW_GROUPS.to_ne_bytes());
+    body.extend_from_slice(&[0u8; 8]); // cookie
+    Ok(dump(&body)?
+        .iter()
+        .filter_map(|p| parse_netlink(p))
+        .map(|d| (d.ino, d))
+        .collect())
+}
+
+const PACKET_SHOW_INFO: u32 = 0x01;
+const PACKET_SHOW_MCLIST: u32 = 0x02;
+const PACKET_SHOW_RING_CFG: u32 = 0x04;
+const PACKET_SHOW_FANOUT: u32 = 0x08;
+const PACKET_DIAG_INFO: u16 = 0;
+const PACKET_DIAG_MCLIST: u16 = 1;
+const PACKET_DIAG_RX_RING: u16 = 2;
+const PACKET_DIAG_TX_RING: u16 = 3;
+const PACKET_DIAG_FANOUT: u16 = 4;
+
+/// `pdi_flags` bits.
+pub const PDI_AUXDATA: u32 = 0x02;
+pub const PDI_ORIGDEV: u32 = 0x04;
+pub const PDI_VNETHDR: u32 = 0x08;
+pub const PDI_LOSS: u32 = 0x10;
+
+/// One multicast membership of a packet socket.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PacketMc {
+    pub index: u32,
+    pub ty: u32,
+    pub addr: Vec<u8>,
+}
+
+/// One packet socket as packet_diag describes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PacketDiag {
+    pub ty: u8,
+    /// The protocol in host order.
+    pub num: u16,
+    pub ino: u32,
+    pub ifindex: u32,
+    pub version: u32,
+    pub reserve: u32,
+    pub copy_thresh: u32,
+    pub tstamp: u32,
+    pub flags: u32,
+    pub mclist: Vec<PacketMc>,
+    pub fanout: Option<u32>,
+    /// Whether an rx or tx ring is set up.
+    pub rings: bool,
+}
+
+/// Parses the payload of one `packet_diag_msg`.
+pub fn parse_packet(p: &[u8]) -> Option<PacketDiag> {
+    let mut d = PacketDiag {
+        ty: *p.get(1)?,
+        num: u16_at(p, 2)?,
+        ino: u32_at(p, 4)?,
+        ..Default::default()
+    };
+    for (ty, a) in attrs(p.get(16..)?) {
+        match ty {
+            PACKET_DIAG_INFO => {
+                d.ifindex = u32_at(a, 0)?;
+                d.version = u32_at(a, 4)?;
+                d.reserve = u32_at(a, 8)?;
+                d.copy_thresh = u32_at(a, 12)?;
+                d.tstamp = u32_at(a, 16)?;
+                d.flags = u32_at(a, 20)?;
+            }
+            PACKET_DIAG_MCLIST => {
+                // packet_diag_mclist: index, count, type, alen, addr[32].
+                for m in a.chunks_exact(44) {
+                    let alen = usize::from(u16_at(m, 10)?).min(32);
+                    d.mclist.push(PacketMc {
+                        index: u32_at(m, 0)?,
+                        ty: u16_at(m, 8)?.into(),
+                        addr: m.get(12..12 + alen)?.to_vec(),
+                    });
+                }
+            }
+            PACKET_DIAG_RX_RING | PACKET_DIAG_TX_RING => d.rings = true,
+            PACKET_DIAG_FANOUT => d.fanout = Some(u32_at(a, 0)?),
+            _ => {}
+        }
+    }
+    Some(d)
+}
+
+/// Every packet socket of criu's network namespace, by inode.
+pub fn packet_sockets() -> Result<HashMap<u32, PacketDiag>, Errno> {
+    let mut body = Vec::with_capacity(20);
+    body.extend_from_slice(&[libc::AF_PACKET as u8, 0, 0, 0]);
+    body.extend_from_slice(&0u32.to_ne_bytes()); // ino
+    let show = PACKET_SHOW_INFO | PACKET_SHOW_MCLIST | PACKET_SHOW_RING_CFG | PACKET_SHOW_FANOUT;
+    body.extend_from_slice(&show.to_ne_bytes());
+    body.extend_from_slice(&[0u8; 8]); // cookie
+    Ok(dump(&body)?
+        .iter()
+        .filter_map(|p| parse_packet(p))
+        .map(|d| (d.ino, d))
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,6 +457,43 @@ mod tests {
         assert_eq!(d.sport, port);
         assert_eq!(&d.src[..4], &[127, 0, 0, 1]);
         assert_eq!(d.state, 10);
+    }
+
+    #[test]
+    fn netlink_socket_port_and_groups() {
+        use nix::sys::socket::{bind, NetlinkAddr};
+        let sk = socket(
+            AddressFamily::Netlink,
+            SockType::Raw,
+            SockFlag::SOCK_CLOEXEC,
+            SockProtocol::NetlinkRoute,
+        )
+        .unwrap();
+        bind(sk.as_raw_fd(), &NetlinkAddr::new(0, 0x11)).unwrap();
+        let all = netlink_sockets().unwrap();
+        let d = &all[&ino_of(&sk)];
+        assert_eq!(d.protocol, 0); // NETLINK_ROUTE
+        assert_ne!(d.portid, 0);
+        assert_eq!(d.groups, vec![0x11]);
+    }
+
+    #[test]
+    fn packet_msg_is_parsed() {
+        let mut p = vec![libc::AF_PACKET as u8, 3];
+        p.extend_from_slice(&0x0800u16.to_ne_bytes());
+        p.extend_from_slice(&77u32.to_ne_bytes());
+        p.extend_from_slice(&[0; 8]);
+        // PACKET_DIAG_INFO: ifindex 1, version 1, reserve 4, thresh 0,
+        // tstamp 0, flags AUXDATA.
+        p.extend_from_slice(&28u16.to_ne_bytes());
+        p.extend_from_slice(&PACKET_DIAG_INFO.to_ne_bytes());
+        for v in [1u32, 1, 4, 0, 0, PDI_AUXDATA] {
+            p.extend_from_slice(&v.to_ne_bytes());
+        }
+        let d = parse_packet(&p).unwrap();
+        assert_eq!((d.ty, d.num, d.ino, d.ifindex), (3, 0x0800, 77, 1));
+        assert_eq!((d.version, d.reserve, d.flags), (1, 4, PDI_AUXDATA));
+        assert!(!d.rings);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! restore state, dispatch by family), with one module per family.
 
 use std::collections::HashMap;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::sys::socket::SockType;
@@ -11,14 +11,16 @@ use crate::image::pb;
 use crate::sys::sock;
 
 use super::super::{Error, Result};
-use super::sk_diag::{self, InetDiag, UnixDiag};
-use super::sk_queue::Queues;
-use super::{inet, tcp, unix};
+use super::sk_diag::{self, InetDiag, NetlinkDiag, PacketDiag, UnixDiag};
+use super::sk_queue::{Queued, Queues};
+use super::{inet, netlink, netlock, packet, tcp, unix};
 
 /// Socket state gathered over a whole dump.
 #[derive(Debug, Default)]
 pub struct SkDump {
     unix_diag: Option<HashMap<u32, UnixDiag>>,
+    netlink_diag: Option<HashMap<u32, NetlinkDiag>>,
+    packet_diag: Option<HashMap<u32, PacketDiag>>,
     inet_diag: HashMap<(i32, i32), HashMap<u32, InetDiag>>,
     pub(super) queues: Queues,
     /// Unix sockets dumped: (pid, fd, inode, peer inode).
@@ -28,6 +30,18 @@ pub struct SkDump {
     pub(super) tcp_repaired: tcp::Repaired,
     /// `--tcp-established`: dump established TCP connections in repair mode.
     pub tcp_established: bool,
+    /// `--ext-unix-sk`: unix sockets connected outside the tree are kept.
+    pub ext_unix_sk: bool,
+    /// `--network-lock`: how TCP connections are kept from the network.
+    pub network_lock: netlock::Method,
+    /// The network lock, once a connection is locked.
+    pub(super) lock: Option<netlock::Held>,
+    /// Fds found in queued messages of the socket just dumped, as (message
+    /// index in `queues`, fds): the file table dumps them as files.
+    pub(super) carried: Vec<(usize, Vec<OwnedFd>)>,
+    /// While fds carried in a queue are dumped (they live in criu): the
+    /// task whose network namespace sock_diag looks in.
+    pub(super) net_pid: Option<i32>,
 }
 
 impl SkDump {
@@ -40,7 +54,7 @@ impl SkDump {
             .is_none_or(|m| !m.contains_key(&ino));
         if stale {
             // sock_diag shows the sockets of the asker's network namespace.
-            let m = crate::objects::ns::net::in_net_of(pid, || {
+            let m = crate::objects::ns::net::in_net_of(self.net_pid.unwrap_or(pid), || {
                 sk_diag::unix_sockets().map_err(|errno| Error::Sys {
                     pid,
                     what: format!("sock_diag of unix sockets (for fd {fd})"),
@@ -58,6 +72,34 @@ impl SkDump {
                     "fd {fd} is a unix socket (inode {ino}) that sock_diag does not show: is it in another network namespace?"
                 ),
             })
+    }
+
+    /// netlink_diag's view of netlink socket `ino`.
+    pub(super) fn netlink(&mut self, pid: i32, fd: i32, ino: u32) -> Result<&NetlinkDiag> {
+        let net = self.net_pid.unwrap_or(pid);
+        diag_of(
+            &mut self.netlink_diag,
+            net,
+            pid,
+            fd,
+            ino,
+            "netlink",
+            sk_diag::netlink_sockets,
+        )
+    }
+
+    /// packet_diag's view of packet socket `ino`.
+    pub(super) fn packet(&mut self, pid: i32, fd: i32, ino: u32) -> Result<&PacketDiag> {
+        let net = self.net_pid.unwrap_or(pid);
+        diag_of(
+            &mut self.packet_diag,
+            net,
+            pid,
+            fd,
+            ino,
+            "packet",
+            sk_diag::packet_sockets,
+        )
     }
 
     /// The listening socket whose accept queue holds connection `ino`.
@@ -82,7 +124,7 @@ impl SkDump {
             .get(&key)
             .is_none_or(|m| !m.contains_key(&ino));
         if stale {
-            let m = crate::objects::ns::net::in_net_of(pid, || {
+            let m = crate::objects::ns::net::in_net_of(self.net_pid.unwrap_or(pid), || {
                 sk_diag::inet_sockets(family, proto).map_err(|errno| Error::Sys {
                     pid,
                     what: format!("sock_diag of inet sockets (for fd {fd})"),
@@ -107,23 +149,101 @@ impl SkDump {
     /// they leave repair mode when this state is dropped.)
     pub fn keep_tcp_locked(&mut self) {
         self.tcp_repaired.keep_locked();
+        if let Some(l) = &mut self.lock {
+            l.keep = true;
+        }
     }
 
-    /// Checks what can only be checked once every task is dumped, and
-    /// writes `sk-queues.img` and `tcp-stream-*.img`.
-    pub fn write(&self, dir: &Path) -> Result<()> {
+    /// With `--network-lock nftables`: the packets of connection `c` (of
+    /// socket `ino`, fd `fd` of `pid`) are dropped from now on.
+    pub(super) fn lock_connection(&mut self, pid: i32, ino: u32, c: &netlock::Conn) -> Result<()> {
+        if self.network_lock != netlock::Method::Nftables {
+            return Ok(());
+        }
+        if self.lock.is_none() {
+            let net = self.net_pid.unwrap_or(pid);
+            self.lock = Some(netlock::Held::create(netlock::table_name(ino), net)?);
+        }
+        match &self.lock {
+            Some(l) => l.add(c),
+            None => Ok(()),
+        }
+    }
+
+    /// The sockets outside the tree that dumped unix sockets are connected
+    /// to: with `--ext-unix-sk`, one `files.img` entry each (named, with
+    /// ids from `next_id` on), for the restore to connect to their names
+    /// again; without, the dump fails naming the socket and its peer.
+    pub fn externals(&self, mut next_id: u32) -> Result<Vec<pb::FileEntry>> {
         let inos: std::collections::HashSet<u32> =
             self.unix_seen.iter().map(|&(_, _, ino, _)| ino).collect();
+        let mut out: Vec<pb::FileEntry> = Vec::new();
         for &(pid, fd, ino, peer) in &self.unix_seen {
-            if peer != 0 && !inos.contains(&peer) {
-                return Err(Error::Unsupported {
-                    pid,
-                    what: format!(
-                        "fd {fd} is a unix socket (inode {ino}) connected to socket inode {peer}, which is outside the dumped tree; external unix sockets (--ext-unix-sk) are not supported yet"
-                    ),
-                });
+            if peer == 0 || inos.contains(&peer) {
+                continue;
             }
+            let d = self.unix_diag.as_ref().and_then(|m| m.get(&peer));
+            let name = d.and_then(|d| d.name.clone()).unwrap_or_default();
+            let shown = format!("socket inode {peer} ({})", unix::show_name(&name));
+            let refuse = |why: &str| {
+                Error::Unsupported {
+                pid,
+                what: format!(
+                    "fd {fd} is a unix socket (inode {ino}) connected to {shown}, which is outside the dumped tree{why}"
+                ),
+            }
+            };
+            if !self.ext_unix_sk {
+                return Err(refuse(
+                    "; dump with --ext-unix-sk to connect it to that name again at restore",
+                ));
+            }
+            if d.is_none_or(|d| i32::from(d.ty) != libc::SOCK_DGRAM) {
+                return Err(refuse(
+                    ", and only datagram sockets can be external (--ext-unix-sk)",
+                ));
+            }
+            if name.is_empty() {
+                return Err(refuse(", and has no name to connect to again"));
+            }
+            if out
+                .iter()
+                .any(|e| e.usk.as_ref().is_some_and(|u| u.ino == peer))
+            {
+                continue;
+            }
+            let id = next_id;
+            next_id += 1;
+            out.push(pb::FileEntry {
+                r#type: pb::FdTypes::Unixsk as i32,
+                id,
+                usk: Some(pb::UnixSkEntry {
+                    id,
+                    ino: peer,
+                    r#type: libc::SOCK_DGRAM as u32,
+                    state: 10, // TCP_LISTEN, as upstream marks external ones
+                    flags: 0,
+                    uflags: unix::USK_EXTERN,
+                    backlog: 0,
+                    peer: 0,
+                    fown: no_owner(),
+                    opts: pb::SkOptsEntry::default(),
+                    name,
+                    shutdown: None,
+                    file_perms: None,
+                    name_dir: None,
+                    deleted: None,
+                    ns_id: None,
+                    mnt_id: None,
+                }),
+                ..Default::default()
+            });
         }
+        Ok(out)
+    }
+
+    /// Writes `sk-queues.img` and `tcp-stream-*.img`.
+    pub fn write(&self, dir: &Path) -> Result<()> {
         if !self.queues.is_empty() {
             self.queues.write(dir)?;
         }
@@ -132,17 +252,68 @@ impl SkDump {
     }
 }
 
+/// The sock_diag entry of socket `ino` (fd `fd` of `pid`) in `cache`,
+/// fetched with `fetch` in the network namespace of `net` (again if the
+/// socket is missing).
+fn diag_of<'a, T>(
+    cache: &'a mut Option<HashMap<u32, T>>,
+    net: i32,
+    pid: i32,
+    fd: i32,
+    ino: u32,
+    kind: &str,
+    fetch: fn() -> std::result::Result<HashMap<u32, T>, nix::errno::Errno>,
+) -> Result<&'a T>
+where
+    T: Send,
+{
+    if cache.as_ref().is_none_or(|m| !m.contains_key(&ino)) {
+        let m = crate::objects::ns::net::in_net_of(net, || {
+            fetch().map_err(|errno| Error::Sys {
+                pid,
+                what: format!(
+                    "sock_diag of {kind} sockets (for fd {fd}; is the {kind}_diag module loaded?)"
+                ),
+                errno,
+            })
+        })?;
+        *cache = Some(m);
+    }
+    cache
+        .as_ref()
+        .and_then(|m| m.get(&ino))
+        .ok_or_else(|| Error::Unsupported {
+            pid,
+            what: format!(
+                "fd {fd} is a {kind} socket (inode {ino}) that sock_diag does not show: is it in another network namespace?"
+            ),
+        })
+}
+
 /// Restore state: the image directory and the queued data, read once.
 #[derive(Debug, Default)]
 pub struct SkRestore {
     pub dir: Option<PathBuf>,
-    queues: Option<HashMap<u32, Vec<Vec<u8>>>>,
+    queues: Option<HashMap<u32, Vec<Queued>>>,
+    /// Queues whose messages carry fds, sent once those files are made:
+    /// (the socket that sends them, the messages, what they are for).
+    pub deferred: Vec<(OwnedFd, Vec<Queued>, String)>,
+    /// Shutdowns that wait for `deferred` to be sent.
+    pub deferred_shutdowns: Vec<(OwnedFd, Option<i32>, String)>,
     /// Connections restored in repair mode, until every socket exists.
     pub(super) tcp_repaired: tcp::Repaired,
     /// `--tcp-established`: established TCP connections may be restored.
     pub tcp_established: bool,
     /// `--tcp-close`: established connections come back closed.
     pub tcp_close: bool,
+    /// `--ext-unix-sk`: unix sockets connected outside the tree connect to
+    /// their peer's name again.
+    pub ext_unix_sk: bool,
+    /// `--network-lock`: a failure to remove the lock fails the restore.
+    pub network_lock: netlock::Method,
+    /// Inodes of the TCP connections restored: the lock tables named after
+    /// them go before the connections leave repair mode.
+    pub(super) tcp_inos: Vec<u32>,
 }
 
 impl SkRestore {
@@ -153,14 +324,71 @@ impl SkRestore {
         }
     }
 
+    /// Puts `msgs` (queued for `what`) back by sending them from `from`:
+    /// now when they carry no fds, or once the files they carry are made
+    /// (`deferred`).
+    pub(super) fn requeue(
+        &mut self,
+        from: BorrowedFd<'_>,
+        msgs: Vec<Queued>,
+        what: &str,
+    ) -> Result<()> {
+        if msgs.iter().all(|m| m.rights.is_empty()) {
+            return super::sk_queue::requeue(from, &msgs, what);
+        }
+        let dup = from
+            .try_clone_to_owned()
+            .map_err(|source| Error::Mismatch {
+                what: format!("dup of the socket that refills {what}: {source}"),
+            })?;
+        self.deferred.push((dup, msgs, what.to_string()));
+        Ok(())
+    }
+
+    pub(super) fn defer_shutdown(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        sh: Option<i32>,
+        what: &str,
+    ) -> Result<()> {
+        let dup = fd.try_clone_to_owned().map_err(|source| Error::Mismatch {
+            what: format!("dup of {what}: {source}"),
+        })?;
+        self.deferred_shutdowns.push((dup, sh, what.to_string()));
+        Ok(())
+    }
+
+    /// The shutdowns that waited for queues carrying fds, once those are
+    /// sent.
+    pub fn apply_deferred_shutdowns(&mut self) -> Result<()> {
+        for (fd, sh, what) in std::mem::take(&mut self.deferred_shutdowns) {
+            apply_shutdown(fd.as_fd(), sh, &what)?;
+        }
+        Ok(())
+    }
+
     /// Every socket of the restore exists: the TCP connections leave
     /// repair mode (and send what was never sent).
     pub fn release_tcp(&mut self) -> Result<()> {
+        for ino in std::mem::take(&mut self.tcp_inos) {
+            let table = netlock::table_name(ino);
+            match netlock::delete(&table) {
+                Ok(_) => {}
+                Err(errno) if self.network_lock == netlock::Method::Nftables => {
+                    return Err(Error::Mismatch {
+                        what: format!("unlocking the network (nftables table {table}): {errno}"),
+                    })
+                }
+                Err(errno) => {
+                    tracing::debug!("no network lock {table} removed: {errno}");
+                }
+            }
+        }
         self.tcp_repaired.release()
     }
 
     /// The messages queued for socket `id`.
-    pub(super) fn queue(&mut self, id: u32) -> Result<Vec<Vec<u8>>> {
+    pub(super) fn queue(&mut self, id: u32) -> Result<Vec<Queued>> {
         if self.queues.is_none() {
             let q = match &self.dir {
                 Some(d) => Queues::load(d)?,
@@ -253,6 +481,8 @@ pub fn dump(
         libc::AF_INET | libc::AF_INET6 => {
             inet::dump(st, pid, fd, id, flags, file, ino, domain, ty, proto)
         }
+        libc::AF_NETLINK => netlink::dump(st, pid, fd, id, flags, file, ino),
+        libc::AF_PACKET => packet::dump(st, pid, fd, id, flags, file, ino),
         _ => Err(Error::Unsupported {
             pid,
             what: format!("fd {fd} is a socket of family {domain}, which criu-rs cannot dump yet"),
@@ -262,7 +492,14 @@ pub fn dump(
 
 /// Whether files.img type `t` is a socket this module restores.
 pub fn handles(t: i32) -> bool {
-    t == pb::FdTypes::Unixsk as i32 || t == pb::FdTypes::Inetsk as i32
+    [
+        pb::FdTypes::Unixsk,
+        pb::FdTypes::Inetsk,
+        pb::FdTypes::Netlinksk,
+        pb::FdTypes::Packetsk,
+    ]
+    .iter()
+    .any(|&k| k as i32 == t)
 }
 
 /// Restore half: makes the socket of `entry` (and the peers that must be
@@ -278,6 +515,12 @@ pub fn open(
     }
     if let Some(i) = &entry.isk {
         return inet::open(rs, i, opened);
+    }
+    if let Some(n) = &entry.nlsk {
+        return netlink::open(n, opened);
+    }
+    if let Some(p) = &entry.psk {
+        return packet::open(p, opened);
     }
     Err(Error::Mismatch {
         what: format!("file id {} is a socket without its entry", entry.id),

@@ -249,6 +249,77 @@ pub fn restore_ip(fd: BorrowedFd<'_>, family: i32, e: &pb::IpOptsEntry, at: &At<
     Ok(())
 }
 
+const SOL_RAW: i32 = 255;
+const SOL_ICMPV6: i32 = 58;
+const ICMP_FILTER: i32 = 1;
+const ICMPV6_FILTER: i32 = 1;
+const IPV6_HDRINCL: i32 = 36;
+
+/// The options of a raw IP socket of protocol `proto`: header included,
+/// no defragmentation, the ICMP type filter.
+pub fn dump_raw(
+    fd: BorrowedFd<'_>,
+    family: i32,
+    proto: i32,
+    at: &At<'_>,
+) -> Result<pb::IpOptsRawEntry> {
+    let mut e = pb::IpOptsRawEntry::default();
+    let yes = |v: i32| (v != 0).then_some(true);
+    let words = |b: Vec<u8>| -> Vec<u32> {
+        b.chunks_exact(4)
+            .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    };
+    if family == libc::AF_INET6 {
+        e.hdrincl = yes(get(fd, at, libc::SOL_IPV6, IPV6_HDRINCL, "IPV6_HDRINCL").unwrap_or(0));
+        if proto == libc::IPPROTO_ICMPV6 {
+            let f = sock::get_bytes(fd, SOL_ICMPV6, ICMPV6_FILTER, 32)
+                .map_err(|e| at.err("getsockopt", "ICMPV6_FILTER", e))?;
+            e.icmpv_filter = words(f);
+        }
+    } else {
+        e.hdrincl = yes(get(fd, at, libc::SOL_IP, libc::IP_HDRINCL, "IP_HDRINCL")?);
+        e.nodefrag = yes(get(fd, at, libc::SOL_IP, libc::IP_NODEFRAG, "IP_NODEFRAG")?);
+        if proto == libc::IPPROTO_ICMP {
+            let f = sock::get_bytes(fd, SOL_RAW, ICMP_FILTER, 4)
+                .map_err(|e| at.err("getsockopt", "ICMP_FILTER", e))?;
+            e.icmpv_filter = words(f).into_iter().filter(|&w| w != 0).collect();
+        }
+    }
+    Ok(e)
+}
+
+/// Sets the options of `dump_raw` again.
+pub fn restore_raw(
+    fd: BorrowedFd<'_>,
+    family: i32,
+    e: &pb::IpOptsRawEntry,
+    at: &At<'_>,
+) -> Result<()> {
+    let bytes = |w: &[u32]| -> Vec<u8> { w.iter().flat_map(|v| v.to_ne_bytes()).collect() };
+    if family == libc::AF_INET6 {
+        if e.hdrincl == Some(true) {
+            set(fd, at, libc::SOL_IPV6, IPV6_HDRINCL, "IPV6_HDRINCL", 1)?;
+        }
+        if !e.icmpv_filter.is_empty() {
+            sock::set_bytes(fd, SOL_ICMPV6, ICMPV6_FILTER, &bytes(&e.icmpv_filter))
+                .map_err(|er| at.err("setsockopt", "ICMPV6_FILTER", er))?;
+        }
+    } else {
+        if e.hdrincl == Some(true) {
+            set(fd, at, libc::SOL_IP, libc::IP_HDRINCL, "IP_HDRINCL", 1)?;
+        }
+        if e.nodefrag == Some(true) {
+            set(fd, at, libc::SOL_IP, libc::IP_NODEFRAG, "IP_NODEFRAG", 1)?;
+        }
+        if let Some(&w) = e.icmpv_filter.first() {
+            sock::set_bytes(fd, SOL_RAW, ICMP_FILTER, &w.to_ne_bytes())
+                .map_err(|er| at.err("setsockopt", "ICMP_FILTER", er))?;
+        }
+    }
+    Ok(())
+}
+
 /// TCP-level options; present only when not zero.
 pub fn dump_tcp(fd: BorrowedFd<'_>, at: &At<'_>) -> Result<pb::TcpOptsEntry> {
     let t = libc::SOL_TCP;

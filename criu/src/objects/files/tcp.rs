@@ -41,6 +41,38 @@ const TCPOPT_TIMESTAMP: u32 = 8;
 const SIOCOUTQNSD: libc::c_ulong = 0x894B;
 
 const TCP_ESTABLISHED: u8 = 1;
+const TCP_FIN_WAIT1: u8 = 4;
+const TCP_FIN_WAIT2: u8 = 5;
+const TCP_CLOSE_WAIT: u8 = 8;
+const TCP_LAST_ACK: u8 = 9;
+const TCP_CLOSING: u8 = 11;
+
+/// Whether TCP state `s` is a connection criu dumps in repair mode:
+/// established, or half closed on one side or both.
+pub fn connected(s: u8) -> bool {
+    matches!(
+        s,
+        TCP_ESTABLISHED
+            | TCP_FIN_WAIT1
+            | TCP_FIN_WAIT2
+            | TCP_CLOSE_WAIT
+            | TCP_LAST_ACK
+            | TCP_CLOSING
+    )
+}
+
+/// The socket has sent its FIN (its write sequence counts it).
+fn sent_fin(s: u8) -> bool {
+    matches!(
+        s,
+        TCP_FIN_WAIT1 | TCP_FIN_WAIT2 | TCP_LAST_ACK | TCP_CLOSING
+    )
+}
+
+/// The socket has received its peer's FIN (its receive sequence counts it).
+fn got_fin(s: u8) -> bool {
+    matches!(s, TCP_CLOSE_WAIT | TCP_LAST_ACK | TCP_CLOSING)
+}
 
 /// The sockets criu put in repair mode, with (restore only) the part of the
 /// send queue that was never sent, to be sent once repair mode is left.
@@ -49,13 +81,28 @@ const TCP_ESTABLISHED: u8 = 1;
 /// repair mode again (a failed dump, or `--leave-running`).
 #[derive(Debug, Default)]
 pub struct Repaired {
-    socks: Vec<(OwnedFd, Vec<u8>, String)>,
+    socks: Vec<Held>,
     keep: bool,
 }
 
+#[derive(Debug)]
+struct Held {
+    fd: OwnedFd,
+    unsent: Vec<u8>,
+    /// `sk_shutdown` bits to apply once out of repair mode (a FIN to send
+    /// again, a FIN received).
+    shutdown: u8,
+    what: String,
+}
+
 impl Repaired {
-    fn add(&mut self, fd: OwnedFd, unsent: Vec<u8>, what: &str) {
-        self.socks.push((fd, unsent, what.to_string()));
+    fn add(&mut self, fd: OwnedFd, unsent: Vec<u8>, shutdown: u8, what: &str) {
+        self.socks.push(Held {
+            fd,
+            unsent,
+            shutdown,
+            what: what.to_string(),
+        });
     }
 
     pub fn is_empty(&self) -> bool {
@@ -68,23 +115,30 @@ impl Repaired {
         self.keep = true;
     }
 
-    /// Takes every socket out of repair mode and sends the data that was
-    /// queued but never sent.
+    /// Takes every socket out of repair mode, then sends the data that was
+    /// queued but never sent and shuts down what was shut down: a FIN sent
+    /// before the dump is sent again at its place in the stream (the peer
+    /// restored with it takes it as new, another peer as a retransmission),
+    /// and a FIN received makes reads end.
     pub fn release(&mut self) -> Result<()> {
-        for (fd, unsent, what) in std::mem::take(&mut self.socks) {
+        let socks = std::mem::take(&mut self.socks);
+        for h in &socks {
             set(
-                fd.as_fd(),
+                h.fd.as_fd(),
                 libc::TCP_REPAIR,
                 REPAIR_OFF,
                 "TCP_REPAIR off",
-                &what,
+                &h.what,
             )?;
+        }
+        for h in &socks {
             send_all(
-                fd.as_fd(),
-                &unsent,
-                &what,
+                h.fd.as_fd(),
+                &h.unsent,
+                &h.what,
                 "the unsent part of the send queue",
             )?;
+            super::socket::apply_shutdown(h.fd.as_fd(), Some(i32::from(h.shutdown)), &h.what)?;
         }
         Ok(())
     }
@@ -95,11 +149,11 @@ impl Drop for Repaired {
         if self.keep {
             return;
         }
-        for (fd, _, what) in &self.socks {
+        for h in &self.socks {
             if let Err(errno) =
-                sock::set_int(fd.as_fd(), libc::SOL_TCP, libc::TCP_REPAIR, REPAIR_OFF)
+                sock::set_int(h.fd.as_fd(), libc::SOL_TCP, libc::TCP_REPAIR, REPAIR_OFF)
             {
-                tracing::warn!("could not take {what} out of TCP repair mode: {errno}");
+                tracing::warn!("could not take {} out of TCP repair mode: {errno}", h.what);
             }
         }
     }
@@ -190,12 +244,12 @@ pub fn dump(
             errno,
         }
     })?;
-    repaired.add(fd, Vec::new(), what);
+    repaired.add(fd, Vec::new(), 0, what);
     let fd = file;
     let info = sock::get_bytes(fd, libc::SOL_TCP, libc::TCP_INFO, 8)
         .map_err(sys("getsockopt TCP_INFO"))?;
     let state = info.first().copied().unwrap_or(0);
-    if state != TCP_ESTABLISHED {
+    if !connected(state) {
         return Err(Error::Unsupported {
             pid,
             what: format!("{what} went to TCP state {state} while being dumped"),
@@ -208,9 +262,15 @@ pub fn dump(
     } else {
         (0, 0)
     };
-    let outq_len =
+    let mut outq_len =
         sock::ioctl_int(fd, libc::TIOCOUTQ as libc::c_ulong).map_err(sys("SIOCOUTQ"))? as u32;
-    let unsq_len = sock::ioctl_int(fd, SIOCOUTQNSD).map_err(sys("SIOCOUTQNSD"))? as u32;
+    let mut unsq_len = sock::ioctl_int(fd, SIOCOUTQNSD).map_err(sys("SIOCOUTQNSD"))? as u32;
+    if sent_fin(state) {
+        // The FIN counts in the queue lengths but is no data (as upstream
+        // does, the lengths leave it out; the sequence keeps it).
+        outq_len = outq_len.saturating_sub(1);
+        unsq_len = unsq_len.saturating_sub(1);
+    }
     let inq_len =
         sock::ioctl_int(fd, libc::FIONREAD as libc::c_ulong).map_err(sys("SIOCINQ"))? as u32;
     let mss_clamp = sock::get_int(fd, libc::SOL_TCP, libc::TCP_MAXSEG)
@@ -312,20 +372,42 @@ pub fn restore(
         what: format!("{what}: restoring a TCP connection needs the image directory"),
     })?;
     let (t, inq, outq) = read_stream(&dir, e.ino)?;
+    rs.tcp_inos.push(e.ino);
     let unsq = t.unsq_len.unwrap_or(0).min(t.outq_len) as usize;
     let sent = outq.len().saturating_sub(unsq);
     set(fd, libc::TCP_REPAIR, REPAIR_ON, "TCP_REPAIR", what)?;
     let held = fd.try_clone_to_owned().map_err(|e| Error::Mismatch {
         what: format!("duplicating {what}: {e}"),
     })?;
-    rs.tcp_repaired
-        .add(held, outq.get(sent..).unwrap_or_default().to_vec(), what);
+    let state = u8::try_from(e.state).unwrap_or(0);
+    if !connected(state) {
+        return Err(Error::Mismatch {
+            what: format!("{what} is in TCP state {}, which is no connection", e.state),
+        });
+    }
+    // The connection comes back established; the FINs are replayed when
+    // it leaves repair mode, so the sequences go back before them.
+    let mut shut = e.shutdown.unwrap_or(0) as u8 & 3;
+    if sent_fin(state) {
+        shut |= 2;
+    }
+    if got_fin(state) {
+        shut |= 1;
+    }
+    let inq_seq = t.inq_seq.wrapping_sub(u32::from(got_fin(state)));
+    let outq_seq = t.outq_seq.wrapping_sub(u32::from(sent_fin(state)));
+    rs.tcp_repaired.add(
+        held,
+        outq.get(sent..).unwrap_or_default().to_vec(),
+        shut,
+        what,
+    );
     let seq = |q: i32, v: u32| -> Result<()> {
         set(fd, libc::TCP_REPAIR_QUEUE, q, "TCP_REPAIR_QUEUE", what)?;
         set(fd, libc::TCP_QUEUE_SEQ, v as i32, "TCP_QUEUE_SEQ", what)
     };
-    seq(RECV_QUEUE, t.inq_seq.wrapping_sub(t.inq_len))?;
-    seq(SEND_QUEUE, t.outq_seq.wrapping_sub(t.outq_len))?;
+    seq(RECV_QUEUE, inq_seq.wrapping_sub(t.inq_len))?;
+    seq(SEND_QUEUE, outq_seq.wrapping_sub(t.outq_len))?;
     // In repair mode the port may be shared with the listener (and with the
     // dumped socket's remains): the kernel lets it be bound.
     sock::bind_inet(fd, src).map_err(|errno| Error::Mismatch {
@@ -373,9 +455,14 @@ pub fn restore(
         "TCP_REPAIR_QUEUE",
         what,
     )?;
-    if let (Some(a), Some(b), Some(c), Some(d), Some(f)) =
+    if let (Some(a), Some(b), Some(c), Some(d), Some(mut f)) =
         (t.snd_wl1, t.snd_wnd, t.max_window, t.rcv_wnd, t.rcv_wup)
     {
+        // The kernel refuses a window edge past what was received: with the
+        // peer's FIN taken back, the edge goes back with it.
+        if (f.wrapping_sub(inq_seq) as i32) > 0 {
+            f = inq_seq;
+        }
         let w: Vec<u8> = [a, b, c, d, f]
             .iter()
             .flat_map(|v| v.to_ne_bytes())
@@ -468,6 +555,7 @@ mod tests {
             );
             let e = pb::InetSkEntry {
                 ino,
+                state: u32::from(TCP_ESTABLISHED),
                 ..Default::default()
             };
             restore(&mut rs, t.as_fd(), &e, &src, &dst, "test socket").unwrap();

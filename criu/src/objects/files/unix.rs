@@ -22,7 +22,10 @@ use super::sockopt::{self, At};
 const TCP_ESTABLISHED: u32 = 1;
 const TCP_LISTEN: u32 = 10;
 
-fn show_name(name: &[u8]) -> String {
+/// `uflags` of a socket outside the dumped tree (upstream's USK_EXTERN).
+pub const USK_EXTERN: u32 = 1;
+
+pub(super) fn show_name(name: &[u8]) -> String {
     match name.first() {
         None => "(unnamed)".into(),
         Some(0) => format!("@{}", String::from_utf8_lossy(&name[1..])),
@@ -100,7 +103,8 @@ pub fn dump(
     if state != TCP_LISTEN {
         let stype = sock_type(ty).unwrap_or(SockType::Stream);
         let msgs = sk_queue::peek(file, stype, d.shutdown & 1 != 0, pid, &what)?;
-        st.queues.add(id, msgs);
+        let carried = st.queues.add(id, msgs);
+        st.carried.extend(carried);
     }
     st.unix_seen.push((pid, fd, ino, peer));
     Ok(pb::FileEntry {
@@ -215,8 +219,14 @@ fn bind_name(fd: BorrowedFd<'_>, e: &pb::UnixSkEntry, what: &str) -> Result<()> 
     Ok(())
 }
 
-fn finish(fd: BorrowedFd<'_>, e: &pb::UnixSkEntry, what: &str) -> Result<()> {
-    apply_shutdown(fd, e.shutdown, what)?;
+/// Shutdown state and file flags. While queues carrying fds wait to be
+/// sent (they may be sent from this socket), the shutdown waits with them.
+fn finish(rs: &mut SkRestore, fd: BorrowedFd<'_>, e: &pb::UnixSkEntry, what: &str) -> Result<()> {
+    if rs.deferred.is_empty() || e.shutdown.unwrap_or(0) & 3 == 0 {
+        apply_shutdown(fd, e.shutdown, what)?;
+    } else {
+        rs.defer_shutdown(fd, e.shutdown, what)?;
+    }
     apply_flags(fd, e.flags, what)
 }
 
@@ -233,6 +243,23 @@ fn connect_to(fd: BorrowedFd<'_>, peer: &pb::UnixSkEntry, what: &str) -> Result<
     connect(fd.as_raw_fd(), &addr).map_err(|errno| Error::Mismatch {
         what: format!("connecting {what} to {}: {errno}", show_name(&peer.name)),
     })
+}
+
+/// Refills the queue of `e`, bound already, from a temporary socket that
+/// sends to its name (before it connects, which would refuse them).
+fn refill(rs: &mut SkRestore, e: &pb::UnixSkEntry, ty: SockType, what: &str) -> Result<()> {
+    let q = rs.queue(e.id)?;
+    if q.is_empty() {
+        return Ok(());
+    }
+    if e.name.is_empty() || ty == SockType::Stream {
+        return Err(Error::Mismatch {
+            what: format!("{what} has queued data but no peer to send it from"),
+        });
+    }
+    let tmp = new_socket(ty, "a temporary sender")?;
+    connect_to(tmp.as_fd(), e, &format!("a temporary sender to {what}"))?;
+    rs.requeue(tmp.as_fd(), q, what)
 }
 
 /// Restore half: makes unix socket `e` (image id `e.id`) in criu, and with
@@ -263,6 +290,27 @@ pub fn open(
         })?),
     };
 
+    // Connected to a socket outside the tree (--ext-unix-sk): connected
+    // to its name again.
+    if let Some((_, p)) = peer.filter(|(_, p)| p.uflags & USK_EXTERN != 0) {
+        if !rs.ext_unix_sk {
+            return Err(Error::Mismatch {
+                what: format!(
+                    "{what} is connected to {}, a socket outside the dumped tree: restore with --ext-unix-sk",
+                    show_name(&p.name)
+                ),
+            });
+        }
+        let fd = new_socket(ty, &what)?;
+        sockopt::restore(fd.as_fd(), &e.opts, &at)?;
+        bind_name(fd.as_fd(), e, &what)?;
+        refill(rs, e, ty, &what)?;
+        connect_to(fd.as_fd(), p, &what)?;
+        finish(rs, fd.as_fd(), e, &what)?;
+        opened.insert(e.id, fd);
+        return Ok(());
+    }
+
     // Both ends of a pair, made together.
     if let Some((pid_, p)) = peer {
         let mutual = p.peer == e.ino && e.state == TCP_ESTABLISHED && p.state == TCP_ESTABLISHED;
@@ -282,10 +330,11 @@ pub fn open(
                     what: &pwhat,
                 },
             )?;
-            sk_queue::requeue(b.as_fd(), &rs.queue(e.id)?, &what)?;
-            sk_queue::requeue(a.as_fd(), &rs.queue(pid_)?, &pwhat)?;
-            finish(a.as_fd(), e, &what)?;
-            finish(b.as_fd(), p, &pwhat)?;
+            let (qa, qb) = (rs.queue(e.id)?, rs.queue(pid_)?);
+            rs.requeue(b.as_fd(), qa, &what)?;
+            rs.requeue(a.as_fd(), qb, &pwhat)?;
+            finish(rs, a.as_fd(), e, &what)?;
+            finish(rs, b.as_fd(), p, &pwhat)?;
             opened.insert(e.id, a);
             opened.insert(pid_, b);
             return Ok(());
@@ -301,7 +350,7 @@ pub fn open(
         listen(&fd, backlog).map_err(|errno| Error::Mismatch {
             what: format!("listen on {what}: {errno}"),
         })?;
-        finish(fd.as_fd(), e, &what)?;
+        finish(rs, fd.as_fd(), e, &what)?;
         opened.insert(e.id, fd);
         return Ok(());
     }
@@ -317,7 +366,7 @@ pub fn open(
                 what: format!("{what} has queued data but its connection was not yet accepted"),
             });
         }
-        finish(fd.as_fd(), e, &what)?;
+        finish(rs, fd.as_fd(), e, &what)?;
         opened.insert(e.id, fd);
         return Ok(());
     }
@@ -326,17 +375,7 @@ pub fn open(
     // a temporary sender (before connecting, which would refuse it), then
     // connect once the peer exists.
     bind_name(fd.as_fd(), e, &what)?;
-    let q = rs.queue(e.id)?;
-    if !q.is_empty() {
-        if e.name.is_empty() || ty == SockType::Stream {
-            return Err(Error::Mismatch {
-                what: format!("{what} has queued data but no peer to send it from"),
-            });
-        }
-        let tmp = new_socket(ty, "a temporary sender")?;
-        connect_to(tmp.as_fd(), e, &format!("a temporary sender to {what}"))?;
-        sk_queue::requeue(tmp.as_fd(), &q, &what)?;
-    }
+    refill(rs, e, ty, &what)?;
     opened.insert(e.id, fd);
     if let Some((pid_, p)) = peer {
         if !opened.contains_key(&pid_) {
@@ -350,5 +389,5 @@ pub fn open(
     let fd = opened.get(&e.id).ok_or_else(|| Error::Mismatch {
         what: format!("{what} vanished"),
     })?;
-    finish(fd.as_fd(), e, &what)
+    finish(rs, fd.as_fd(), e, &what)
 }

@@ -1,0 +1,80 @@
+use crate::prelude::*;
+use nix::sys::socket::{
+    bind, getsockname, recv, send, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
+};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+pub const DESC: Desc = Desc {
+    name: "sockets/netlink00",
+    family: "sockets",
+    description: "NETLINK_ROUTE sockets bound to multicast groups (and one only auto-bound) keep their port ids and groups, and still answer requests",
+    ..Desc::DEFAULT
+};
+
+const RTMGRP_LINK: u32 = 1;
+const RTMGRP_IPV4_IFADDR: u32 = 0x10;
+const RTM_GETLINK: u16 = 18;
+const RTM_NEWLINK: u16 = 16;
+const NLM_F_REQUEST: u16 = 1;
+const NLM_F_DUMP: u16 = 0x300;
+
+fn route_socket() -> Result<OwnedFd> {
+    socket(AddressFamily::Netlink, SockType::Raw, SockFlag::empty(), SockProtocol::NetlinkRoute).context("netlink socket")
+}
+
+fn name(fd: &OwnedFd) -> Result<(u32, u32)> {
+    let a: NetlinkAddr = getsockname(fd.as_raw_fd()).context("getsockname")?;
+    Ok((a.pid(), a.groups()))
+}
+
+/// Asks for the links and checks an RTM_NEWLINK comes back.
+fn ask_links(fd: &OwnedFd, seq: u32) -> Result<()> {
+    let mut m = Vec::new();
+    m.extend_from_slice(&32u32.to_ne_bytes());
+    m.extend_from_slice(&RTM_GETLINK.to_ne_bytes());
+    m.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    m.extend_from_slice(&seq.to_ne_bytes());
+    m.extend_from_slice(&0u32.to_ne_bytes());
+    m.extend_from_slice(&[0u8; 16]); // ifinfomsg
+    send(fd.as_raw_fd(), &m, MsgFlags::empty()).context("send RTM_GETLINK")?;
+    let mut buf = vec![0u8; 65536];
+    let n = recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty()).context("recv links")?;
+    ensure!(n >= 16, "short netlink answer of {n} bytes");
+    let ty = u16::from_ne_bytes([buf[4], buf[5]]);
+    let got_seq = u32::from_ne_bytes([buf[8], buf[9], buf[10], buf[11]]);
+    ensure!(ty == RTM_NEWLINK && got_seq == seq, "answer of type {ty} seq {got_seq}, expected RTM_NEWLINK seq {seq}");
+    Ok(())
+}
+
+fn set_timeout(fd: &OwnedFd) -> Result<()> {
+    let tv = nix::sys::time::TimeVal::new(5, 0);
+    nix::sys::socket::setsockopt(fd, nix::sys::socket::sockopt::ReceiveTimeout, &tv).context("SO_RCVTIMEO")
+}
+
+pub fn run(t: &mut Test) -> Result<()> {
+    // Bound by the kernel's choice of port id, with two groups.
+    let a = route_socket()?;
+    bind(a.as_raw_fd(), &NetlinkAddr::new(0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR)).context("bind a")?;
+    // Bound to a port id of its own choosing, no groups.
+    let b = route_socket()?;
+    let want_b = 0x7fff_0000 | (std::process::id() & 0xffff);
+    bind(b.as_raw_fd(), &NetlinkAddr::new(want_b, 0)).context("bind b")?;
+    // Never bound: it binds itself on its first send.
+    let c = route_socket()?;
+    set_timeout(&c)?;
+    ask_links(&c, 1)?;
+    let before = (name(&a)?, name(&b)?, name(&c)?);
+    ensure!(before.1 .0 == want_b, "b is bound to port {}", before.1 .0);
+
+    t.daemon()?;
+    t.wait_sig();
+
+    let after = (name(&a)?, name(&b)?, name(&c)?);
+    ensure!(after == before, "netlink names were {before:?}, now {after:?}");
+    ensure!(after.0 .1 == RTMGRP_LINK | RTMGRP_IPV4_IFADDR, "a is in groups {:#x}", after.0 .1);
+    for (s, seq) in [(&a, 7u32), (&b, 8), (&c, 9)] {
+        set_timeout(s)?;
+        ask_links(s, seq)?;
+    }
+    Ok(())
+}
