@@ -337,7 +337,7 @@ pub struct Plan {
     pub ipc: Option<ipc::Images>,
     pub net: Option<net::Images>,
     pub time: Option<pb::TimensEntry>,
-    pub mnt: Option<Vec<pb::MntEntry>>,
+    pub mnt: Option<mnt::Images>,
 }
 
 impl Plan {
@@ -393,7 +393,7 @@ impl Plan {
     /// inside the root puppet `t` (host PID `host`) with remote syscalls.
     pub fn fill(&self, host: i32, t: &mut Tracee) -> Result<()> {
         if let Some(m) = &self.mnt {
-            mnt::restore(t, m)?;
+            mnt::restore(t, m, self.user.as_ref())?;
         }
         if let Some(u) = &self.uts {
             uts::restore(host, u)?;
