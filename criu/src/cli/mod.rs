@@ -74,6 +74,14 @@ pub struct Common {
     /// Dump and restore file locks (flock, POSIX and OFD) held by the tree.
     #[arg(long = "file-locks", short = 'l', global = true)]
     pub file_locks: bool,
+    /// The images of the previous pre-dump, relative to the images
+    /// directory (a `parent` link to them is made there).
+    #[arg(long = "prev-images-dir", global = true, value_name = "DIR")]
+    pub prev_images_dir: Option<PathBuf>,
+    /// Track memory changes: leave pages unchanged since the previous
+    /// pre-dump to its images.
+    #[arg(long = "track-mem", global = true)]
+    pub track_mem: bool,
 }
 
 /// A size as CRIU takes it: a number with an optional K, M or G suffix.
@@ -96,6 +104,10 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 pub enum Command {
     /// Checkpoint a process tree into the images directory.
     Dump(DumpArgs),
+    /// Save the memory of a process tree that keeps running, and track its
+    /// changes for the next (pre-)dump.
+    #[command(name = "pre-dump")]
+    PreDump(DumpArgs),
     /// Restore a process tree from the images directory.
     Restore(RestoreArgs),
     /// Check that the kernel has what criu needs.
@@ -294,9 +306,27 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
                 tcp_established: c.tcp_established,
                 ghost_limit: c.ghost_limit,
                 file_locks: c.file_locks,
+                prev_images_dir: c.prev_images_dir.clone(),
+                track_mem: c.track_mem,
             };
             dump::dump(&opts).inspect_err(|e| tracing::error!("dump failed: {e}"))?;
             tracing::info!("dumping finished successfully");
+            Ok(0)
+        }
+        Command::PreDump(a) => {
+            let dir = images_dir(c)?;
+            setup_log(c)?;
+            let opts = dump::DumpOpts {
+                pid: a.tree,
+                images_dir: dir,
+                leave_running: true,
+                shell_job: c.shell_job,
+                prev_images_dir: c.prev_images_dir.clone(),
+                track_mem: true,
+                ..Default::default()
+            };
+            dump::pre_dump(&opts).inspect_err(|e| tracing::error!("pre-dump failed: {e}"))?;
+            tracing::info!("pre-dumping finished successfully");
             Ok(0)
         }
         Command::Restore(a) => {

@@ -12,7 +12,10 @@
 
 mod extras;
 mod freeze;
+mod predump;
 mod task;
+
+pub use predump::pre_dump;
 
 use std::path::PathBuf;
 
@@ -58,6 +61,70 @@ pub struct DumpOpts {
     pub ghost_limit: Option<u64>,
     /// `--file-locks`: keep the file locks the tree holds.
     pub file_locks: bool,
+    /// `--prev-images-dir`: the images of the previous pre-dump, relative
+    /// to `images_dir` (as CRIU takes it); a `parent` link to it is made.
+    pub prev_images_dir: Option<PathBuf>,
+    /// `--track-mem`: leave pages unchanged since the previous pre-dump to
+    /// its images.
+    pub track_mem: bool,
+}
+
+/// The parent images of a dump: where they are, and whether pages may be
+/// left to them.
+#[derive(Debug, Clone)]
+pub(crate) struct Parent {
+    pub dir: PathBuf,
+    pub use_pages: bool,
+}
+
+impl Parent {
+    /// Makes the `parent` link of `opts.images_dir` (when
+    /// `--prev-images-dir` was given) and says where it leads.
+    fn link(opts: &DumpOpts) -> Result<Option<Self>> {
+        let Some(prev) = &opts.prev_images_dir else {
+            return Ok(None);
+        };
+        let dir = &opts.images_dir;
+        let link = dir.join(image::pages::PARENT_LINK);
+        if !dir.join(prev).is_dir() {
+            return Err(Error::Dir {
+                dir: dir.join(prev),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "the previous images directory (--prev-images-dir, relative to the images directory) is not a directory",
+                ),
+            });
+        }
+        match std::os::unix::fs::symlink(prev, &link) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(source) => return Err(Error::Dir { dir: link, source }),
+        }
+        Ok(Some(Parent {
+            dir: link,
+            use_pages: opts.track_mem,
+        }))
+    }
+
+    /// For process `pid` (image pid `img_pid`): what decides which of its
+    /// pages stay in the parent (when they may), and the tracking fd left
+    /// in it, to close.
+    pub(crate) fn for_process(
+        &self,
+        pid: i32,
+        img_pid: i32,
+    ) -> Result<(Option<objects::mm_track::Incremental>, Option<i32>)> {
+        let armed = objects::mm_track::Armed::find(pid, img_pid, &self.dir)?;
+        let fd = armed.uffd;
+        let incr = if self.use_pages {
+            Some(objects::mm_track::Incremental::open(
+                pid, img_pid, &self.dir, armed,
+            )?)
+        } else {
+            None
+        };
+        Ok((incr, fd))
+    }
 }
 
 /// A tree whose session or process group is led from outside it (a job of
@@ -89,6 +156,7 @@ pub fn dump(opts: &DumpOpts) -> Result<()> {
         dir: dir.clone(),
         source,
     })?;
+    let parent = Parent::link(opts)?;
     let mut tree = freeze::Tree::default();
     let result = (|| -> Result<()> {
         let start = std::time::Instant::now();
@@ -129,6 +197,7 @@ pub fn dump(opts: &DumpOpts) -> Result<()> {
                     &mut pages_ids,
                     &mut ns_ids,
                     userns.as_ref(),
+                    parent.as_ref(),
                 )?
             };
             if let Some(k) = kobj {

@@ -395,14 +395,14 @@ impl PagesReader {
                     offset: r.offset,
                 });
             } else if r.flags & PE_PARENT != 0 {
-                self.from_parent(r.vaddr, r.vaddr + r.len(), &mut out)?;
+                self.in_parent(r.vaddr, r.vaddr + r.len(), &mut out)?;
             }
         }
         Ok(out)
     }
 
     /// Pieces of `[start, end)` from the parent chain.
-    fn from_parent<'a>(&'a self, start: u64, end: u64, out: &mut Vec<Piece<'a>>) -> Result<()> {
+    fn in_parent<'a>(&'a self, start: u64, end: u64, out: &mut Vec<Piece<'a>>) -> Result<()> {
         let missing = |at: u64| Error::Format {
             file: self.pages_path.clone(),
             offset: 0,
@@ -428,7 +428,7 @@ impl PagesReader {
                     offset: r.offset + (at - r.vaddr),
                 });
             } else if r.flags & PE_PARENT != 0 {
-                p.from_parent(at, stop, out)?;
+                p.in_parent(at, stop, out)?;
             } else {
                 return Err(missing(at));
             }

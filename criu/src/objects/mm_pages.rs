@@ -20,7 +20,7 @@ use std::os::unix::fs::FileExt;
 use nix::sys::uio::{process_vm_readv, process_vm_writev, RemoteIoVec};
 use nix::unistd::Pid;
 
-use crate::image::pages::{PagesReader, PagesWriter};
+use crate::image::pages::{PagesReader, PagesWriter, PE_PARENT};
 use crate::sys::pagemap_scan::{
     self, PageRegion, Query, PAGE_IS_FILE, PAGE_IS_PFNZERO, PAGE_IS_PRESENT, PAGE_IS_SWAPPED,
 };
@@ -300,6 +300,15 @@ impl PageCopier {
         Ok(())
     }
 
+    /// Records `npages` pages at `addr` whose data the parent images have
+    /// (`PE_PARENT`), after what is queued, so the pagemap stays in address
+    /// order.
+    pub fn add_parent(&mut self, w: &mut PagesWriter, addr: u64, npages: u64) -> Result<()> {
+        self.flush(w)?;
+        w.add_absent(addr, npages, PE_PARENT)?;
+        Ok(())
+    }
+
     /// Copies and writes what is queued.
     pub fn flush(&mut self, w: &mut PagesWriter) -> Result<()> {
         if self.pieces.is_empty() {
@@ -387,9 +396,10 @@ impl PageCopier {
     }
 }
 
-/// Restore: copies every present run of `pages` into task `pid`, in
-/// batches of at most [`BATCH_BYTES`] (one read of the pages file each)
-/// and [`IOV_MAX`] remote pieces (one `process_vm_writev` each).
+/// Restore: copies every page of `pages` into task `pid` (runs in the
+/// parent images included, read from there), in batches of at most
+/// [`BATCH_BYTES`] (one read of a pages file each) and [`IOV_MAX`] remote
+/// pieces (one `process_vm_writev` each).
 pub fn fill(pid: i32, pages: &PagesReader) -> Result<()> {
     fill_with(pid, pages, BATCH_BYTES)
 }
@@ -401,80 +411,84 @@ pub fn fill_with(pid: i32, pages: &PagesReader, cap: usize) -> Result<()> {
         .next_multiple_of(PAGE_SIZE as usize);
     let mut buf: Vec<u8> = Vec::new();
     let mut mem: Option<File> = None;
-    // Pieces (vaddr, len) whose data sit back to back in the pages file
-    // from `file_off`.
+    // Pieces (vaddr, len) whose data sit back to back in the pages file of
+    // `src` from `file_off`.
     let mut pieces: Vec<(u64, u64)> = Vec::with_capacity(IOV_MAX);
+    let mut src: &PagesReader = pages;
     let mut file_off = 0u64;
     let mut used = 0u64;
 
-    let mut flush = |pieces: &mut Vec<(u64, u64)>, file_off: u64, used: u64| -> Result<()> {
-        if pieces.is_empty() {
-            return Ok(());
-        }
-        if buf.len() < used as usize {
-            buf.resize(cap, 0);
-        }
-        let data = &mut buf[..used as usize];
-        pages.read_at(file_off, data)?;
-        let remote: Vec<RemoteIoVec> = pieces
-            .iter()
-            .map(|&(a, l)| RemoteIoVec {
-                base: a as usize,
-                len: l as usize,
-            })
-            .collect();
-        let got =
-            process_vm_writev(Pid::from_raw(pid), &[IoSlice::new(data)], &remote).unwrap_or(0);
-        // What did not go in directly goes through /proc/PID/mem.
-        let mut off = 0usize;
-        let mut skip = got;
-        for &(a, l) in pieces.iter() {
-            let l = l as usize;
-            if skip >= l {
-                skip -= l;
-            } else {
-                let f = mem_file(&mut mem, pid, true)?;
-                f.write_all_at(&data[off + skip..off + l], a + skip as u64)
-                    .map_err(|source| Error::Io {
-                        pid,
-                        what: format!(
-                            "writing {} bytes of pages at {:#x}",
-                            l - skip,
-                            a + skip as u64
-                        ),
-                        source,
-                    })?;
-                skip = 0;
+    let mut flush =
+        |pieces: &mut Vec<(u64, u64)>, src: &PagesReader, file_off: u64, used: u64| -> Result<()> {
+            if pieces.is_empty() {
+                return Ok(());
             }
-            off += l;
-        }
-        pieces.clear();
-        Ok(())
-    };
+            if buf.len() < used as usize {
+                buf.resize(cap, 0);
+            }
+            let data = &mut buf[..used as usize];
+            src.read_at(file_off, data)?;
+            let remote: Vec<RemoteIoVec> = pieces
+                .iter()
+                .map(|&(a, l)| RemoteIoVec {
+                    base: a as usize,
+                    len: l as usize,
+                })
+                .collect();
+            let got =
+                process_vm_writev(Pid::from_raw(pid), &[IoSlice::new(data)], &remote).unwrap_or(0);
+            // What did not go in directly goes through /proc/PID/mem.
+            let mut off = 0usize;
+            let mut skip = got;
+            for &(a, l) in pieces.iter() {
+                let l = l as usize;
+                if skip >= l {
+                    skip -= l;
+                } else {
+                    let f = mem_file(&mut mem, pid, true)?;
+                    f.write_all_at(&data[off + skip..off + l], a + skip as u64)
+                        .map_err(|source| Error::Io {
+                            pid,
+                            what: format!(
+                                "writing {} bytes of pages at {:#x}",
+                                l - skip,
+                                a + skip as u64
+                            ),
+                            source,
+                        })?;
+                    skip = 0;
+                }
+                off += l;
+            }
+            pieces.clear();
+            Ok(())
+        };
 
-    for run in pages.runs().iter().filter(|r| r.is_present()) {
-        let mut addr = run.vaddr;
-        let mut src = run.offset;
-        let mut left = run.len();
+    for piece in pages.pieces()? {
+        let mut addr = piece.vaddr;
+        let mut at = piece.offset;
+        let mut left = piece.len;
         while left > 0 {
             let full = used == cap as u64 || pieces.len() == IOV_MAX;
-            let apart = !pieces.is_empty() && file_off + used != src;
+            let apart =
+                !pieces.is_empty() && (file_off + used != at || !std::ptr::eq(src, piece.src));
             if full || apart {
-                flush(&mut pieces, file_off, used)?;
+                flush(&mut pieces, src, file_off, used)?;
                 used = 0;
             }
             if pieces.is_empty() {
-                file_off = src;
+                file_off = at;
+                src = piece.src;
             }
             let n = left.min(cap as u64 - used);
             pieces.push((addr, n));
             used += n;
             addr += n;
-            src += n;
+            at += n;
             left -= n;
         }
     }
-    flush(&mut pieces, file_off, used)
+    flush(&mut pieces, src, file_off, used)
 }
 
 #[cfg(test)]

@@ -7,8 +7,13 @@
 //! itself (it just clears the page's uffd-wp bit), so the task never blocks
 //! and nobody reads the fd; PAGEMAP_SCAN then reports the pages written
 //! since they were protected (`PAGE_IS_WRITTEN`). `UFFD_FEATURE_WP_UNPOPULATED`
-//! also protects pages not populated yet, which the scan needs to call an
-//! anonymous mapping "wp-allowed".
+//! makes PAGEMAP_SCAN call an anonymous mapping "wp-allowed", so that the
+//! scan itself can protect pages (`PM_SCAN_WP_MATCHING`).
+//!
+//! Protecting a hole (UFFDIO_WRITEPROTECT over a range with holes) leaves a
+//! pte marker there, which pagemap reports as a swapped page: criu protects
+//! only the pages that exist, with the scan, and never the holes. A page
+//! made in a hole later by a write has no uffd-wp bit: it shows as written.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
@@ -80,7 +85,10 @@ impl Uffd {
         let flags = (libc::O_CLOEXEC | libc::O_NONBLOCK) as libc::c_long;
         // SAFETY: userfaultfd takes only flags and returns a new fd or -1.
         let fd = check(unsafe {
-            libc::syscall(libc::SYS_userfaultfd, flags | UFFD_USER_MODE_ONLY as libc::c_long)
+            libc::syscall(
+                libc::SYS_userfaultfd,
+                flags | UFFD_USER_MODE_ONLY as libc::c_long,
+            )
         })?;
         // SAFETY: `fd` was just returned by the kernel and is owned by no one.
         let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
@@ -97,7 +105,11 @@ impl Uffd {
 
     /// Write-protects `[start, start + len)`.
     pub fn protect(&self, start: u64, len: u64) -> SysResult<()> {
-        ioctl(&self.fd, UFFDIO_WRITEPROTECT, &mut writeprotect_arg(start, len))
+        ioctl(
+            &self.fd,
+            UFFDIO_WRITEPROTECT,
+            &mut writeprotect_arg(start, len),
+        )
     }
 }
 
@@ -105,7 +117,9 @@ fn ioctl(fd: &impl AsRawFd, req: u64, arg: &mut [u8]) -> SysResult<()> {
     // SAFETY: `arg` is the byte image of the struct `req` takes (its size
     // is encoded in `req` and the builders above make exactly that many
     // bytes), writable and alive across the call.
-    check(unsafe { libc::ioctl(fd.as_raw_fd(), req as libc::Ioctl, arg.as_mut_ptr()) as libc::c_long })?;
+    check(unsafe {
+        libc::ioctl(fd.as_raw_fd(), req as libc::Ioctl, arg.as_mut_ptr()) as libc::c_long
+    })?;
     Ok(())
 }
 
@@ -125,27 +139,23 @@ mod tests {
         assert_eq!(api_features(&api_arg(7)), Some(7));
     }
 
-    fn written(pm: &std::fs::File, base: u64, len: u64, flags: u64) -> Vec<(u64, u64)> {
-        let q = Query {
-            all: pagemap_scan::PAGE_IS_WRITTEN,
-            returned: pagemap_scan::PAGE_IS_WRITTEN,
-            ..Query::default()
-        };
+    fn scan(pm: &std::fs::File, base: u64, len: u64, q: &Query, flags: u64) -> Vec<(u64, u64)> {
         let mut out = [PageRegion::default(); 16];
-        let (n, _) = pagemap_scan::scan_flags(pm, base, base + len, &q, &mut out, flags).unwrap();
+        let (n, _) = pagemap_scan::scan_flags(pm, base, base + len, q, &mut out, flags).unwrap();
         out[..n]
             .iter()
+            .filter(|r| r.categories != 0)
             .map(|r| ((r.start - base) / PAGE_SIZE, (r.end - base) / PAGE_SIZE))
             .collect()
     }
 
-    /// Our own memory: after protecting, exactly the pages written since
-    /// show as written; a matching scan re-arms them.
+    /// Our own memory: the scan protects the pages that exist (and leaves
+    /// the holes alone); then exactly the pages written since show as
+    /// written, holes written to included; a matching scan re-arms them.
     #[test]
     fn written_pages_are_found_and_rearmed() {
         let u = match Uffd::for_tracking() {
             Ok(u) if u.features & TRACK_FEATURES == TRACK_FEATURES => u,
-            // A kernel or sysctl without it: nothing to test here.
             other => {
                 eprintln!("no async write tracking here: {other:?}");
                 return;
@@ -157,19 +167,41 @@ mod tests {
             mem::poke(base + p * PAGE_SIZE, 9);
         }
         u.register_wp(base, len).unwrap();
-        u.protect(base, len).unwrap();
         let pm = std::fs::File::open("/proc/self/pagemap").unwrap();
-        assert_eq!(written(&pm, base, len, 0), []);
+        let populated = Query {
+            any: pagemap_scan::PAGE_IS_PRESENT | pagemap_scan::PAGE_IS_SWAPPED,
+            returned: pagemap_scan::PAGE_IS_PRESENT | pagemap_scan::PAGE_IS_SWAPPED,
+            ..Query::default()
+        };
+        let wp = pagemap_scan::PM_SCAN_WP_MATCHING | pagemap_scan::PM_SCAN_CHECK_WPASYNC;
+        assert_eq!(
+            scan(&pm, base, len, &populated, wp),
+            [(0, 2), (5, 6), (20, 21)]
+        );
+        // (a page read in a hole maps the zero page: no data, left out)
+        let written = Query {
+            all: pagemap_scan::PAGE_IS_WRITTEN
+                | pagemap_scan::PAGE_IS_PRESENT
+                | pagemap_scan::PAGE_IS_PFNZERO,
+            inverted: pagemap_scan::PAGE_IS_PFNZERO,
+            returned: pagemap_scan::PAGE_IS_WRITTEN,
+            ..Query::default()
+        };
+        assert_eq!(scan(&pm, base, len, &written, 0), []);
         for p in [1u64, 2, 3, 30] {
             mem::poke(base + p * PAGE_SIZE, 7);
         }
         mem::peek(base + 10 * PAGE_SIZE);
-        let m = pagemap_scan::PM_SCAN_WP_MATCHING | pagemap_scan::PM_SCAN_CHECK_WPASYNC;
-        assert_eq!(written(&pm, base, len, m), [(1, 4), (30, 31)]);
-        // Re-armed: nothing written since the last scan.
-        assert_eq!(written(&pm, base, len, 0), []);
+        // No markers in the holes: still only what exists.
+        assert_eq!(
+            scan(&pm, base, len, &populated, 0),
+            [(0, 4), (5, 6), (10, 11), (20, 21), (30, 31)]
+        );
+        assert_eq!(scan(&pm, base, len, &written, wp), [(1, 4), (30, 31)]);
+        // Re-armed: nothing written since.
+        assert_eq!(scan(&pm, base, len, &written, 0), []);
         mem::poke(base + 5 * PAGE_SIZE, 1);
-        assert_eq!(written(&pm, base, len, 0), [(5, 6)]);
+        assert_eq!(scan(&pm, base, len, &written, 0), [(5, 6)]);
         drop(u);
         mem::unmap(base, len as usize);
     }
