@@ -177,7 +177,7 @@ fn pre_dump_then_dump_writes_only_changed_pages_and_restores_every_byte() {
         // The rewritten pages and a little of the rest (stack, the
         // signal's frame, libc's state): not the 64 MiB again.
         assert!(
-            written >= TOUCHED && written < 2 * TOUCHED + 256,
+            (TOUCHED..2 * TOUCHED + 256).contains(&written),
             "{written} pages written, {TOUCHED} buffer pages were changed"
         );
         assert!(
