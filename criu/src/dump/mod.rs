@@ -75,6 +75,9 @@ pub struct DumpOpts {
 pub(crate) struct Parent {
     pub dir: PathBuf,
     pub use_pages: bool,
+    /// Tracking fds processes inherited by a fork, found before any is
+    /// closed (the comparison needs the arming process's fd open).
+    pub inherited: Vec<(i32, Vec<i32>)>,
 }
 
 impl Parent {
@@ -103,19 +106,38 @@ impl Parent {
         Ok(Some(Parent {
             dir: link,
             use_pages: opts.track_mem,
+            inherited: Vec::new(),
         }))
     }
 
+    /// Finds the inherited tracking fds of every process of the frozen tree.
+    fn find_inherited(&mut self, pids: impl Iterator<Item = i32>) -> Result<()> {
+        for pid in pids {
+            let fds = objects::mm_track::inherited(pid, &self.dir)?;
+            if !fds.is_empty() {
+                self.inherited.push((pid, fds));
+            }
+        }
+        Ok(())
+    }
+
     /// For process `pid` (image pid `img_pid`): what decides which of its
-    /// pages stay in the parent (when they may), and the tracking fd left
-    /// in it, to close.
+    /// pages stay in the parent (when they may), and the tracking fds left
+    /// in it (its own, or inherited from a tracked parent), to close.
     pub(crate) fn for_process(
         &self,
         pid: i32,
         img_pid: i32,
-    ) -> Result<(Option<objects::mm_track::Incremental>, Option<i32>)> {
+    ) -> Result<(Option<objects::mm_track::Incremental>, Vec<i32>)> {
         let armed = objects::mm_track::Armed::find(pid, img_pid, &self.dir)?;
-        let fd = armed.uffd;
+        let mut fd: Vec<i32> = armed.uffd.into_iter().collect();
+        if let Some((_, more)) = self.inherited.iter().find(|(p, _)| *p == pid) {
+            for &f in more {
+                if !fd.contains(&f) {
+                    fd.push(f);
+                }
+            }
+        }
         let incr = if self.use_pages {
             Some(objects::mm_track::Incremental::open(
                 pid, img_pid, &self.dir, armed,
@@ -156,11 +178,19 @@ pub fn dump(opts: &DumpOpts) -> Result<()> {
         dir: dir.clone(),
         source,
     })?;
-    let parent = Parent::link(opts)?;
+    let mut parent = Parent::link(opts)?;
     let mut tree = freeze::Tree::default();
     let result = (|| -> Result<()> {
         let start = std::time::Instant::now();
         tree.freeze(opts.pid)?;
+        if let Some(pa) = parent.as_mut() {
+            pa.find_inherited(
+                tree.procs
+                    .iter()
+                    .filter(|p| !p.threads.is_empty())
+                    .map(|p| p.pid),
+            )?;
+        }
         let times = extras::Times {
             start,
             freezing: start.elapsed(),

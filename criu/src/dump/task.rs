@@ -248,7 +248,7 @@ pub(super) fn dump_process(
     let stat = proc::read_stat(pid)?;
     let (mut incr, uffd) = match parent {
         Some(pa) => pa.for_process(pid, vpid)?,
-        None => (None, None),
+        None => (None, Vec::new()),
     };
     let mm_entry = mm::dump(
         pid,
@@ -267,7 +267,7 @@ pub(super) fn dump_process(
     mm::write(dir, vpid, &mm_entry)?;
     // The write-tracking userfaultfd of the pre-dump is criu's, not the
     // task's: it goes before the fds are dumped.
-    if let Some(fd) = uffd {
+    for fd in uffd {
         objects::mm_track::disarm(&mut p.threads[0].tracee, fd)?;
     }
 

@@ -208,6 +208,38 @@ impl Armed {
     }
 }
 
+/// Tracking fds that `pid` holds but did not arm: inherited by a fork
+/// from a process the parent images tracked (the same open userfaultfd,
+/// by kcmp). They are criu's, to be closed like the process's own.
+pub fn inherited(pid: i32, parent_dir: &Path) -> Result<Vec<i32>> {
+    let Ok(rd) = std::fs::read_dir(parent_dir) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(img_pid) = name.to_str().and_then(|n| {
+            n.strip_prefix("uffd-track-")?
+                .strip_suffix(".img")?
+                .parse()
+                .ok()
+        }) else {
+            continue;
+        };
+        let Some(t) = read_entry(parent_dir, img_pid)? else {
+            continue;
+        };
+        let (owner, fd) = (t.pid as i32, t.uffd);
+        if owner == pid || fd < 0 || out.contains(&fd) || !is_uffd(pid, fd) || !is_uffd(owner, fd) {
+            continue;
+        }
+        if crate::sys::kcmp::same_file(pid, fd, owner, fd).unwrap_or(false) {
+            out.push(fd);
+        }
+    }
+    Ok(out)
+}
+
 /// Decides, for one process dumped with parent images, which pages are
 /// left to the parent.
 #[derive(Debug)]
