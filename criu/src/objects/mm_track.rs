@@ -477,8 +477,29 @@ pub fn arm(
     };
     entry.uffd = fd;
     entry.features = features;
+    match register_all(t, pid, smaps, prev, fd as u64, scratch_off, &mut entry) {
+        Ok(()) => Ok(entry),
+        Err(e) => {
+            // Leave nothing of ours in the task: without its image no dump
+            // would know the fd.
+            let _ = t.syscall(libc::SYS_close, &[fd as u64]);
+            Err(e)
+        }
+    }
+}
+
+/// Registers the trackable mappings of `smaps` with the task's fd `fd` and
+/// write-protects their pages, into `entry.vmas`.
+fn register_all(
+    t: &mut Tracee,
+    pid: i32,
+    smaps: &[proc::SmapsEntry],
+    prev: &Armed,
+    fd: u64,
+    scratch_off: u64,
+    entry: &mut pb::MmTrackEntry,
+) -> Result<()> {
     let scratch = t.scratch().unwrap_or((0, 0));
-    let fd = fd as u64;
     let mut skipped = 0usize;
     for s in smaps.iter().filter(|s| trackable(s)) {
         let (start, end) = (s.map.start, s.map.end);
@@ -513,7 +534,7 @@ pub fn arm(
         );
     }
     debug!(pid, fd, mappings = entry.vmas.len(), "write tracking armed");
-    Ok(entry)
+    Ok(())
 }
 
 /// Write-protects the pages that exist (present or swapped) in the
