@@ -272,3 +272,114 @@ fn dump_without_track_mem_writes_everything_and_drops_the_tracking_fd() {
     signal_and_wait(pid, Signal::SIGUSR1, &out, "ok 1");
     finish(pid);
 }
+
+/// One request to a fresh `criu swrk`, its response.
+fn swrk(req: &criu::rpc::pb::CriuReq) -> criu::rpc::pb::CriuResp {
+    use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+    use prost::Message;
+    use std::os::fd::AsRawFd;
+    let (ours, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .expect("socketpair");
+    // The child's end must survive exec: clear its close-on-exec flag.
+    nix::fcntl::fcntl(
+        &theirs,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .expect("fcntl");
+    let mut child = Command::new(CRIU)
+        .arg("swrk")
+        .arg(theirs.as_raw_fd().to_string())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn criu swrk");
+    drop(theirs);
+    let buf = req.encode_to_vec();
+    send(ours.as_raw_fd(), &buf, MsgFlags::empty()).expect("send");
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = recv(ours.as_raw_fd(), &mut buf, MsgFlags::empty()).expect("recv");
+    let resp = criu::rpc::pb::CriuResp::decode(&buf[..n]).expect("criu_resp");
+    drop(ours);
+    child.wait().expect("criu swrk exits");
+    resp
+}
+
+#[test]
+#[serial]
+fn pre_dump_and_dump_over_rpc() {
+    use criu::rpc::pb::{CriuOpts, CriuReq, CriuReqType};
+    use std::os::fd::AsRawFd;
+    nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("state");
+    let mut child = Command::new(VICTIM)
+        .args(["touch", "8", out.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn victim");
+    let pid = child.id() as i32;
+    wait_for("the pattern", || read(&out).starts_with("ready"));
+    let (pre, img) = (tmp.path().join("pre"), tmp.path().join("img"));
+    std::fs::create_dir(&pre).unwrap();
+    std::fs::create_dir(&img).unwrap();
+    let (pre_fd, img_fd) = (
+        std::fs::File::open(&pre).unwrap(),
+        std::fs::File::open(&img).unwrap(),
+    );
+    let r = swrk(&CriuReq {
+        r#type: CriuReqType::PreDump as i32,
+        opts: Some(CriuOpts {
+            images_dir_fd: pre_fd.as_raw_fd(),
+            pid: Some(pid),
+            log_file: Some("pre-dump.log".into()),
+            log_level: Some(4),
+            track_mem: Some(true),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    assert!(r.success, "{r:?}\n{}", read(&pre.join("pre-dump.log")));
+    assert_eq!(r.r#type, CriuReqType::PreDump as i32);
+    let tracked = uffd_fds(pid) == 1;
+    signal_and_wait(pid, Signal::SIGUSR2, &out, "touched 1");
+    let r = swrk(&CriuReq {
+        r#type: CriuReqType::Dump as i32,
+        opts: Some(CriuOpts {
+            images_dir_fd: img_fd.as_raw_fd(),
+            pid: Some(pid),
+            log_file: Some("dump.log".into()),
+            log_level: Some(4),
+            track_mem: Some(true),
+            parent_img: Some("../pre".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    assert!(r.success, "{r:?}\n{}", read(&img.join("dump.log")));
+    child.wait().unwrap();
+    let (written, parent) = stats(&img);
+    if tracked {
+        assert!(parent > 0, "nothing left to the parent");
+        assert!(written < (8 << 20) / 4096 / 4, "{written} pages written");
+    }
+    let pidfile = img.join("restored.pid");
+    let o = criu(&[
+        "restore",
+        "-D",
+        img.to_str().unwrap(),
+        "-o",
+        "restore.log",
+        "-d",
+        "--pidfile",
+        pidfile.to_str().unwrap(),
+    ]);
+    assert_ok(&o, &img, "restore", "restore.log");
+    signal_and_wait(pid, Signal::SIGUSR1, &out, "ok 1");
+    finish(pid);
+}
