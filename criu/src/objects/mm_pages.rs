@@ -211,6 +211,9 @@ struct Piece {
     flags: u32,
     /// process_vm_readv/writev can reach it (else: /proc/PID/mem).
     direct: bool,
+    /// Pages whose data the parent images have: no bytes here (`len` 0),
+    /// a `PE_PARENT` entry in its place in the pagemap.
+    parent_pages: u64,
 }
 
 /// Opens /proc/PID/mem once, on first need.
@@ -292,6 +295,7 @@ impl PageCopier {
                 len: n,
                 flags,
                 direct: readable,
+                parent_pages: 0,
             });
             self.used += n as usize;
             addr += n;
@@ -304,8 +308,16 @@ impl PageCopier {
     /// (`PE_PARENT`), after what is queued, so the pagemap stays in address
     /// order.
     pub fn add_parent(&mut self, w: &mut PagesWriter, addr: u64, npages: u64) -> Result<()> {
-        self.flush(w)?;
-        w.add_absent(addr, npages, PE_PARENT)?;
+        if self.pieces.len() == IOV_MAX {
+            self.flush(w)?;
+        }
+        self.pieces.push(Piece {
+            addr,
+            len: 0,
+            flags: PE_PARENT,
+            direct: true,
+            parent_pages: npages,
+        });
         Ok(())
     }
 
@@ -342,19 +354,24 @@ impl PageCopier {
                 .map_or(self.pieces.len(), |k| i + k);
             let remote: Vec<RemoteIoVec> = self.pieces[i..j]
                 .iter()
+                .filter(|p| p.len > 0)
                 .map(|p| RemoteIoVec {
                     base: p.addr as usize,
                     len: p.len as usize,
                 })
                 .collect();
             let want: usize = remote.iter().map(|r| r.len).sum();
-            self.calls += 1;
-            let got = process_vm_readv(
-                Pid::from_raw(pid),
-                &mut [IoSliceMut::new(&mut data[off..off + want])],
-                &remote,
-            )
-            .unwrap_or(0);
+            let got = if want == 0 {
+                0
+            } else {
+                self.calls += 1;
+                process_vm_readv(
+                    Pid::from_raw(pid),
+                    &mut [IoSliceMut::new(&mut data[off..off + want])],
+                    &remote,
+                )
+                .unwrap_or(0)
+            };
             // Skip what arrived; the piece where it stopped is read through
             // /proc/PID/mem, then carry on after it.
             let mut done = got;
@@ -377,12 +394,25 @@ impl PageCopier {
                 i += 1;
             }
         }
-        let runs: Vec<(u64, u64, u32)> = self
+        // Into the pagemap in order: runs of copied pieces with one write
+        // each, parent pieces between them.
+        let mut off = 0usize;
+        for group in self
             .pieces
-            .iter()
-            .map(|p| (p.addr, p.len, p.flags))
-            .collect();
-        w.add_many(&runs, data)?;
+            .chunk_by(|a, b| (a.parent_pages == 0) == (b.parent_pages == 0))
+        {
+            if group[0].parent_pages > 0 {
+                for p in group {
+                    w.add_absent(p.addr, p.parent_pages, PE_PARENT)?;
+                }
+                continue;
+            }
+            let runs: Vec<(u64, u64, u32)> =
+                group.iter().map(|p| (p.addr, p.len, p.flags)).collect();
+            let n: usize = group.iter().map(|p| p.len as usize).sum();
+            w.add_many(&runs, &data[off..off + n])?;
+            off += n;
+        }
         self.copied += self.used as u64;
         self.pieces.clear();
         self.used = 0;
@@ -559,6 +589,50 @@ mod tests {
             // Without PFNs the zero page cannot be told apart.
             assert!(got.len() >= want.len());
         }
+    }
+
+    /// Parent runs between copied ones keep their place in the pagemap,
+    /// and the copied ones still go in one batch.
+    #[test]
+    fn parent_runs_interleave_in_address_order() {
+        let m = own(16, &(0..16).collect::<Vec<_>>(), &[]);
+        let me = std::process::id() as i32;
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = PagesWriter::create(dir.path(), 3, 3).unwrap();
+        let mut c = PageCopier::new(me);
+        c.add_parent(&mut w, m.base, 2).unwrap();
+        c.add(&mut w, m.base + 2 * PAGE_SIZE, 1, PE_PRESENT, true)
+            .unwrap();
+        c.add_parent(&mut w, m.base + 3 * PAGE_SIZE, 1).unwrap();
+        c.add_parent(&mut w, m.base + 4 * PAGE_SIZE, 1).unwrap();
+        c.add(&mut w, m.base + 5 * PAGE_SIZE, 2, PE_PRESENT, true)
+            .unwrap();
+        c.add(&mut w, m.base + 9 * PAGE_SIZE, 1, PE_PRESENT, false)
+            .unwrap();
+        let (copied, calls) = c.finish(&mut w).unwrap();
+        w.finish().unwrap();
+        assert_eq!(copied, 4 * PAGE_SIZE);
+        assert_eq!(calls, 1);
+        let r = PagesReader::open(dir.path(), 3).unwrap();
+        let runs: Vec<_> = r
+            .runs()
+            .iter()
+            .map(|x| ((x.vaddr - m.base) / PAGE_SIZE, x.nr_pages, x.flags))
+            .collect();
+        assert_eq!(
+            runs,
+            [
+                (0, 2, PE_PARENT),
+                (2, 1, PE_PRESENT),
+                (3, 2, PE_PARENT),
+                (5, 2, PE_PRESENT),
+                (9, 1, PE_PRESENT)
+            ]
+        );
+        let mut b = vec![0u8; 4 * PAGE_SIZE as usize];
+        r.read_at(0, &mut b).unwrap();
+        let firsts: Vec<u8> = b.chunks(PAGE_SIZE as usize).map(|p| p[0]).collect();
+        assert_eq!(firsts, [3, 6, 7, 10]);
     }
 
     #[test]
