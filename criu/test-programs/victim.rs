@@ -5,6 +5,9 @@
 //! `victim pattern MIB FILE`: fills MIB MiB of heap with a pseudo-random
 //! pattern, writes `ready PID` to FILE, then on each SIGUSR1 checks the
 //! pattern and writes `ok N` or `bad OFFSET` to FILE.
+//! `victim touch MIB FILE`: like `pattern`, and each SIGUSR2 inverts every
+//! 256th page and writes `touched N` to FILE (N: how many times); the check
+//! expects those pages inverted when N is odd.
 //! `victim unsupported FILE`: like `loop`, holding a netlink socket (which
 //! criu-rs cannot dump yet).
 //! Stdio goes to /dev/null and other inherited fds are closed, so that only
@@ -127,8 +130,51 @@ fn main() {
                 }
             }
         }
+        "touch" => {
+            let mib: usize = args[2].parse().expect("size in MiB");
+            let mut out = File::create(&args[3]).expect("output file");
+            let mut mem = vec![0u8; mib << 20];
+            fill(&mut mem);
+            let mut set = SigSet::empty();
+            set.add(Signal::SIGUSR1);
+            set.add(Signal::SIGUSR2);
+            set.thread_block().expect("block SIGUSR1 and SIGUSR2");
+            report(&mut out, &format!("ready {}\n", std::process::id()));
+            let (mut checks, mut flips) = (0, 0u32);
+            let touched = |i: usize| i % 256 == 0;
+            loop {
+                match set.wait() {
+                    Ok(Signal::SIGUSR2) => {
+                        for (i, page) in mem.chunks_mut(4096).enumerate() {
+                            if touched(i) {
+                                page.iter_mut().for_each(|b| *b = !*b);
+                            }
+                        }
+                        flips += 1;
+                        report(&mut out, &format!("touched {flips}\n"));
+                    }
+                    _ => {
+                        checks += 1;
+                        let mut copy = mem.clone();
+                        if flips % 2 == 1 {
+                            for (i, page) in copy.chunks_mut(4096).enumerate() {
+                                if touched(i) {
+                                    page.iter_mut().for_each(|b| *b = !*b);
+                                }
+                            }
+                        }
+                        match first_bad(&copy) {
+                            None => report(&mut out, &format!("ok {checks}\n")),
+                            Some(off) => report(&mut out, &format!("bad {off}\n")),
+                        }
+                    }
+                }
+            }
+        }
         _ => {
-            eprintln!("usage: victim loop FILE | unsupported FILE | pattern MIB FILE");
+            eprintln!(
+                "usage: victim loop FILE | unsupported FILE | pattern MIB FILE | touch MIB FILE"
+            );
             std::process::exit(2);
         }
     }

@@ -54,6 +54,10 @@ struct Cli {
     /// Dump and restore N times.
     #[arg(long, default_value_t = 1, value_name = "N")]
     iters: u32,
+    /// N pre-dumps (criu pre-dump, the tree keeps running) before each
+    /// dump, which then leaves unchanged pages to the last of them.
+    #[arg(long, default_value_t = 0, value_name = "N", conflicts_with = "nocr")]
+    pre: u32,
     /// Dump with --leave-running; do not restore.
     #[arg(long, conflicts_with = "nocr")]
     norst: bool,
@@ -240,12 +244,18 @@ fn real_main(cli: Cli) -> Result<bool> {
     } else {
         format!("dump+restore, {} iteration(s)", cli.iters)
     };
+    let mode = if cli.pre > 0 && criu.is_some() {
+        format!("{mode}, {} pre-dump(s) before each dump", cli.pre)
+    } else {
+        mode
+    };
     let cfg = Config {
         criu: criu.clone(),
         zdtm_bin,
         self_exe: std::env::current_exe().context("finding this binary")?,
         out_dir: out_dir.clone(),
         iters: cli.iters,
+        pre: cli.pre,
         norst: cli.norst,
         criu_timeout: Duration::from_secs(cli.criu_timeout),
         uid,

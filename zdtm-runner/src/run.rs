@@ -33,6 +33,9 @@ pub struct Config {
     pub out_dir: PathBuf,
     /// dump/restore cycles per test.
     pub iters: u32,
+    /// Pre-dumps before each dump (zdtm.py's `--pre N`): the dump then
+    /// takes the last one as parent images, with `--track-mem`.
+    pub pre: u32,
     /// Dump with --leave-running, never restore.
     pub norst: bool,
     pub criu_timeout: Duration,
@@ -462,6 +465,35 @@ impl Ctx<'_> {
                 if let Err(e) = std::fs::create_dir(&img) {
                     fail!("creating {}: {e}", img.display());
                 }
+                // Pre-dumps (the tree runs on), each the parent of the next.
+                let mut parent: Option<String> = None;
+                for k in 1..=self.cfg.pre {
+                    let name = format!("img-{i}-pre{k}");
+                    let pdir = self.work.join(&name);
+                    if let Err(e) = std::fs::create_dir(&pdir) {
+                        fail!("creating {}: {e}", pdir.display());
+                    }
+                    let mut args: Vec<String> = vec![
+                        "-t".into(),
+                        root.pid.to_string(),
+                        "-D".into(),
+                        pdir.display().to_string(),
+                        "-o".into(),
+                        "pre-dump.log".into(),
+                        "-v4".into(),
+                    ];
+                    if let Some(p) = &parent {
+                        args.extend(["--prev-images-dir".into(), format!("../{p}")]);
+                    }
+                    args.extend(test.dump_opts.iter().cloned());
+                    if let Err(e) = self.run_criu("pre-dump", &args, &pdir) {
+                        if crfail {
+                            break;
+                        }
+                        fail!("iteration {i}, pre-dump {k}: {e}");
+                    }
+                    parent = Some(name);
+                }
                 let mut args: Vec<String> = vec![
                     "-t".into(),
                     root.pid.to_string(),
@@ -473,6 +505,13 @@ impl Ctx<'_> {
                 ];
                 if self.cfg.norst {
                     args.push("--leave-running".into());
+                }
+                if let Some(p) = &parent {
+                    args.extend([
+                        "--prev-images-dir".into(),
+                        format!("../{p}"),
+                        "--track-mem".into(),
+                    ]);
                 }
                 args.extend(test.dump_opts.iter().cloned());
                 match self.run_criu("dump", &args, &img) {

@@ -22,6 +22,20 @@ fn file_exists(path: &'static str) -> Result<(), String> {
         .map_err(|e| format!("{path}: {e}"))
 }
 
+/// Asynchronous userfaultfd write-protection, which pre-dumps track memory
+/// with (criu-rs does not use soft-dirty bits).
+fn uffd_wp_async() -> Result<(), String> {
+    let u = crate::sys::uffd::Uffd::for_tracking().map_err(|e| format!("userfaultfd: {e}"))?;
+    let want = crate::sys::uffd::TRACK_FEATURES;
+    if u.features & want != want {
+        return Err(format!(
+            "the kernel offers userfaultfd features {:#x}, without {:#x}",
+            u.features, want
+        ));
+    }
+    Ok(())
+}
+
 /// The features criu-rs knows, with CRIU's names where CRIU has one.
 pub const FEATURES: &[Feature] = &[
     Feature {
@@ -53,7 +67,16 @@ pub const FEATURES: &[Feature] = &[
     Feature {
         name: "mem_dirty_track",
         required: false,
-        probe: crate::sys::probe::soft_dirty,
+        // pre-dumps track with userfaultfd; soft-dirty would do as well
+        probe: || {
+            uffd_wp_async()
+                .or_else(|e| crate::sys::probe::soft_dirty().map_err(|s| format!("{e}; {s}")))
+        },
+    },
+    Feature {
+        name: "uffd_wp_async",
+        required: false,
+        probe: uffd_wp_async,
     },
     Feature {
         name: "pagemap_scan",

@@ -85,6 +85,14 @@ pub struct Common {
     #[arg(long = "network-lock", global = true, value_name = "METHOD",
           value_parser = ["iptables", "nftables", "skip"])]
     pub network_lock: Option<String>,
+    /// The images of the previous pre-dump, relative to the images
+    /// directory (a `parent` link to them is made there).
+    #[arg(long = "prev-images-dir", global = true, value_name = "DIR")]
+    pub prev_images_dir: Option<PathBuf>,
+    /// Track memory changes: leave pages unchanged since the previous
+    /// pre-dump to its images.
+    #[arg(long = "track-mem", global = true)]
+    pub track_mem: bool,
 }
 
 /// `--network-lock`: nftables (a table that drops the packets of the
@@ -120,6 +128,10 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 pub enum Command {
     /// Checkpoint a process tree into the images directory.
     Dump(DumpArgs),
+    /// Save the memory of a process tree that keeps running, and track its
+    /// changes for the next (pre-)dump.
+    #[command(name = "pre-dump")]
+    PreDump(DumpArgs),
     /// Restore a process tree from the images directory.
     Restore(RestoreArgs),
     /// Check that the kernel has what criu needs.
@@ -321,9 +333,27 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
                 file_locks: c.file_locks,
                 ext_unix_sk: c.ext_unix_sk,
                 network_lock,
+                prev_images_dir: c.prev_images_dir.clone(),
+                track_mem: c.track_mem,
             };
             dump::dump(&opts).inspect_err(|e| tracing::error!("dump failed: {e}"))?;
             tracing::info!("dumping finished successfully");
+            Ok(0)
+        }
+        Command::PreDump(a) => {
+            let dir = images_dir(c)?;
+            setup_log(c)?;
+            let opts = dump::DumpOpts {
+                pid: a.tree,
+                images_dir: dir,
+                leave_running: true,
+                shell_job: c.shell_job,
+                prev_images_dir: c.prev_images_dir.clone(),
+                track_mem: true,
+                ..Default::default()
+            };
+            dump::pre_dump(&opts).inspect_err(|e| tracing::error!("pre-dump failed: {e}"))?;
+            tracing::info!("pre-dumping finished successfully");
             Ok(0)
         }
         Command::Restore(a) => {

@@ -12,7 +12,10 @@
 
 mod extras;
 mod freeze;
+mod predump;
 mod task;
+
+pub use predump::pre_dump;
 
 use std::path::PathBuf;
 
@@ -62,6 +65,92 @@ pub struct DumpOpts {
     pub ext_unix_sk: bool,
     /// `--network-lock`: how TCP connections are kept from the network.
     pub network_lock: objects::files::netlock::Method,
+    /// `--prev-images-dir`: the images of the previous pre-dump, relative
+    /// to `images_dir` (as CRIU takes it); a `parent` link to it is made.
+    pub prev_images_dir: Option<PathBuf>,
+    /// `--track-mem`: leave pages unchanged since the previous pre-dump to
+    /// its images.
+    pub track_mem: bool,
+}
+
+/// The parent images of a dump: where they are, and whether pages may be
+/// left to them.
+#[derive(Debug, Clone)]
+pub(crate) struct Parent {
+    pub dir: PathBuf,
+    pub use_pages: bool,
+    /// Tracking fds processes inherited by a fork, found before any is
+    /// closed (the comparison needs the arming process's fd open).
+    pub inherited: Vec<(i32, Vec<i32>)>,
+}
+
+impl Parent {
+    /// Makes the `parent` link of `opts.images_dir` (when
+    /// `--prev-images-dir` was given) and says where it leads.
+    fn link(opts: &DumpOpts) -> Result<Option<Self>> {
+        let Some(prev) = &opts.prev_images_dir else {
+            return Ok(None);
+        };
+        let dir = &opts.images_dir;
+        let link = dir.join(image::pages::PARENT_LINK);
+        if !dir.join(prev).is_dir() {
+            return Err(Error::Dir {
+                dir: dir.join(prev),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "the previous images directory (--prev-images-dir, relative to the images directory) is not a directory",
+                ),
+            });
+        }
+        match std::os::unix::fs::symlink(prev, &link) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(source) => return Err(Error::Dir { dir: link, source }),
+        }
+        Ok(Some(Parent {
+            dir: link,
+            use_pages: opts.track_mem,
+            inherited: Vec::new(),
+        }))
+    }
+
+    /// Finds the inherited tracking fds of every process of the frozen tree.
+    fn find_inherited(&mut self, pids: impl Iterator<Item = i32>) -> Result<()> {
+        for pid in pids {
+            let fds = objects::mm_track::inherited(pid, &self.dir)?;
+            if !fds.is_empty() {
+                self.inherited.push((pid, fds));
+            }
+        }
+        Ok(())
+    }
+
+    /// For process `pid` (image pid `img_pid`): what decides which of its
+    /// pages stay in the parent (when they may), and the tracking fds left
+    /// in it (its own, or inherited from a tracked parent), to close.
+    pub(crate) fn for_process(
+        &self,
+        pid: i32,
+        img_pid: i32,
+    ) -> Result<(Option<objects::mm_track::Incremental>, Vec<i32>)> {
+        let armed = objects::mm_track::Armed::find(pid, img_pid, &self.dir)?;
+        let mut fd: Vec<i32> = armed.uffd.into_iter().collect();
+        if let Some((_, more)) = self.inherited.iter().find(|(p, _)| *p == pid) {
+            for &f in more {
+                if !fd.contains(&f) {
+                    fd.push(f);
+                }
+            }
+        }
+        let incr = if self.use_pages {
+            Some(objects::mm_track::Incremental::open(
+                pid, img_pid, &self.dir, armed,
+            )?)
+        } else {
+            None
+        };
+        Ok((incr, fd))
+    }
 }
 
 /// A tree whose session or process group is led from outside it (a job of
@@ -93,10 +182,19 @@ pub fn dump(opts: &DumpOpts) -> Result<()> {
         dir: dir.clone(),
         source,
     })?;
+    let mut parent = Parent::link(opts)?;
     let mut tree = freeze::Tree::default();
     let result = (|| -> Result<()> {
         let start = std::time::Instant::now();
         tree.freeze(opts.pid)?;
+        if let Some(pa) = parent.as_mut() {
+            pa.find_inherited(
+                tree.procs
+                    .iter()
+                    .filter(|p| !p.threads.is_empty())
+                    .map(|p| p.pid),
+            )?;
+        }
         let times = extras::Times {
             start,
             freezing: start.elapsed(),
@@ -135,6 +233,7 @@ pub fn dump(opts: &DumpOpts) -> Result<()> {
                     &mut pages_ids,
                     &mut ns_ids,
                     userns.as_ref(),
+                    parent.as_ref(),
                 )?
             };
             if let Some(k) = kobj {

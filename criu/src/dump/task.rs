@@ -233,6 +233,7 @@ pub(super) fn dump_process(
     pages_ids: &mut IdGen,
     ns_ids: &mut ns::NsIds,
     userns: Option<&pb::UsernsEntry>,
+    parent: Option<&super::Parent>,
 ) -> Result<(pb::PstreeEntry, Option<pb::TaskKobjIdsEntry>)> {
     let pid = p.pid;
     // Seccomp first: it also keeps the filters from judging the remote
@@ -245,6 +246,10 @@ pub(super) fn dump_process(
     let vpid = p.inner.pid;
     let (process, threads_inside) = ask_inside(p)?;
     let stat = proc::read_stat(pid)?;
+    let (mut incr, uffd) = match parent {
+        Some(pa) => pa.for_process(pid, vpid)?,
+        None => (None, Vec::new()),
+    };
     let mm_entry = mm::dump(
         pid,
         dir,
@@ -257,8 +262,14 @@ pub(super) fn dump_process(
             thp_disabled: process.thp_disabled,
             img_pid: vpid,
         },
+        incr.as_mut(),
     )?;
     mm::write(dir, vpid, &mm_entry)?;
+    // The write-tracking userfaultfd of the pre-dump is criu's, not the
+    // task's: it goes before the fds are dumped.
+    for fd in uffd {
+        objects::mm_track::disarm(&mut p.threads[0].tracee, fd)?;
+    }
 
     let pidfd: OwnedFd = sys::pidfd::pidfd_open(pid).map_err(|e| Error::Task {
         pid,

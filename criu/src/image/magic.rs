@@ -93,6 +93,8 @@ pub const BINFMT_MISC_OLD: u32 = 0x67343323;
 pub const STATS: u32 = 0x57093306;
 pub const IRMAP_CACHE: u32 = 0x57004059;
 pub const KDAT: u32 = 0x57023458;
+/// criu-rs only: `uffd-track-<pid>.img`, the write tracking a pre-dump armed.
+pub const MM_TRACK: u32 = 0x5A1F_7ACC;
 
 /// Names crit uses for the magics that identify an image, as `(name, magic)`.
 /// Aliases (`SHMEM_PAGEMAP` = `PAGEMAP`, ...) and raw magics are left out, so
@@ -169,6 +171,7 @@ pub const NAMES: &[(&str, u32)] = &[
     ("STATS", STATS),
     ("IRMAP_CACHE", IRMAP_CACHE),
     ("KDAT", KDAT),
+    ("MM_TRACK", MM_TRACK),
 ];
 
 /// The first magic of ordinary images (the brief's spelling of [`IMG_COMMON`]).
@@ -266,6 +269,7 @@ pub fn message_of(magic: u32) -> Option<&'static str> {
         BPFMAP_DATA => "criu.bpfmap_data_entry",
         APPARMOR => "criu.apparmor_entry",
         PIDFD => "criu.pidfd_entry",
+        MM_TRACK => "criu.mm_track_entry",
         _ => return None,
     })
 }

@@ -1,6 +1,12 @@
 //! Memory pages: `pagemap-<id>.img` (a `pagemap_head` naming the pages file,
 //! then one `pagemap_entry` per run of pages) and `pages-<pages_id>.img`, the
 //! raw contents of the runs that have [`PE_PRESENT`], back to back.
+//!
+//! Runs with [`PE_PARENT`] have their data in the parent images: the
+//! directory the `parent` symlink of the images directory points to (a
+//! pre-dump), under the same pagemap name, possibly again in its parent.
+//! [`PagesReader`] follows that chain and [`PagesReader::pieces`] says
+//! where each piece of data really is.
 
 use super::{magic, pb, Error, ImageReader, ImageWriter, Result};
 use std::fs::File;
@@ -14,6 +20,12 @@ pub const PE_PARENT: u32 = 1 << 0;
 pub const PE_LAZY: u32 = 1 << 1;
 /// The run's pages are in this image's pages file.
 pub const PE_PRESENT: u32 = 1 << 2;
+
+/// The symlink in an images directory that names its parent images.
+pub const PARENT_LINK: &str = "parent";
+
+/// Most parents a chain may have (a symlink loop ends here).
+const MAX_CHAIN: usize = 64;
 
 /// Size of a page in images.
 pub const PAGE_SIZE: u64 = 4096;
@@ -231,6 +243,18 @@ pub struct PagesReader {
     pages_path: PathBuf,
     pages: File,
     pages_size: u64,
+    /// The same pagemap in the parent images, when a run is there.
+    parent: Option<Box<PagesReader>>,
+}
+
+/// A piece of page data: `len` bytes for `vaddr`, at `offset` of the
+/// pages file of `src` (this image or one of its parents).
+#[derive(Debug, Clone, Copy)]
+pub struct Piece<'a> {
+    pub vaddr: u64,
+    pub len: u64,
+    pub src: &'a PagesReader,
+    pub offset: u64,
 }
 
 impl PagesReader {
@@ -240,8 +264,12 @@ impl PagesReader {
     }
 
     /// Opens the pagemap `name` (e.g. `pagemap-shmem-<shmid>.img`) and its
-    /// pages file.
+    /// pages file, and the parents' when runs are in the parent.
     pub fn open_named(dir: &Path, name: &str) -> Result<Self> {
+        Self::open_depth(dir, name, 0)
+    }
+
+    fn open_depth(dir: &Path, name: &str, depth: usize) -> Result<Self> {
         let mut r = ImageReader::open(dir, name, magic::PAGEMAP)?;
         let at = r.offset();
         let head: pb::PagemapHead = r.next()?.ok_or_else(|| Error::Format {
@@ -311,13 +339,103 @@ impl PagesReader {
                 what: format!("pagemap needs {offset} bytes of pages, file has {pages_size}"),
             });
         }
+        let parent = if runs.iter().any(|r| r.flags & PE_PARENT != 0) {
+            let pdir = dir.join(PARENT_LINK);
+            if depth >= MAX_CHAIN {
+                return Err(Error::Format {
+                    file: pdir,
+                    offset: 0,
+                    what: format!("more than {MAX_CHAIN} parent images (a symlink loop?)"),
+                });
+            }
+            // Without parent images the runs there cannot be read:
+            // [`Self::pieces`] says so.
+            if pdir.is_dir() {
+                Some(Box::new(Self::open_depth(&pdir, name, depth + 1)?))
+            } else {
+                None
+            }
+        } else {
+            None
+        };
         Ok(PagesReader {
             pages_id: head.pages_id,
             runs,
             pages_path,
             pages,
             pages_size,
+            parent,
         })
+    }
+
+    /// The same pagemap in the parent images, if this one has runs there.
+    pub fn parent(&self) -> Option<&PagesReader> {
+        self.parent.as_deref()
+    }
+
+    /// `(vaddr, pages)` of every run whose data this image set has, here
+    /// or in a parent: what a later dump may leave to it.
+    pub fn extents(&self) -> Vec<(u64, u64)> {
+        self.runs
+            .iter()
+            .filter(|r| r.flags & (PE_PRESENT | PE_PARENT) != 0)
+            .map(|r| (r.vaddr, r.nr_pages))
+            .collect()
+    }
+
+    /// Where the data of every run is, parents followed, in pagemap order.
+    pub fn pieces(&self) -> Result<Vec<Piece<'_>>> {
+        let mut out = Vec::with_capacity(self.runs.len());
+        for r in &self.runs {
+            if r.is_present() {
+                out.push(Piece {
+                    vaddr: r.vaddr,
+                    len: r.len(),
+                    src: self,
+                    offset: r.offset,
+                });
+            } else if r.flags & PE_PARENT != 0 {
+                self.in_parent(r.vaddr, r.vaddr + r.len(), &mut out)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Pieces of `[start, end)` from the parent chain.
+    fn in_parent<'a>(&'a self, start: u64, end: u64, out: &mut Vec<Piece<'a>>) -> Result<()> {
+        let missing = |at: u64| Error::Format {
+            file: self.pages_path.clone(),
+            offset: 0,
+            what: format!(
+                "page {at:#x} is in the parent images ({PARENT_LINK} link), which do not have it"
+            ),
+        };
+        let p = self.parent.as_deref().ok_or_else(|| missing(start))?;
+        // First run of the parent that ends after `start`.
+        let mut i = p.runs.partition_point(|r| r.vaddr + r.len() <= start);
+        let mut at = start;
+        while at < end {
+            let r = p.runs.get(i).ok_or_else(|| missing(at))?;
+            if r.vaddr > at {
+                return Err(missing(at));
+            }
+            let stop = end.min(r.vaddr + r.len());
+            if r.is_present() {
+                out.push(Piece {
+                    vaddr: at,
+                    len: stop - at,
+                    src: p,
+                    offset: r.offset + (at - r.vaddr),
+                });
+            } else if r.flags & PE_PARENT != 0 {
+                p.in_parent(at, stop, out)?;
+            } else {
+                return Err(missing(at));
+            }
+            at = stop;
+            i += 1;
+        }
+        Ok(())
     }
 
     /// The pages file's id (from the pagemap head).
@@ -444,6 +562,82 @@ mod tests {
         r.read_run(&r.runs()[1], &mut buf).unwrap();
         assert!(buf[..4096].iter().all(|&b| b == 3));
         assert!(buf[4096..].iter().all(|&b| b == 4));
+    }
+
+    /// pre-dump 1 -> pre-dump 2 -> dump: pieces come from where the data
+    /// last was written.
+    #[test]
+    fn parent_runs_resolve_through_the_chain() {
+        let root = tempfile::tempdir().unwrap();
+        let d = |n: &str| {
+            let p = root.path().join(n);
+            std::fs::create_dir(&p).unwrap();
+            p
+        };
+        let (d1, d2, d3) = (d("1"), d("2"), d("3"));
+        std::os::unix::fs::symlink("../1", d2.join(PARENT_LINK)).unwrap();
+        std::os::unix::fs::symlink("../2", d3.join(PARENT_LINK)).unwrap();
+        // 1: pages 0..8 = 1
+        let mut w = PagesWriter::create(&d1, 9, 1).unwrap();
+        w.add(0x10000, PE_PRESENT, &page(1, 8)).unwrap();
+        w.finish().unwrap();
+        // 2: pages 2..4 rewritten = 2, the rest in the parent
+        let mut w = PagesWriter::create(&d2, 9, 2).unwrap();
+        w.add_absent(0x10000, 2, PE_PARENT).unwrap();
+        w.add(0x12000, PE_PRESENT, &page(2, 2)).unwrap();
+        w.add_absent(0x14000, 4, PE_PARENT).unwrap();
+        w.finish().unwrap();
+        // 3: page 5 rewritten = 3, page 7 gone, the rest in the parent
+        let mut w = PagesWriter::create(&d3, 9, 3).unwrap();
+        w.add_absent(0x10000, 5, PE_PARENT).unwrap();
+        w.add(0x15000, PE_PRESENT, &page(3, 1)).unwrap();
+        w.add_absent(0x16000, 1, PE_PARENT).unwrap();
+        w.finish().unwrap();
+
+        let r = PagesReader::open(&d3, 9).unwrap();
+        assert_eq!(r.extents(), [(0x10000, 5), (0x15000, 1), (0x16000, 1)]);
+        let pieces = r.pieces().unwrap();
+        let mut got = Vec::new();
+        for p in &pieces {
+            let mut b = vec![0u8; p.len as usize];
+            p.src.read_at(p.offset, &mut b).unwrap();
+            for (i, pg) in b.chunks(PAGE_SIZE as usize).enumerate() {
+                assert!(pg.iter().all(|&x| x == pg[0]));
+                got.push(((p.vaddr - 0x10000) / PAGE_SIZE + i as u64, pg[0]));
+            }
+        }
+        assert_eq!(
+            got,
+            [(0, 1), (1, 1), (2, 2), (3, 2), (4, 1), (5, 3), (6, 1)]
+        );
+    }
+
+    #[test]
+    fn parent_runs_without_parent_data_are_errors() {
+        let root = tempfile::tempdir().unwrap();
+        let (d1, d2) = (root.path().join("1"), root.path().join("2"));
+        std::fs::create_dir(&d1).unwrap();
+        std::fs::create_dir(&d2).unwrap();
+        let mut w = PagesWriter::create(&d2, 4, 2).unwrap();
+        w.add_absent(0x10000, 2, PE_PARENT).unwrap();
+        w.finish().unwrap();
+        // No parent link at all.
+        let e = PagesReader::open(&d2, 4).unwrap().pieces().unwrap_err();
+        assert!(e.to_string().contains("parent"), "{e}");
+        // A parent that lacks the second page.
+        std::os::unix::fs::symlink("../1", d2.join(PARENT_LINK)).unwrap();
+        let mut w = PagesWriter::create(&d1, 4, 1).unwrap();
+        w.add(0x10000, PE_PRESENT, &page(1, 1)).unwrap();
+        w.finish().unwrap();
+        let r = PagesReader::open(&d2, 4).unwrap();
+        let e = r.pieces().unwrap_err();
+        assert!(e.to_string().contains("0x11000"), "{e}");
+        // A loop of parents ends.
+        std::fs::remove_file(d2.join(PARENT_LINK)).unwrap();
+        std::os::unix::fs::symlink(".", d2.join(PARENT_LINK)).unwrap();
+        // (the kernel stops following the links first: ELOOP)
+        let r = PagesReader::open(&d2, 4);
+        assert!(r.is_err() || r.unwrap().pieces().is_err());
     }
 
     #[test]

@@ -11,7 +11,7 @@
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 
-use crate::image::pages::{PagesReader, PE_LAZY, PE_PRESENT};
+use crate::image::pages::{PagesReader, PE_LAZY, PE_PARENT, PE_PRESENT};
 use crate::image::{self, magic, pb};
 use crate::proc::{self, MapName, VmFlag};
 use crate::remote::Tracee;
@@ -226,7 +226,8 @@ pub struct MmExtra {
 }
 
 /// Dump half: the mappings and pages of `pid` into `mm-PID.img`,
-/// `pagemap-PID.img` and `pages-<pages_id>.img`.
+/// `pagemap-PID.img` and `pages-<pages_id>.img`. With `incr` (a dump with
+/// parent images), pages unchanged since the parent are left to it.
 pub fn dump(
     pid: i32,
     dir: &Path,
@@ -234,6 +235,7 @@ pub fn dump(
     shared: &mut shmem::Dumped,
     pages_ids: &mut IdGen,
     extra: &MmExtra,
+    mut incr: Option<&mut super::mm_track::Incremental>,
 ) -> Result<pb::MmEntry> {
     let stat = proc::read_stat(pid)?;
     let smaps = proc::read_smaps(pid)?;
@@ -272,8 +274,22 @@ pub fn dump(
                 PE_PRESENT
             };
             let readable = e.prot & libc::PROT_READ as u32 != 0;
-            for (addr, npages) in page_runs(&mut finder, s, want)? {
-                copier.add(&mut writer, addr, npages, flags, readable)?;
+            let runs = page_runs(&mut finder, s, want)?;
+            match incr.as_deref_mut() {
+                Some(inc) => {
+                    for (addr, npages, parent) in inc.split_vma(s, runs)? {
+                        if parent {
+                            copier.add_parent(&mut writer, addr, npages)?;
+                        } else {
+                            copier.add(&mut writer, addr, npages, flags, readable)?;
+                        }
+                    }
+                }
+                None => {
+                    for (addr, npages) in runs {
+                        copier.add(&mut writer, addr, npages, flags, readable)?;
+                    }
+                }
             }
         }
         vmas.push(e);
@@ -594,10 +610,10 @@ pub fn restore(
             attach_sysv(p, pid, v)?;
             continue;
         }
-        let has_pages = pages
-            .runs()
-            .iter()
-            .any(|r| r.is_present() && overlaps((r.vaddr, r.vaddr + r.len()), (v.start, v.end)));
+        let has_pages = pages.runs().iter().any(|r| {
+            r.flags & (PE_PRESENT | PE_PARENT) != 0
+                && overlaps((r.vaddr, r.vaddr + r.len()), (v.start, v.end))
+        });
         let mut prot = v.prot;
         if has_pages {
             prot |= (libc::PROT_READ | libc::PROT_WRITE) as u32;

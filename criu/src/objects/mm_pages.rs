@@ -20,7 +20,7 @@ use std::os::unix::fs::FileExt;
 use nix::sys::uio::{process_vm_readv, process_vm_writev, RemoteIoVec};
 use nix::unistd::Pid;
 
-use crate::image::pages::{PagesReader, PagesWriter};
+use crate::image::pages::{PagesReader, PagesWriter, PE_PARENT};
 use crate::sys::pagemap_scan::{
     self, PageRegion, Query, PAGE_IS_FILE, PAGE_IS_PFNZERO, PAGE_IS_PRESENT, PAGE_IS_SWAPPED,
 };
@@ -211,6 +211,9 @@ struct Piece {
     flags: u32,
     /// process_vm_readv/writev can reach it (else: /proc/PID/mem).
     direct: bool,
+    /// Pages whose data the parent images have: no bytes here (`len` 0),
+    /// a `PE_PARENT` entry in its place in the pagemap.
+    parent_pages: u64,
 }
 
 /// Opens /proc/PID/mem once, on first need.
@@ -292,11 +295,29 @@ impl PageCopier {
                 len: n,
                 flags,
                 direct: readable,
+                parent_pages: 0,
             });
             self.used += n as usize;
             addr += n;
             left -= n;
         }
+        Ok(())
+    }
+
+    /// Records `npages` pages at `addr` whose data the parent images have
+    /// (`PE_PARENT`), after what is queued, so the pagemap stays in address
+    /// order.
+    pub fn add_parent(&mut self, w: &mut PagesWriter, addr: u64, npages: u64) -> Result<()> {
+        if self.pieces.len() == IOV_MAX {
+            self.flush(w)?;
+        }
+        self.pieces.push(Piece {
+            addr,
+            len: 0,
+            flags: PE_PARENT,
+            direct: true,
+            parent_pages: npages,
+        });
         Ok(())
     }
 
@@ -333,19 +354,24 @@ impl PageCopier {
                 .map_or(self.pieces.len(), |k| i + k);
             let remote: Vec<RemoteIoVec> = self.pieces[i..j]
                 .iter()
+                .filter(|p| p.len > 0)
                 .map(|p| RemoteIoVec {
                     base: p.addr as usize,
                     len: p.len as usize,
                 })
                 .collect();
             let want: usize = remote.iter().map(|r| r.len).sum();
-            self.calls += 1;
-            let got = process_vm_readv(
-                Pid::from_raw(pid),
-                &mut [IoSliceMut::new(&mut data[off..off + want])],
-                &remote,
-            )
-            .unwrap_or(0);
+            let got = if want == 0 {
+                0
+            } else {
+                self.calls += 1;
+                process_vm_readv(
+                    Pid::from_raw(pid),
+                    &mut [IoSliceMut::new(&mut data[off..off + want])],
+                    &remote,
+                )
+                .unwrap_or(0)
+            };
             // Skip what arrived; the piece where it stopped is read through
             // /proc/PID/mem, then carry on after it.
             let mut done = got;
@@ -368,12 +394,25 @@ impl PageCopier {
                 i += 1;
             }
         }
-        let runs: Vec<(u64, u64, u32)> = self
+        // Into the pagemap in order: runs of copied pieces with one write
+        // each, parent pieces between them.
+        let mut off = 0usize;
+        for group in self
             .pieces
-            .iter()
-            .map(|p| (p.addr, p.len, p.flags))
-            .collect();
-        w.add_many(&runs, data)?;
+            .chunk_by(|a, b| (a.parent_pages == 0) == (b.parent_pages == 0))
+        {
+            if group[0].parent_pages > 0 {
+                for p in group {
+                    w.add_absent(p.addr, p.parent_pages, PE_PARENT)?;
+                }
+                continue;
+            }
+            let runs: Vec<(u64, u64, u32)> =
+                group.iter().map(|p| (p.addr, p.len, p.flags)).collect();
+            let n: usize = group.iter().map(|p| p.len as usize).sum();
+            w.add_many(&runs, &data[off..off + n])?;
+            off += n;
+        }
         self.copied += self.used as u64;
         self.pieces.clear();
         self.used = 0;
@@ -387,9 +426,10 @@ impl PageCopier {
     }
 }
 
-/// Restore: copies every present run of `pages` into task `pid`, in
-/// batches of at most [`BATCH_BYTES`] (one read of the pages file each)
-/// and [`IOV_MAX`] remote pieces (one `process_vm_writev` each).
+/// Restore: copies every page of `pages` into task `pid` (runs in the
+/// parent images included, read from there), in batches of at most
+/// [`BATCH_BYTES`] (one read of a pages file each) and [`IOV_MAX`] remote
+/// pieces (one `process_vm_writev` each).
 pub fn fill(pid: i32, pages: &PagesReader) -> Result<()> {
     fill_with(pid, pages, BATCH_BYTES)
 }
@@ -401,80 +441,84 @@ pub fn fill_with(pid: i32, pages: &PagesReader, cap: usize) -> Result<()> {
         .next_multiple_of(PAGE_SIZE as usize);
     let mut buf: Vec<u8> = Vec::new();
     let mut mem: Option<File> = None;
-    // Pieces (vaddr, len) whose data sit back to back in the pages file
-    // from `file_off`.
+    // Pieces (vaddr, len) whose data sit back to back in the pages file of
+    // `src` from `file_off`.
     let mut pieces: Vec<(u64, u64)> = Vec::with_capacity(IOV_MAX);
+    let mut src: &PagesReader = pages;
     let mut file_off = 0u64;
     let mut used = 0u64;
 
-    let mut flush = |pieces: &mut Vec<(u64, u64)>, file_off: u64, used: u64| -> Result<()> {
-        if pieces.is_empty() {
-            return Ok(());
-        }
-        if buf.len() < used as usize {
-            buf.resize(cap, 0);
-        }
-        let data = &mut buf[..used as usize];
-        pages.read_at(file_off, data)?;
-        let remote: Vec<RemoteIoVec> = pieces
-            .iter()
-            .map(|&(a, l)| RemoteIoVec {
-                base: a as usize,
-                len: l as usize,
-            })
-            .collect();
-        let got =
-            process_vm_writev(Pid::from_raw(pid), &[IoSlice::new(data)], &remote).unwrap_or(0);
-        // What did not go in directly goes through /proc/PID/mem.
-        let mut off = 0usize;
-        let mut skip = got;
-        for &(a, l) in pieces.iter() {
-            let l = l as usize;
-            if skip >= l {
-                skip -= l;
-            } else {
-                let f = mem_file(&mut mem, pid, true)?;
-                f.write_all_at(&data[off + skip..off + l], a + skip as u64)
-                    .map_err(|source| Error::Io {
-                        pid,
-                        what: format!(
-                            "writing {} bytes of pages at {:#x}",
-                            l - skip,
-                            a + skip as u64
-                        ),
-                        source,
-                    })?;
-                skip = 0;
+    let mut flush =
+        |pieces: &mut Vec<(u64, u64)>, src: &PagesReader, file_off: u64, used: u64| -> Result<()> {
+            if pieces.is_empty() {
+                return Ok(());
             }
-            off += l;
-        }
-        pieces.clear();
-        Ok(())
-    };
+            if buf.len() < used as usize {
+                buf.resize(cap, 0);
+            }
+            let data = &mut buf[..used as usize];
+            src.read_at(file_off, data)?;
+            let remote: Vec<RemoteIoVec> = pieces
+                .iter()
+                .map(|&(a, l)| RemoteIoVec {
+                    base: a as usize,
+                    len: l as usize,
+                })
+                .collect();
+            let got =
+                process_vm_writev(Pid::from_raw(pid), &[IoSlice::new(data)], &remote).unwrap_or(0);
+            // What did not go in directly goes through /proc/PID/mem.
+            let mut off = 0usize;
+            let mut skip = got;
+            for &(a, l) in pieces.iter() {
+                let l = l as usize;
+                if skip >= l {
+                    skip -= l;
+                } else {
+                    let f = mem_file(&mut mem, pid, true)?;
+                    f.write_all_at(&data[off + skip..off + l], a + skip as u64)
+                        .map_err(|source| Error::Io {
+                            pid,
+                            what: format!(
+                                "writing {} bytes of pages at {:#x}",
+                                l - skip,
+                                a + skip as u64
+                            ),
+                            source,
+                        })?;
+                    skip = 0;
+                }
+                off += l;
+            }
+            pieces.clear();
+            Ok(())
+        };
 
-    for run in pages.runs().iter().filter(|r| r.is_present()) {
-        let mut addr = run.vaddr;
-        let mut src = run.offset;
-        let mut left = run.len();
+    for piece in pages.pieces()? {
+        let mut addr = piece.vaddr;
+        let mut at = piece.offset;
+        let mut left = piece.len;
         while left > 0 {
             let full = used == cap as u64 || pieces.len() == IOV_MAX;
-            let apart = !pieces.is_empty() && file_off + used != src;
+            let apart =
+                !pieces.is_empty() && (file_off + used != at || !std::ptr::eq(src, piece.src));
             if full || apart {
-                flush(&mut pieces, file_off, used)?;
+                flush(&mut pieces, src, file_off, used)?;
                 used = 0;
             }
             if pieces.is_empty() {
-                file_off = src;
+                file_off = at;
+                src = piece.src;
             }
             let n = left.min(cap as u64 - used);
             pieces.push((addr, n));
             used += n;
             addr += n;
-            src += n;
+            at += n;
             left -= n;
         }
     }
-    flush(&mut pieces, file_off, used)
+    flush(&mut pieces, src, file_off, used)
 }
 
 #[cfg(test)]
@@ -545,6 +589,50 @@ mod tests {
             // Without PFNs the zero page cannot be told apart.
             assert!(got.len() >= want.len());
         }
+    }
+
+    /// Parent runs between copied ones keep their place in the pagemap,
+    /// and the copied ones still go in one batch.
+    #[test]
+    fn parent_runs_interleave_in_address_order() {
+        let m = own(16, &(0..16).collect::<Vec<_>>(), &[]);
+        let me = std::process::id() as i32;
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = PagesWriter::create(dir.path(), 3, 3).unwrap();
+        let mut c = PageCopier::new(me);
+        c.add_parent(&mut w, m.base, 2).unwrap();
+        c.add(&mut w, m.base + 2 * PAGE_SIZE, 1, PE_PRESENT, true)
+            .unwrap();
+        c.add_parent(&mut w, m.base + 3 * PAGE_SIZE, 1).unwrap();
+        c.add_parent(&mut w, m.base + 4 * PAGE_SIZE, 1).unwrap();
+        c.add(&mut w, m.base + 5 * PAGE_SIZE, 2, PE_PRESENT, true)
+            .unwrap();
+        c.add(&mut w, m.base + 9 * PAGE_SIZE, 1, PE_PRESENT, false)
+            .unwrap();
+        let (copied, calls) = c.finish(&mut w).unwrap();
+        w.finish().unwrap();
+        assert_eq!(copied, 4 * PAGE_SIZE);
+        assert_eq!(calls, 1);
+        let r = PagesReader::open(dir.path(), 3).unwrap();
+        let runs: Vec<_> = r
+            .runs()
+            .iter()
+            .map(|x| ((x.vaddr - m.base) / PAGE_SIZE, x.nr_pages, x.flags))
+            .collect();
+        assert_eq!(
+            runs,
+            [
+                (0, 2, PE_PARENT),
+                (2, 1, PE_PRESENT),
+                (3, 2, PE_PARENT),
+                (5, 2, PE_PRESENT),
+                (9, 1, PE_PRESENT)
+            ]
+        );
+        let mut b = vec![0u8; 4 * PAGE_SIZE as usize];
+        r.read_at(0, &mut b).unwrap();
+        let firsts: Vec<u8> = b.chunks(PAGE_SIZE as usize).map(|p| p[0]).collect();
+        assert_eq!(firsts, [3, 6, 7, 10]);
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod files;
 pub mod fs;
 pub mod mm;
 pub mod mm_pages;
+pub mod mm_track;
 pub mod ns;
 pub mod rlimit;
 pub mod rseq;

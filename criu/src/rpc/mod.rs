@@ -301,11 +301,11 @@ impl Conn {
             CriuReqType::Version => version(),
             CriuReqType::Check => self.check(req.opts.as_ref()),
             CriuReqType::FeatureCheck => feature_check(req),
-            CriuReqType::Dump => self.dump(req.opts.as_ref()),
+            CriuReqType::Dump => self.dump(req.opts.as_ref(), false),
+            CriuReqType::PreDump => self.dump(req.opts.as_ref(), true),
             CriuReqType::Restore => self.restore(req.opts.as_ref()),
             CriuReqType::WaitPid => wait_pid(req.pid),
-            CriuReqType::PreDump
-            | CriuReqType::SinglePreDump
+            CriuReqType::SinglePreDump
             | CriuReqType::PageServer
             | CriuReqType::PageServerChld
             | CriuReqType::CpuinfoDump
@@ -376,8 +376,12 @@ impl Conn {
         Ok((o, images))
     }
 
-    fn dump(&self, o: Option<&CriuOpts>) -> CriuResp {
-        let ty = CriuReqType::Dump;
+    fn dump(&self, o: Option<&CriuOpts>, pre: bool) -> CriuResp {
+        let ty = if pre {
+            CriuReqType::PreDump
+        } else {
+            CriuReqType::Dump
+        };
         let (o, images) = match self.prepare(ty, o, Action::Dump) {
             Ok(p) => p,
             Err(r) => return *r,
@@ -405,8 +409,15 @@ impl Conn {
             file_locks: o.file_locks(),
             ext_unix_sk: o.ext_unix_sk(),
             network_lock: Default::default(),
+            prev_images_dir: o.parent_img.clone().map(PathBuf::from),
+            track_mem: o.track_mem() || pre,
         };
-        if let Err(e) = dump::dump(&d) {
+        let done = if pre {
+            dump::pre_dump(&d)
+        } else {
+            dump::dump(&d)
+        };
+        if let Err(e) = done {
             return fail(ty, chain(&e));
         }
         if notify {
@@ -415,6 +426,9 @@ impl Conn {
             }
         }
         info!("dumping finished successfully");
+        if pre {
+            return ok(ty);
+        }
         CriuResp {
             dump: Some(pb::CriuDumpResp {
                 restored: Some(false),

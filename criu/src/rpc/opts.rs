@@ -67,8 +67,6 @@ pub fn unsupported(o: &CriuOpts, action: Action) -> Vec<String> {
     flag("tcp_skip_in_flight", on(o.tcp_skip_in_flight));
     flag("weak_sysctls", on(o.weak_sysctls));
     flag("lazy_pages", on(o.lazy_pages));
-    flag("track_mem", on(o.track_mem));
-    flag("parent_img", o.parent_img.is_some());
     flag("status_fd", o.status_fd.is_some());
     flag("lsm_profile", o.lsm_profile.is_some());
     flag("lsm_mount_context", o.lsm_mount_context.is_some());

@@ -24,6 +24,7 @@ pub mod sysv;
 pub mod testing;
 pub mod thread_creds;
 pub mod tty;
+pub mod uffd;
 
 pub use nix::errno::Errno;
 

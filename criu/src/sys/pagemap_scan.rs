@@ -17,6 +17,12 @@ pub const PAGE_IS_PFNZERO: u64 = 1 << 5;
 pub const PAGE_IS_HUGE: u64 = 1 << 6;
 pub const PAGE_IS_SOFT_DIRTY: u64 = 1 << 7;
 
+/// Scan flag: write-protect (again) the pages that match, atomically with
+/// reporting them (async userfaultfd write tracking).
+pub const PM_SCAN_WP_MATCHING: u64 = 1 << 0;
+/// Scan flag: fail with EPERM on a VMA not set up for async write tracking.
+pub const PM_SCAN_CHECK_WPASYNC: u64 = 1 << 1;
+
 /// One run of pages that share the returned categories: `[start, end)`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -71,9 +77,22 @@ pub fn scan(
     q: &Query,
     out: &mut [PageRegion],
 ) -> SysResult<(usize, u64)> {
+    scan_flags(pagemap, start, end, q, out, 0)
+}
+
+/// [`scan`] with scan `flags` ([`PM_SCAN_WP_MATCHING`],
+/// [`PM_SCAN_CHECK_WPASYNC`]).
+pub fn scan_flags(
+    pagemap: &impl AsRawFd,
+    start: u64,
+    end: u64,
+    q: &Query,
+    out: &mut [PageRegion],
+    flags: u64,
+) -> SysResult<(usize, u64)> {
     let mut arg = PmScanArg {
         size: std::mem::size_of::<PmScanArg>() as u64,
-        flags: 0,
+        flags,
         start,
         end,
         walk_end: 0,
