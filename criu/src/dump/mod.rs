@@ -101,6 +101,7 @@ pub fn dump(opts: &DumpOpts) -> Result<()> {
         let mut files = FileTable::default();
         files.sk.tcp_established = opts.tcp_established;
         files.locks.enabled = opts.file_locks;
+        files.tree = tree.procs.iter().map(|p| (p.pid, p.inner.pid)).collect();
         if let Some(l) = opts.ghost_limit {
             files.ghost_limit = l;
         }

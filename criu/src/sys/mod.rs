@@ -13,6 +13,7 @@ pub mod kcmp;
 pub mod netif;
 pub mod pagemap_scan;
 pub mod pidfd;
+pub mod pidfd_more;
 pub mod probe;
 pub mod ptrace;
 pub mod rusage;

@@ -9,6 +9,7 @@ pub mod inet;
 pub mod inotify;
 pub mod locks;
 pub mod memfd;
+pub mod pidfd;
 pub mod pipe;
 pub mod reg;
 pub mod signalfd;
@@ -70,6 +71,7 @@ pub enum Kind {
     Timerfd,
     Inotify,
     Epoll,
+    Pidfd,
     /// Not known to criu-rs: what it is, in words.
     Unsupported(String),
 }
@@ -90,7 +92,7 @@ pub fn classify(link: &str, fmt: u32, nlink: u64, on_memfd_dev: bool) -> Kind {
             "bpf-prog" => no("a BPF program"),
             "bpf_link" | "bpf-link" => no("a BPF link"),
             "[perf_event]" => no("a perf event"),
-            "[pidfd]" => no("a pidfd"),
+            "[pidfd]" => Kind::Pidfd,
             "[fanotify]" => no("a fanotify group"),
             "[userfaultfd]" => no("a userfaultfd"),
             "[fscontext]" => no("a filesystem context"),
@@ -98,7 +100,7 @@ pub fn classify(link: &str, fmt: u32, nlink: u64, on_memfd_dev: bool) -> Kind {
         };
     }
     if link.starts_with("pidfd:") {
-        return no("a pidfd");
+        return Kind::Pidfd;
     }
     match fmt {
         libc::S_IFIFO if link.starts_with("pipe:") => Kind::Pipe,
@@ -171,6 +173,9 @@ pub struct FileTable {
     pub locks: locks::LockDump,
     /// Terminals (pty pairs).
     pub tty: tty::TtyDump,
+    /// The processes of the dumped tree: pid as criu sees it -> pid inside
+    /// the tree (pidfds may only refer to these).
+    pub tree: HashMap<i32, i32>,
 }
 
 impl Default for FileTable {
@@ -195,6 +200,7 @@ impl Default for FileTable {
             sk: socket::SkDump::default(),
             locks: locks::LockDump::default(),
             tty: tty::TtyDump::default(),
+            tree: HashMap::new(),
         }
     }
 }
@@ -406,6 +412,11 @@ impl FileTable {
                 fe.r#type = pb::FdTypes::Eventpoll as i32;
                 fe.epfd = Some(epoll::dump(pid, fd, id, info, open_fds)?);
             }
+            Kind::Pidfd => {
+                fe.r#type = pb::FdTypes::Pidfd as i32;
+                let ino = info.ino.unwrap_or(st.st_ino);
+                fe.pidfd = Some(pidfd::dump(pid, fd, id, info, ino, &self.tree, no_owner())?);
+            }
             Kind::Unsupported(what) => return Err(unsupported(pid, fd, &link, &what)),
         }
         Ok(fe)
@@ -580,6 +591,10 @@ pub struct Opened {
     locks: Option<Vec<pb::FileLockEntry>>,
     /// Ptys made, by index.
     tty: tty::TtyRestore,
+    /// Dead pidfds made ahead of their turn.
+    pidfds: pidfd::PidfdRestore,
+    /// Pids of the restored tree -> pids as criu sees them.
+    host_pids: HashMap<i32, i32>,
 }
 
 impl Opened {
@@ -604,6 +619,12 @@ impl Opened {
     /// restored in repair mode leave it (their peers exist now).
     pub fn release_tcp(&mut self) -> Result<()> {
         self.sk.release_tcp()
+    }
+
+    /// Where each task of the restored tree is, as criu sees it: pid in the
+    /// tree -> pid in criu's pid namespace (pidfds are opened from criu).
+    pub fn set_host_pids(&mut self, pids: impl IntoIterator<Item = (i32, i32)>) {
+        self.host_pids = pids.into_iter().collect();
     }
 
     /// The fd table of the task whose files are made next (epoll sets name
@@ -860,6 +881,12 @@ impl Opened {
                 let t = entry.tty.as_ref().ok_or_else(|| missing("tty"))?;
                 let dir = self.dir()?.to_path_buf();
                 self.tty.open(&dir, t)
+            }
+            pb::FdTypes::Pidfd => {
+                let p = entry.pidfd.as_ref().ok_or_else(|| missing("pidfd"))?;
+                let hosts = &self.host_pids;
+                let host_of = |pid: i32| hosts.get(&pid).copied().unwrap_or(pid);
+                self.pidfds.open(files, p, &host_of)
             }
             other => Err(Error::Mismatch {
                 what: format!(
