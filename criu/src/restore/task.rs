@@ -305,6 +305,8 @@ pub(super) fn restore_all(
         for (t, core) in proc.threads.iter_mut().zip(&task.cores) {
             restore_thread(t, pid, core)?;
         }
+        // File owners: once the owner threads exist, with the task's creds.
+        objects::files::fown::restore(&mut proc.threads[0], pid, &live.fdinfo, files, DATA_OFF)?;
         mm::restore_dumpable(&mut proc.threads[0], &live.mm)?;
         proc.threads[0].unmap_scratch()?;
         // Seccomp last, the leader after the others: its filters may be

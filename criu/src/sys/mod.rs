@@ -9,6 +9,7 @@ pub mod cpu;
 pub mod epoll_at;
 pub mod events;
 pub mod fd;
+pub mod fown;
 pub mod kcmp;
 pub mod netif;
 pub mod pagemap_scan;

@@ -4,6 +4,7 @@
 pub mod epoll;
 pub mod eventfd;
 pub mod fifo;
+pub mod fown;
 pub mod ghost;
 pub mod inet;
 pub mod inotify;
@@ -251,7 +252,9 @@ impl FileTable {
                         errno,
                     })?;
                     let id = self.ids.next_id();
-                    let entry = self.dump_one(pid, fd, id, &info, file.as_fd(), &fds)?;
+                    let mut entry = self.dump_one(pid, fd, id, &info, file.as_fd(), &fds)?;
+                    let owner = fown::dump(pid, fd, info.flags, file.as_fd(), &self.tree)?;
+                    self.set_fown(&mut entry, owner);
                     self.entries.push(entry);
                     self.described.push((pid, fd, id));
                     id
@@ -272,6 +275,22 @@ impl FileTable {
             });
         }
         Ok(out)
+    }
+
+    /// Puts `owner` into `entry` (a fifo's into its path entry).
+    fn set_fown(&mut self, entry: &mut pb::FileEntry, owner: pb::FownEntry) {
+        if let Some(regf) = entry.fifo.as_ref().and_then(|f| f.regf_id) {
+            if let Some(slot) = self
+                .entries
+                .iter_mut()
+                .find(|e| e.id == regf)
+                .and_then(fown::slot)
+            {
+                *slot = owner;
+            }
+        } else if let Some(slot) = fown::slot(entry) {
+            *slot = owner;
+        }
     }
 
     /// The id of an open file description already dumped that `fd` of
