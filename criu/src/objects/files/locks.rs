@@ -376,7 +376,7 @@ mod tests {
             lock_call(&e, 0x1000).unwrap(),
             (libc::SYS_fcntl, [6, libc::F_OFD_SETLK as u64, 0x1000])
         );
-        e.flag = 8;
+        e.flag = 16;
         assert!(lock_call(&e, 0).is_err());
         e.start = 10;
         e.len = 20;
