@@ -26,6 +26,7 @@ pub mod sysv;
 pub mod testing;
 pub mod thread_creds;
 pub mod tty;
+pub mod tty_queue;
 
 pub use nix::errno::Errno;
 
