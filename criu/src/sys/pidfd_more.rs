@@ -17,6 +17,22 @@ pub fn pidfd_open_flags(pid: i32, flags: u32) -> SysResult<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
+fn fork_paused() -> SysResult<i32> {
+    // SAFETY: the child runs nothing but pause(); it never returns into
+    // Rust code.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(Errno::last());
+    }
+    if pid == 0 {
+        loop {
+            // SAFETY: pause has no arguments; the loop ends with SIGKILL.
+            unsafe { libc::pause() };
+        }
+    }
+    Ok(pid)
+}
+
 /// A child of criu that only waits to be killed.
 #[derive(Debug)]
 pub struct Parked {
@@ -25,22 +41,23 @@ pub struct Parked {
 }
 
 impl Parked {
-    /// Forks the helper. The child only calls `pause` (async-signal-safe),
-    /// so forking a threaded criu is fine.
-    pub fn spawn() -> SysResult<Parked> {
-        // SAFETY: the child runs nothing but pause() and _exit(); it never
-        // returns into Rust code.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            return Err(Errno::last());
-        }
-        if pid == 0 {
-            loop {
-                // SAFETY: pause has no arguments; the loop never ends until
-                // SIGKILL.
-                unsafe { libc::pause() };
+    /// Forks the helper, in pid namespace `pidns` when given (from a
+    /// short-lived thread that enters it, so criu itself stays where it
+    /// is). The child only calls `pause` (async-signal-safe), so forking a
+    /// threaded criu is fine.
+    pub fn spawn(pidns: Option<BorrowedFd<'_>>) -> SysResult<Parked> {
+        let pid = match pidns {
+            None => fork_paused()?,
+            Some(ns) => {
+                let ns = ns.try_clone_to_owned().map_err(|_| Errno::EMFILE)?;
+                std::thread::spawn(move || {
+                    nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWPID)?;
+                    fork_paused()
+                })
+                .join()
+                .map_err(|_| Errno::ECHILD)??
             }
-        }
+        };
         let pidfd = match pidfd_open_flags(pid, 0) {
             Ok(fd) => fd,
             Err(e) => {
@@ -120,7 +137,7 @@ mod tests {
 
     #[test]
     fn pidfds_of_a_parked_helper_go_dead() {
-        let p = Parked::spawn().expect("spawn");
+        let p = Parked::spawn(None).expect("spawn");
         let fd = pidfd_open_flags(p.pid(), libc::O_NONBLOCK as u32).expect("pidfd_open");
         send_signal(fd.as_fd(), 0).expect("alive");
         p.finish().expect("finish");

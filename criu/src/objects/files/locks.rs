@@ -238,6 +238,25 @@ pub fn restore(t: &mut Tracee, pid: i32, locks: &[pb::FileLockEntry], data_off: 
             t.scratch_put(data_off, &flock_bytes(e))?
         };
         let (nr, args) = lock_call(e, addr).map_err(mismatch)?;
+        if e.flag == FL_LEASE {
+            // Only the file's owner (by fsuid) may take a lease without
+            // CAP_LEASE in the first user namespace: become it meanwhile.
+            let mut stat = [0u8; std::mem::size_of::<libc::stat>()];
+            let at = t.scratch_put(data_off, &stat)?;
+            t.syscall(libc::SYS_fstat, &[args[0], at])?;
+            t.scratch_get(data_off, &mut stat)?;
+            let off = std::mem::offset_of!(libc::stat, st_uid);
+            let uid = stat
+                .get(off..off + 4)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_ne_bytes)
+                .ok_or_else(|| mismatch("fstat gave no uid".into()))?;
+            let old = t.syscall(libc::SYS_setfsuid, &[u64::from(uid)])?;
+            let r = t.syscall(nr, &args);
+            t.syscall(libc::SYS_setfsuid, &[old])?;
+            r?;
+            continue;
+        }
         t.syscall(nr, &args)?;
     }
     Ok(())

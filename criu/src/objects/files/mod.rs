@@ -614,6 +614,8 @@ pub struct Opened {
     pidfds: pidfd::PidfdRestore,
     /// Pids of the restored tree -> pids as criu sees them.
     host_pids: HashMap<i32, i32>,
+    /// The pid namespace of the restored tree, when it is not criu's.
+    tree_pidns: Option<OwnedFd>,
 }
 
 impl Opened {
@@ -642,8 +644,32 @@ impl Opened {
 
     /// Where each task of the restored tree is, as criu sees it: pid in the
     /// tree -> pid in criu's pid namespace (pidfds are opened from criu).
-    pub fn set_host_pids(&mut self, pids: impl IntoIterator<Item = (i32, i32)>) {
+    /// `root` is the root of the tree, as criu sees it.
+    pub fn set_host_pids(
+        &mut self,
+        root: i32,
+        pids: impl IntoIterator<Item = (i32, i32)>,
+    ) -> Result<()> {
         self.host_pids = pids.into_iter().collect();
+        let ino = |p: &str| std::fs::metadata(p).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+        let theirs = format!("/proc/{root}/ns/pid");
+        let io = |what: &str, source| Error::Io {
+            pid: root,
+            what: what.to_string(),
+            source,
+        };
+        let same = ino(&theirs).map_err(|e| io("stat of its pid namespace", e))?
+            == ino("/proc/self/ns/pid").map_err(|e| io("stat of criu's pid namespace", e))?;
+        self.tree_pidns = if same {
+            None
+        } else {
+            Some(
+                std::fs::File::open(&theirs)
+                    .map_err(|e| io("opening its pid namespace", e))?
+                    .into(),
+            )
+        };
+        Ok(())
     }
 
     /// The fd table of the task whose files are made next (epoll sets name
@@ -905,7 +931,8 @@ impl Opened {
                 let p = entry.pidfd.as_ref().ok_or_else(|| missing("pidfd"))?;
                 let hosts = &self.host_pids;
                 let host_of = |pid: i32| hosts.get(&pid).copied().unwrap_or(pid);
-                self.pidfds.open(files, p, &host_of)
+                let ns = self.tree_pidns.as_ref().map(|f| f.as_fd());
+                self.pidfds.open(files, p, &host_of, ns)
             }
             other => Err(Error::Mismatch {
                 what: format!(

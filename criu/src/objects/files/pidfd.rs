@@ -5,7 +5,7 @@
 //! namespace, -1 for a dead pidfd; `ino` ties the dead pidfds of one task.
 
 use std::collections::HashMap;
-use std::os::fd::OwnedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 
 use crate::image::pb;
 use crate::proc;
@@ -79,11 +79,15 @@ pub struct PidfdRestore {
 impl PidfdRestore {
     /// The pidfd of entry `e` of `files`. `host_of` turns a pid of the
     /// restored tree into the pid criu sees.
+    /// `pidns`: the pid namespace of the restored tree, where the helper of
+    /// dead pidfds is born (a pidfd of another namespace's task behaves
+    /// differently: EINVAL instead of ESRCH).
     pub fn open(
         &mut self,
         files: &[pb::FileEntry],
         e: &pb::PidfdEntry,
         host_of: &dyn Fn(i32) -> i32,
+        pidns: Option<BorrowedFd<'_>>,
     ) -> Result<OwnedFd> {
         if let Some(fd) = self.ready.remove(&e.id) {
             return Ok(fd);
@@ -101,7 +105,7 @@ impl PidfdRestore {
         }
         // A dead pidfd: every dead pidfd of the same task (same inode) is
         // opened on one helper, which then dies.
-        let helper = Parked::spawn().map_err(|errno| Error::Sys {
+        let helper = Parked::spawn(pidns).map_err(|errno| Error::Sys {
             pid: 0,
             what: format!("forking a helper for dead pidfd id {}", e.id),
             errno,
@@ -219,12 +223,12 @@ mod tests {
         let mut r = PidfdRestore::default();
         let never = |_: i32| -> i32 { panic!("no live pid") };
         let a = r
-            .open(&files, files[0].pidfd.as_ref().unwrap(), &never)
+            .open(&files, files[0].pidfd.as_ref().unwrap(), &never, None)
             .expect("a");
         assert!(!is_alive(&a));
         assert!(r.ready.contains_key(&2) && !r.ready.contains_key(&3));
         let b = r
-            .open(&files, files[1].pidfd.as_ref().unwrap(), &never)
+            .open(&files, files[1].pidfd.as_ref().unwrap(), &never, None)
             .expect("b");
         let st = |f: &OwnedFd| nix::sys::stat::fstat(f).expect("fstat").st_ino;
         assert_eq!(st(&a), st(&b));
