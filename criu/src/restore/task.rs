@@ -114,6 +114,8 @@ fn restore_process(
     p.syscall(libc::SYS_close, &[rs])?;
     // Locks on the fds just installed, taken by their owner (before creds).
     objects::files::locks::restore(p, pid, opened.file_locks()?, DATA_OFF)?;
+    // A session leader takes its controlling terminal back.
+    opened.restore_ctty(p, pid, &live.fdinfo, files, DATA_OFF)?;
 
     objects::fs::restore(p, &live.fs, files, DATA_OFF)?;
     objects::signal::restore(p, &tc.sigactions, DATA_OFF)?;

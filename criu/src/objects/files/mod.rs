@@ -240,6 +240,7 @@ impl FileTable {
             .collect();
         fds.sort_unstable();
         let mut out = Vec::with_capacity(fds.len());
+        self.tty.begin_task(pid)?;
         for &fd in &fds {
             let info = proc::read_fdinfo(pid, fd)?;
             let cloexec = info.flags & libc::O_CLOEXEC as u32 != 0;
@@ -274,6 +275,7 @@ impl FileTable {
                 xattr_security_selinux: None,
             });
         }
+        self.tty.end_task()?;
         Ok(out)
     }
 
@@ -347,7 +349,17 @@ impl FileTable {
             );
         }
         if fmt == libc::S_IFCHR && tty::kind(st.st_rdev).is_some() {
-            let t = tty::dump(&mut self.tty, pid, fd, id, info.flags, &link, file, &st)?;
+            let t = tty::dump(
+                &mut self.tty,
+                pid,
+                fd,
+                id,
+                info.flags,
+                &link,
+                file,
+                &st,
+                &self.tree,
+            )?;
             return Ok(pb::FileEntry {
                 id,
                 r#type: pb::FdTypes::Tty as i32,
@@ -676,6 +688,30 @@ impl Opened {
     /// their targets by fd number).
     pub fn set_task_fds(&mut self, fdinfo: &[pb::FdinfoEntry]) {
         self.task_fds = fdinfo.iter().map(|f| (f.fd, f.id)).collect();
+    }
+
+    /// Gives task `pid` (`t`, its fds in place, scratch space at
+    /// `data_off`) its controlling terminal back, if it had one.
+    pub fn restore_ctty(
+        &mut self,
+        t: &mut crate::remote::Tracee,
+        pid: i32,
+        fdinfo: &[pb::FdinfoEntry],
+        files: &[pb::FileEntry],
+        data_off: u64,
+    ) -> Result<()> {
+        let ttys: Vec<(u32, &pb::TtyFileEntry)> = fdinfo
+            .iter()
+            .filter_map(|fi| {
+                let e = files.iter().find(|e| e.id == fi.id)?.tty.as_ref()?;
+                Some((fi.fd, e))
+            })
+            .collect();
+        if ttys.is_empty() {
+            return Ok(());
+        }
+        let dir = self.dir()?.to_path_buf();
+        self.tty.restore_ctty(&dir, t, pid, &ttys, data_off)
     }
 
     /// The file locks to take again (none without `--file-locks`); tasks

@@ -9,8 +9,15 @@
 //! are read at the end of the dump and written back into the other side
 //! (so the dumped tree finds them again); that rewrite goes through the
 //! line discipline, so it is done only for a pty in raw mode and refused
-//! otherwise. Not kept: controlling terminals (sid/pgrp are written as 0;
-//! an fd on a task's own controlling terminal is refused).
+//! otherwise.
+//!
+//! Controlling terminals: a session leader of the tree whose controlling
+//! terminal is a pty slave it holds gets it back (its `sid` and foreground
+//! `pgrp` go into the slave's info entry; restore does TIOCSCTTY and
+//! TIOCSPGRP inside the leader). Any other task with a controlling
+//! terminal is refused by name: a task that is not its session's leader
+//! (the kernel lets only a leader take one), or one that holds no fd on
+//! its terminal.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -20,6 +27,7 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::{FileStat, Mode};
 
 use crate::image::{self, magic, pb};
+use crate::remote::Tracee;
 use crate::sys;
 
 use super::super::{Error, Result};
@@ -115,6 +123,19 @@ struct Side {
     file: OwnedFd,
 }
 
+/// The controlling terminal of the task whose fds are being dumped.
+#[derive(Debug)]
+struct Ctty {
+    pid: i32,
+    /// `tty_nr` of its stat: the terminal's device, as the images keep it.
+    dev: u32,
+    /// Session and foreground group, as criu sees them.
+    session: i32,
+    tpgid: i32,
+    /// An fd of the task was found on it.
+    held: bool,
+}
+
 /// The ttys of a dump: one info entry per side of each pty.
 #[derive(Debug, Default)]
 pub struct TtyDump {
@@ -122,6 +143,7 @@ pub struct TtyDump {
     /// (is master, pty index) -> info id.
     by_side: HashMap<(bool, u32), u32>,
     sides: Vec<(bool, u32, Side)>,
+    ctty: Option<Ctty>,
 }
 
 /// Whether bytes queued for `master_side` (true: output of the slave
@@ -173,6 +195,35 @@ fn write_all(fd: BorrowedFd<'_>, mut data: &[u8]) -> std::result::Result<(), nix
 }
 
 impl TtyDump {
+    /// Called before the fds of `pid` are dumped: notes its controlling
+    /// terminal, if any.
+    pub fn begin_task(&mut self, pid: i32) -> Result<()> {
+        let st = crate::proc::read_stat(pid)?;
+        self.ctty = (st.tty_nr != 0).then_some(Ctty {
+            pid,
+            dev: st.tty_nr as u32,
+            session: st.session,
+            tpgid: st.tpgid,
+            held: false,
+        });
+        Ok(())
+    }
+
+    /// Called after the fds of a task are dumped: a controlling terminal
+    /// none of them was on cannot be made again.
+    pub fn end_task(&mut self) -> Result<()> {
+        match self.ctty.take() {
+            Some(c) if !c.held => Err(Error::Unsupported {
+                pid: c.pid,
+                what: format!(
+                    "the task has a controlling terminal (device {:#x}) but no fd on it, which criu-rs cannot restore",
+                    c.dev
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// The bytes queued on every pty side of the dump, read out and
     /// written back into the other side at once: (info id, bytes) for the
     /// sides that had any. A side whose bytes could not come back the same
@@ -287,6 +338,7 @@ pub fn dump(
     link: &str,
     file: BorrowedFd<'_>,
     st: &FileStat,
+    tree: &HashMap<i32, i32>,
 ) -> Result<pb::TtyFileEntry> {
     let Some(master) = pty_side(st.st_rdev) else {
         let what = kind(st.st_rdev).unwrap_or("a terminal");
@@ -297,17 +349,50 @@ pub fn dump(
         what: format!("fd {fd} ({link}): {what}"),
         errno,
     };
-    // The session's terminal is not made again (sid/pgrp stay 0): a task
-    // that would silently lose it is refused instead.
-    let stat = crate::proc::read_stat(pid)?;
-    if !master && stat.tty_nr as u32 == encode_dev(st.st_rdev) {
-        return Err(Error::Unsupported {
-            pid,
-            what: format!(
-                "fd {fd} ({link}) is the controlling terminal of the task, which criu-rs cannot restore yet"
-            ),
-        });
-    }
+    let ctty = if master {
+        None
+    } else {
+        tt.ctty
+            .as_ref()
+            .filter(|c| c.dev == encode_dev(st.st_rdev))
+            .map(|c| (c.session, c.tpgid))
+    };
+    let ctty = match ctty {
+        None => None,
+        Some((session, tpgid)) => {
+            let refuse = |why: String| Error::Unsupported {
+                pid,
+                what: format!("fd {fd} ({link}) is the controlling terminal of the task, {why}"),
+            };
+            if session != pid {
+                return Err(refuse(format!(
+                    "which does not lead its session {session}: criu-rs gives a controlling terminal back only to a session leader"
+                )));
+            }
+            let sid = *tree.get(&session).ok_or_else(|| {
+                refuse(format!(
+                    "whose session {session} is led from outside the tree"
+                ))
+            })?;
+            let pgrp = if tpgid > 0 {
+                match tree.get(&tpgid) {
+                    Some(&p) => p,
+                    None => crate::proc::read_status(tpgid)
+                        .ok()
+                        .and_then(|s| s.ns_pid.last().copied())
+                        .ok_or_else(|| {
+                            refuse(format!("whose foreground group {tpgid} is not in the tree"))
+                        })?,
+                }
+            } else {
+                0
+            };
+            if let Some(c) = tt.ctty.as_mut() {
+                c.held = true;
+            }
+            Some((sid, pgrp))
+        }
+    };
     let index = if master {
         sys::tty::pty_index(file).map_err(|e| sys_err("TIOCGPTN", e))?
     } else {
@@ -370,6 +455,12 @@ pub fn dump(
             info_id
         }
     };
+    if let Some((sid, pgrp)) = ctty {
+        if let Some(info) = tt.infos.iter_mut().find(|i| i.id == info_id) {
+            info.sid = sid as u32;
+            info.pgrp = pgrp as u32;
+        }
+    }
     Ok(pb::TtyFileEntry {
         id,
         tty_info_id: info_id,
@@ -507,6 +598,36 @@ impl TtyRestore {
         self.masters.get_mut(&index).ok_or_else(|| Error::Mismatch {
             what: format!("pty {index} vanished"),
         })
+    }
+
+    /// Gives task `pid` (`t`, its fds in place) its controlling terminal
+    /// back: the slave among `ttys` (fd number, entry) whose info names
+    /// `pid` as its session, made the controlling terminal with TIOCSCTTY,
+    /// its foreground group set with TIOCSPGRP.
+    pub fn restore_ctty(
+        &mut self,
+        dir: &Path,
+        t: &mut Tracee,
+        pid: i32,
+        ttys: &[(u32, &pb::TtyFileEntry)],
+        data_off: u64,
+    ) -> Result<()> {
+        for &(fd, e) in ttys {
+            let info = self.info(dir, e.tty_info_id)?;
+            if info.sid == 0
+                || info.sid as i32 != pid
+                || pty_side(decode_dev(info.rdev)) != Some(false)
+            {
+                continue;
+            }
+            t.syscall(libc::SYS_ioctl, &[u64::from(fd), libc::TIOCSCTTY, 0])?;
+            if info.pgrp != 0 {
+                let at = t.scratch_put(data_off, &(info.pgrp as i32).to_ne_bytes())?;
+                t.syscall(libc::SYS_ioctl, &[u64::from(fd), libc::TIOCSPGRP, at])?;
+            }
+            return Ok(());
+        }
+        Ok(())
     }
 
     /// Restore half: the open file of `e`, with images in `dir`.
