@@ -8,6 +8,7 @@ pub mod clone3;
 pub mod cpu;
 pub mod epoll_at;
 pub mod events;
+pub mod fanotify;
 pub mod fd;
 pub mod fown;
 pub mod kcmp;

@@ -32,7 +32,7 @@ catalogue! {
     files { file_read, devnull, fd_gaps, unlinked_file, dup_shared_offset, ghost_limit, ghost_limit_raised, flock00, posix_lock00, ofd_lock00, flock_nolocks, pidfd00, pidfd_dead, pidfd_outside, fown00, lease00 }
     memfd { memfd00, memfd_mmap, memfd_mmap_sealed }
     membarrier { membarrier00 }
-    events { eventfd00, epoll00, timerfd00, signalfd00, inotify00 }
+    events { eventfd00, epoll00, timerfd00, signalfd00, inotify00, fanotify00 }
     sockets { unix_socketpair, tcp_listen, udp00, unix_bound, unix_listen_queued, unix_seqpacket, udp6, sockopts00, tcp_established, tcp6_established, tcp_established_child }
     tree { children, zombie00, pgrp_session }
     ns { uts00, ipc_shm, pidns00 }

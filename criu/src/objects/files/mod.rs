@@ -3,6 +3,7 @@
 
 pub mod epoll;
 pub mod eventfd;
+pub mod fanotify;
 pub mod fifo;
 pub mod fown;
 pub mod ghost;
@@ -73,6 +74,7 @@ pub enum Kind {
     Inotify,
     Epoll,
     Pidfd,
+    Fanotify,
     /// Not known to criu-rs: what it is, in words.
     Unsupported(String),
 }
@@ -94,7 +96,7 @@ pub fn classify(link: &str, fmt: u32, nlink: u64, on_memfd_dev: bool) -> Kind {
             "bpf_link" | "bpf-link" => no("a BPF link"),
             "[perf_event]" => no("a perf event"),
             "[pidfd]" => Kind::Pidfd,
-            "[fanotify]" => no("a fanotify group"),
+            "[fanotify]" => Kind::Fanotify,
             "[userfaultfd]" => no("a userfaultfd"),
             "[fscontext]" => no("a filesystem context"),
             other => Kind::Unsupported(format!("an anonymous inode of kind {other}")),
@@ -448,6 +450,10 @@ impl FileTable {
                 let ino = info.ino.unwrap_or(st.st_ino);
                 fe.pidfd = Some(pidfd::dump(pid, fd, id, info, ino, &self.tree, no_owner())?);
             }
+            Kind::Fanotify => {
+                fe.r#type = pb::FdTypes::Fanotify as i32;
+                fe.ffy = Some(fanotify::dump(pid, fd, id, info)?);
+            }
             Kind::Unsupported(what) => return Err(unsupported(pid, fd, &link, &what)),
         }
         Ok(fe)
@@ -628,6 +634,8 @@ pub struct Opened {
     host_pids: HashMap<i32, i32>,
     /// The pid namespace of the restored tree, when it is not criu's.
     tree_pidns: Option<OwnedFd>,
+    /// The root of the restored tree, as criu sees it.
+    root_host: Option<i32>,
 }
 
 impl Opened {
@@ -663,6 +671,7 @@ impl Opened {
         pids: impl IntoIterator<Item = (i32, i32)>,
     ) -> Result<()> {
         self.host_pids = pids.into_iter().collect();
+        self.root_host = Some(root);
         let ino = |p: &str| std::fs::metadata(p).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
         let theirs = format!("/proc/{root}/ns/pid");
         let io = |what: &str, source| Error::Io {
@@ -962,6 +971,14 @@ impl Opened {
                 let t = entry.tty.as_ref().ok_or_else(|| missing("tty"))?;
                 let dir = self.dir()?.to_path_buf();
                 self.tty.open(&dir, t)
+            }
+            pb::FdTypes::Fanotify => {
+                let e = entry.ffy.as_ref().ok_or_else(|| missing("fanotify"))?;
+                let root = match self.root_host {
+                    Some(r) => format!("/proc/{r}/root"),
+                    None => String::new(),
+                };
+                fanotify::open(e, &root)
             }
             pb::FdTypes::Pidfd => {
                 let p = entry.pidfd.as_ref().ok_or_else(|| missing("pidfd"))?;
