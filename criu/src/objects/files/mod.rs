@@ -37,7 +37,8 @@ use crate::sys;
 
 use super::{read_proc_link, Error, IdGen, Result};
 
-/// A file owner that says "none" (F_SETOWN is not dumped yet).
+/// A file owner that says "none": each kind starts with it, and
+/// `FileTable::dump_fds` puts the real owner in (see `fown`).
 pub(crate) fn no_owner() -> pb::FownEntry {
     pb::FownEntry {
         uid: 0,
