@@ -36,7 +36,7 @@ catalogue! {
     sockets { unix_socketpair, tcp_listen, udp00, unix_bound, unix_listen_queued, unix_seqpacket, udp6, sockopts00, tcp_established, tcp6_established, tcp_established_child }
     tree { children, zombie00, pgrp_session }
     ns { uts00, ipc_shm, pidns00 }
-    tty { pty00, pty_data, ctty00, pty_pkt }
+    tty { pty00, pty_data, ctty00, ctty01, pty_pkt, ctty_member }
     task { seccomp_strict, seccomp_filter, seccomp_tsync, sched00, oom_score_adj, prctl00, affinity00 }
 }
 

@@ -265,11 +265,11 @@ impl FileTable {
                 }
             };
             self.locks.note(pid, fd, id, &info.locks)?;
-            let kind = self
-                .entries
-                .iter()
-                .find(|e| e.id == id)
-                .map_or(pb::FdTypes::Reg as i32, |e| e.r#type);
+            let entry = self.entries.iter().find(|e| e.id == id);
+            let kind = entry.map_or(pb::FdTypes::Reg as i32, |e| e.r#type);
+            if let Some(info_id) = entry.and_then(|e| e.tty.as_ref()).map(|t| t.tty_info_id) {
+                self.tty.note_fd(pid, fd, info_id, &self.tree)?;
+            }
             out.push(pb::FdinfoEntry {
                 id,
                 flags: if cloexec { libc::FD_CLOEXEC as u32 } else { 0 },
@@ -352,17 +352,7 @@ impl FileTable {
             );
         }
         if fmt == libc::S_IFCHR && tty::kind(st.st_rdev).is_some() {
-            let t = tty::dump(
-                &mut self.tty,
-                pid,
-                fd,
-                id,
-                info.flags,
-                &link,
-                file,
-                &st,
-                &self.tree,
-            )?;
+            let t = tty::dump(&mut self.tty, pid, fd, id, info.flags, &link, file, &st)?;
             return Ok(pb::FileEntry {
                 id,
                 r#type: pb::FdTypes::Tty as i32,

@@ -209,10 +209,78 @@ impl TtyDump {
         Ok(())
     }
 
+    /// Called for every fd of the task on tty `info_id` (dumped now or
+    /// shared with an fd dumped before): if it is the task's controlling
+    /// terminal, the info keeps the session and foreground group, or the
+    /// dump fails when they could not be made again.
+    pub fn note_fd(
+        &mut self,
+        pid: i32,
+        fd: i32,
+        info_id: u32,
+        tree: &HashMap<i32, i32>,
+    ) -> Result<()> {
+        let Some(c) = self.ctty.as_ref() else {
+            return Ok(());
+        };
+        let Some(info) = self.infos.iter().find(|i| i.id == info_id) else {
+            return Ok(());
+        };
+        if info.rdev != c.dev || pty_side(decode_dev(info.rdev)) != Some(false) {
+            return Ok(());
+        }
+        let (session, tpgid) = (c.session, c.tpgid);
+        let name = info.pty.as_ref().map_or(0, |p| p.index);
+        let refuse = |why: String| Error::Unsupported {
+            pid,
+            what: format!(
+                "fd {fd} (/dev/pts/{name}) is the controlling terminal of the task, {why}"
+            ),
+        };
+        if session != pid {
+            return Err(refuse(format!(
+                "which does not lead its session {session}: criu-rs gives a controlling terminal back only to a session leader"
+            )));
+        }
+        let sid = *tree.get(&session).ok_or_else(|| {
+            refuse(format!(
+                "whose session {session} is led from outside the tree"
+            ))
+        })?;
+        let pgrp = if tpgid > 0 {
+            match tree.get(&tpgid) {
+                Some(&p) => p,
+                None => crate::proc::read_status(tpgid)
+                    .ok()
+                    .and_then(|s| s.ns_pid.last().copied())
+                    .ok_or_else(|| {
+                        refuse(format!("whose foreground group {tpgid} is not in the tree"))
+                    })?,
+            }
+        } else {
+            0
+        };
+        if let Some(info) = self.infos.iter_mut().find(|i| i.id == info_id) {
+            info.sid = sid as u32;
+            info.pgrp = pgrp as u32;
+        }
+        if let Some(c) = self.ctty.as_mut() {
+            c.held = true;
+        }
+        Ok(())
+    }
+
     /// Called after the fds of a task are dumped: a controlling terminal
     /// none of them was on cannot be made again.
     pub fn end_task(&mut self) -> Result<()> {
         match self.ctty.take() {
+            Some(c) if !c.held && c.session != c.pid => Err(Error::Unsupported {
+                pid: c.pid,
+                what: format!(
+                    "the task has a controlling terminal (device {:#x}) but does not lead its session {}: criu-rs gives a controlling terminal back only to a session leader",
+                    c.dev, c.session
+                ),
+            }),
             Some(c) if !c.held => Err(Error::Unsupported {
                 pid: c.pid,
                 what: format!(
@@ -338,7 +406,6 @@ pub fn dump(
     link: &str,
     file: BorrowedFd<'_>,
     st: &FileStat,
-    tree: &HashMap<i32, i32>,
 ) -> Result<pb::TtyFileEntry> {
     let Some(master) = pty_side(st.st_rdev) else {
         let what = kind(st.st_rdev).unwrap_or("a terminal");
@@ -348,50 +415,6 @@ pub fn dump(
         pid,
         what: format!("fd {fd} ({link}): {what}"),
         errno,
-    };
-    let ctty = if master {
-        None
-    } else {
-        tt.ctty
-            .as_ref()
-            .filter(|c| c.dev == encode_dev(st.st_rdev))
-            .map(|c| (c.session, c.tpgid))
-    };
-    let ctty = match ctty {
-        None => None,
-        Some((session, tpgid)) => {
-            let refuse = |why: String| Error::Unsupported {
-                pid,
-                what: format!("fd {fd} ({link}) is the controlling terminal of the task, {why}"),
-            };
-            if session != pid {
-                return Err(refuse(format!(
-                    "which does not lead its session {session}: criu-rs gives a controlling terminal back only to a session leader"
-                )));
-            }
-            let sid = *tree.get(&session).ok_or_else(|| {
-                refuse(format!(
-                    "whose session {session} is led from outside the tree"
-                ))
-            })?;
-            let pgrp = if tpgid > 0 {
-                match tree.get(&tpgid) {
-                    Some(&p) => p,
-                    None => crate::proc::read_status(tpgid)
-                        .ok()
-                        .and_then(|s| s.ns_pid.last().copied())
-                        .ok_or_else(|| {
-                            refuse(format!("whose foreground group {tpgid} is not in the tree"))
-                        })?,
-                }
-            } else {
-                0
-            };
-            if let Some(c) = tt.ctty.as_mut() {
-                c.held = true;
-            }
-            Some((sid, pgrp))
-        }
     };
     let index = if master {
         sys::tty::pty_index(file).map_err(|e| sys_err("TIOCGPTN", e))?
@@ -455,12 +478,6 @@ pub fn dump(
             info_id
         }
     };
-    if let Some((sid, pgrp)) = ctty {
-        if let Some(info) = tt.infos.iter_mut().find(|i| i.id == info_id) {
-            info.sid = sid as u32;
-            info.pgrp = pgrp as u32;
-        }
-    }
     Ok(pb::TtyFileEntry {
         id,
         tty_info_id: info_id,

@@ -21,7 +21,7 @@ fn encode(rdev: u64) -> u64 {
     (mi & 0xff) | ((ma & 0xfff) << 8) | ((mi & !0xff) << 12)
 }
 
-fn check(slave: &OwnedFd) -> Result<()> {
+pub(crate) fn check(slave: &OwnedFd) -> Result<()> {
     let me = nix::unistd::getpid();
     let sid = nix::sys::termios::tcgetsid(slave).context("tcgetsid")?;
     ensure!(sid == me, "tcgetsid says {sid}, expected {me}");
