@@ -795,6 +795,53 @@ mod tests {
         assert_eq!((queued(&pty.master), queued(&pty.slave)), (3, 4));
     }
 
+    fn with_slave_ctty(pid: i32, session: i32) -> TtyDump {
+        let rdev = encode_dev(libc::makedev(136, 4));
+        TtyDump {
+            infos: vec![pb::TtyInfoEntry {
+                id: 1,
+                r#type: pb::TtyType::Pty as i32,
+                rdev,
+                pty: Some(pb::TtyPtyEntry { index: 4 }),
+                ..Default::default()
+            }],
+            ctty: Some(Ctty {
+                pid,
+                dev: rdev,
+                session,
+                tpgid: session,
+                held: false,
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_leader_keeps_its_controlling_terminal() {
+        let tree = HashMap::from([(700, 1), (701, 2)]);
+        let mut d = with_slave_ctty(700, 700);
+        d.note_fd(700, 0, 1, &tree).expect("leader");
+        assert_eq!((d.infos[0].sid, d.infos[0].pgrp), (1, 1));
+        d.end_task().expect("held");
+    }
+
+    #[test]
+    fn a_member_or_a_terminal_without_fd_is_refused() {
+        let tree = HashMap::from([(700, 1), (701, 2)]);
+        let mut d = with_slave_ctty(701, 700);
+        let msg = d.note_fd(701, 3, 1, &tree).expect_err("member").to_string();
+        assert!(
+            msg.contains("pid 701") && msg.contains("fd 3") && msg.contains("session"),
+            "{msg}"
+        );
+        let mut d = with_slave_ctty(700, 700);
+        let msg = d.end_task().expect_err("no fd").to_string();
+        assert!(msg.contains("pid 700") && msg.contains("no fd"), "{msg}");
+        let mut d = with_slave_ctty(700, 700);
+        let outside = HashMap::from([(701, 2)]);
+        assert!(d.note_fd(700, 0, 1, &outside).is_err());
+    }
+
     #[test]
     fn pty_sides() {
         assert_eq!(pty_side(libc::makedev(5, 2)), Some(true));
