@@ -205,6 +205,7 @@ pub fn dump(opts: &DumpOpts) -> Result<()> {
         files.sk.ext_unix_sk = opts.ext_unix_sk;
         files.sk.network_lock = opts.network_lock;
         files.locks.enabled = opts.file_locks;
+        files.tree = tree.procs.iter().map(|p| (p.pid, p.inner.pid)).collect();
         if let Some(l) = opts.ghost_limit {
             files.ghost_limit = l;
         }

@@ -240,6 +240,12 @@ pub fn restore(
     opened.file_locks = opts.file_locks;
     let result = (|| -> Result<()> {
         puppets.create(&tasks, &plan)?;
+        opened.set_host_pids(
+            puppets.host_of(root).unwrap_or(root),
+            tasks
+                .iter()
+                .map(|t| (t.pid(), puppets.host_of(t.pid()).unwrap_or(t.pid()))),
+        )?;
         // The files, made in criu once the namespaces exist: sockets in the
         // tree's network namespace.
         // (fds work: the image dir for extra images; each task's fd table

@@ -114,6 +114,8 @@ fn restore_process(
     p.syscall(libc::SYS_close, &[rs])?;
     // Locks on the fds just installed, taken by their owner (before creds).
     objects::files::locks::restore(p, pid, opened.file_locks()?, DATA_OFF)?;
+    // A session leader takes its controlling terminal back.
+    opened.restore_ctty(p, pid, &live.fdinfo, files, DATA_OFF)?;
 
     objects::fs::restore(p, &live.fs, files, DATA_OFF)?;
     objects::signal::restore(p, &tc.sigactions, DATA_OFF)?;
@@ -305,6 +307,8 @@ pub(super) fn restore_all(
         for (t, core) in proc.threads.iter_mut().zip(&task.cores) {
             restore_thread(t, pid, core)?;
         }
+        // File owners: once the owner threads exist, with the task's creds.
+        objects::files::fown::restore(&mut proc.threads[0], pid, &live.fdinfo, files, DATA_OFF)?;
         mm::restore_dumpable(&mut proc.threads[0], &live.mm)?;
         proc.threads[0].unmap_scratch()?;
         // Seccomp last, the leader after the others: its filters may be

@@ -8,11 +8,14 @@ pub mod clone3;
 pub mod cpu;
 pub mod epoll_at;
 pub mod events;
+pub mod fanotify;
 pub mod fd;
+pub mod fown;
 pub mod kcmp;
 pub mod netlink;
 pub mod pagemap_scan;
 pub mod pidfd;
+pub mod pidfd_more;
 pub mod probe;
 pub mod ptrace;
 pub mod rusage;
@@ -25,6 +28,7 @@ pub mod testing;
 pub mod thread_creds;
 pub mod tty;
 pub mod uffd;
+pub mod tty_queue;
 
 pub use nix::errno::Errno;
 

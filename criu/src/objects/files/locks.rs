@@ -16,6 +16,7 @@ use super::super::{Error, Result};
 pub const FL_POSIX: u32 = 1;
 pub const FL_FLOCK: u32 = 2;
 pub const FL_OFD: u32 = 4;
+pub const FL_LEASE: u32 = 8;
 
 /// `file_lock_entry.type` values (the fcntl lock types, for every kind).
 pub const F_RDLCK: u32 = libc::F_RDLCK as u32;
@@ -50,9 +51,17 @@ pub fn entry(pid: i32, vpid: i32, fd: i32, l: &FileLock) -> Result<Option<pb::Fi
         FileLockClass::Posix => FL_POSIX,
         FileLockClass::Flock => FL_FLOCK,
         FileLockClass::Ofd => FL_OFD,
+        FileLockClass::Lease => FL_LEASE,
         _ => return Err(refuse("criu-rs cannot dump it")),
     };
-    if l.mode != "ADVISORY" {
+    let mode_ok = if flag == FL_LEASE {
+        // A lease being broken (BREAKING, or BREAKER for the opener
+        // waiting) would need the conflicting open made again.
+        l.mode == "ACTIVE"
+    } else {
+        l.mode == "ADVISORY"
+    };
+    if !mode_ok {
         return Err(refuse(&format!("mode {} is not supported", l.mode)));
     }
     let ty = match l.lock_type {
@@ -183,6 +192,13 @@ fn lock_call(
         }
         FL_POSIX => Ok((libc::SYS_fcntl, [fd, libc::F_SETLK as u64, flock_addr])),
         FL_OFD => Ok((libc::SYS_fcntl, [fd, libc::F_OFD_SETLK as u64, flock_addr])),
+        FL_LEASE => match e.r#type {
+            F_RDLCK | F_WRLCK => Ok((
+                libc::SYS_fcntl,
+                [fd, libc::F_SETLEASE as u64, u64::from(e.r#type)],
+            )),
+            t => Err(format!("lease type {t:#x} is not supported")),
+        },
         f => Err(format!("lock kind {f:#x} is unknown")),
     }
 }
@@ -213,7 +229,7 @@ pub fn restore(t: &mut Tracee, pid: i32, locks: &[pb::FileLockEntry], data_off: 
                 e.flag, e.r#type, e.fd, e.start, e.len
             ),
         };
-        let addr = if e.flag == FL_FLOCK {
+        let addr = if e.flag == FL_FLOCK || e.flag == FL_LEASE {
             0
         } else {
             if e.r#type != F_RDLCK && e.r#type != F_WRLCK {
@@ -222,6 +238,25 @@ pub fn restore(t: &mut Tracee, pid: i32, locks: &[pb::FileLockEntry], data_off: 
             t.scratch_put(data_off, &flock_bytes(e))?
         };
         let (nr, args) = lock_call(e, addr).map_err(mismatch)?;
+        if e.flag == FL_LEASE {
+            // Only the file's owner (by fsuid) may take a lease without
+            // CAP_LEASE in the first user namespace: become it meanwhile.
+            let mut stat = [0u8; std::mem::size_of::<libc::stat>()];
+            let at = t.scratch_put(data_off, &stat)?;
+            t.syscall(libc::SYS_fstat, &[args[0], at])?;
+            t.scratch_get(data_off, &mut stat)?;
+            let off = std::mem::offset_of!(libc::stat, st_uid);
+            let uid = stat
+                .get(off..off + 4)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_ne_bytes)
+                .ok_or_else(|| mismatch("fstat gave no uid".into()))?;
+            let old = t.syscall(libc::SYS_setfsuid, &[u64::from(uid)])?;
+            let r = t.syscall(nr, &args);
+            t.syscall(libc::SYS_setfsuid, &[old])?;
+            r?;
+            continue;
+        }
         t.syscall(nr, &args)?;
     }
     Ok(())
@@ -280,13 +315,33 @@ mod tests {
     }
 
     #[test]
-    fn waiters_are_skipped_and_leases_refused() {
+    fn waiters_are_skipped_and_breaking_leases_refused() {
         let mut l = lock(FileLockClass::Posix, FileLockType::Write, 0, None);
         l.blocked = true;
         assert!(entry(7, 7, 3, &l).unwrap().is_none());
-        let l = lock(FileLockClass::Lease, FileLockType::Read, 0, None);
+        let mut l = lock(FileLockClass::Lease, FileLockType::Read, 0, None);
+        l.mode = "BREAKING".into();
         let err = entry(7, 7, 3, &l).unwrap_err().to_string();
-        assert!(err.contains("fd 3") && err.contains("lease"), "{err}");
+        assert!(
+            err.contains("fd 3") && err.contains("lease") && err.contains("BREAKING"),
+            "{err}"
+        );
+        let d = lock(FileLockClass::Deleg, FileLockType::Read, 0, None);
+        assert!(entry(7, 7, 3, &d).is_err());
+    }
+
+    #[test]
+    fn active_leases_are_kept_and_taken_with_setlease() {
+        let mut l = lock(FileLockClass::Lease, FileLockType::Write, 0, None);
+        l.mode = "ACTIVE".into();
+        let e = entry(7, 1, 3, &l).unwrap().unwrap();
+        assert_eq!(
+            (e.flag, e.r#type, e.pid, e.fd, e.start, e.len),
+            (FL_LEASE, F_WRLCK, 1, 3, 0, 0)
+        );
+        let (nr, args) = lock_call(&e, 0).unwrap();
+        assert_eq!(nr, libc::SYS_fcntl);
+        assert_eq!(args, [3, libc::F_SETLEASE as u64, libc::F_WRLCK as u64]);
     }
 
     #[test]
@@ -340,7 +395,7 @@ mod tests {
             lock_call(&e, 0x1000).unwrap(),
             (libc::SYS_fcntl, [6, libc::F_OFD_SETLK as u64, 0x1000])
         );
-        e.flag = 8;
+        e.flag = 16;
         assert!(lock_call(&e, 0).is_err());
         e.start = 10;
         e.len = 20;

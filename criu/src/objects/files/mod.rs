@@ -3,7 +3,9 @@
 
 pub mod epoll;
 pub mod eventfd;
+pub mod fanotify;
 pub mod fifo;
+pub mod fown;
 pub mod ghost;
 pub mod inet;
 pub mod inotify;
@@ -12,6 +14,7 @@ pub mod memfd;
 pub mod netlink;
 pub mod netlock;
 pub mod packet;
+pub mod pidfd;
 pub mod pipe;
 pub mod reg;
 pub mod signalfd;
@@ -37,7 +40,8 @@ use crate::sys;
 
 use super::{read_proc_link, Error, IdGen, Result};
 
-/// A file owner that says "none" (F_SETOWN is not dumped yet).
+/// A file owner that says "none": each kind starts with it, and
+/// `FileTable::dump_fds` puts the real owner in (see `fown`).
 pub(crate) fn no_owner() -> pb::FownEntry {
     pb::FownEntry {
         uid: 0,
@@ -73,6 +77,8 @@ pub enum Kind {
     Timerfd,
     Inotify,
     Epoll,
+    Pidfd,
+    Fanotify,
     /// Not known to criu-rs: what it is, in words.
     Unsupported(String),
 }
@@ -93,15 +99,15 @@ pub fn classify(link: &str, fmt: u32, nlink: u64, on_memfd_dev: bool) -> Kind {
             "bpf-prog" => no("a BPF program"),
             "bpf_link" | "bpf-link" => no("a BPF link"),
             "[perf_event]" => no("a perf event"),
-            "[pidfd]" => no("a pidfd"),
-            "[fanotify]" => no("a fanotify group"),
+            "[pidfd]" => Kind::Pidfd,
+            "[fanotify]" => Kind::Fanotify,
             "[userfaultfd]" => no("a userfaultfd"),
             "[fscontext]" => no("a filesystem context"),
             other => Kind::Unsupported(format!("an anonymous inode of kind {other}")),
         };
     }
     if link.starts_with("pidfd:") {
-        return no("a pidfd");
+        return Kind::Pidfd;
     }
     match fmt {
         libc::S_IFIFO if link.starts_with("pipe:") => Kind::Pipe,
@@ -176,6 +182,9 @@ pub struct FileTable {
     pub tty: tty::TtyDump,
     /// Files carried in socket queues, open in criu until the dump ends.
     carried_files: Vec<OwnedFd>,
+    /// The processes of the dumped tree: pid as criu sees it -> pid inside
+    /// the tree (pidfds may only refer to these).
+    pub tree: HashMap<i32, i32>,
 }
 
 impl Default for FileTable {
@@ -201,6 +210,7 @@ impl Default for FileTable {
             locks: locks::LockDump::default(),
             tty: tty::TtyDump::default(),
             carried_files: Vec::new(),
+            tree: HashMap::new(),
         }
     }
 }
@@ -239,6 +249,7 @@ impl FileTable {
             .collect();
         fds.sort_unstable();
         let mut out = Vec::with_capacity(fds.len());
+        self.tty.begin_task(pid)?;
         for &fd in &fds {
             let info = proc::read_fdinfo(pid, fd)?;
             let cloexec = info.flags & libc::O_CLOEXEC as u32 != 0;
@@ -254,17 +265,19 @@ impl FileTable {
                     // Known before it is dumped: a socket may carry itself
                     // in its own queue.
                     self.described.push((pid, fd, id));
-                    let entry = self.dump_one(pid, fd, id, &info, file.as_fd(), &fds)?;
+                    let mut entry = self.dump_one(pid, fd, id, &info, file.as_fd(), &fds)?;
+                    let owner = fown::dump(pid, fd, info.flags, file.as_fd(), &self.tree)?;
+                    self.set_fown(&mut entry, owner);
                     self.entries.push(entry);
                     id
                 }
             };
             self.locks.note(pid, fd, id, &info.locks)?;
-            let kind = self
-                .entries
-                .iter()
-                .find(|e| e.id == id)
-                .map_or(pb::FdTypes::Reg as i32, |e| e.r#type);
+            let entry = self.entries.iter().find(|e| e.id == id);
+            let kind = entry.map_or(pb::FdTypes::Reg as i32, |e| e.r#type);
+            if let Some(info_id) = entry.and_then(|e| e.tty.as_ref()).map(|t| t.tty_info_id) {
+                self.tty.note_fd(pid, fd, info_id, &self.tree)?;
+            }
             out.push(pb::FdinfoEntry {
                 id,
                 flags: if cloexec { libc::FD_CLOEXEC as u32 } else { 0 },
@@ -273,7 +286,24 @@ impl FileTable {
                 xattr_security_selinux: None,
             });
         }
+        self.tty.end_task()?;
         Ok(out)
+    }
+
+    /// Puts `owner` into `entry` (a fifo's into its path entry).
+    fn set_fown(&mut self, entry: &mut pb::FileEntry, owner: pb::FownEntry) {
+        if let Some(regf) = entry.fifo.as_ref().and_then(|f| f.regf_id) {
+            if let Some(slot) = self
+                .entries
+                .iter_mut()
+                .find(|e| e.id == regf)
+                .and_then(fown::slot)
+            {
+                *slot = owner;
+            }
+        } else if let Some(slot) = fown::slot(entry) {
+            *slot = owner;
+        }
     }
 
     /// The id of an open file description already dumped that `fd` of
@@ -421,6 +451,15 @@ impl FileTable {
             Kind::Epoll => {
                 fe.r#type = pb::FdTypes::Eventpoll as i32;
                 fe.epfd = Some(epoll::dump(pid, fd, id, info, open_fds)?);
+            }
+            Kind::Pidfd => {
+                fe.r#type = pb::FdTypes::Pidfd as i32;
+                let ino = info.ino.unwrap_or(st.st_ino);
+                fe.pidfd = Some(pidfd::dump(pid, fd, id, info, ino, &self.tree, no_owner())?);
+            }
+            Kind::Fanotify => {
+                fe.r#type = pb::FdTypes::Fanotify as i32;
+                fe.ffy = Some(fanotify::dump(pid, fd, id, info)?);
             }
             Kind::Unsupported(what) => return Err(unsupported(pid, fd, &link, &what)),
         }
@@ -640,6 +679,14 @@ pub struct Opened {
     tty: tty::TtyRestore,
     /// Queues carrying fds are being sent.
     flushing: bool,
+    /// Dead pidfds made ahead of their turn.
+    pidfds: pidfd::PidfdRestore,
+    /// Pids of the restored tree -> pids as criu sees them.
+    host_pids: HashMap<i32, i32>,
+    /// The pid namespace of the restored tree, when it is not criu's.
+    tree_pidns: Option<OwnedFd>,
+    /// The root of the restored tree, as criu sees it.
+    root_host: Option<i32>,
 }
 
 impl Opened {
@@ -678,10 +725,65 @@ impl Opened {
         self.sk.release_tcp()
     }
 
+    /// Where each task of the restored tree is, as criu sees it: pid in the
+    /// tree -> pid in criu's pid namespace (pidfds are opened from criu).
+    /// `root` is the root of the tree, as criu sees it.
+    pub fn set_host_pids(
+        &mut self,
+        root: i32,
+        pids: impl IntoIterator<Item = (i32, i32)>,
+    ) -> Result<()> {
+        self.host_pids = pids.into_iter().collect();
+        self.root_host = Some(root);
+        let ino = |p: &str| std::fs::metadata(p).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+        let theirs = format!("/proc/{root}/ns/pid");
+        let io = |what: &str, source| Error::Io {
+            pid: root,
+            what: what.to_string(),
+            source,
+        };
+        let same = ino(&theirs).map_err(|e| io("stat of its pid namespace", e))?
+            == ino("/proc/self/ns/pid").map_err(|e| io("stat of criu's pid namespace", e))?;
+        self.tree_pidns = if same {
+            None
+        } else {
+            Some(
+                std::fs::File::open(&theirs)
+                    .map_err(|e| io("opening its pid namespace", e))?
+                    .into(),
+            )
+        };
+        Ok(())
+    }
+
     /// The fd table of the task whose files are made next (epoll sets name
     /// their targets by fd number).
     pub fn set_task_fds(&mut self, fdinfo: &[pb::FdinfoEntry]) {
         self.task_fds = fdinfo.iter().map(|f| (f.fd, f.id)).collect();
+    }
+
+    /// Gives task `pid` (`t`, its fds in place, scratch space at
+    /// `data_off`) its controlling terminal back, if it had one.
+    pub fn restore_ctty(
+        &mut self,
+        t: &mut crate::remote::Tracee,
+        pid: i32,
+        fdinfo: &[pb::FdinfoEntry],
+        files: &[pb::FileEntry],
+        data_off: u64,
+    ) -> Result<()> {
+        let ttys: Vec<(u32, &pb::TtyFileEntry)> = fdinfo
+            .iter()
+            .filter_map(|fi| {
+                let e = files.iter().find(|e| e.id == fi.id)?.tty.as_ref()?;
+                Some((fi.fd, e))
+            })
+            .collect();
+        if ttys.is_empty() {
+            return Ok(());
+        }
+        let dir = self.dir()?.to_path_buf();
+        self.tty.restore_ctty(&dir, t, pid, &ttys, data_off)
     }
 
     /// The file locks to take again (none without `--file-locks`); tasks
@@ -962,6 +1064,21 @@ impl Opened {
                 let t = entry.tty.as_ref().ok_or_else(|| missing("tty"))?;
                 let dir = self.dir()?.to_path_buf();
                 self.tty.open(&dir, t)
+            }
+            pb::FdTypes::Fanotify => {
+                let e = entry.ffy.as_ref().ok_or_else(|| missing("fanotify"))?;
+                let root = match self.root_host {
+                    Some(r) => format!("/proc/{r}/root"),
+                    None => String::new(),
+                };
+                fanotify::open(e, &root)
+            }
+            pb::FdTypes::Pidfd => {
+                let p = entry.pidfd.as_ref().ok_or_else(|| missing("pidfd"))?;
+                let hosts = &self.host_pids;
+                let host_of = |pid: i32| hosts.get(&pid).copied().unwrap_or(pid);
+                let ns = self.tree_pidns.as_ref().map(|f| f.as_fd());
+                self.pidfds.open(files, p, &host_of, ns)
             }
             other => Err(Error::Mismatch {
                 what: format!(

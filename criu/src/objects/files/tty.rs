@@ -3,9 +3,21 @@
 //! with the same index; every other terminal is refused by name.
 //!
 //! What a pty keeps: its index, the termios and window size of the slave,
-//! the lock of the slave, packet mode, exclusive mode. Not kept: bytes
-//! queued in either direction, and controlling terminals (sid/pgrp are
-//! written as 0; an fd on a task's own controlling terminal is refused).
+//! the lock of the slave, packet mode, exclusive mode, and the bytes queued
+//! unread on either side (`tty-data.img`, one `tty_data_entry` per side
+//! that has any, named by that side's info id, as upstream). Queued bytes
+//! are read at the end of the dump and written back into the other side
+//! (so the dumped tree finds them again); that rewrite goes through the
+//! line discipline, so it is done only for a pty in raw mode and refused
+//! otherwise.
+//!
+//! Controlling terminals: a session leader of the tree whose controlling
+//! terminal is a pty slave it holds gets it back (its `sid` and foreground
+//! `pgrp` go into the slave's info entry; restore does TIOCSCTTY and
+//! TIOCSPGRP inside the leader). Any other task with a controlling
+//! terminal is refused by name: a task that is not its session's leader
+//! (the kernel lets only a leader take one), or one that holds no fd on
+//! its terminal.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -15,6 +27,7 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::{FileStat, Mode};
 
 use crate::image::{self, magic, pb};
+use crate::remote::Tracee;
 use crate::sys;
 
 use super::super::{Error, Result};
@@ -100,19 +113,281 @@ fn termios_of(e: &pb::TermiosEntry) -> libc::termios2 {
     }
 }
 
+/// One side of a pty met in the dump: where it was seen first, and a copy
+/// of its open file to read its queued bytes from.
+#[derive(Debug)]
+struct Side {
+    info_id: u32,
+    pid: i32,
+    fd: i32,
+    file: OwnedFd,
+}
+
+/// The controlling terminal of the task whose fds are being dumped.
+#[derive(Debug)]
+struct Ctty {
+    pid: i32,
+    /// `tty_nr` of its stat: the terminal's device, as the images keep it.
+    dev: u32,
+    /// Session and foreground group, as criu sees them.
+    session: i32,
+    tpgid: i32,
+    /// An fd of the task was found on it.
+    held: bool,
+}
+
 /// The ttys of a dump: one info entry per side of each pty.
 #[derive(Debug, Default)]
 pub struct TtyDump {
     infos: Vec<pb::TtyInfoEntry>,
     /// (is master, pty index) -> info id.
     by_side: HashMap<(bool, u32), u32>,
+    sides: Vec<(bool, u32, Side)>,
+    ctty: Option<Ctty>,
+}
+
+/// Whether bytes queued for `master_side` (true: output of the slave
+/// waiting for the master; false: input waiting for the slave) come out
+/// the same when written again into the other side under termios `t`.
+fn rewrite_is_exact(t: &libc::termios2, master_side: bool) -> bool {
+    if master_side {
+        t.c_oflag & libc::OPOST == 0
+    } else {
+        t.c_lflag & (libc::ICANON | libc::ECHO | libc::ISIG | libc::IEXTEN) == 0
+            && t.c_iflag
+                & (libc::ICRNL
+                    | libc::INLCR
+                    | libc::IGNCR
+                    | libc::ISTRIP
+                    | libc::IUCLC
+                    | libc::IXON
+                    | libc::PARMRK)
+                == 0
+    }
+}
+
+/// Reads every byte readable on `fd` now.
+fn drain(fd: BorrowedFd<'_>) -> std::result::Result<Vec<u8>, nix::errno::Errno> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while sys::tty_queue::readable_now(fd)? {
+        match nix::unistd::read(fd, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(nix::errno::Errno::EAGAIN) => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+fn write_all(fd: BorrowedFd<'_>, mut data: &[u8]) -> std::result::Result<(), nix::errno::Errno> {
+    while !data.is_empty() {
+        match nix::unistd::write(fd, data) {
+            Ok(0) => return Err(nix::errno::Errno::EIO),
+            Ok(n) => data = &data[n..],
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 impl TtyDump {
-    /// Writes `tty-info.img` when any tty was dumped.
+    /// Called before the fds of `pid` are dumped: notes its controlling
+    /// terminal, if any.
+    pub fn begin_task(&mut self, pid: i32) -> Result<()> {
+        let st = crate::proc::read_stat(pid)?;
+        self.ctty = (st.tty_nr != 0).then_some(Ctty {
+            pid,
+            dev: st.tty_nr as u32,
+            session: st.session,
+            tpgid: st.tpgid,
+            held: false,
+        });
+        Ok(())
+    }
+
+    /// Called for every fd of the task on tty `info_id` (dumped now or
+    /// shared with an fd dumped before): if it is the task's controlling
+    /// terminal, the info keeps the session and foreground group, or the
+    /// dump fails when they could not be made again.
+    pub fn note_fd(
+        &mut self,
+        pid: i32,
+        fd: i32,
+        info_id: u32,
+        tree: &HashMap<i32, i32>,
+    ) -> Result<()> {
+        let Some(c) = self.ctty.as_ref() else {
+            return Ok(());
+        };
+        let Some(info) = self.infos.iter().find(|i| i.id == info_id) else {
+            return Ok(());
+        };
+        if info.rdev != c.dev || pty_side(decode_dev(info.rdev)) != Some(false) {
+            return Ok(());
+        }
+        let (session, tpgid) = (c.session, c.tpgid);
+        let name = info.pty.as_ref().map_or(0, |p| p.index);
+        let refuse = |why: String| Error::Unsupported {
+            pid,
+            what: format!(
+                "fd {fd} (/dev/pts/{name}) is the controlling terminal of the task, {why}"
+            ),
+        };
+        if session != pid {
+            return Err(refuse(format!(
+                "which does not lead its session {session}: criu-rs gives a controlling terminal back only to a session leader"
+            )));
+        }
+        let sid = *tree.get(&session).ok_or_else(|| {
+            refuse(format!(
+                "whose session {session} is led from outside the tree"
+            ))
+        })?;
+        let pgrp = if tpgid > 0 {
+            match tree.get(&tpgid) {
+                Some(&p) => p,
+                None => crate::proc::read_status(tpgid)
+                    .ok()
+                    .and_then(|s| s.ns_pid.last().copied())
+                    .ok_or_else(|| {
+                        refuse(format!("whose foreground group {tpgid} is not in the tree"))
+                    })?,
+            }
+        } else {
+            0
+        };
+        if let Some(info) = self.infos.iter_mut().find(|i| i.id == info_id) {
+            info.sid = sid as u32;
+            info.pgrp = pgrp as u32;
+        }
+        if let Some(c) = self.ctty.as_mut() {
+            c.held = true;
+        }
+        Ok(())
+    }
+
+    /// Called after the fds of a task are dumped: a controlling terminal
+    /// none of them was on cannot be made again.
+    pub fn end_task(&mut self) -> Result<()> {
+        match self.ctty.take() {
+            Some(c) if !c.held && c.session != c.pid => Err(Error::Unsupported {
+                pid: c.pid,
+                what: format!(
+                    "the task has a controlling terminal (device {:#x}) but does not lead its session {}: criu-rs gives a controlling terminal back only to a session leader",
+                    c.dev, c.session
+                ),
+            }),
+            Some(c) if !c.held => Err(Error::Unsupported {
+                pid: c.pid,
+                what: format!(
+                    "the task has a controlling terminal (device {:#x}) but no fd on it, which criu-rs cannot restore",
+                    c.dev
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The bytes queued on every pty side of the dump, read out and
+    /// written back into the other side at once: (info id, bytes) for the
+    /// sides that had any. A side whose bytes could not come back the same
+    /// fails the dump before anything is read.
+    fn queued_data(&self) -> Result<Vec<(u32, Vec<u8>)>> {
+        let mut todo = Vec::new();
+        for (master, index, side) in &self.sides {
+            let err = |what: String| Error::Unsupported {
+                pid: side.pid,
+                what: format!("fd {} (pty {index}): {what}", side.fd),
+            };
+            let f = side.file.as_fd();
+            let n = sys::tty_queue::queued(f).map_err(|e| err(format!("FIONREAD: {e}")))?;
+            if n == 0 {
+                continue;
+            }
+            let dir = if *master { "master" } else { "slave" };
+            let t = sys::tty::termios(f).map_err(|e| err(format!("TCGETS2: {e}")))?;
+            if !rewrite_is_exact(&t, *master) {
+                return Err(err(format!(
+                    "{n} bytes are queued for the {dir} and the pty is not in raw mode, so criu-rs cannot keep them byte for byte"
+                )));
+            }
+            // The other side, to write the bytes back into.
+            let peer = if *master {
+                sys::tty::open_peer(f, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC)
+                    .map_err(|e| err(format!("opening the slave to write back: {e}")))?
+            } else {
+                let m = self
+                    .sides
+                    .iter()
+                    .find(|(m, i, _)| *m && i == index)
+                    .ok_or_else(|| {
+                        err(format!(
+                            "{n} bytes are queued for the slave, but no task of the tree holds the master"
+                        ))
+                    })?;
+                m.2.file
+                    .try_clone()
+                    .map_err(|e| err(format!("dup of the master: {e}")))?
+            };
+            todo.push((side, peer, dir));
+        }
+        let mut read = Vec::new();
+        for (side, _, dir) in &todo {
+            let data = drain(side.file.as_fd()).map_err(|e| Error::Sys {
+                pid: side.pid,
+                what: format!("fd {}: reading the bytes queued for the pty {dir}", side.fd),
+                errno: e,
+            });
+            read.push(data);
+        }
+        // Back where they were, whatever happened.
+        let mut out = Vec::new();
+        let mut first_err = None;
+        for ((side, peer, dir), data) in todo.iter().zip(read) {
+            match data {
+                Ok(d) => {
+                    if let Err(e) = write_all(peer.as_fd(), &d) {
+                        first_err.get_or_insert(Error::Sys {
+                            pid: side.pid,
+                            what: format!(
+                                "fd {}: writing back {} bytes queued for the pty {dir}",
+                                side.fd,
+                                d.len()
+                            ),
+                            errno: e,
+                        });
+                    }
+                    out.push((side.info_id, d));
+                }
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    /// Writes `tty-info.img` when any tty was dumped, and `tty-data.img`
+    /// when bytes were queued on any.
     pub fn write(&self, dir: &Path) -> Result<()> {
         if !self.infos.is_empty() {
             image::write_image(dir, "tty-info.img", magic::TTY_INFO, &self.infos)?;
+        }
+        let data: Vec<pb::TtyDataEntry> = self
+            .queued_data()?
+            .into_iter()
+            .filter(|(_, d)| !d.is_empty())
+            .map(|(tty_id, data)| pb::TtyDataEntry { tty_id, data })
+            .collect();
+        if !data.is_empty() {
+            image::write_image(dir, "tty-data.img", magic::TTY_DATA, &data)?;
         }
         Ok(())
     }
@@ -141,17 +416,6 @@ pub fn dump(
         what: format!("fd {fd} ({link}): {what}"),
         errno,
     };
-    // The session's terminal is not made again (sid/pgrp stay 0): a task
-    // that would silently lose it is refused instead.
-    let stat = crate::proc::read_stat(pid)?;
-    if !master && stat.tty_nr as u32 == encode_dev(st.st_rdev) {
-        return Err(Error::Unsupported {
-            pid,
-            what: format!(
-                "fd {fd} ({link}) is the controlling terminal of the task, which criu-rs cannot restore yet"
-            ),
-        });
-    }
     let index = if master {
         sys::tty::pty_index(file).map_err(|e| sys_err("TIOCGPTN", e))?
     } else {
@@ -195,6 +459,22 @@ pub fn dump(
                 gid: None,
             });
             tt.by_side.insert((master, index), info_id);
+            let copy = file.try_clone_to_owned().map_err(|e| {
+                sys_err(
+                    "dup",
+                    nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+                )
+            })?;
+            tt.sides.push((
+                master,
+                index,
+                Side {
+                    info_id,
+                    pid,
+                    fd,
+                    file: copy,
+                },
+            ));
             info_id
         }
     };
@@ -221,6 +501,8 @@ struct Master {
 #[derive(Debug, Default)]
 pub struct TtyRestore {
     infos: Option<Vec<pb::TtyInfoEntry>>,
+    /// tty-data.img by info id.
+    data: Option<HashMap<u32, Vec<u8>>>,
     masters: HashMap<u32, Master>,
 }
 
@@ -259,6 +541,14 @@ impl TtyRestore {
         if self.infos.is_none() {
             self.infos = Some(image::read_image(dir, "tty-info.img", magic::TTY_INFO)?);
         }
+        if self.data.is_none() {
+            let list: Vec<pb::TtyDataEntry> = if dir.join("tty-data.img").exists() {
+                image::read_image(dir, "tty-data.img", magic::TTY_DATA)?
+            } else {
+                Vec::new()
+            };
+            self.data = Some(list.into_iter().map(|d| (d.tty_id, d.data)).collect());
+        }
         self.infos
             .iter()
             .flatten()
@@ -292,6 +582,30 @@ impl TtyRestore {
                 sys::tty::set_winsize(fd.as_fd(), &ws)
                     .map_err(|e| err("setting the window size", e))?;
             }
+            // Bytes that were queued on either side, written into the
+            // other one (the termios is in place: no processing again).
+            let sides = self
+                .infos
+                .iter()
+                .flatten()
+                .filter(|i| i.pty.as_ref().map(|p| p.index) == Some(index));
+            for side in sides {
+                let Some(data) = self.data.as_ref().and_then(|d| d.get(&side.id)) else {
+                    continue;
+                };
+                if pty_side(decode_dev(side.rdev)) == Some(true) {
+                    let slave = sys::tty::open_peer(
+                        fd.as_fd(),
+                        libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+                    )
+                    .map_err(|e| err("opening the slave for its queued output", e))?;
+                    write_all(slave.as_fd(), data)
+                        .map_err(|e| err("queueing bytes for the master", e))?;
+                } else {
+                    write_all(fd.as_fd(), data)
+                        .map_err(|e| err("queueing bytes for the slave", e))?;
+                }
+            }
             slot.insert(Master {
                 fd,
                 locked: false,
@@ -301,6 +615,36 @@ impl TtyRestore {
         self.masters.get_mut(&index).ok_or_else(|| Error::Mismatch {
             what: format!("pty {index} vanished"),
         })
+    }
+
+    /// Gives task `pid` (`t`, its fds in place) its controlling terminal
+    /// back: the slave among `ttys` (fd number, entry) whose info names
+    /// `pid` as its session, made the controlling terminal with TIOCSCTTY,
+    /// its foreground group set with TIOCSPGRP.
+    pub fn restore_ctty(
+        &mut self,
+        dir: &Path,
+        t: &mut Tracee,
+        pid: i32,
+        ttys: &[(u32, &pb::TtyFileEntry)],
+        data_off: u64,
+    ) -> Result<()> {
+        for &(fd, e) in ttys {
+            let info = self.info(dir, e.tty_info_id)?;
+            if info.sid == 0
+                || info.sid as i32 != pid
+                || pty_side(decode_dev(info.rdev)) != Some(false)
+            {
+                continue;
+            }
+            t.syscall(libc::SYS_ioctl, &[u64::from(fd), libc::TIOCSCTTY, 0])?;
+            if info.pgrp != 0 {
+                let at = t.scratch_put(data_off, &(info.pgrp as i32).to_ne_bytes())?;
+                t.syscall(libc::SYS_ioctl, &[u64::from(fd), libc::TIOCSPGRP, at])?;
+            }
+            return Ok(());
+        }
+        Ok(())
     }
 
     /// Restore half: the open file of `e`, with images in `dir`.
@@ -379,6 +723,123 @@ mod tests {
         for (ma, mi) in [(1, 3), (1, 5), (1, 9), (10, 229)] {
             assert_eq!(kind(libc::makedev(ma, mi)), None, "{ma}:{mi}");
         }
+    }
+
+    #[test]
+    fn queued_bytes_are_kept_only_in_raw_mode() {
+        let mut t = libc::termios2 {
+            c_iflag: 0,
+            c_oflag: 0,
+            c_cflag: 0,
+            c_lflag: 0,
+            c_line: 0,
+            c_cc: [0; NCC],
+            c_ispeed: 0,
+            c_ospeed: 0,
+        };
+        assert!(rewrite_is_exact(&t, true) && rewrite_is_exact(&t, false));
+        t.c_oflag = libc::OPOST | libc::ONLCR;
+        assert!(!rewrite_is_exact(&t, true));
+        assert!(rewrite_is_exact(&t, false));
+        t.c_lflag = libc::ECHO;
+        assert!(!rewrite_is_exact(&t, false));
+        t.c_lflag = 0;
+        t.c_iflag = libc::ICRNL;
+        assert!(!rewrite_is_exact(&t, false));
+    }
+
+    #[test]
+    fn queued_bytes_are_read_and_written_back() {
+        let pty = nix::pty::openpty(None, None).expect("openpty");
+        let mut t = sys::tty::termios(pty.slave.as_fd()).expect("termios");
+        t.c_lflag = 0;
+        t.c_iflag = 0;
+        t.c_oflag = 0;
+        sys::tty::set_termios(pty.slave.as_fd(), &t).expect("raw");
+        nix::unistd::write(&pty.master, b"in\r\n").expect("write master");
+        nix::unistd::write(&pty.slave, b"out").expect("write slave");
+        let mut d = TtyDump::default();
+        for (master, fd, info_id) in [(true, &pty.master, 1), (false, &pty.slave, 2)] {
+            d.sides.push((
+                master,
+                0,
+                Side {
+                    info_id,
+                    pid: 1,
+                    fd: 3,
+                    file: fd.try_clone().expect("dup"),
+                },
+            ));
+        }
+        let mut got = None;
+        for _ in 0..100 {
+            let q = d.queued_data().expect("queued");
+            if q.iter().map(|(_, b)| b.len()).sum::<usize>() == 7 {
+                got = Some(q);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let got = got.expect("all bytes seen");
+        assert!(got.contains(&(1, b"out".to_vec())), "{got:?}");
+        assert!(got.contains(&(2, b"in\r\n".to_vec())), "{got:?}");
+        // Written back: the same bytes are queued again (the pty moves
+        // them over a little later).
+        let queued = |fd: &OwnedFd| sys::tty_queue::queued(fd.as_fd()).expect("FIONREAD");
+        for _ in 0..100 {
+            if queued(&pty.master) + queued(&pty.slave) == 7 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!((queued(&pty.master), queued(&pty.slave)), (3, 4));
+    }
+
+    fn with_slave_ctty(pid: i32, session: i32) -> TtyDump {
+        let rdev = encode_dev(libc::makedev(136, 4));
+        TtyDump {
+            infos: vec![pb::TtyInfoEntry {
+                id: 1,
+                r#type: pb::TtyType::Pty as i32,
+                rdev,
+                pty: Some(pb::TtyPtyEntry { index: 4 }),
+                ..Default::default()
+            }],
+            ctty: Some(Ctty {
+                pid,
+                dev: rdev,
+                session,
+                tpgid: session,
+                held: false,
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_leader_keeps_its_controlling_terminal() {
+        let tree = HashMap::from([(700, 1), (701, 2)]);
+        let mut d = with_slave_ctty(700, 700);
+        d.note_fd(700, 0, 1, &tree).expect("leader");
+        assert_eq!((d.infos[0].sid, d.infos[0].pgrp), (1, 1));
+        d.end_task().expect("held");
+    }
+
+    #[test]
+    fn a_member_or_a_terminal_without_fd_is_refused() {
+        let tree = HashMap::from([(700, 1), (701, 2)]);
+        let mut d = with_slave_ctty(701, 700);
+        let msg = d.note_fd(701, 3, 1, &tree).expect_err("member").to_string();
+        assert!(
+            msg.contains("pid 701") && msg.contains("fd 3") && msg.contains("session"),
+            "{msg}"
+        );
+        let mut d = with_slave_ctty(700, 700);
+        let msg = d.end_task().expect_err("no fd").to_string();
+        assert!(msg.contains("pid 700") && msg.contains("no fd"), "{msg}");
+        let mut d = with_slave_ctty(700, 700);
+        let outside = HashMap::from([(701, 2)]);
+        assert!(d.note_fd(700, 0, 1, &outside).is_err());
     }
 
     #[test]

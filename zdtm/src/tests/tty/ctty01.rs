@@ -1,0 +1,45 @@
+use super::ctty00::check;
+use crate::prelude::*;
+use nix::pty::openpty;
+use std::os::fd::AsRawFd;
+
+pub const DESC: Desc = Desc {
+    name: "tty/ctty01",
+    family: "tty",
+    description: "a pty opened by the parent, taken as controlling terminal by a child that leads its own session through the inherited fd, comes back as the child's",
+    ..Desc::DEFAULT
+};
+
+pub fn run(t: &mut Test) -> Result<()> {
+    let page = SharedPage::new()?;
+    // Opened here: the child's fds share these open files.
+    let pty = openpty(None, None).context("openpty")?;
+    let leader = {
+        let (page, pty) = (&page, &pty);
+        fork_child(move || {
+            nix::unistd::setsid().context("setsid")?;
+            // SAFETY: TIOCSCTTY takes an integer argument.
+            let r = unsafe { libc::ioctl(pty.slave.as_raw_fd(), libc::TIOCSCTTY, 0) };
+            ensure!(r == 0, "TIOCSCTTY: {}", std::io::Error::last_os_error());
+            check(&pty.slave).context("before the dump")?;
+            sync::add_and_wake(page.word(0), 1)?;
+            sync::wait_until(page.word(1), |v| v != 0)?;
+            check(&pty.slave).context("after restore")?;
+            // SAFETY: SIG_IGN is a valid disposition for SIGHUP.
+            unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
+            Ok(())
+        })?
+    };
+    let res = (|| {
+        ensure!(wait_for(5000, || page.word(0).load(Ordering::SeqCst) == 1), "the session leader did not start");
+        t.daemon()?;
+        t.wait_sig();
+        sync::set_and_wake(page.word(1), 1)?;
+        leader.wait_ok()
+    })();
+    if res.is_err() {
+        leader.kill();
+    }
+    drop(pty);
+    res
+}

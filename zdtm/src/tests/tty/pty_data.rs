@@ -1,0 +1,54 @@
+use crate::prelude::*;
+use nix::pty::openpty;
+use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+pub const DESC: Desc = Desc {
+    name: "tty/pty_data",
+    family: "tty",
+    description: "bytes queued unread in a raw pty, in both directions, are read back byte for byte after restore",
+    ..Desc::DEFAULT
+};
+
+/// Bytes readable on `fd` now (FIONREAD).
+fn queued(fd: &OwnedFd) -> Result<i32> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int into `n`, which lives for the call.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n as *mut libc::c_int) };
+    ensure!(r == 0, "FIONREAD: {}", std::io::Error::last_os_error());
+    Ok(n)
+}
+
+pub fn run(t: &mut Test) -> Result<()> {
+    let pty = openpty(None, None).context("openpty")?;
+    let mut tio = tcgetattr(&pty.slave).context("tcgetattr")?;
+    cfmakeraw(&mut tio);
+    tcsetattr(&pty.slave, SetArg::TCSANOW, &tio).context("tcsetattr")?;
+    // Every byte value, both ways, different in each direction.
+    let to_slave: Vec<u8> = (0..=255u8).chain(b"to the slave\r\n".iter().copied()).collect();
+    let to_master: Vec<u8> = (0..=255u8).rev().chain(b"to the master\n\r".iter().copied()).collect();
+    let mut master = std::fs::File::from(pty.master.try_clone().context("dup master")?);
+    let mut slave = std::fs::File::from(pty.slave.try_clone().context("dup slave")?);
+    master.write_all(&to_slave).context("write master")?;
+    slave.write_all(&to_master).context("write slave")?;
+    ensure!(wait_for(2000, || queued(&pty.slave).is_ok_and(|n| n as usize == to_slave.len())), "slave side did not queue {} bytes", to_slave.len());
+    ensure!(wait_for(2000, || queued(&pty.master).is_ok_and(|n| n as usize == to_master.len())), "master side did not queue {} bytes", to_master.len());
+    t.daemon()?;
+    t.wait_sig();
+    let (qs, qm) = (queued(&pty.slave)?, queued(&pty.master)?);
+    ensure!(qs as usize == to_slave.len(), "{qs} bytes queued for the slave, expected {}", to_slave.len());
+    ensure!(qm as usize == to_master.len(), "{qm} bytes queued for the master, expected {}", to_master.len());
+    let mut got = vec![0u8; to_slave.len()];
+    slave.read_exact(&mut got).context("read slave")?;
+    ensure!(got == to_slave, "the slave read other bytes than were queued");
+    let mut got = vec![0u8; to_master.len()];
+    master.read_exact(&mut got).context("read master")?;
+    ensure!(got == to_master, "the master read other bytes than were queued");
+    // Still a working pair.
+    master.write_all(b"ok").context("write master after")?;
+    let mut b = [0u8; 2];
+    slave.read_exact(&mut b).context("read slave after")?;
+    ensure!(&b == b"ok", "slave read {b:?} after restore");
+    Ok(())
+}
