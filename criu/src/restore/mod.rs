@@ -26,6 +26,7 @@
 //! A restore that fails kills every puppet it made and reaps them all (criu
 //! is their subreaper meanwhile): nothing is left behind.
 
+mod stats;
 mod task;
 mod tree;
 
@@ -39,6 +40,7 @@ use crate::image::{self, magic, pb};
 use crate::objects::{self, files::Opened, mm};
 use crate::proc;
 use crate::remote;
+use crate::scripts;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -201,6 +203,16 @@ pub fn restore(
     opts: &RestoreOpts,
     on_running: &dyn Fn(i32) -> std::io::Result<()>,
 ) -> Result<Outcome> {
+    restore_with(opts, on_running, &scripts::Silent)
+}
+
+/// [`restore`], telling `notify` of each action point (see [`scripts`]).
+pub fn restore_with(
+    opts: &RestoreOpts,
+    on_running: &dyn Fn(i32) -> std::io::Result<()>,
+    notify: &dyn scripts::Notify,
+) -> Result<Outcome> {
+    let started = std::time::Instant::now();
     let dir = &opts.images_dir;
     let inventory: pb::InventoryEntry = image::read_one(dir, "inventory.img", magic::INVENTORY)?;
     if inventory.img_version != 2 {
@@ -225,6 +237,13 @@ pub fn restore(
     }
 
     let root = tasks[0].pid();
+    let tell = |a: scripts::Action, pid: i32| {
+        notify.notify(a, pid).map_err(|what| Error::Task {
+            pid,
+            what: format!("{a} notification: {what}"),
+        })
+    };
+    tell(scripts::Action::PreRestore, root)?;
     let plan = objects::ns::Plan::read(dir, inventory.root_ids.as_ref(), root)?;
     info!(root, tasks = tasks.len(), namespaces = ?plan.new, "restoring");
     let chan = task::FdChannel::new(&tasks)?;
@@ -232,8 +251,16 @@ pub fn restore(
     let mut opened = Opened::new(dir);
     opened.set_sk_opts(opts.tcp_established, opts.tcp_close);
     opened.file_locks = opts.file_locks;
+    let mut forking = std::time::Duration::ZERO;
     let result = (|| -> Result<()> {
+        let t0 = std::time::Instant::now();
         puppets.create(&tasks, &plan)?;
+        forking = t0.elapsed();
+        if !plan.new.is_empty() {
+            let host = puppets.host_of(root).unwrap_or(root);
+            tell(scripts::Action::SetupNamespaces, host)?;
+            tell(scripts::Action::PostSetupNamespaces, host)?;
+        }
         // The files, made in criu once the namespaces exist: sockets in the
         // tree's network namespace.
         // (fds work: the image dir for extra images; each task's fd table
@@ -256,6 +283,14 @@ pub fn restore(
         // Every file exists: established connections may leave repair mode.
         opened.release_tcp()?;
         task::restore_all(&mut puppets, dir, &tasks, &files, &mut opened, &chan)?;
+        let host = puppets.host_of(root).unwrap_or(root);
+        tell(scripts::Action::PostRestore, host)?;
+        if plan.new.contains(&objects::ns::Kind::Net) {
+            tell(scripts::Action::NetworkUnlock, host)?;
+        }
+        if let Err(e) = tell(scripts::Action::PreResume, host) {
+            tracing::warn!("{e}");
+        }
         puppets.let_go()
     })();
     if let Err(e) = result {
@@ -289,6 +324,10 @@ pub fn restore(
         }
     }
     let root = host(root);
+    if let Err(e) = tell(scripts::Action::PostResume, root) {
+        tracing::warn!("{e}");
+    }
+    stats::write(dir, forking, started.elapsed(), &tasks);
     on_running(root).map_err(|e| Error::Task {
         pid: root,
         what: format!("writing the pid file: {e}"),
