@@ -85,7 +85,6 @@ pub fn unsupported(o: &CriuOpts, action: Action) -> Vec<String> {
     flag("mntns_compat_mode", on(o.mntns_compat_mode));
     flag("unprivileged", on(o.unprivileged));
     flag("leave_stopped", on(o.leave_stopped));
-    flag("display_stats", on(o.display_stats));
     flag("evasive_devices", on(o.evasive_devices));
     flag("exec_cmd", !o.exec_cmd.is_empty());
     flag("inherit_fd", !o.inherit_fd.is_empty());
@@ -95,13 +94,7 @@ pub fn unsupported(o: &CriuOpts, action: Action) -> Vec<String> {
             .as_deref()
             .is_some_and(|r| !r.trim_end_matches('/').is_empty()),
     );
-    // A configuration file that exists would change options we do not read.
-    flag(
-        "config_file",
-        o.config_file
-            .as_deref()
-            .is_some_and(|p| std::path::Path::new(p).exists()),
-    );
+    // config_file is read before this check (rpc::config).
     match action {
         Action::Dump => {
             // criu-rs dumps no namespace, so leaving one out changes nothing.
