@@ -70,6 +70,13 @@ impl std::fmt::Display for Action {
 pub trait Notify {
     /// `root` is the pid of the tree's root as criu sees it.
     fn notify(&self, action: Action, root: i32) -> Result<(), String>;
+
+    /// Every task of the dumped tree is seized and stopped, and nothing
+    /// has run in it yet (no action of CRIU's: for the front ends' own
+    /// work, such as thawing a cgroup frozen for the seize).
+    fn seized(&self, _root: i32) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Tells nobody.
@@ -143,6 +150,11 @@ impl Notify for Both<'_> {
     fn notify(&self, action: Action, root: i32) -> Result<(), String> {
         self.0.notify(action, root)?;
         self.1.notify(action, root)
+    }
+
+    fn seized(&self, root: i32) -> Result<(), String> {
+        self.0.seized(root)?;
+        self.1.seized(root)
     }
 }
 

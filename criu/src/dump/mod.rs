@@ -107,6 +107,10 @@ pub fn dump_with(opts: &DumpOpts, notify: &dyn scripts::Notify) -> Result<()> {
     let result = (|| -> Result<()> {
         let start = std::time::Instant::now();
         tree.freeze(opts.pid)?;
+        notify.seized(opts.pid).map_err(|what| Error::Task {
+            pid: opts.pid,
+            what: format!("once the tree was seized: {what}"),
+        })?;
         if objects::ns::foreign(opts.pid)?.contains(&objects::ns::Kind::Net) {
             net_locked = true;
             tell(scripts::Action::NetworkLock)?;

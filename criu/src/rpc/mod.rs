@@ -12,6 +12,7 @@
 //! `/proc/<client pid>/fd/<N>`; the client's pid is the socket's peer
 //! credential.
 
+pub mod cgfreeze;
 pub mod config;
 pub mod log;
 pub mod opts;
@@ -425,8 +426,22 @@ impl Conn {
         let rpc = self.notifier();
         let silent = crate::scripts::Silent;
         let client: &dyn crate::scripts::Notify = if o.notify_scripts() { &rpc } else { &silent };
-        if let Err(e) = dump::dump_with(&d, &crate::scripts::Both(client, &scripts)) {
+        let cg = match o.freeze_cgroup.as_deref().map(cgfreeze::CgFreeze::new) {
+            None => None,
+            Some(Ok(cg)) => Some(cg),
+            Some(Err(e)) => return fail(ty, e),
+        };
+        let notify = cgfreeze::FreezeAfterPreDump {
+            inner: &crate::scripts::Both(client, &scripts),
+            cg: cg.as_ref(),
+        };
+        let result = dump::dump_with(&d, &notify);
+        let thawed = cg.as_ref().map_or(Ok(()), |cg| cg.thaw());
+        if let Err(e) = result {
             return fail(ty, chain(&e));
+        }
+        if let Err(e) = thawed {
+            return fail(ty, format!("freeze_cgroup: {e}"));
         }
         info!("dumping finished successfully");
         if o.display_stats() {

@@ -62,7 +62,6 @@ pub fn unsupported(o: &CriuOpts, action: Action) -> Vec<String> {
         !o.cgroup_dump_controller.is_empty(),
     );
     flag("cgroup_yard", o.cgroup_yard.is_some());
-    flag("freeze_cgroup", o.freeze_cgroup.is_some());
     flag("timeout", o.timeout.unwrap_or(0) != 0);
     flag("tcp_skip_in_flight", on(o.tcp_skip_in_flight));
     flag("weak_sysctls", on(o.weak_sysctls));
@@ -101,6 +100,8 @@ pub fn unsupported(o: &CriuOpts, action: Action) -> Vec<String> {
         }
         Action::Restore => {
             flag("empty_ns", o.empty_ns.unwrap_or(0) != 0);
+            // Freezing is for dumps (rpc::cgfreeze).
+            flag("freeze_cgroup (on restore)", o.freeze_cgroup.is_some());
         }
     }
     bad
@@ -148,7 +149,11 @@ mod tests {
             key: "/a".into(),
             val: "a".into(),
         });
-        assert_eq!(unsupported(&o, Action::Dump), ["ext_mnt", "freeze_cgroup"]);
+        assert_eq!(unsupported(&o, Action::Dump), ["ext_mnt"]);
+        assert_eq!(
+            unsupported(&o, Action::Restore),
+            ["ext_mnt", "freeze_cgroup (on restore)"]
+        );
     }
 
     #[test]
