@@ -172,7 +172,6 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&freeze).unwrap(), "0");
         // Thawed once only; the drop writes nothing more.
         std::fs::write(&freeze, "x").unwrap();
-        drop(n);
         drop(cg);
         assert_eq!(std::fs::read_to_string(&freeze).unwrap(), "x");
     }
