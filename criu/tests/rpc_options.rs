@@ -256,3 +256,136 @@ fn freeze_cgroup_that_cannot_be_frozen_is_refused_by_name() {
     );
     s.finish();
 }
+
+/// Whether `lo` is up in the network namespace of `pid`.
+fn lo_up(pid: i32) -> bool {
+    let out = Command::new("/usr/bin/nsenter")
+        .args([
+            "-t",
+            &pid.to_string(),
+            "-n",
+            "/usr/sbin/ip",
+            "-o",
+            "link",
+            "show",
+            "lo",
+        ])
+        .output()
+        .expect("nsenter");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("lo"), "ip link show lo: {out:?}");
+    text.contains(",UP") || text.contains("<UP")
+}
+
+/// Kills a restored root and has criu, its parent, reap it (WAIT_PID).
+fn reap(s: &Swrk, pid: i32) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let r = s.call(
+        &CriuReq {
+            r#type: CriuReqType::WaitPid as i32,
+            pid: Some(pid as u32),
+            ..Default::default()
+        },
+        |_, _| true,
+    );
+    assert!(r.success, "WAIT_PID: {r:?}");
+}
+
+/// runc's `empty_ns = CLONE_NEWNET`: the tree gets a new network
+/// namespace with nothing restored in it (lo stays down); without it the
+/// namespace comes back as dumped (lo up). Other namespaces cannot be left
+/// empty and are refused by name.
+#[test]
+#[serial]
+fn empty_ns_net_restores_an_empty_network_namespace() {
+    let tools = [
+        "/usr/bin/unshare",
+        "/usr/bin/nsenter",
+        "/usr/sbin/ip",
+        "/bin/sh",
+    ];
+    if !nix::unistd::geteuid().is_root() || !tools.iter().all(|t| Path::new(t).exists()) {
+        eprintln!("skipped: needs root and {tools:?}");
+        return;
+    }
+    nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("count");
+    let mut victim = Command::new("/usr/bin/unshare")
+        .args([
+            "-n",
+            "/bin/sh",
+            "-c",
+            &format!(
+                "/usr/sbin/ip link set lo up && exec {VICTIM} loop {}",
+                out.display()
+            ),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn victim");
+    let pid = victim.id() as i32;
+    wait_for("the counter to start", || counter(&out) > 3);
+    assert!(lo_up(pid));
+    let images_fd = File::open(tmp.path()).unwrap();
+    let opts = |log: &str, empty_ns: u32| CriuOpts {
+        images_dir_fd: images_fd.as_raw_fd(),
+        log_file: Some(log.into()),
+        log_level: Some(4),
+        empty_ns: Some(empty_ns),
+        ..Default::default()
+    };
+    let req = |ty: CriuReqType, o: CriuOpts| CriuReq {
+        r#type: ty as i32,
+        opts: Some(o),
+        ..Default::default()
+    };
+    let log = |n: &str| std::fs::read_to_string(tmp.path().join(n)).unwrap_or_default();
+    let net = libc::CLONE_NEWNET as u32;
+    let s = Swrk::start(tmp.path());
+    let r = s.call(
+        &req(
+            CriuReqType::Dump,
+            CriuOpts {
+                pid: Some(pid),
+                ..opts("dump.log", net)
+            },
+        ),
+        |_, _| true,
+    );
+    assert!(r.success, "dump failed: {r:?}\n{}", log("dump.log"));
+    // criu keeps the killed tree traced until it exits (dump::freeze does
+    // not reap its tracees): only then can the victim be waited for.
+    s.finish();
+    victim.wait().unwrap();
+    let s = Swrk::start(tmp.path());
+
+    let r = s.call(
+        &req(
+            CriuReqType::Restore,
+            opts("rst1.log", net | libc::CLONE_NEWUTS as u32),
+        ),
+        |_, _| true,
+    );
+    assert!(!r.success);
+    assert!(r.cr_errmsg.unwrap_or_default().contains("empty_ns"));
+
+    let r = s.call(&req(CriuReqType::Restore, opts("rst2.log", net)), |_, _| {
+        true
+    });
+    assert!(r.success, "restore failed: {r:?}\n{}", log("rst2.log"));
+    let empty = lo_up(pid);
+    reap(&s, pid);
+    let r = s.call(&req(CriuReqType::Restore, opts("rst3.log", 0)), |_, _| true);
+    assert!(r.success, "restore failed: {r:?}\n{}", log("rst3.log"));
+    let full = lo_up(pid);
+    reap(&s, pid);
+    s.finish();
+    assert!(!empty, "empty_ns=net: lo came back up");
+    assert!(full, "without empty_ns: lo did not come back up");
+}

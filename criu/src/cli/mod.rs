@@ -77,6 +77,10 @@ pub struct Common {
     /// Dump and restore file locks (flock, POSIX and OFD) held by the tree.
     #[arg(long = "file-locks", short = 'l', global = true)]
     pub file_locks: bool,
+    /// Restore these namespaces empty (only `net`: its devices are not
+    /// restored; whoever restores sets the network up).
+    #[arg(long = "empty-ns", global = true, value_name = "NS", value_parser = ["net"])]
+    pub empty_ns: Option<String>,
     /// Read options from this configuration file (the default files are
     /// then not read).
     #[arg(long = "config", global = true, value_name = "FILE")]
@@ -479,6 +483,11 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
                 tcp_established: c.tcp_established,
                 tcp_close: c.tcp_close,
                 file_locks: c.file_locks,
+                empty_ns: if c.empty_ns.is_some() {
+                    libc::CLONE_NEWNET as u32
+                } else {
+                    0
+                },
             };
             let pidfile = c.pidfile.as_ref().map(|p| in_work_dir(c, p));
             let write_pid = |pid: i32| -> std::io::Result<()> {

@@ -72,6 +72,9 @@ pub struct RestoreOpts {
     pub tcp_close: bool,
     /// `--file-locks`: take the dumped file locks again.
     pub file_locks: bool,
+    /// `--empty-ns`: namespaces (CLONE_NEW* bits) made new but left empty;
+    /// only `CLONE_NEWNET` is known (its devices are not restored).
+    pub empty_ns: u32,
 }
 
 /// How the restored tree ended, when criu waited for it.
@@ -244,7 +247,13 @@ pub fn restore_with(
         })
     };
     tell(scripts::Action::PreRestore, root)?;
-    let plan = objects::ns::Plan::read(dir, inventory.root_ids.as_ref(), root)?;
+    let mut plan = objects::ns::Plan::read(dir, inventory.root_ids.as_ref(), root)?;
+    if opts.empty_ns & libc::CLONE_NEWNET as u32 != 0 {
+        if let Some(n) = plan.net.as_mut() {
+            debug!("empty_ns: the network namespace is made without its devices");
+            n.devices.clear();
+        }
+    }
     info!(root, tasks = tasks.len(), namespaces = ?plan.new, "restoring");
     let chan = task::FdChannel::new(&tasks)?;
     let mut puppets = tree::Puppets::new()?;

@@ -473,6 +473,7 @@ impl Conn {
             tcp_established: o.tcp_established(),
             tcp_close: o.tcp_close(),
             file_locks: o.file_locks(),
+            empty_ns: o.empty_ns(),
         };
         let rpc = self.notifier();
         let silent = crate::scripts::Silent;

@@ -96,10 +96,15 @@ pub fn unsupported(o: &CriuOpts, action: Action) -> Vec<String> {
     // config_file is read before this check (rpc::config).
     match action {
         Action::Dump => {
-            // criu-rs dumps no namespace, so leaving one out changes nothing.
+            // empty_ns on a dump: the namespaces are dumped anyway (what
+            // cannot be, such as a network device other than lo, is
+            // refused by name); the restore leaves them empty.
         }
         Action::Restore => {
-            flag("empty_ns", o.empty_ns.unwrap_or(0) != 0);
+            flag(
+                "empty_ns (only CLONE_NEWNET can be left empty)",
+                o.empty_ns.unwrap_or(0) & !(libc::CLONE_NEWNET as u32) != 0,
+            );
             // Freezing is for dumps (rpc::cgfreeze).
             flag("freeze_cgroup (on restore)", o.freeze_cgroup.is_some());
         }
@@ -157,11 +162,16 @@ mod tests {
     }
 
     #[test]
-    fn empty_ns_matters_on_restore_only() {
+    fn empty_ns_takes_the_network_only() {
         let mut o = base();
         o.empty_ns = Some(libc::CLONE_NEWNET as u32);
         assert!(unsupported(&o, Action::Dump).is_empty());
-        assert_eq!(unsupported(&o, Action::Restore), ["empty_ns"]);
+        assert!(unsupported(&o, Action::Restore).is_empty());
+        o.empty_ns = Some((libc::CLONE_NEWNET | libc::CLONE_NEWUTS) as u32);
+        assert_eq!(
+            unsupported(&o, Action::Restore),
+            ["empty_ns (only CLONE_NEWNET can be left empty)"]
+        );
     }
 
     #[test]
