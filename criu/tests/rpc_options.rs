@@ -389,3 +389,88 @@ fn empty_ns_net_restores_an_empty_network_namespace() {
     assert!(!empty, "empty_ns=net: lo came back up");
     assert!(full, "without empty_ns: lo did not come back up");
 }
+
+/// The options runc sends that criu-rs cannot honour yet are each refused
+/// with the option's name and why, before anything is done.
+#[test]
+#[serial]
+fn runc_options_not_honoured_are_refused_with_a_reason() {
+    use criu::rpc::pb::{CriuCgMode, ExtMountMap, InheritFd};
+    let tmp = tempfile::tempdir().unwrap();
+    let images_fd = File::open(tmp.path()).unwrap();
+    let base = CriuOpts {
+        images_dir_fd: images_fd.as_raw_fd(),
+        pid: Some(std::process::id() as i32),
+        ..Default::default()
+    };
+    type Case = (CriuReqType, fn(&mut CriuOpts), &'static str, &'static str);
+    let cases: [Case; 6] = [
+        (
+            CriuReqType::Dump,
+            |o| {
+                o.ext_mnt.push(ExtMountMap {
+                    key: "/etc/hosts".into(),
+                    val: "/etc/hosts".into(),
+                })
+            },
+            "ext_mnt",
+            "not matched",
+        ),
+        (
+            CriuReqType::Dump,
+            |o| {
+                o.manage_cgroups = Some(true);
+                o.manage_cgroups_mode = Some(CriuCgMode::Soft as i32);
+            },
+            "manage_cgroups",
+            "no cgroup.img",
+        ),
+        (
+            CriuReqType::Dump,
+            |o| o.evasive_devices = Some(true),
+            "evasive_devices",
+            "device file",
+        ),
+        (
+            CriuReqType::Restore,
+            |o| {
+                o.inherit_fd.push(InheritFd {
+                    key: "pipe:[1234]".into(),
+                    fd: 0,
+                })
+            },
+            "inherit_fd",
+            "inherited fds",
+        ),
+        (
+            CriuReqType::Restore,
+            |o| o.root = Some("/run/runc/rootfs".into()),
+            "root",
+            "another root",
+        ),
+        (
+            CriuReqType::Restore,
+            |o| o.freeze_cgroup = Some("/sys/fs/cgroup/x".into()),
+            "freeze_cgroup",
+            "on restore",
+        ),
+    ];
+    let s = Swrk::start(tmp.path());
+    for (ty, set, name, why) in cases {
+        let mut o = base.clone();
+        set(&mut o);
+        let r = s.call(
+            &CriuReq {
+                r#type: ty as i32,
+                opts: Some(o),
+                ..Default::default()
+            },
+            |_, _| true,
+        );
+        assert!(!r.success, "{name} was accepted");
+        let msg = r.cr_errmsg.unwrap_or_default();
+        assert!(msg.contains(name) && msg.contains(why), "{name}: {msg}");
+    }
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+    s.finish();
+}
