@@ -277,3 +277,28 @@ fn action_scripts_see_each_point_in_order() {
         )
     });
 }
+
+#[test]
+fn freeze_cgroup_that_is_no_v2_cgroup_is_refused_before_anything_is_done() {
+    let s = setup();
+    let out = criu(
+        &s.home,
+        None,
+        &[
+            "dump",
+            "-t",
+            &std::process::id().to_string(),
+            "-D",
+            s.images.to_str().unwrap(),
+            "--freeze-cgroup",
+            "/nonexistent/criu-rs-cg",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("freeze_cgroup /nonexistent/criu-rs-cg"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(&s.images).unwrap().count(), 0);
+}

@@ -154,6 +154,10 @@ pub struct DumpArgs {
     /// Leave the tree running after the dump.
     #[arg(short = 'R', long = "leave-running")]
     pub leave_running: bool,
+    /// Freeze this cgroup v2 directory (the tree's cgroup) while the tree
+    /// is seized, so that no task forks or exits meanwhile.
+    #[arg(long = "freeze-cgroup", value_name = "PATH")]
+    pub freeze_cgroup: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -459,8 +463,20 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
                 file_locks: c.file_locks,
             };
             let scripts = scripts(c, &opts.images_dir);
-            dump::dump_with(&opts, &scripts)
-                .inspect_err(|e| tracing::error!("dump failed: {e}"))?;
+            let cg = a
+                .freeze_cgroup
+                .as_deref()
+                .map(crate::rpc::cgfreeze::CgFreeze::new)
+                .transpose()
+                .map_err(Error::Usage)?;
+            let notify = crate::rpc::cgfreeze::FreezeAfterPreDump {
+                inner: &scripts,
+                cg: cg.as_ref(),
+            };
+            let result = dump::dump_with(&opts, &notify);
+            let thawed = cg.as_ref().map_or(Ok(()), |cg| cg.thaw());
+            result.inspect_err(|e| tracing::error!("dump failed: {e}"))?;
+            thawed.map_err(|e| Error::Usage(format!("--freeze-cgroup: {e}")))?;
             tracing::info!("dumping finished successfully");
             if c.verbosity >= 2 {
                 let stats: Result<pb::StatsEntry, _> =
@@ -582,7 +598,8 @@ mod config_tests {
             cli.command,
             Some(Command::Dump(DumpArgs {
                 leave_running: true,
-                tree: 5
+                tree: 5,
+                ..
             }))
         ));
         let a = format!("criu dump -t 5 --config={}", mine.display());
