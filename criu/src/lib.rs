@@ -11,6 +11,7 @@
 //! | 3 | [`remote`]: a seized task, its registers, memory and remote syscalls |
 //! | 4 | [`objects`]: one module per kind of kernel object, dump and restore |
 //! | 5 | [`dump`], [`restore`]: orchestration |
+//! | 5 | [`scripts`]: the action points of a dump or restore and who is told of them |
 //! | 6 | [`cli`]: the CRIU-compatible command line; [`rpc`]: `swrk` and `service` |
 #![deny(unsafe_code)]
 
@@ -22,4 +23,5 @@ pub mod proc;
 pub mod remote;
 pub mod restore;
 pub mod rpc;
+pub mod scripts;
 pub mod sys;

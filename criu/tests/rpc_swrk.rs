@@ -332,7 +332,9 @@ fn dump_and_restore_over_rpc_with_notifications_and_wait_pid() {
         notes,
         [
             ("pre-restore".to_string(), None),
-            ("post-restore".to_string(), Some(pid))
+            ("post-restore".to_string(), Some(pid)),
+            ("pre-resume".to_string(), None),
+            ("post-resume".to_string(), None)
         ]
     );
     wait_for("the counter to go on", || counter(&out) > at_dump + 5);

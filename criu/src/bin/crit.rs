@@ -27,6 +27,9 @@ enum Cmd {
         /// indented JSON with hex, flag and enum names
         #[arg(long)]
         pretty: bool,
+        /// do not show entry payload (if exists), only its size
+        #[arg(long)]
+        nopl: bool,
     },
     /// convert JSON to an image
     Encode {
@@ -41,6 +44,9 @@ enum Cmd {
     Show {
         /// image file
         input: PathBuf,
+        /// do not show entry payload (if exists), only its size
+        #[arg(long)]
+        nopl: bool,
     },
     /// the image's magic and number of entries
     Info {
@@ -84,9 +90,14 @@ fn write_output(output: &Option<PathBuf>, data: &[u8]) -> Result<()> {
     }
 }
 
-fn decode(input: &Option<PathBuf>, output: &Option<PathBuf>, pretty: bool) -> Result<()> {
+fn decode(
+    input: &Option<PathBuf>,
+    output: &Option<PathBuf>,
+    pretty: bool,
+    nopl: bool,
+) -> Result<()> {
     let (name, bytes) = read_input(input)?;
-    let img = json::decode_image(&name, bytes, pretty).with_context(|| {
+    let img = json::decode_image_with(&name, bytes, pretty, nopl).with_context(|| {
         format!(
             "decoding {} (pages-*.img hold raw data, not an image crit reads)",
             name.display()
@@ -105,8 +116,9 @@ fn main() -> Result<()> {
             input,
             output,
             pretty,
-        } => decode(&input, &output, pretty),
-        Cmd::Show { input } => decode(&Some(input), &None, true),
+            nopl,
+        } => decode(&input, &output, pretty, nopl),
+        Cmd::Show { input, nopl } => decode(&Some(input), &None, true, nopl),
         Cmd::Encode { input, output } => {
             let (name, bytes) = read_input(&input)?;
             let v: serde_json::Value = serde_json::from_slice(&bytes).with_context(|| {

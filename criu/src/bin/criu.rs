@@ -4,6 +4,13 @@ use clap::Parser;
 
 fn main() {
     let args = criu::cli::normalize_args(std::env::args());
+    let args = match criu::cli::with_config(args, &criu::cli::config::Sources::from_env()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            std::process::exit(1);
+        }
+    };
     let cli = match criu::cli::Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {

@@ -6,6 +6,7 @@
 //! work.
 
 pub mod check;
+pub mod config;
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -14,6 +15,7 @@ use std::sync::Mutex;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::image::{self, magic, pb};
 use crate::objects::files::netlock::Method as NetLock;
 use crate::{dump, restore};
 
@@ -25,7 +27,8 @@ pub const CRIU_VERSION: &str = "4.2";
 #[command(
     name = "criu",
     about = "Checkpoint/Restore In Userspace (criu-rs)",
-    disable_version_flag = true
+    disable_version_flag = true,
+    args_override_self = true
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -93,6 +96,21 @@ pub struct Common {
     /// pre-dump to its images.
     #[arg(long = "track-mem", global = true)]
     pub track_mem: bool,
+    /// Restore these namespaces empty (only `net`: its devices are not
+    /// restored; whoever restores sets the network up).
+    #[arg(long = "empty-ns", global = true, value_name = "NS", value_parser = ["net"])]
+    pub empty_ns: Option<String>,
+    /// Read options from this configuration file (the default files are
+    /// then not read).
+    #[arg(long = "config", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Do not read /etc/criu/default.conf and $HOME/.criu/default.conf.
+    #[arg(long = "no-default-config", global = true)]
+    pub no_default_config: bool,
+    /// Run this script at each step of a dump or restore, with the step's
+    /// name in CRTOOLS_SCRIPT_ACTION (may be given more than once).
+    #[arg(long = "action-script", global = true, value_name = "FILE", action = clap::ArgAction::Append)]
+    pub action_script: Vec<PathBuf>,
 }
 
 /// `--network-lock`: nftables (a table that drops the packets of the
@@ -172,6 +190,10 @@ pub struct DumpArgs {
     /// Leave the tree running after the dump.
     #[arg(short = 'R', long = "leave-running")]
     pub leave_running: bool,
+    /// Freeze this cgroup v2 directory (the tree's cgroup) while the tree
+    /// is seized, so that no task forks or exits meanwhile.
+    #[arg(long = "freeze-cgroup", value_name = "PATH")]
+    pub freeze_cgroup: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -230,6 +252,97 @@ pub fn normalize_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
         out.push(format!("--verbosity={n}"));
     }
     out
+}
+
+/// Where the command's name stands in `args` (after the program name and
+/// any options before it), found with the option table of [`Cli`].
+fn command_index(args: &[String]) -> Option<usize> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let mut takes_value = std::collections::HashSet::new();
+    let mut names = std::collections::HashSet::new();
+    let all = std::iter::once(&cmd).chain(cmd.get_subcommands());
+    for c in all {
+        for a in c.get_arguments() {
+            if a.get_action().takes_values() && !a.is_positional() {
+                takes_value.extend(a.get_long().map(|l| format!("--{l}")));
+                takes_value.extend(a.get_short().map(|s| format!("-{s}")));
+            }
+        }
+    }
+    for c in cmd.get_subcommands() {
+        names.insert(c.get_name().to_string());
+    }
+    let mut i = 1;
+    while i < args.len() {
+        let a = &args[i];
+        if a == "--" {
+            return None;
+        }
+        if takes_value.contains(a) {
+            i += 2;
+            continue;
+        }
+        if a.starts_with('-') {
+            i += 1;
+            continue;
+        }
+        return names.contains(a).then_some(i);
+    }
+    None
+}
+
+/// The command line with the options of the configuration files put in,
+/// so that they count as if given before every option of the command line
+/// (which then overrides them): `criu COMMAND <files' options> <the rest>`.
+///
+/// As CRIU does, `--help` skips the files (a broken file must not hide the
+/// help), `--config FILE` reads FILE and no default file, and
+/// `--no-default-config` reads neither default file; `$CRIU_CONFIG_FILE`
+/// is read in every case.
+pub fn with_config(
+    args: Vec<String>,
+    sources: &config::Sources,
+) -> Result<Vec<String>, config::Error> {
+    let mut defaults = true;
+    let mut explicit = None;
+    for (i, a) in args.iter().enumerate().skip(1) {
+        match a.as_str() {
+            "-h" | "--help" => return Ok(args),
+            "--no-default-config" => defaults = false,
+            "--config" => {
+                explicit = args.get(i + 1).map(PathBuf::from);
+                defaults = false;
+            }
+            _ => {
+                if let Some(f) = a.strip_prefix("--config=") {
+                    explicit = Some(PathBuf::from(f));
+                    defaults = false;
+                }
+            }
+        }
+    }
+    let from_files: Vec<String> = sources
+        .entries(defaults, explicit.as_deref())?
+        .iter()
+        .flat_map(|(_, e)| e.to_args())
+        .collect();
+    if from_files.is_empty() {
+        return Ok(args);
+    }
+    let idx = command_index(&args);
+    let mut out = Vec::with_capacity(args.len() + from_files.len());
+    out.extend(args.first().cloned());
+    out.extend(idx.map(|i| args[i].clone()));
+    out.extend(from_files);
+    out.extend(
+        args.into_iter()
+            .enumerate()
+            .skip(1)
+            .filter(|&(i, _)| Some(i) != idx)
+            .map(|(_, a)| a),
+    );
+    Ok(out)
 }
 
 fn level(v: u8) -> tracing::Level {
@@ -305,6 +418,60 @@ fn images_dir(c: &Common) -> Result<PathBuf, Error> {
         .ok_or_else(|| Error::Usage("the images directory (-D/--images-dir) is required".into()))
 }
 
+/// The `--action-script` programs of the command line.
+fn scripts(c: &Common, images_dir: &Path) -> crate::scripts::Scripts {
+    crate::scripts::Scripts {
+        paths: c.action_script.clone(),
+        images_dir: images_dir.to_path_buf(),
+    }
+}
+
+/// Prints a line for people: into the log file when there is one, else on
+/// stderr.
+fn say(log: Option<&Path>, line: &str) {
+    let to_file = log.filter(|p| p.as_os_str() != "-").and_then(|p| {
+        OpenOptions::new()
+            .append(true)
+            .open(p)
+            .and_then(|mut f| writeln!(f, "{line}"))
+            .ok()
+    });
+    if to_file.is_none() {
+        eprintln!("{line}");
+    }
+}
+
+fn ms(us: u32) -> f64 {
+    f64::from(us) / 1000.0
+}
+
+/// One line on a finished dump, from its `stats-dump`: how long the tree
+/// was frozen, how many pages were written and how fast.
+pub fn dump_summary(d: &pb::DumpStatsEntry) -> String {
+    const PAGE: u64 = 4096;
+    let pages = d.pages_written + d.shpages_written.unwrap_or(0);
+    let bytes = pages * PAGE;
+    let mib = bytes as f64 / (1024.0 * 1024.0);
+    let secs = f64::from(d.memdump_time.saturating_add(d.memwrite_time)) / 1e6;
+    let rate = if secs > 0.0 {
+        format!("{:.1} MiB/s", mib / secs)
+    } else {
+        "n/a".to_string()
+    };
+    format!(
+        "dump summary: frozen for {:.1} ms (freezing took {:.1} ms), memory dumped in {:.1} ms; {} pages written ({} private, {} shared), {} bytes ({:.1} MiB), {}",
+        ms(d.frozen_time),
+        ms(d.freezing_time),
+        ms(d.memdump_time.saturating_add(d.memwrite_time)),
+        pages,
+        d.pages_written,
+        d.shpages_written.unwrap_or(0),
+        bytes,
+        mib,
+        rate
+    )
+}
+
 /// Runs the command line; returns the process exit code.
 pub fn run(cli: Cli) -> Result<i32, Error> {
     if cli.version {
@@ -322,7 +489,7 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
         Command::Dump(a) => {
             let dir = images_dir(c)?;
             let network_lock = check_network_lock(c)?;
-            setup_log(c)?;
+            let log = setup_log(c)?;
             let opts = dump::DumpOpts {
                 pid: a.tree,
                 images_dir: dir,
@@ -336,8 +503,31 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
                 prev_images_dir: c.prev_images_dir.clone(),
                 track_mem: c.track_mem,
             };
-            dump::dump(&opts).inspect_err(|e| tracing::error!("dump failed: {e}"))?;
+            let scripts = scripts(c, &opts.images_dir);
+            let cg = a
+                .freeze_cgroup
+                .as_deref()
+                .map(crate::rpc::cgfreeze::CgFreeze::new)
+                .transpose()
+                .map_err(Error::Usage)?;
+            let notify = crate::rpc::cgfreeze::FreezeAfterPreDump {
+                inner: &scripts,
+                cg: cg.as_ref(),
+            };
+            let result = dump::dump_with(&opts, &notify);
+            let thawed = cg.as_ref().map_or(Ok(()), |cg| cg.thaw());
+            result.inspect_err(|e| tracing::error!("dump failed: {e}"))?;
+            thawed.map_err(|e| Error::Usage(format!("--freeze-cgroup: {e}")))?;
             tracing::info!("dumping finished successfully");
+            if c.verbosity >= 2 {
+                let stats: Result<pb::StatsEntry, _> =
+                    image::read_one(&opts.images_dir, "stats-dump", magic::STATS);
+                match stats.map(|s| s.dump) {
+                    Ok(Some(d)) => say(log.as_deref(), &dump_summary(&d)),
+                    Ok(None) => tracing::warn!("stats-dump has no dump statistics"),
+                    Err(e) => tracing::warn!("no summary: {e}"),
+                }
+            }
             Ok(0)
         }
         Command::PreDump(a) => {
@@ -369,6 +559,11 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
                 file_locks: c.file_locks,
                 ext_unix_sk: c.ext_unix_sk,
                 network_lock,
+                empty_ns: if c.empty_ns.is_some() {
+                    libc::CLONE_NEWNET as u32
+                } else {
+                    0
+                },
             };
             let pidfile = c.pidfile.as_ref().map(|p| in_work_dir(c, p));
             let write_pid = |pid: i32| -> std::io::Result<()> {
@@ -377,7 +572,8 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
                     None => Ok(()),
                 }
             };
-            let outcome = restore::restore(&opts, &write_pid)
+            let scripts = scripts(c, &opts.images_dir);
+            let outcome = restore::restore_with(&opts, &write_pid, &scripts)
                 .inspect_err(|e| tracing::error!("restore failed: {e}"))?;
             tracing::info!("restore finished: {outcome:?}");
             Ok(match outcome {
@@ -397,6 +593,154 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
         Command::Service(a) => {
             crate::rpc::service(&a.address, a.daemon, c.pidfile.as_deref())?;
             Ok(0)
+        }
+    }
+}
+
+#[cfg(test)]
+mod config_tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_string).collect()
+    }
+
+    fn sources(dir: &Path, global: &str, home: &str) -> config::Sources {
+        std::fs::write(dir.join("global.conf"), global).unwrap();
+        std::fs::create_dir_all(dir.join(".criu")).unwrap();
+        std::fs::write(dir.join(".criu/default.conf"), home).unwrap();
+        config::Sources {
+            global: Some(dir.join("global.conf")),
+            home: Some(dir.to_path_buf()),
+            env_file: None,
+        }
+    }
+
+    fn parsed(a: Vec<String>) -> Cli {
+        Cli::try_parse_from(normalize_args(a)).unwrap()
+    }
+
+    #[test]
+    fn files_come_after_the_command_and_before_the_command_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = sources(
+            dir.path(),
+            "verbosity 1\nlog-file g.log\n",
+            "log-file h.log\n",
+        );
+        let got = with_config(args("criu -D /imgs dump -t 5"), &s).unwrap();
+        assert_eq!(
+            got,
+            args("criu dump --verbosity 1 --log-file g.log --log-file h.log -D /imgs -t 5")
+        );
+        let cli = parsed(got);
+        assert_eq!(cli.common.log_file.as_deref(), Some(Path::new("h.log")));
+        assert_eq!(cli.common.verbosity, 1);
+        // The command line wins, wherever it puts its options.
+        let cli = parsed(with_config(args("criu -o c.log -v4 dump -t 5"), &s).unwrap());
+        assert_eq!(cli.common.log_file.as_deref(), Some(Path::new("c.log")));
+        assert_eq!(cli.common.verbosity, 4);
+    }
+
+    #[test]
+    fn no_default_config_and_config_skip_the_default_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = sources(dir.path(), "tcp-established\n", "file-locks\n");
+        let cli = parsed(with_config(args("criu dump -t 5 --no-default-config"), &s).unwrap());
+        assert!(!cli.common.tcp_established && !cli.common.file_locks);
+        let mine = dir.path().join("mine.conf");
+        std::fs::write(&mine, "shell-job\nleave-running\n").unwrap();
+        let a = format!("criu dump -t 5 --config {}", mine.display());
+        let cli = parsed(with_config(args(&a), &s).unwrap());
+        assert!(!cli.common.tcp_established && !cli.common.file_locks);
+        assert!(cli.common.shell_job);
+        assert!(matches!(
+            cli.command,
+            Some(Command::Dump(DumpArgs {
+                leave_running: true,
+                tree: 5,
+                ..
+            }))
+        ));
+        let a = format!("criu dump -t 5 --config={}", mine.display());
+        assert!(parsed(with_config(args(&a), &s).unwrap()).common.shell_job);
+        // Without either, both default files count.
+        let cli = parsed(with_config(args("criu dump -t 5"), &s).unwrap());
+        assert!(cli.common.tcp_established && cli.common.file_locks);
+    }
+
+    #[test]
+    fn the_environment_file_counts_even_without_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = sources(dir.path(), "", "ghost-limit 1K\n");
+        let env = dir.path().join("env.conf");
+        std::fs::write(&env, "ghost-limit 2K\n").unwrap();
+        s.env_file = Some(env);
+        let cli = parsed(with_config(args("criu dump -t 1"), &s).unwrap());
+        assert_eq!(cli.common.ghost_limit, Some(2048));
+        let cli = parsed(with_config(args("criu --no-default-config dump -t 1"), &s).unwrap());
+        assert_eq!(cli.common.ghost_limit, Some(2048));
+        let cli = parsed(with_config(args("criu dump -t 1 --ghost-limit 3K"), &s).unwrap());
+        assert_eq!(cli.common.ghost_limit, Some(3072));
+    }
+
+    #[test]
+    fn help_skips_broken_files_and_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = sources(dir.path(), "verbosity 1 2\n", "");
+        assert_eq!(
+            with_config(args("criu --help"), &s).unwrap(),
+            args("criu --help")
+        );
+        let e = with_config(args("criu dump -t 1"), &s)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("global.conf") && e.contains("line 1"), "{e}");
+        let e = with_config(args("criu dump --config /nonexistent/x.conf"), &s)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/nonexistent/x.conf"), "{e}");
+    }
+
+    #[test]
+    fn options_taking_values_are_not_the_command() {
+        let a = args("criu -D dump -o restore check");
+        assert_eq!(command_index(&a), Some(5));
+        assert_eq!(command_index(&args("criu -V")), None);
+        assert_eq!(command_index(&args("criu --verbosity=3 swrk 7")), Some(2));
+    }
+
+    #[test]
+    fn action_scripts_add_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = sources(dir.path(), "action-script /a\n", "action-script /b\n");
+        let cli = parsed(with_config(args("criu dump -t 1 --action-script /c"), &s).unwrap());
+        assert_eq!(
+            cli.common.action_script,
+            [Path::new("/a"), Path::new("/b"), Path::new("/c")]
+        );
+    }
+
+    #[test]
+    fn the_dump_summary_has_time_pages_bytes_and_rate() {
+        let d = pb::DumpStatsEntry {
+            freezing_time: 1500,
+            frozen_time: 250_000,
+            memdump_time: 200_000,
+            pages_written: 256,
+            shpages_written: Some(256),
+            ..Default::default()
+        };
+        let s = dump_summary(&d);
+        for want in [
+            "frozen for 250.0 ms",
+            "freezing took 1.5 ms",
+            "512 pages written",
+            "2097152 bytes",
+            "2.0 MiB",
+            "10.0 MiB/s",
+        ] {
+            assert!(s.contains(want), "{want:?} not in {s:?}");
         }
     }
 }

@@ -25,6 +25,7 @@ use crate::image::{self, magic, pb};
 use crate::objects::{self, files::FileTable, IdGen};
 use crate::proc;
 use crate::remote;
+use crate::scripts;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -177,13 +178,26 @@ fn check_job(pstree: &[pb::PstreeEntry], shell_job: bool) -> Result<()> {
 
 /// Dumps the tree of `opts.pid` into `opts.images_dir`.
 pub fn dump(opts: &DumpOpts) -> Result<()> {
+    dump_with(opts, &scripts::Silent)
+}
+
+/// [`dump`], telling `notify` of each action point (see [`scripts`]).
+pub fn dump_with(opts: &DumpOpts, notify: &dyn scripts::Notify) -> Result<()> {
     let dir = &opts.images_dir;
     std::fs::create_dir_all(dir).map_err(|source| Error::Dir {
         dir: dir.clone(),
         source,
     })?;
     let mut parent = Parent::link(opts)?;
+    let tell = |a: scripts::Action| {
+        notify.notify(a, opts.pid).map_err(|what| Error::Task {
+            pid: opts.pid,
+            what: format!("{a} notification: {what}"),
+        })
+    };
+    tell(scripts::Action::PreDump)?;
     let mut tree = freeze::Tree::default();
+    let mut net_locked = false;
     let result = (|| -> Result<()> {
         let start = std::time::Instant::now();
         tree.freeze(opts.pid)?;
@@ -194,6 +208,14 @@ pub fn dump(opts: &DumpOpts) -> Result<()> {
                     .filter(|p| !p.threads.is_empty())
                     .map(|p| p.pid),
             )?;
+        }
+        notify.seized(opts.pid).map_err(|what| Error::Task {
+            pid: opts.pid,
+            what: format!("once the tree was seized: {what}"),
+        })?;
+        if objects::ns::foreign(opts.pid)?.contains(&objects::ns::Kind::Net) {
+            net_locked = true;
+            tell(scripts::Action::NetworkLock)?;
         }
         let times = extras::Times {
             start,
@@ -263,12 +285,20 @@ pub fn dump(opts: &DumpOpts) -> Result<()> {
         }
         image::write_image(dir, "inventory.img", magic::INVENTORY, [&inventory])?;
         extras::write_stats(dir, times)?;
+        // The images are complete and the tree is still frozen: the caller
+        // may move them away, or say no (the tree then runs on).
+        tell(scripts::Action::PostDump)?;
         if !opts.leave_running {
             files.sk.keep_tcp_locked();
         }
         Ok(())
     })();
 
+    if net_locked && (result.is_err() || opts.leave_running) {
+        if let Err(e) = tell(scripts::Action::NetworkUnlock) {
+            warn!("{e}");
+        }
+    }
     match (&result, opts.leave_running) {
         (Ok(()), false) => {
             debug!("killing the dumped tree");

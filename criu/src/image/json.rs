@@ -696,8 +696,37 @@ fn jsonerr(file: &Path) -> impl Fn(String) -> Error + '_ {
     }
 }
 
+/// A payload size as upstream crit's `--nopl` shows it: `5B`, `1.5KB`,
+/// `2MB`.
+pub fn human_size(n: u64) -> String {
+    let mut num = n as f64;
+    for unit in ["", "K", "M", "G", "T", "P", "E", "Z"] {
+        if num < 1024.0 {
+            return if num.fract() == 0.0 {
+                format!("{num:.0}{unit}B")
+            } else {
+                format!("{num:.1}{unit}B")
+            };
+        }
+        num /= 1024.0;
+    }
+    format!("{num:.1}YB")
+}
+
 /// Decodes an image (its bytes, `file` names it in errors) into crit's JSON.
 pub fn decode_image(file: &Path, bytes: Vec<u8>, pretty: bool) -> Result<Json> {
+    decode_image_with(file, bytes, pretty, false)
+}
+
+/// [`decode_image`]; with `no_payload` (crit's `--nopl`) the raw payload
+/// after an entry is not shown: its `"extra"` is `"... <SIZE>"` (none at
+/// all for ghost files), as upstream crit does.
+pub fn decode_image_with(
+    file: &Path,
+    bytes: Vec<u8>,
+    pretty: bool,
+    no_payload: bool,
+) -> Result<Json> {
     let je = jsonerr(file);
     let mut r = ImageReader::from_bytes(file, bytes)?;
     let mg = r.magic();
@@ -730,11 +759,16 @@ pub fn decode_image(file: &Path, bytes: Vec<u8>, pretty: bool) -> Result<Json> {
                 let c = decode(&r, at, &chunk, &body)?;
                 let mut j = message_to_json(&c, pretty, false);
                 let data = r.read_raw(uint_field(&c, "len"))?;
-                j["extra"] = Json::String(b64_lines(&data));
+                if !no_payload {
+                    j["extra"] = Json::String(b64_lines(&data));
+                }
                 entries.push(j);
             }
         } else {
-            head["extra"] = Json::String(b64_lines(&r.read_rest()?));
+            let data = r.read_rest()?;
+            if !no_payload {
+                head["extra"] = Json::String(b64_lines(&data));
+            }
             entries.push(head);
         }
         return Ok(json!({"magic": mname, "entries": entries}));
@@ -749,28 +783,36 @@ pub fn decode_image(file: &Path, bytes: Vec<u8>, pretty: bool) -> Result<Json> {
         };
         let m = decode(&r, at, d, &body)?;
         let mut j = message_to_json(&m, pretty, false);
+        // The payload's size as upstream's --nopl counts it.
+        let mut pl_size = 0u64;
         let extra = match extra_of(mg) {
             Extra::None => None,
-            Extra::Field(f) => Some(Json::String(b64_lines(&r.read_raw(uint_field(&m, f))?))),
+            Extra::Field(f) => {
+                pl_size = uint_field(&m, f);
+                Some(Json::String(b64_lines(&r.read_raw(pl_size)?)))
+            }
             Extra::Sum(a, b) => {
-                let n = uint_field(&m, a).saturating_add(uint_field(&m, b));
-                Some(Json::String(b64_lines(&r.read_raw(n)?)))
+                pl_size = uint_field(&m, a).saturating_add(uint_field(&m, b));
+                Some(Json::String(b64_lines(&r.read_raw(pl_size)?)))
             }
             Extra::Tcp => {
                 let inq = r.read_raw(uint_field(&m, "inq_len"))?;
                 let outq = r.read_raw(uint_field(&m, "outq_len"))?;
+                pl_size = (inq.len() + outq.len()) as u64;
                 Some(json!({"inq": b64_lines(&inq), "outq": b64_lines(&outq)}))
             }
             Extra::Shm => {
                 let size = uint_field(&m, "size");
                 let data = r.read_raw(size)?;
                 r.read_raw(round_up(size, 4) - size)?;
+                pl_size = size;
                 Some(Json::String(b64_lines(&data)))
             }
             Extra::Sem => {
                 let size = uint_field(&m, "nsems").saturating_mul(2);
                 let data = r.read_raw(size)?;
                 r.read_raw(round_up(size, 8) - size)?;
+                pl_size = size;
                 Some(Json::Array(
                     data.chunks(2)
                         .map(|c| json!(u16::from_le_bytes([c[0], c.get(1).copied().unwrap_or(0)])))
@@ -785,6 +827,7 @@ pub fn decode_image(file: &Path, bytes: Vec<u8>, pretty: bool) -> Result<Json> {
                     };
                     let im = decode(&r, at, &ipc_msg, &body)?;
                     let size = uint_field(&im, "msize");
+                    pl_size += body.len() as u64 + size;
                     let data = r.read_raw(size)?;
                     r.read_raw(round_up(size, 8) - size)?;
                     v.push(message_to_json(&im, false, false));
@@ -792,6 +835,10 @@ pub fn decode_image(file: &Path, bytes: Vec<u8>, pretty: bool) -> Result<Json> {
                 }
                 Some(Json::Array(v))
             }
+        };
+        let extra = match extra {
+            Some(_) if no_payload => Some(Json::String(format!("... <{}>", human_size(pl_size)))),
+            x => x,
         };
         if let (Some(x), Some(o)) = (extra, j.as_object_mut()) {
             o.insert("extra".into(), x);
@@ -1040,5 +1087,46 @@ mod tests {
             to_python_json(&v, true),
             "{\n    \"a\": [\n        1,\n        \"\\u00e9\"\n    ],\n    \"b\": {}\n}"
         );
+    }
+
+    #[test]
+    fn sizes_like_upstream_nopl() {
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(5), "5B");
+        assert_eq!(human_size(1023), "1023B");
+        assert_eq!(human_size(2048), "2KB");
+        assert_eq!(human_size(1536), "1.5KB");
+        assert_eq!(human_size(3 << 20), "3MB");
+    }
+
+    #[test]
+    fn no_payload_shows_sizes_instead_of_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w =
+            crate::image::ImageWriter::create(dir.path(), "pipes-data.img", magic::PIPES_DATA)
+                .unwrap();
+        for (id, data) in [(1u32, &b"hello"[..]), (2, &[7u8; 1536][..])] {
+            w.write(&crate::image::pb::PipeDataEntry {
+                pipe_id: id,
+                bytes: data.len() as u32,
+                size: None,
+            })
+            .unwrap();
+            w.write_raw(data).unwrap();
+        }
+        w.finish().unwrap();
+        let path = dir.path().join("pipes-data.img");
+        let bytes = std::fs::read(&path).unwrap();
+        let full = decode_image_with(&path, bytes.clone(), false, false).unwrap();
+        assert_eq!(full["entries"][0]["extra"], "aGVsbG8=\n");
+        let nopl = decode_image_with(&path, bytes, false, true).unwrap();
+        let extras: Vec<_> = nopl["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["extra"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(extras, ["... <5B>", "... <1.5KB>"]);
+        assert_eq!(nopl["entries"][1]["pipe_id"], 2);
     }
 }

@@ -26,6 +26,7 @@
 //! A restore that fails kills every puppet it made and reaps them all (criu
 //! is their subreaper meanwhile): nothing is left behind.
 
+mod stats;
 mod task;
 mod tree;
 
@@ -39,6 +40,7 @@ use crate::image::{self, magic, pb};
 use crate::objects::{self, files::Opened, mm};
 use crate::proc;
 use crate::remote;
+use crate::scripts;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -74,6 +76,9 @@ pub struct RestoreOpts {
     pub ext_unix_sk: bool,
     /// `--network-lock`: the method the dump locked the network with.
     pub network_lock: objects::files::netlock::Method,
+    /// `--empty-ns`: namespaces (CLONE_NEW* bits) made new but left empty;
+    /// only `CLONE_NEWNET` is known (its devices are not restored).
+    pub empty_ns: u32,
 }
 
 /// How the restored tree ended, when criu waited for it.
@@ -205,6 +210,16 @@ pub fn restore(
     opts: &RestoreOpts,
     on_running: &dyn Fn(i32) -> std::io::Result<()>,
 ) -> Result<Outcome> {
+    restore_with(opts, on_running, &scripts::Silent)
+}
+
+/// [`restore`], telling `notify` of each action point (see [`scripts`]).
+pub fn restore_with(
+    opts: &RestoreOpts,
+    on_running: &dyn Fn(i32) -> std::io::Result<()>,
+    notify: &dyn scripts::Notify,
+) -> Result<Outcome> {
+    let started = std::time::Instant::now();
     let dir = &opts.images_dir;
     let inventory: pb::InventoryEntry = image::read_one(dir, "inventory.img", magic::INVENTORY)?;
     if inventory.img_version != 2 {
@@ -229,7 +244,20 @@ pub fn restore(
     }
 
     let root = tasks[0].pid();
-    let plan = objects::ns::Plan::read(dir, inventory.root_ids.as_ref(), root)?;
+    let tell = |a: scripts::Action, pid: i32| {
+        notify.notify(a, pid).map_err(|what| Error::Task {
+            pid,
+            what: format!("{a} notification: {what}"),
+        })
+    };
+    tell(scripts::Action::PreRestore, root)?;
+    let mut plan = objects::ns::Plan::read(dir, inventory.root_ids.as_ref(), root)?;
+    if opts.empty_ns & libc::CLONE_NEWNET as u32 != 0 {
+        if let Some(n) = plan.net.as_mut() {
+            debug!("empty_ns: the network namespace is made without its devices");
+            n.devices.clear();
+        }
+    }
     info!(root, tasks = tasks.len(), namespaces = ?plan.new, "restoring");
     let chan = task::FdChannel::new(&tasks)?;
     let mut puppets = tree::Puppets::new()?;
@@ -238,7 +266,9 @@ pub fn restore(
     opened.set_ext_unix_sk(opts.ext_unix_sk);
     opened.set_network_lock(opts.network_lock);
     opened.file_locks = opts.file_locks;
+    let mut forking = std::time::Duration::ZERO;
     let result = (|| -> Result<()> {
+        let t0 = std::time::Instant::now();
         puppets.create(&tasks, &plan)?;
         opened.set_host_pids(
             puppets.host_of(root).unwrap_or(root),
@@ -246,6 +276,12 @@ pub fn restore(
                 .iter()
                 .map(|t| (t.pid(), puppets.host_of(t.pid()).unwrap_or(t.pid()))),
         )?;
+        forking = t0.elapsed();
+        if !plan.new.is_empty() {
+            let host = puppets.host_of(root).unwrap_or(root);
+            tell(scripts::Action::SetupNamespaces, host)?;
+            tell(scripts::Action::PostSetupNamespaces, host)?;
+        }
         // The files, made in criu once the namespaces exist: sockets in the
         // tree's network namespace.
         // (fds work: the image dir for extra images; each task's fd table
@@ -268,6 +304,14 @@ pub fn restore(
         // Every file exists: established connections may leave repair mode.
         opened.release_tcp()?;
         task::restore_all(&mut puppets, dir, &tasks, &files, &mut opened, &chan)?;
+        let host = puppets.host_of(root).unwrap_or(root);
+        tell(scripts::Action::PostRestore, host)?;
+        if plan.new.contains(&objects::ns::Kind::Net) {
+            tell(scripts::Action::NetworkUnlock, host)?;
+        }
+        if let Err(e) = tell(scripts::Action::PreResume, host) {
+            tracing::warn!("{e}");
+        }
         puppets.let_go()
     })();
     if let Err(e) = result {
@@ -301,6 +345,10 @@ pub fn restore(
         }
     }
     let root = host(root);
+    if let Err(e) = tell(scripts::Action::PostResume, root) {
+        tracing::warn!("{e}");
+    }
+    stats::write(dir, forking, started.elapsed(), &tasks);
     on_running(root).map_err(|e| Error::Task {
         pid: root,
         what: format!("writing the pid file: {e}"),

@@ -12,6 +12,8 @@
 //! `/proc/<client pid>/fd/<N>`; the client's pid is the socket's peer
 //! credential.
 
+pub mod cgfreeze;
+pub mod config;
 pub mod log;
 pub mod opts;
 
@@ -210,6 +212,11 @@ impl Conn {
         }
     }
 
+    /// The client, as told of action points by `criu_notify` messages.
+    pub fn notifier(&self) -> RpcNotify<'_> {
+        RpcNotify(self)
+    }
+
     /// Tells the client that `script` is due and waits for its go-ahead.
     pub fn notify(&self, script: &str, pid: Option<i32>) -> std::result::Result<(), String> {
         debug!(script, ?pid, "notifying the client");
@@ -240,6 +247,14 @@ impl Conn {
 
     /// The images and work directories of a request, checked to be there.
     fn dirs(&self, o: &CriuOpts) -> std::result::Result<(PathBuf, PathBuf), String> {
+        self.dirs_with(o, None)
+    }
+
+    fn dirs_with(
+        &self,
+        o: &CriuOpts,
+        work_dir: Option<&Path>,
+    ) -> std::result::Result<(PathBuf, PathBuf), String> {
         let images = if o.images_dir_fd >= 0 {
             self.client_fd_path(o.images_dir_fd)
         } else if let Some(d) = &o.images_dir {
@@ -257,8 +272,9 @@ impl Conn {
             }
             Err(e) => return Err(format!("images dir {}: {e}", images.display())),
         }
-        let work = match o.work_dir_fd {
-            Some(fd) if fd >= 0 => self.client_fd_path(fd),
+        let work = match (o.work_dir_fd, work_dir) {
+            (Some(fd), _) if fd >= 0 => self.client_fd_path(fd),
+            (_, Some(w)) => w.to_path_buf(),
             _ => images.clone(),
         };
         Ok((images, work))
@@ -352,18 +368,21 @@ impl Conn {
         }
     }
 
-    /// What dump and restore share: refused options, directories, log.
-    fn prepare<'a>(
+    /// What dump and restore share: configuration files, refused options,
+    /// directories, log.
+    fn prepare(
         &self,
         ty: CriuReqType,
-        o: Option<&'a CriuOpts>,
+        o: Option<&CriuOpts>,
         action: Action,
-    ) -> std::result::Result<(&'a CriuOpts, PathBuf), Box<CriuResp>> {
+    ) -> std::result::Result<Prepared, Box<CriuResp>> {
         let fail = |msg: String| Box::new(fail(ty, msg));
         let Some(o) = o else {
             return Err(fail(format!("a {} request needs opts", ty.as_str_name())));
         };
-        let bad = opts::unsupported(o, action);
+        let (o, extra) =
+            config::resolve(o, &crate::cli::config::Sources::from_env()).map_err(fail)?;
+        let bad = opts::unsupported(&o, action);
         if !bad.is_empty() {
             return Err(fail(format!(
                 "criu-rs does not support these {} options yet: {}",
@@ -371,9 +390,15 @@ impl Conn {
                 bad.join(", ")
             )));
         }
-        let (images, work) = self.dirs(o).map_err(fail)?;
-        self.setup_log(o, &work).map_err(fail)?;
-        Ok((o, images))
+        let (images, work) = self
+            .dirs_with(&o, extra.work_dir.as_deref())
+            .map_err(fail)?;
+        self.setup_log(&o, &work).map_err(fail)?;
+        let scripts = crate::scripts::Scripts {
+            paths: extra.scripts,
+            images_dir: images.clone(),
+        };
+        Ok(Prepared { o, images, scripts })
     }
 
     fn dump(&self, o: Option<&CriuOpts>, pre: bool) -> CriuResp {
@@ -382,7 +407,7 @@ impl Conn {
         } else {
             CriuReqType::Dump
         };
-        let (o, images) = match self.prepare(ty, o, Action::Dump) {
+        let Prepared { o, images, scripts } = match self.prepare(ty, o, Action::Dump) {
             Ok(p) => p,
             Err(r) => return *r,
         };
@@ -393,41 +418,50 @@ impl Conn {
             );
         };
         info!(pid, images = %images.display(), "dump requested over RPC");
-        let notify = o.notify_scripts();
-        if notify {
-            if let Err(e) = self.notify("pre-dump", None) {
-                return fail(ty, e);
-            }
-        }
         let d = dump::DumpOpts {
             pid,
-            images_dir: images,
+            images_dir: images.clone(),
             leave_running: o.leave_running(),
             shell_job: o.shell_job(),
             tcp_established: o.tcp_established(),
             ghost_limit: o.ghost_limit.map(u64::from),
             file_locks: o.file_locks(),
             ext_unix_sk: o.ext_unix_sk(),
-            network_lock: Default::default(),
+            network_lock: network_lock(&o),
             prev_images_dir: o.parent_img.clone().map(PathBuf::from),
             track_mem: o.track_mem() || pre,
         };
-        let done = if pre {
-            dump::pre_dump(&d)
-        } else {
-            dump::dump(&d)
+        if pre {
+            // A pre-dump leaves the tree running and sends no callbacks.
+            if let Err(e) = dump::pre_dump(&d) {
+                return fail(ty, chain(&e));
+            }
+            info!("pre-dumping finished successfully");
+            return ok(ty);
+        }
+        let rpc = self.notifier();
+        let silent = crate::scripts::Silent;
+        let client: &dyn crate::scripts::Notify = if o.notify_scripts() { &rpc } else { &silent };
+        let cg = match o.freeze_cgroup.as_deref().map(cgfreeze::CgFreeze::new) {
+            None => None,
+            Some(Ok(cg)) => Some(cg),
+            Some(Err(e)) => return fail(ty, e),
         };
-        if let Err(e) = done {
+        let notify = cgfreeze::FreezeAfterPreDump {
+            inner: &crate::scripts::Both(client, &scripts),
+            cg: cg.as_ref(),
+        };
+        let result = dump::dump_with(&d, &notify);
+        let thawed = cg.as_ref().map_or(Ok(()), |cg| cg.thaw());
+        if let Err(e) = result {
             return fail(ty, chain(&e));
         }
-        if notify {
-            if let Err(e) = self.notify("post-dump", None) {
-                return fail(ty, e);
-            }
+        if let Err(e) = thawed {
+            return fail(ty, format!("freeze_cgroup: {e}"));
         }
         info!("dumping finished successfully");
-        if pre {
-            return ok(ty);
+        if o.display_stats() {
+            display_stats(&images, "stats-dump");
         }
         CriuResp {
             dump: Some(pb::CriuDumpResp {
@@ -439,7 +473,7 @@ impl Conn {
 
     fn restore(&self, o: Option<&CriuOpts>) -> CriuResp {
         let ty = CriuReqType::Restore;
-        let (o, images) = match self.prepare(ty, o, Action::Restore) {
+        let Prepared { o, images, scripts } = match self.prepare(ty, o, Action::Restore) {
             Ok(p) => p,
             Err(r) => return *r,
         };
@@ -448,32 +482,27 @@ impl Conn {
             // client when it is a child subreaper (as runc is).
             warn!("rst_sibling: the restored tree is re-parented when criu exits, not at once");
         }
-        let notify = o.notify_scripts();
-        if notify {
-            if let Err(e) = self.notify("pre-restore", None) {
-                return fail(ty, e);
-            }
-        }
         let r = restore::RestoreOpts {
-            images_dir: images,
+            images_dir: images.clone(),
             detach: true,
             shell_job: o.shell_job(),
             tcp_established: o.tcp_established(),
             tcp_close: o.tcp_close(),
             file_locks: o.file_locks(),
             ext_unix_sk: o.ext_unix_sk(),
-            network_lock: Default::default(),
+            network_lock: network_lock(&o),
+            empty_ns: o.empty_ns(),
         };
-        let on_running = |pid: i32| -> std::io::Result<()> {
-            if notify {
-                self.notify("post-restore", Some(pid))
-                    .map_err(std::io::Error::other)?;
-            }
-            Ok(())
-        };
-        match restore::restore(&r, &on_running) {
+        let rpc = self.notifier();
+        let silent = crate::scripts::Silent;
+        let client: &dyn crate::scripts::Notify = if o.notify_scripts() { &rpc } else { &silent };
+        let on_running = |_pid: i32| -> std::io::Result<()> { Ok(()) };
+        match restore::restore_with(&r, &on_running, &crate::scripts::Both(client, &scripts)) {
             Ok(restore::Outcome::Detached(pid)) => {
                 info!(pid, "restore finished successfully");
+                if o.display_stats() {
+                    display_stats(&images, "stats-restore");
+                }
                 CriuResp {
                     restore: Some(pb::CriuRestoreResp { pid }),
                     ..ok(ty)
@@ -482,6 +511,47 @@ impl Conn {
             Ok(other) => fail(ty, format!("restore did not detach: {other:?}")),
             Err(e) => fail(ty, chain(&e)),
         }
+    }
+}
+
+/// A request's options once configuration files are applied.
+struct Prepared {
+    o: CriuOpts,
+    images: PathBuf,
+    scripts: crate::scripts::Scripts,
+}
+
+/// The client, told of action points with `criu_notify` messages; only
+/// `setup-namespaces` and `post-restore` carry the root's pid, as CRIU's do.
+pub struct RpcNotify<'a>(&'a Conn);
+
+impl crate::scripts::Notify for RpcNotify<'_> {
+    fn notify(&self, action: crate::scripts::Action, root: i32) -> std::result::Result<(), String> {
+        self.0
+            .notify(action.name(), action.rpc_has_pid().then_some(root))
+    }
+}
+
+/// `display_stats`: the statistics of the request, into the log.
+fn display_stats(images: &Path, name: &str) {
+    use crate::image::{magic, read_one};
+    let s: std::result::Result<crate::image::pb::StatsEntry, _> =
+        read_one(images, name, magic::STATS);
+    match s {
+        Ok(s) => {
+            if let Some(d) = &s.dump {
+                info!("{}", cli::dump_summary(d));
+            }
+            if let Some(r) = &s.restore {
+                info!(
+                    "restore statistics: forking {} us, restore {} us, {} pages restored",
+                    r.forking_time,
+                    r.restore_time,
+                    r.pages_restored.unwrap_or(0)
+                );
+            }
+        }
+        Err(e) => warn!("display_stats: {e}"),
     }
 }
 
@@ -617,5 +687,16 @@ pub fn service(address: &Path, daemon: bool, pidfile: Option<&Path>) -> Result<(
             }
             Err(e) => error!("cannot start a worker: {e}"),
         }
+    }
+}
+
+/// The network lock a request asks for. rpc.proto's default is IPTABLES,
+/// which runc never sets: an absent field means criu-rs's default (skip);
+/// an explicit IPTABLES is refused by `opts::unsupported`.
+fn network_lock(o: &CriuOpts) -> crate::objects::files::netlock::Method {
+    use crate::objects::files::netlock::Method;
+    match o.network_lock.map(pb::CriuNetworkLockMethod::try_from) {
+        Some(Ok(pb::CriuNetworkLockMethod::Nftables)) => Method::Nftables,
+        _ => Method::Skip,
     }
 }

@@ -28,14 +28,20 @@ pub fn unsupported(o: &CriuOpts, action: Action) -> Vec<String> {
         }
     };
     // Options with an effect on both dump and restore.
-    flag("ext_unix_sk", on(o.ext_unix_sk));
+    flag(
+        "network_lock IPTABLES (criu-rs locks with NFTABLES, or SKIP)",
+        o.network_lock == Some(super::pb::CriuNetworkLockMethod::Iptables as i32),
+    );
     flag("ps (page server)", o.ps.is_some());
     flag("auto_dedup", on(o.auto_dedup));
     flag("link_remap", on(o.link_remap));
     flag("veths", !o.veths.is_empty());
     flag("force_irmap", on(o.force_irmap));
     flag("irmap_scan_paths", !o.irmap_scan_paths.is_empty());
-    flag("ext_mnt", !o.ext_mnt.is_empty());
+    flag(
+        "ext_mnt (external mounts are not matched to the dumped mounts yet)",
+        !o.ext_mnt.is_empty(),
+    );
     flag("auto_ext_mnt", on(o.auto_ext_mnt));
     flag("ext_sharing", on(o.ext_sharing));
     flag("ext_masters", on(o.ext_masters));
@@ -44,9 +50,12 @@ pub fn unsupported(o: &CriuOpts, action: Action) -> Vec<String> {
     flag("unix_sk_ino", !o.unix_sk_ino.is_empty());
     flag("external", !o.external.is_empty());
     flag("join_ns", !o.join_ns.is_empty());
-    flag("manage_cgroups", on(o.manage_cgroups));
     flag(
-        "manage_cgroups_mode",
+        "manage_cgroups (criu-rs records no cgroup membership yet: no cgroup.img)",
+        on(o.manage_cgroups),
+    );
+    flag(
+        "manage_cgroups_mode (criu-rs records no cgroup membership yet: no cgroup.img)",
         !matches!(
             o.manage_cgroups_mode
                 .map(CriuCgMode::try_from)
@@ -62,7 +71,6 @@ pub fn unsupported(o: &CriuOpts, action: Action) -> Vec<String> {
         !o.cgroup_dump_controller.is_empty(),
     );
     flag("cgroup_yard", o.cgroup_yard.is_some());
-    flag("freeze_cgroup", o.freeze_cgroup.is_some());
     flag("timeout", o.timeout.unwrap_or(0) != 0);
     flag("tcp_skip_in_flight", on(o.tcp_skip_in_flight));
     flag("weak_sysctls", on(o.weak_sysctls));
@@ -83,29 +91,35 @@ pub fn unsupported(o: &CriuOpts, action: Action) -> Vec<String> {
     flag("mntns_compat_mode", on(o.mntns_compat_mode));
     flag("unprivileged", on(o.unprivileged));
     flag("leave_stopped", on(o.leave_stopped));
-    flag("display_stats", on(o.display_stats));
-    flag("evasive_devices", on(o.evasive_devices));
     flag("exec_cmd", !o.exec_cmd.is_empty());
-    flag("inherit_fd", !o.inherit_fd.is_empty());
-    flag(
-        "root",
-        o.root
-            .as_deref()
-            .is_some_and(|r| !r.trim_end_matches('/').is_empty()),
-    );
-    // A configuration file that exists would change options we do not read.
-    flag(
-        "config_file",
-        o.config_file
-            .as_deref()
-            .is_some_and(|p| std::path::Path::new(p).exists()),
-    );
+    // config_file is read before this check (rpc::config).
     match action {
         Action::Dump => {
-            // criu-rs dumps no namespace, so leaving one out changes nothing.
+            flag(
+                "evasive_devices (no other path is searched for a device file whose path is gone)",
+                on(o.evasive_devices),
+            );
+            // empty_ns on a dump: the namespaces are dumped anyway (what
+            // cannot be, such as a network device other than lo, is
+            // refused by name); the restore leaves them empty.
         }
         Action::Restore => {
-            flag("empty_ns", o.empty_ns.unwrap_or(0) != 0);
+            flag(
+                "empty_ns (only CLONE_NEWNET can be left empty)",
+                o.empty_ns.unwrap_or(0) & !(libc::CLONE_NEWNET as u32) != 0,
+            );
+            flag(
+                "inherit_fd (files of the images are not replaced by inherited fds yet)",
+                !o.inherit_fd.is_empty(),
+            );
+            flag(
+                "root (restoring into another root needs mount namespace support)",
+                o.root
+                    .as_deref()
+                    .is_some_and(|r| !r.trim_end_matches('/').is_empty()),
+            );
+            // Freezing is for dumps (rpc::cgfreeze).
+            flag("freeze_cgroup (on restore)", o.freeze_cgroup.is_some());
         }
     }
     bad
@@ -133,7 +147,8 @@ mod tests {
         o.log_file = Some("dump.log".into());
         o.work_dir_fd = Some(4);
         o.tcp_established = Some(false);
-        o.ext_unix_sk = Some(false);
+        o.ext_unix_sk = Some(true);
+        o.network_lock = Some(super::super::pb::CriuNetworkLockMethod::Nftables as i32);
         o.root = Some("/".into());
         o.config_file = Some("/nonexistent/criu-rs/runc.conf".into());
         o.orphan_pts_master = Some(true);
@@ -153,15 +168,29 @@ mod tests {
             key: "/a".into(),
             val: "a".into(),
         });
-        assert_eq!(unsupported(&o, Action::Dump), ["ext_mnt", "freeze_cgroup"]);
+        let names = |v: Vec<String>| {
+            v.iter()
+                .map(|n| n.split(' ').next().unwrap_or_default().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(unsupported(&o, Action::Dump)), ["ext_mnt"]);
+        assert_eq!(
+            names(unsupported(&o, Action::Restore)),
+            ["ext_mnt", "freeze_cgroup"]
+        );
     }
 
     #[test]
-    fn empty_ns_matters_on_restore_only() {
+    fn empty_ns_takes_the_network_only() {
         let mut o = base();
         o.empty_ns = Some(libc::CLONE_NEWNET as u32);
         assert!(unsupported(&o, Action::Dump).is_empty());
-        assert_eq!(unsupported(&o, Action::Restore), ["empty_ns"]);
+        assert!(unsupported(&o, Action::Restore).is_empty());
+        o.empty_ns = Some((libc::CLONE_NEWNET | libc::CLONE_NEWUTS) as u32);
+        assert_eq!(
+            unsupported(&o, Action::Restore),
+            ["empty_ns (only CLONE_NEWNET can be left empty)"]
+        );
     }
 
     #[test]
@@ -170,6 +199,8 @@ mod tests {
         o.manage_cgroups_mode = Some(CriuCgMode::CgNone as i32);
         assert!(unsupported(&o, Action::Dump).is_empty());
         o.manage_cgroups_mode = Some(CriuCgMode::Soft as i32);
-        assert_eq!(unsupported(&o, Action::Dump), ["manage_cgroups_mode"]);
+        let bad = unsupported(&o, Action::Dump);
+        assert_eq!(bad.len(), 1);
+        assert!(bad[0].starts_with("manage_cgroups_mode (") && bad[0].contains("cgroup.img"));
     }
 }

@@ -27,8 +27,8 @@ pub mod sysv;
 pub mod testing;
 pub mod thread_creds;
 pub mod tty;
-pub mod uffd;
 pub mod tty_queue;
+pub mod uffd;
 
 pub use nix::errno::Errno;
 

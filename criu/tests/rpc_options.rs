@@ -1,0 +1,476 @@
+//! RPC options runc sends: each is honoured, or refused with a precise
+//! error. A fake RPC client drives `criu swrk`.
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use criu::rpc::pb::{CriuOpts, CriuReq, CriuReqType, CriuResp};
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use prost::Message;
+use serial_test::serial;
+
+const CRIU: &str = env!("CARGO_BIN_EXE_criu");
+const VICTIM: &str = env!("CARGO_BIN_EXE_criu-test-victim");
+
+struct Swrk {
+    child: Child,
+    sk: Option<OwnedFd>,
+}
+
+impl Swrk {
+    fn start(home: &Path) -> Swrk {
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::empty(),
+        )
+        .expect("socketpair");
+        fcntl(&ours, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).expect("cloexec");
+        let child = Command::new(CRIU)
+            .arg("swrk")
+            .arg(theirs.as_raw_fd().to_string())
+            .env("HOME", home)
+            .env_remove("CRIU_CONFIG_FILE")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn criu swrk");
+        drop(theirs);
+        // A hung criu fails the test instead of hanging it.
+        nix::sys::socket::setsockopt(
+            &ours,
+            nix::sys::socket::sockopt::ReceiveTimeout,
+            &nix::sys::time::TimeVal::new(60, 0),
+        )
+        .expect("SO_RCVTIMEO");
+        Swrk {
+            child,
+            sk: Some(ours),
+        }
+    }
+
+    fn fd(&self) -> i32 {
+        self.sk.as_ref().expect("socket open").as_raw_fd()
+    }
+
+    fn send(&self, req: &CriuReq) {
+        let buf = req.encode_to_vec();
+        assert_eq!(
+            send(self.fd(), &buf, MsgFlags::empty()).expect("send"),
+            buf.len()
+        );
+    }
+
+    fn recv(&self) -> CriuResp {
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = recv(self.fd(), &mut buf, MsgFlags::empty()).expect("recv");
+        assert!(n > 0, "criu closed the socket");
+        CriuResp::decode(&buf[..n]).expect("decode criu_resp")
+    }
+
+    /// Sends `req`; `on_notify(script, pid)` answers each notification.
+    fn call(
+        &self,
+        req: &CriuReq,
+        mut on_notify: impl FnMut(&str, Option<i32>) -> bool,
+    ) -> CriuResp {
+        self.send(req);
+        loop {
+            let r = self.recv();
+            if r.r#type != CriuReqType::Notify as i32 {
+                return r;
+            }
+            let n = r.notify.expect("notify without criu_notify");
+            let ok = on_notify(n.script.as_deref().unwrap_or_default(), n.pid);
+            self.send(&CriuReq {
+                r#type: CriuReqType::Notify as i32,
+                notify_success: Some(ok),
+                ..Default::default()
+            });
+        }
+    }
+
+    fn finish(mut self) {
+        self.sk = None;
+        let start = Instant::now();
+        while self.child.try_wait().expect("try_wait").is_none() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "swrk did not exit"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn counter(p: &Path) -> u64 {
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn cgroup2_mount() -> Option<PathBuf> {
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mi.lines().find_map(|l| {
+        let (pre, post) = l.split_once(" - ")?;
+        if post.split(' ').next() != Some("cgroup2") {
+            return None;
+        }
+        pre.split(' ').nth(4).map(PathBuf::from)
+    })
+}
+
+fn start_victim(out: &Path) -> (Child, i32) {
+    let victim = Command::new(VICTIM)
+        .args(["loop", out.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn victim");
+    let pid = victim.id() as i32;
+    wait_for("the counter to start", || counter(out) > 3);
+    (victim, pid)
+}
+
+fn frozen(cg: &Path) -> bool {
+    std::fs::read_to_string(cg.join("cgroup.events"))
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l == "frozen 1")
+}
+
+/// runc's `freeze_cgroup`: the cgroup is frozen after pre-dump (while the
+/// tree is seized) and thawed after the dump.
+#[test]
+#[serial]
+fn freeze_cgroup_freezes_around_the_seize_and_thaws() {
+    let Some(mnt) = cgroup2_mount() else {
+        eprintln!("skipped: no cgroup2 mount");
+        return;
+    };
+    let cg = mnt.join(format!("criu-rs-test-{}", std::process::id()));
+    if std::fs::create_dir(&cg).is_err() {
+        eprintln!("skipped: cannot make a cgroup under {}", mnt.display());
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("count");
+    let (mut victim, pid) = start_victim(&out);
+    std::fs::write(cg.join("cgroup.procs"), pid.to_string()).unwrap();
+    let images_fd = File::open(tmp.path()).unwrap();
+    let s = Swrk::start(tmp.path());
+    let mut seen = Vec::new();
+    let r = s.call(
+        &CriuReq {
+            r#type: CriuReqType::Dump as i32,
+            opts: Some(CriuOpts {
+                images_dir_fd: images_fd.as_raw_fd(),
+                pid: Some(pid),
+                leave_running: Some(true),
+                notify_scripts: Some(true),
+                freeze_cgroup: Some(cg.display().to_string()),
+                log_file: Some("dump.log".into()),
+                log_level: Some(4),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        |script, _| {
+            seen.push((script.to_string(), frozen(&cg)));
+            true
+        },
+    );
+    let log = std::fs::read_to_string(tmp.path().join("dump.log")).unwrap_or_default();
+    let after = frozen(&cg);
+    let at = counter(&out);
+    if r.success {
+        wait_for("the victim to count on", || counter(&out) > at + 3);
+    }
+    s.finish();
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    let _ = std::fs::remove_dir(&cg);
+    assert!(r.success, "dump failed: {r:?}\n{log}");
+    // Frozen only between pre-dump and the end of the seize: thawed for
+    // the dump's remote syscalls, the tasks held by ptrace.
+    assert_eq!(
+        seen,
+        [
+            ("pre-dump".to_string(), false),
+            ("post-dump".to_string(), false)
+        ]
+    );
+    assert!(!after, "the cgroup stayed frozen");
+    let at = |what: &str| {
+        log.find(what)
+            .unwrap_or_else(|| panic!("{what:?} not in the log:\n{log}"))
+    };
+    assert!(at("script=\"pre-dump\"") < at("cgroup frozen"), "{log}");
+    assert!(at("cgroup frozen") < at("cgroup thawed"), "{log}");
+    assert!(at("cgroup thawed") < at("tree frozen"), "{log}");
+}
+
+#[test]
+#[serial]
+fn freeze_cgroup_that_cannot_be_frozen_is_refused_by_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let images_fd = File::open(tmp.path()).unwrap();
+    let s = Swrk::start(tmp.path());
+    let r = s.call(
+        &CriuReq {
+            r#type: CriuReqType::Dump as i32,
+            opts: Some(CriuOpts {
+                images_dir_fd: images_fd.as_raw_fd(),
+                pid: Some(std::process::id() as i32),
+                freeze_cgroup: Some("/nonexistent/criu-rs/cg".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        |_, _| true,
+    );
+    assert!(!r.success);
+    let msg = r.cr_errmsg.unwrap_or_default();
+    assert!(
+        msg.contains("freeze_cgroup /nonexistent/criu-rs/cg"),
+        "{msg}"
+    );
+    s.finish();
+}
+
+/// Whether `lo` is up in the network namespace of `pid`.
+fn lo_up(pid: i32) -> bool {
+    let out = Command::new("/usr/bin/nsenter")
+        .args([
+            "-t",
+            &pid.to_string(),
+            "-n",
+            "/usr/sbin/ip",
+            "-o",
+            "link",
+            "show",
+            "lo",
+        ])
+        .output()
+        .expect("nsenter");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("lo"), "ip link show lo: {out:?}");
+    text.contains(",UP") || text.contains("<UP")
+}
+
+/// Kills a restored root and has criu, its parent, reap it (WAIT_PID).
+fn reap(s: &Swrk, pid: i32) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let r = s.call(
+        &CriuReq {
+            r#type: CriuReqType::WaitPid as i32,
+            pid: Some(pid as u32),
+            ..Default::default()
+        },
+        |_, _| true,
+    );
+    assert!(r.success, "WAIT_PID: {r:?}");
+}
+
+/// runc's `empty_ns = CLONE_NEWNET`: the tree gets a new network
+/// namespace with nothing restored in it (lo stays down); without it the
+/// namespace comes back as dumped (lo up). Other namespaces cannot be left
+/// empty and are refused by name.
+#[test]
+#[serial]
+fn empty_ns_net_restores_an_empty_network_namespace() {
+    let tools = [
+        "/usr/bin/unshare",
+        "/usr/bin/nsenter",
+        "/usr/sbin/ip",
+        "/bin/sh",
+    ];
+    if !nix::unistd::geteuid().is_root() || !tools.iter().all(|t| Path::new(t).exists()) {
+        eprintln!("skipped: needs root and {tools:?}");
+        return;
+    }
+    nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("count");
+    let mut victim = Command::new("/usr/bin/unshare")
+        .args([
+            "-n",
+            "/bin/sh",
+            "-c",
+            &format!(
+                "/usr/sbin/ip link set lo up && exec {VICTIM} loop {}",
+                out.display()
+            ),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn victim");
+    let pid = victim.id() as i32;
+    wait_for("the counter to start", || counter(&out) > 3);
+    assert!(lo_up(pid));
+    let images_fd = File::open(tmp.path()).unwrap();
+    let opts = |log: &str, empty_ns: u32| CriuOpts {
+        images_dir_fd: images_fd.as_raw_fd(),
+        log_file: Some(log.into()),
+        log_level: Some(4),
+        empty_ns: Some(empty_ns),
+        ..Default::default()
+    };
+    let req = |ty: CriuReqType, o: CriuOpts| CriuReq {
+        r#type: ty as i32,
+        opts: Some(o),
+        ..Default::default()
+    };
+    let log = |n: &str| std::fs::read_to_string(tmp.path().join(n)).unwrap_or_default();
+    let net = libc::CLONE_NEWNET as u32;
+    let s = Swrk::start(tmp.path());
+    let r = s.call(
+        &req(
+            CriuReqType::Dump,
+            CriuOpts {
+                pid: Some(pid),
+                ..opts("dump.log", net)
+            },
+        ),
+        |_, _| true,
+    );
+    assert!(r.success, "dump failed: {r:?}\n{}", log("dump.log"));
+    // criu keeps the killed tree traced until it exits (dump::freeze does
+    // not reap its tracees): only then can the victim be waited for.
+    s.finish();
+    victim.wait().unwrap();
+    let s = Swrk::start(tmp.path());
+
+    let r = s.call(
+        &req(
+            CriuReqType::Restore,
+            opts("rst1.log", net | libc::CLONE_NEWUTS as u32),
+        ),
+        |_, _| true,
+    );
+    assert!(!r.success);
+    assert!(r.cr_errmsg.unwrap_or_default().contains("empty_ns"));
+
+    let r = s.call(&req(CriuReqType::Restore, opts("rst2.log", net)), |_, _| {
+        true
+    });
+    assert!(r.success, "restore failed: {r:?}\n{}", log("rst2.log"));
+    let empty = lo_up(pid);
+    reap(&s, pid);
+    let r = s.call(&req(CriuReqType::Restore, opts("rst3.log", 0)), |_, _| true);
+    assert!(r.success, "restore failed: {r:?}\n{}", log("rst3.log"));
+    let full = lo_up(pid);
+    reap(&s, pid);
+    s.finish();
+    assert!(!empty, "empty_ns=net: lo came back up");
+    assert!(full, "without empty_ns: lo did not come back up");
+}
+
+/// The options runc sends that criu-rs cannot honour yet are each refused
+/// with the option's name and why, before anything is done.
+#[test]
+#[serial]
+fn runc_options_not_honoured_are_refused_with_a_reason() {
+    use criu::rpc::pb::{CriuCgMode, ExtMountMap, InheritFd};
+    let tmp = tempfile::tempdir().unwrap();
+    let images_fd = File::open(tmp.path()).unwrap();
+    let base = CriuOpts {
+        images_dir_fd: images_fd.as_raw_fd(),
+        pid: Some(std::process::id() as i32),
+        ..Default::default()
+    };
+    type Case = (CriuReqType, fn(&mut CriuOpts), &'static str, &'static str);
+    let cases: [Case; 6] = [
+        (
+            CriuReqType::Dump,
+            |o| {
+                o.ext_mnt.push(ExtMountMap {
+                    key: "/etc/hosts".into(),
+                    val: "/etc/hosts".into(),
+                })
+            },
+            "ext_mnt",
+            "not matched",
+        ),
+        (
+            CriuReqType::Dump,
+            |o| {
+                o.manage_cgroups = Some(true);
+                o.manage_cgroups_mode = Some(CriuCgMode::Soft as i32);
+            },
+            "manage_cgroups",
+            "no cgroup.img",
+        ),
+        (
+            CriuReqType::Dump,
+            |o| o.evasive_devices = Some(true),
+            "evasive_devices",
+            "device file",
+        ),
+        (
+            CriuReqType::Restore,
+            |o| {
+                o.inherit_fd.push(InheritFd {
+                    key: "pipe:[1234]".into(),
+                    fd: 0,
+                })
+            },
+            "inherit_fd",
+            "inherited fds",
+        ),
+        (
+            CriuReqType::Restore,
+            |o| o.root = Some("/run/runc/rootfs".into()),
+            "root",
+            "another root",
+        ),
+        (
+            CriuReqType::Restore,
+            |o| o.freeze_cgroup = Some("/sys/fs/cgroup/x".into()),
+            "freeze_cgroup",
+            "on restore",
+        ),
+    ];
+    let s = Swrk::start(tmp.path());
+    for (ty, set, name, why) in cases {
+        let mut o = base.clone();
+        set(&mut o);
+        let r = s.call(
+            &CriuReq {
+                r#type: ty as i32,
+                opts: Some(o),
+                ..Default::default()
+            },
+            |_, _| true,
+        );
+        assert!(!r.success, "{name} was accepted");
+        let msg = r.cr_errmsg.unwrap_or_default();
+        assert!(msg.contains(name) && msg.contains(why), "{name}: {msg}");
+    }
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+    s.finish();
+}
