@@ -49,8 +49,18 @@ fn run_one(name: &str, in_ns: bool, dir: &Path) -> Result<String, String> {
     let pidfile = dir.join("pid");
     let outfile = dir.join("out");
     let mut cmd = if in_ns {
+        // Namespace tests change their namespaces (host name, SysV
+        // objects, devices, mounts): never the host's.
         let mut c = Command::new("unshare");
-        c.args(["--uts", "--ipc", BIN]);
+        c.args([
+            "--uts",
+            "--ipc",
+            "--net",
+            "--mount",
+            "--propagation",
+            "private",
+            BIN,
+        ]);
         c
     } else {
         Command::new(BIN)

@@ -15,6 +15,8 @@ const RTMGRP_LINK: u32 = 1;
 const RTMGRP_IPV4_IFADDR: u32 = 0x10;
 const RTM_GETLINK: u16 = 18;
 const RTM_NEWLINK: u16 = 16;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
 const NLM_F_REQUEST: u16 = 1;
 const NLM_F_DUMP: u16 = 0x300;
 
@@ -38,12 +40,37 @@ fn ask_links(fd: &OwnedFd, seq: u32) -> Result<()> {
     m.extend_from_slice(&[0u8; 16]); // ifinfomsg
     send(fd.as_raw_fd(), &m, MsgFlags::empty()).context("send RTM_GETLINK")?;
     let mut buf = vec![0u8; 65536];
-    let n = recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty()).context("recv links")?;
-    ensure!(n >= 16, "short netlink answer of {n} bytes");
-    let ty = u16::from_ne_bytes([buf[4], buf[5]]);
-    let got_seq = u32::from_ne_bytes([buf[8], buf[9], buf[10], buf[11]]);
-    ensure!(ty == RTM_NEWLINK && got_seq == seq, "answer of type {ty} seq {got_seq}, expected RTM_NEWLINK seq {seq}");
-    Ok(())
+    // Read the whole dump, up to its NLMSG_DONE (a socket may run one dump
+    // at a time). A socket in multicast groups also gets the notifications
+    // of whatever changes links meanwhile (their seq is another's): skip
+    // those.
+    let mut links = 0;
+    for _ in 0..1000 {
+        let n = recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty()).context("recv links")?;
+        let mut b = &buf[..n];
+        while b.len() >= 16 {
+            let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
+            ensure!(len >= 16 && len <= b.len(), "malformed netlink message of {len} bytes");
+            let ty = u16::from_ne_bytes([b[4], b[5]]);
+            let got_seq = u32::from_ne_bytes([b[8], b[9], b[10], b[11]]);
+            if got_seq == seq {
+                match ty {
+                    RTM_NEWLINK => links += 1,
+                    NLMSG_DONE => {
+                        ensure!(links > 0, "the dump of seq {seq} had no RTM_NEWLINK");
+                        return Ok(());
+                    }
+                    NLMSG_ERROR => {
+                        let code = i32::from_ne_bytes([b[16], b[17], b[18], b[19]]);
+                        bail!("the dump of seq {seq} failed: {}", std::io::Error::from_raw_os_error(-code));
+                    }
+                    _ => bail!("answer of type {ty} to seq {seq}"),
+                }
+            }
+            b = &b[((len + 3) & !3).min(b.len())..];
+        }
+    }
+    bail!("no end of the dump of seq {seq} among 1000 netlink datagrams")
 }
 
 fn set_timeout(fd: &OwnedFd) -> Result<()> {
