@@ -77,7 +77,7 @@ fn recv(id: i32) -> std::io::Result<Option<(i64, Vec<u8>)>> {
         }
         return Err(e);
     }
-    Ok(Some((b.mtype as i64, b.text[..r as usize].to_vec())))
+    Ok(Some((b.mtype, b.text[..r as usize].to_vec())))
 }
 
 fn messages() -> Vec<(i64, Vec<u8>)> {
