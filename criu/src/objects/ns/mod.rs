@@ -375,9 +375,13 @@ impl Plan {
         Ok(p)
     }
 
-    /// The clone3 flags of the root puppet.
+    /// The clone3 flags of the root puppet. Not a new time namespace: one
+    /// entered at birth has its offsets frozen; [`Plan::fill`] makes it.
     pub fn clone_flags(&self) -> u64 {
-        self.new.iter().fold(0, |f, k| f | k.clone_flag())
+        self.new
+            .iter()
+            .filter(|&&k| k != Kind::Time)
+            .fold(0, |f, k| f | k.clone_flag())
     }
 
     /// Right after the root puppet (host PID `host`) is born, before it
@@ -392,6 +396,9 @@ impl Plan {
     /// The namespaces' state, made from criu (through a helper thread) or
     /// inside the root puppet `t` (host PID `host`) with remote syscalls.
     pub fn fill(&self, host: i32, t: &mut Tracee) -> Result<()> {
+        if let Some(e) = &self.time {
+            time::restore(t, host, e)?;
+        }
         if let Some(m) = &self.mnt {
             mnt::restore(t, m)?;
         }
@@ -444,7 +451,7 @@ mod tests {
     #[test]
     fn plan_flags() {
         let p = Plan {
-            new: vec![Kind::Pid, Kind::Uts],
+            new: vec![Kind::Pid, Kind::Uts, Kind::Time],
             ..Default::default()
         };
         assert_eq!(
