@@ -153,6 +153,7 @@ impl Tree {
             });
         }
         check_namespaces(root)?;
+        let root_ns = ns::all_of(root)?;
         let mut todo = vec![(root, 0)];
         while let Some((pid, ppid)) = todo.pop() {
             if self.known(pid) {
@@ -165,6 +166,9 @@ impl Tree {
                     pid,
                     what: "is a zombie; there is nothing to dump".into(),
                 });
+            }
+            if !zombie {
+                ns::check_not_nested(pid, &root_ns)?;
             }
             let inner = ns::pid::inner(pid)?;
             let inner_ppid = self

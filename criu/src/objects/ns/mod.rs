@@ -207,6 +207,47 @@ pub fn id_in(ids: &pb::TaskKobjIdsEntry, kind: Kind) -> u32 {
     .unwrap_or(0)
 }
 
+/// The namespaces of a task: (kind, inode) for every kind the kernel has.
+pub fn all_of(pid: i32) -> Result<Vec<(Kind, u64)>> {
+    let mut v = Vec::new();
+    for k in Kind::ALL {
+        if let Some(ino) = inode(pid, k)? {
+            v.push((k, ino));
+        }
+    }
+    Ok(v)
+}
+
+/// Checks, before task `pid` of the tree is seized, that it lives in the
+/// namespaces of the root (`root`, from [`all_of`]): nested namespaces are
+/// refused, with the tree left as it was.
+pub fn check_not_nested(pid: i32, root: &[(Kind, u64)]) -> Result<()> {
+    for (k, ino) in all_of(pid)? {
+        if root.contains(&(k, ino)) || !root.iter().any(|&(rk, _)| rk == k) {
+            continue;
+        }
+        let what = if k == Kind::Pid {
+            let st = crate::proc::read_status(pid)?;
+            let here = pid::innermost(&st.ns_pid, pid);
+            let how = if here == 1 {
+                "is the init of a pid namespace nested in the tree's".to_string()
+            } else {
+                format!("lives in a pid namespace nested in the tree's (as PID {here})")
+            };
+            format!(
+                "{how}; nested pid namespaces cannot be dumped (the images keep one PID per task, as upstream CRIU's)"
+            )
+        } else {
+            format!(
+                "lives in another {} namespace than the root of the tree; nested namespaces are not supported yet",
+                k.proc_name()
+            )
+        };
+        return Err(Error::Unsupported { pid, what });
+    }
+    Ok(())
+}
+
 /// Checks before anything is frozen that the namespaces of `root` can be
 /// dumped: every kind not shared with criu must be one we handle.
 pub fn check_root(root: i32) -> Result<Vec<Kind>> {
