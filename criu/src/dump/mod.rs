@@ -137,6 +137,8 @@ pub fn dump(opts: &DumpOpts) -> Result<()> {
             pstree.push(entry);
         }
         check_job(&pstree, opts.shell_job)?;
+        let root_cg_set = ns_ids.cgroups.set_of(opts.pid, opts.pid)?;
+        ns_ids.cgroups.write(dir)?;
         if let Some(r) = &root_ids {
             objects::ns::dump(opts.pid, r, dir)?;
         }
@@ -150,7 +152,7 @@ pub fn dump(opts: &DumpOpts) -> Result<()> {
             lsmtype: Some(pb::Lsmtype::NoLsm as i32),
             ..Default::default()
         };
-        extras::fill_inventory(&mut inventory, extras::cg_set(opts.pid, opts.pid), &mut ids);
+        extras::fill_inventory(&mut inventory, Some(root_cg_set), &mut ids);
         image::write_image(dir, "inventory.img", magic::INVENTORY, [&inventory])?;
         extras::write_stats(dir, times)?;
         if !opts.leave_running {

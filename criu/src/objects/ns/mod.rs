@@ -13,6 +13,7 @@
 //! is PID 1); [`Plan::clone_flags`] is for clone3, and the kind modules fill
 //! the new namespaces before any task runs.
 
+pub mod cgroup;
 pub mod ipc;
 pub mod mnt;
 pub mod net;
@@ -146,6 +147,8 @@ pub struct NsIds {
     gen: IdGen,
     /// The root's namespaces: (kind, inode).
     root: Vec<(Kind, u64)>,
+    /// The cgroup sets of the tasks.
+    pub cgroups: cgroup::Sets,
 }
 
 impl NsIds {
@@ -379,6 +382,8 @@ pub struct Plan {
     pub net: Option<net::Images>,
     pub time: Option<pb::TimensEntry>,
     pub mnt: Option<Vec<pb::MntEntry>>,
+    /// The cgroup sets of the tasks (`cgroup.img`).
+    pub cgroup: Option<cgroup::Restore>,
 }
 
 impl Plan {
@@ -393,6 +398,7 @@ impl Plan {
         if root_pid == 1 {
             p.new.push(Kind::Pid);
         }
+        p.cgroup = cgroup::read_image(dir)?;
         let Some(ids) = root_ids else { return Ok(p) };
         let id = |k| id_in(ids, k);
         p.user = user::read(dir, id(Kind::User))?;
@@ -414,6 +420,15 @@ impl Plan {
             }
         }
         Ok(p)
+    }
+
+    /// Puts process `host` (PID `pid` in the images) into the cgroups of
+    /// its set `cg_set` (from its core image).
+    pub fn join_cgroup(&self, pid: i32, host: i32, cg_set: Option<u32>) -> Result<()> {
+        match (&self.cgroup, cg_set) {
+            (Some(c), Some(id)) => c.join(pid, host, id),
+            _ => Ok(()),
+        }
     }
 
     /// The clone3 flags of the root puppet. Not a new time namespace: one
