@@ -6,12 +6,16 @@
 //! same id). For each namespace of the root that is not criu's own, the kind
 //! module writes its image (`utsns-ID.img`, `mountpoints-ID.img`, …). Trees
 //! with nested namespaces (a task in another namespace than the root) are
-//! refused, as is a cgroup namespace.
+//! refused before that task is seized ([`check_not_nested`]), as is a
+//! cgroup namespace. Cgroup membership (not a namespace, but kept beside
+//! them) is in [`cgroup`].
 //!
 //! Restore: [`Plan::read`] says which namespaces the root puppet must be
 //! born in (the kinds with an image, and a new pid namespace when the root
 //! is PID 1); [`Plan::clone_flags`] is for clone3, and the kind modules fill
-//! the new namespaces before any task runs.
+//! the new namespaces before any task runs (a time namespace is made then
+//! too, see [`time`]). [`Plan::join_cgroup`] puts each process into its
+//! cgroups as it is made.
 
 pub mod cgroup;
 pub mod ipc;
