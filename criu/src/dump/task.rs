@@ -308,7 +308,6 @@ pub(super) fn dump_process(
         let sc = seccomp_fields.get(i).copied().unwrap_or((None, None));
         let (info, mut tcore) = thread_core(pid, th, inside, sc, userns)?;
         tcore.cg_set = Some(ns_ids.cgroups.set_of(pid, host_tid)?);
-        let cg_set = tcore.cg_set;
         let tc = (i == 0).then(|| {
             // The leader's core carries the process-wide state; its mask is
             // the leader's own.
@@ -328,7 +327,6 @@ pub(super) fn dump_process(
                 sigactions: process.sigactions.clone(),
                 child_subreaper: Some(process.child_subreaper),
                 membarrier_registration_mask: process.membarrier,
-                cg_set,
                 ..Default::default()
             }
         });

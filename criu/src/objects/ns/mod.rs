@@ -293,6 +293,11 @@ pub fn dump(root: i32, ids: &pb::TaskKobjIdsEntry, dir: &Path) -> Result<()> {
     }
     if has(Kind::Time) {
         time::dump(root, id_in(ids, Kind::Time), dir)?;
+    } else if inode(root, Kind::Time)?.is_some() {
+        // As upstream: the clocks of a tree in criu's time namespace go
+        // to timens-0.img (an upstream restore puts such a tree into a new
+        // time namespace where they go on; ours leaves it in its own).
+        time::dump(root, 0, dir)?;
     }
     if has(Kind::Mnt) {
         mnt::dump(root, id_in(ids, Kind::Mnt), dir)?;
