@@ -147,6 +147,19 @@ pub fn helper_main(a: &NsArgs) -> i32 {
     };
     let mut cmd = Command::new(exe);
     cmd.arg("__ns-init").args(a.to_args()).stdin(Stdio::null());
+    // The init must be started by a plain fork. Without a pre_exec hook,
+    // std spawns through posix_spawn, which glibc implements with
+    // clone(CLONE_VM | CLONE_VFORK); a child sharing our memory cannot go
+    // into another time namespace than ours, and after
+    // unshare(CLONE_NEWTIME) it would (time_for_children differs from
+    // time). Kernels before the one that lets a vfork child switch time
+    // namespaces at exec (Linux 6.1 is one) refuse that clone with EINVAL.
+    // An empty pre_exec hook makes std fork instead.
+    // SAFETY: the hook does nothing, so it is trivially async-signal-safe
+    // in the forked child.
+    unsafe {
+        cmd.pre_exec(|| Ok(()));
+    }
     // init's stdout goes where our stderr goes (the flavor log)
     match std::io::stderr().as_fd_dup() {
         Some(fd) => {

@@ -539,8 +539,14 @@ impl Ctx<'_> {
                         // subreaper): take every exit status now, or a
                         // restored task with the same PID would be judged
                         // by its predecessor's death.
+                        // One deadline for all: tasks of a pid namespace
+                        // are reaped by its init, never by us, and a second
+                        // each would add minutes for a big tree (ours are
+                        // already reaped: they are gone from /proc).
+                        let deadline = Instant::now() + Duration::from_secs(1);
                         for p in &procs {
-                            let _ = self.reaper.wait(p.pid, Duration::from_secs(1));
+                            let left = deadline.saturating_duration_since(Instant::now());
+                            let _ = self.reaper.wait(p.pid, left);
                         }
                         live.root = None;
                     }

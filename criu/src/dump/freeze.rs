@@ -67,6 +67,31 @@ fn check_namespaces(pid: i32) -> Result<()> {
     Ok(())
 }
 
+/// A child sharing the memory of `pid` (vfork, or clone with CLONE_VM)
+/// cannot be dumped: a parent in vfork cannot even be stopped until its
+/// child execs or exits. Checked before `pid` is seized, so the tree is
+/// left as it was.
+fn check_no_shared_vm(pid: i32, kids: &[i32]) -> Result<()> {
+    for &child in kids {
+        // A child gone meanwhile, or one kcmp may not look at, is judged
+        // when it is frozen itself.
+        if crate::sys::kcmp::same_vm(pid, child) != Ok(true) {
+            continue;
+        }
+        let what = if state(pid)? == Some(proc::ProcState::DiskSleep) {
+            format!(
+                "waits in vfork for its child {child} (parent and child share one memory until the child calls exec or exits); criu cannot dump a tree in the middle of a vfork, try again later"
+            )
+        } else {
+            format!(
+                "shares its memory with its child {child} (clone with CLONE_VM); processes sharing memory cannot be dumped"
+            )
+        };
+        return Err(Error::Task { pid, what });
+    }
+    Ok(())
+}
+
 fn state(pid: i32) -> Result<Option<proc::ProcState>> {
     let status = proc::read_status(pid).map_err(|_| Error::Task {
         pid,
@@ -128,6 +153,7 @@ impl Tree {
             });
         }
         check_namespaces(root)?;
+        let root_ns = ns::all_of(root)?;
         let mut todo = vec![(root, 0)];
         while let Some((pid, ppid)) = todo.pop() {
             if self.known(pid) {
@@ -140,6 +166,9 @@ impl Tree {
                     pid,
                     what: "is a zombie; there is nothing to dump".into(),
                 });
+            }
+            if !zombie {
+                ns::check_not_nested(pid, &root_ns)?;
             }
             let inner = ns::pid::inner(pid)?;
             let inner_ppid = self
@@ -157,6 +186,7 @@ impl Tree {
             if zombie {
                 continue;
             }
+            check_no_shared_vm(pid, &children(pid)?)?;
             self.freeze_threads(pid)?;
             for child in children(pid)?.into_iter().rev() {
                 todo.push((child, pid));

@@ -265,6 +265,8 @@ pub fn dump_with(opts: &DumpOpts, notify: &dyn scripts::Notify) -> Result<()> {
             pstree.push(entry);
         }
         check_job(&pstree, opts.shell_job)?;
+        let root_cg_set = ns_ids.cgroups.set_of(opts.pid, opts.pid)?;
+        ns_ids.cgroups.write(dir)?;
         if let Some(r) = &root_ids {
             objects::ns::dump(opts.pid, r, dir)?;
         }
@@ -278,7 +280,7 @@ pub fn dump_with(opts: &DumpOpts, notify: &dyn scripts::Notify) -> Result<()> {
             lsmtype: Some(pb::Lsmtype::NoLsm as i32),
             ..Default::default()
         };
-        extras::fill_inventory(&mut inventory, extras::cg_set(opts.pid, opts.pid), &mut ids);
+        extras::fill_inventory(&mut inventory, Some(root_cg_set), &mut ids);
         if opts.network_lock == objects::files::netlock::Method::Nftables {
             // upstream's NETWORK_LOCK_NFTABLES
             inventory.network_lock_method = Some(1);

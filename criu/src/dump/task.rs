@@ -318,6 +318,7 @@ pub(super) fn dump_process(
         tids.push(tid as u32);
         let sc = seccomp_fields.get(i).copied().unwrap_or((None, None));
         let (info, mut tcore) = thread_core(pid, th, inside, sc, userns)?;
+        tcore.cg_set = Some(ns_ids.cgroups.set_of(pid, host_tid)?);
         let tc = (i == 0).then(|| {
             // The leader's core carries the process-wide state; its mask is
             // the leader's own.

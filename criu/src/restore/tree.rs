@@ -12,6 +12,15 @@ use crate::proc::{self, MapName};
 use crate::remote::Tracee;
 use crate::sys;
 
+/// The cgroup set of a process, from its leader's core image.
+fn cg_set_of(t: &TaskImages) -> Option<u32> {
+    let core = t.cores.first()?;
+    core.tc
+        .as_ref()
+        .and_then(|tc| tc.cg_set)
+        .or_else(|| core.thread_core.as_ref().and_then(|th| th.cg_set))
+}
+
 /// clone3 flags of a thread.
 pub(super) const THREAD_FLAGS: u64 = (libc::CLONE_VM
     | libc::CLONE_FS
@@ -185,6 +194,8 @@ impl Puppets {
             let pid = t.pid();
             if t.pstree.ppid == 0 {
                 self.make_root(pid, plan)?;
+                let host = self.get_mut(pid)?.host;
+                plan.join_cgroup(pid, host, cg_set_of(t))?;
             } else {
                 let parent = self.get_mut(t.pstree.ppid as i32)?;
                 let leader = parent.threads.first_mut().ok_or_else(|| Error::Task {
@@ -192,11 +203,13 @@ impl Puppets {
                     what: "parent has no thread".into(),
                 })?;
                 let child = clone_in(leader, pid, 0)?;
+                let host = child.pid();
                 self.procs.push(PuppetProc {
                     pid,
                     host: child.pid(),
                     threads: vec![child],
                 });
+                plan.join_cgroup(pid, host, cg_set_of(t))?;
             }
             if t.pstree.sid == t.pstree.pid {
                 let p = self.get_mut(pid)?;

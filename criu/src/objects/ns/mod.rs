@@ -6,13 +6,18 @@
 //! same id). For each namespace of the root that is not criu's own, the kind
 //! module writes its image (`utsns-ID.img`, `mountpoints-ID.img`, …). Trees
 //! with nested namespaces (a task in another namespace than the root) are
-//! refused, as is a cgroup namespace.
+//! refused before that task is seized ([`check_not_nested`]), as is a
+//! cgroup namespace. Cgroup membership (not a namespace, but kept beside
+//! them) is in [`cgroup`].
 //!
 //! Restore: [`Plan::read`] says which namespaces the root puppet must be
 //! born in (the kinds with an image, and a new pid namespace when the root
 //! is PID 1); [`Plan::clone_flags`] is for clone3, and the kind modules fill
-//! the new namespaces before any task runs.
+//! the new namespaces before any task runs (a time namespace is made then
+//! too, see [`time`]). [`Plan::join_cgroup`] puts each process into its
+//! cgroups as it is made.
 
+pub mod cgroup;
 pub mod ipc;
 pub mod mnt;
 pub mod net;
@@ -146,6 +151,8 @@ pub struct NsIds {
     gen: IdGen,
     /// The root's namespaces: (kind, inode).
     root: Vec<(Kind, u64)>,
+    /// The cgroup sets of the tasks.
+    pub cgroups: cgroup::Sets,
 }
 
 impl NsIds {
@@ -207,6 +214,47 @@ pub fn id_in(ids: &pb::TaskKobjIdsEntry, kind: Kind) -> u32 {
     .unwrap_or(0)
 }
 
+/// The namespaces of a task: (kind, inode) for every kind the kernel has.
+pub fn all_of(pid: i32) -> Result<Vec<(Kind, u64)>> {
+    let mut v = Vec::new();
+    for k in Kind::ALL {
+        if let Some(ino) = inode(pid, k)? {
+            v.push((k, ino));
+        }
+    }
+    Ok(v)
+}
+
+/// Checks, before task `pid` of the tree is seized, that it lives in the
+/// namespaces of the root (`root`, from [`all_of`]): nested namespaces are
+/// refused, with the tree left as it was.
+pub fn check_not_nested(pid: i32, root: &[(Kind, u64)]) -> Result<()> {
+    for (k, ino) in all_of(pid)? {
+        if root.contains(&(k, ino)) || !root.iter().any(|&(rk, _)| rk == k) {
+            continue;
+        }
+        let what = if k == Kind::Pid {
+            let st = crate::proc::read_status(pid)?;
+            let here = pid::innermost(&st.ns_pid, pid);
+            let how = if here == 1 {
+                "is the init of a pid namespace nested in the tree's".to_string()
+            } else {
+                format!("lives in a pid namespace nested in the tree's (as PID {here})")
+            };
+            format!(
+                "{how}; nested pid namespaces cannot be dumped (the images keep one PID per task, as upstream CRIU's)"
+            )
+        } else {
+            format!(
+                "lives in another {} namespace than the root of the tree; nested namespaces are not supported yet",
+                k.proc_name()
+            )
+        };
+        return Err(Error::Unsupported { pid, what });
+    }
+    Ok(())
+}
+
 /// Checks before anything is frozen that the namespaces of `root` can be
 /// dumped: every kind not shared with criu must be one we handle.
 pub fn check_root(root: i32) -> Result<Vec<Kind>> {
@@ -245,6 +293,11 @@ pub fn dump(root: i32, ids: &pb::TaskKobjIdsEntry, dir: &Path) -> Result<()> {
     }
     if has(Kind::Time) {
         time::dump(root, id_in(ids, Kind::Time), dir)?;
+    } else if inode(root, Kind::Time)?.is_some() {
+        // As upstream: the clocks of a tree in criu's time namespace go
+        // to timens-0.img (an upstream restore puts such a tree into a new
+        // time namespace where they go on; ours leaves it in its own).
+        time::dump(root, 0, dir)?;
     }
     if has(Kind::Mnt) {
         mnt::dump(root, id_in(ids, Kind::Mnt), dir)?;
@@ -338,6 +391,8 @@ pub struct Plan {
     pub net: Option<net::Images>,
     pub time: Option<pb::TimensEntry>,
     pub mnt: Option<mnt::Images>,
+    /// The cgroup sets of the tasks (`cgroup.img`).
+    pub cgroup: Option<cgroup::Restore>,
 }
 
 impl Plan {
@@ -352,6 +407,7 @@ impl Plan {
         if root_pid == 1 {
             p.new.push(Kind::Pid);
         }
+        p.cgroup = cgroup::read_image(dir)?;
         let Some(ids) = root_ids else { return Ok(p) };
         let id = |k| id_in(ids, k);
         p.user = user::read(dir, id(Kind::User))?;
@@ -375,9 +431,22 @@ impl Plan {
         Ok(p)
     }
 
-    /// The clone3 flags of the root puppet.
+    /// Puts process `host` (PID `pid` in the images) into the cgroups of
+    /// its set `cg_set` (from its core image).
+    pub fn join_cgroup(&self, pid: i32, host: i32, cg_set: Option<u32>) -> Result<()> {
+        match (&self.cgroup, cg_set) {
+            (Some(c), Some(id)) => c.join(pid, host, id),
+            _ => Ok(()),
+        }
+    }
+
+    /// The clone3 flags of the root puppet. Not a new time namespace: one
+    /// entered at birth has its offsets frozen; [`Plan::fill`] makes it.
     pub fn clone_flags(&self) -> u64 {
-        self.new.iter().fold(0, |f, k| f | k.clone_flag())
+        self.new
+            .iter()
+            .filter(|&&k| k != Kind::Time)
+            .fold(0, |f, k| f | k.clone_flag())
     }
 
     /// Right after the root puppet (host PID `host`) is born, before it
@@ -392,6 +461,9 @@ impl Plan {
     /// The namespaces' state, made from criu (through a helper thread) or
     /// inside the root puppet `t` (host PID `host`) with remote syscalls.
     pub fn fill(&self, host: i32, t: &mut Tracee) -> Result<()> {
+        if let Some(e) = &self.time {
+            time::restore(t, host, e)?;
+        }
         if let Some(m) = &self.mnt {
             mnt::restore(t, m, self.user.as_ref())?;
         }
@@ -444,7 +516,7 @@ mod tests {
     #[test]
     fn plan_flags() {
         let p = Plan {
-            new: vec![Kind::Pid, Kind::Uts],
+            new: vec![Kind::Pid, Kind::Uts, Kind::Time],
             ..Default::default()
         };
         assert_eq!(
