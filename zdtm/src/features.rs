@@ -37,6 +37,7 @@ pub const FEATURES: &[&str] = &[
     "hugetlb",
     "userns",
     "sysvipc",
+    "guard_regions",
 ];
 
 /// Probe one feature; None for a name we do not know.
@@ -58,6 +59,7 @@ pub fn probe(name: &str) -> Option<Probe> {
         "hugetlb" => hugetlb(),
         "userns" => userns(),
         "sysvipc" => path_probe("/proc/sysvipc/shm"),
+        "guard_regions" => guard_regions(),
         _ => return None,
     })
 }
@@ -191,6 +193,31 @@ fn hugetlb() -> Probe {
         Some(n) if n > 0 => yes(format!("{n} free huge pages")),
         Some(_) => no("no free huge pages (HugePages_Free: 0)"),
         None => no("/proc/meminfo has no HugePages_Free"),
+    }
+}
+
+/// MADV_GUARD_INSTALL (6.13) and the pagemap bit that shows it (6.14).
+fn guard_regions() -> Probe {
+    const MADV_GUARD_INSTALL: i32 = 102;
+    const PM_GUARD_REGION: u64 = 1 << 58;
+    let m = match sys::Mapping::anon(4096, libc::PROT_READ, libc::MAP_PRIVATE) {
+        Ok(m) => m,
+        Err(e) => return no(format!("mmap: {e}")),
+    };
+    if let Err(e) = m.madvise(0, 4096, MADV_GUARD_INSTALL) {
+        return no(format!("madvise(MADV_GUARD_INSTALL): {e}"));
+    }
+    let mut ent = [0u8; 8];
+    let r = std::fs::File::open("/proc/self/pagemap").and_then(|mut f| {
+        f.seek(SeekFrom::Start((m.addr() / 4096 * 8) as u64))?;
+        f.read_exact(&mut ent)
+    });
+    match r {
+        Err(e) => no(format!("read /proc/self/pagemap: {e}")),
+        Ok(()) if u64::from_le_bytes(ent) & PM_GUARD_REGION != 0 => {
+            yes("MADV_GUARD_INSTALL works and pagemap shows it")
+        }
+        Ok(()) => no("pagemap does not show guard regions (bit 58)"),
     }
 }
 

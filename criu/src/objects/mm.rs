@@ -34,6 +34,12 @@ pub const VMA_ANON_PRIVATE: u32 = 1 << 9;
 pub const VMA_AREA_SYSVIPC: u32 = 1 << 10;
 pub const VMA_AREA_VVAR: u32 = 1 << 12;
 pub const VMA_AREA_MEMFD: u32 = 1 << 14;
+/// Not a mapping: a run of MADV_GUARD_INSTALL guard pages inside one,
+/// listed after every real area (upstream's format since 4.1).
+pub const VMA_AREA_GUARD: u32 = 1 << 16;
+
+/// madvise advice that installs guard pages (Linux 6.13).
+const MADV_GUARD_INSTALL: u64 = 102;
 
 pub fn mm_file(pid: i32) -> String {
     format!("mm-{pid}.img")
@@ -215,6 +221,39 @@ fn page_runs(
     finder.runs(s.map.start, s.map.end, kind)
 }
 
+/// The guard regions of the task as areas of their own: one scan per
+/// stretch of adjacent mappings (guards live only inside mappings).
+fn guard_areas(finder: &mut PageFinder, vmas: &[pb::VmaEntry]) -> Result<Vec<pb::VmaEntry>> {
+    let mut spans: Vec<(u64, u64)> = Vec::new();
+    for v in vmas {
+        if v.status & (VMA_AREA_VDSO | VMA_AREA_VVAR | VMA_AREA_VSYSCALL) != 0 {
+            continue;
+        }
+        match spans.last_mut() {
+            Some(last) if last.1 == v.start => last.1 = v.end,
+            _ => spans.push((v.start, v.end)),
+        }
+    }
+    let mut out = Vec::new();
+    for (start, end) in spans {
+        for (addr, npages) in finder.guards(start, end)? {
+            out.push(pb::VmaEntry {
+                start: addr,
+                end: addr + npages * PAGE_SIZE,
+                pgoff: 0,
+                shmid: 0,
+                prot: 0,
+                flags: 0,
+                status: VMA_AREA_GUARD,
+                fd: -1,
+                madv: None,
+                fdflags: None,
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// What the mm dump needs beyond /proc: read remotely before.
 pub struct MmExtra {
     pub brk: u64,
@@ -280,6 +319,8 @@ pub fn dump(
     }
     copier.finish(&mut writer)?;
     writer.finish()?;
+    let guards = guard_areas(&mut finder, &vmas)?;
+    vmas.extend(guards);
 
     let auxv = saved_auxv(&auxv_raw);
     Ok(pb::MmEntry {
@@ -574,7 +615,7 @@ pub fn restore(
     let mut opened: Vec<(u64, u32, u64)> = Vec::new(); // (file id, flags, remote fd)
     let pages = PagesReader::open(dir, pid as u32)?;
     for v in &mm.vmas {
-        if v.status & (VMA_AREA_VDSO | VMA_AREA_VVAR | VMA_AREA_VSYSCALL) != 0 {
+        if v.status & (VMA_AREA_VDSO | VMA_AREA_VVAR | VMA_AREA_VSYSCALL | VMA_AREA_GUARD) != 0 {
             continue;
         }
         if v.status & VMA_ANON_SHARED != 0 {
@@ -657,23 +698,40 @@ pub fn restore(
     fill_pages(p.pid(), &pages)?;
 
     // 5. Final protections and advice.
-    for v in &mm.vmas {
-        if v.status & (VMA_AREA_VDSO | VMA_AREA_VVAR | VMA_AREA_VSYSCALL) != 0 {
-            continue;
-        }
+    let real = || {
+        mm.vmas.iter().filter(|v| {
+            v.status & (VMA_AREA_VDSO | VMA_AREA_VVAR | VMA_AREA_VSYSCALL | VMA_AREA_GUARD) == 0
+        })
+    };
+    for v in real() {
         p.syscall(
             libc::SYS_mprotect,
             &[v.start, v.end - v.start, u64::from(v.prot)],
         )?;
-        if v.flags & libc::MAP_LOCKED as u32 != 0 {
-            p.syscall(libc::SYS_mlock, &[v.start, v.end - v.start])?;
-        }
         let madv = v.madv.unwrap_or(0);
         for bit in 0..64u64 {
             if madv & (1 << bit) != 0 {
                 p.syscall(libc::SYS_madvise, &[v.start, v.end - v.start, bit])?;
             }
         }
+    }
+    // 6. Guard pages, now that the pages around them are written (a guard
+    // throws away what is under it); before mlock, which they refuse.
+    for v in mm.vmas.iter().filter(|v| v.status & VMA_AREA_GUARD != 0) {
+        p.syscall(
+            libc::SYS_madvise,
+            &[v.start, v.end - v.start, MADV_GUARD_INSTALL],
+        )
+        .map_err(|e| Error::Mismatch {
+            what: format!(
+                "pid {pid}: installing guard pages {:#x}-{:#x}: {e}",
+                v.start, v.end
+            ),
+        })?;
+    }
+    // 7. Locks last, once everything is in place.
+    for v in real().filter(|v| v.flags & libc::MAP_LOCKED as u32 != 0) {
+        p.syscall(libc::SYS_mlock, &[v.start, v.end - v.start])?;
     }
     Ok(())
 }
