@@ -102,7 +102,11 @@ fn classify(
         fd: -1,
         madv: None,
         fdflags: None,
+        lock_onfault: None,
     };
+    if s.vm_flags.contains(VmFlag::Locked) && s.vm_flags.contains(VmFlag::LockOnFault) {
+        e.lock_onfault = Some(true);
+    }
     let madv = madv_bits(&s.vm_flags);
     if madv != 0 {
         e.madv = Some(madv);
@@ -248,6 +252,7 @@ fn guard_areas(finder: &mut PageFinder, vmas: &[pb::VmaEntry]) -> Result<Vec<pb:
                 fd: -1,
                 madv: None,
                 fdflags: None,
+                lock_onfault: None,
             });
         }
     }
@@ -262,6 +267,38 @@ pub struct MmExtra {
     /// The PID that names the images (the task's PID in its own pid
     /// namespace).
     pub img_pid: i32,
+    /// mlockall flags of the mm's default (see [`dump_mlockall`]).
+    pub mlockall: u32,
+}
+
+const MCL_FUTURE: u32 = 2;
+const MCL_ONFAULT: u32 = 4;
+const MLOCK_ONFAULT: u64 = 1;
+
+/// Dump half: whether the task did mlockall(MCL_FUTURE [| MCL_ONFAULT]),
+/// as MCL_* bits. The kernel keeps it as the default flags of every new
+/// mapping, which /proc shows nowhere but on a new mapping: the scratch
+/// area criu mapped inside the task (must be mapped now) has them.
+pub fn dump_mlockall(t: &Tracee) -> Result<u32> {
+    let pid = t.pid();
+    let (addr, _) = t.scratch().ok_or_else(|| Error::Mismatch {
+        what: format!("pid {pid}: no scratch area to read the mlockall flags from"),
+    })?;
+    let smaps = proc::read_smaps(pid)?;
+    let s = smaps
+        .iter()
+        .find(|s| s.map.start <= addr && addr < s.map.end)
+        .ok_or_else(|| Error::Mismatch {
+            what: format!("pid {pid}: the scratch area at {addr:#x} is not in smaps"),
+        })?;
+    let mut flags = 0;
+    if s.vm_flags.contains(VmFlag::Locked) {
+        flags |= MCL_FUTURE;
+        if s.vm_flags.contains(VmFlag::LockOnFault) {
+            flags |= MCL_ONFAULT;
+        }
+    }
+    Ok(flags)
 }
 
 /// Dump half: the mappings and pages of `pid` into `mm-PID.img`,
@@ -341,6 +378,7 @@ pub fn dump(
         dumpable: Some(extra.dumpable),
         aios: Vec::new(),
         thp_disabled: Some(extra.thp_disabled),
+        mlockall: (extra.mlockall != 0).then_some(extra.mlockall),
     })
 }
 
@@ -731,7 +769,24 @@ pub fn restore(
     }
     // 7. Locks last, once everything is in place.
     for v in real().filter(|v| v.flags & libc::MAP_LOCKED as u32 != 0) {
-        p.syscall(libc::SYS_mlock, &[v.start, v.end - v.start])?;
+        let how = if v.lock_onfault == Some(true) {
+            MLOCK_ONFAULT
+        } else {
+            0
+        };
+        let r = p.syscall_raw(libc::SYS_mlock2, &[v.start, v.end - v.start, how])?;
+        // Locking populates; an inaccessible area cannot be, so mlock
+        // says ENOMEM after it has locked it all the same.
+        if r < 0 && !(r == -i64::from(libc::ENOMEM) && v.prot == 0) {
+            return Err(Error::Mismatch {
+                what: format!(
+                    "pid {pid}: mlock2 of {:#x}-{:#x}: {}",
+                    v.start,
+                    v.end,
+                    crate::sys::Errno::from_raw(-r as i32)
+                ),
+            });
+        }
     }
     Ok(())
 }
@@ -743,9 +798,17 @@ fn fill_pages(pid: i32, pages: &PagesReader) -> Result<()> {
 }
 
 /// Restore half, last step (after creds, which reset it): dumpable.
+/// And mlockall(MCL_FUTURE): every mapping exists by now, so only the
+/// task's own later ones get locked.
 pub fn restore_dumpable(p: &mut Tracee, mm: &pb::MmEntry) -> Result<()> {
     if let Some(d) = mm.dumpable {
         p.syscall(libc::SYS_prctl, &[libc::PR_SET_DUMPABLE as u64, d as u64])?;
+    }
+    if let Some(fl) = mm.mlockall.filter(|&f| f & MCL_FUTURE != 0) {
+        p.syscall(
+            libc::SYS_mlockall,
+            &[u64::from(fl & (MCL_FUTURE | MCL_ONFAULT))],
+        )?;
     }
     Ok(())
 }
