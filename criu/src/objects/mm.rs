@@ -727,6 +727,12 @@ pub fn restore(
                 what: format!("pid {pid}: mapping {:#x} landed at {got:#x}", v.start),
             });
         }
+        // Huge page advice before the pages are written, so that they
+        // fault in as the task had them (huge where it asked for it).
+        let thp = v.madv.unwrap_or(0) & (1 << libc::MADV_HUGEPAGE | 1 << libc::MADV_NOHUGEPAGE);
+        for bit in (0..64u64).filter(|b| thp & (1 << b) != 0) {
+            p.syscall(libc::SYS_madvise, &[v.start, v.end - v.start, bit])?;
+        }
     }
     for (_, _, fd) in opened {
         p.syscall(libc::SYS_close, &[fd])?;
