@@ -63,6 +63,21 @@ fn madv_bits(flags: &proc::VmFlags) -> u64 {
         .fold(0, |acc, (_, m)| acc | (1u64 << m))
 }
 
+/// `MAP_HUGETLB` and the huge page size (log2 of it, in the bits from
+/// `MAP_HUGE_SHIFT`) of a hugetlb area.
+fn hugetlb_flags(pid: i32, s: &proc::SmapsEntry) -> Result<u32> {
+    let bytes = s.sizes.kernel_page_size_kb * 1024;
+    if !bytes.is_power_of_two() || bytes <= PAGE_SIZE {
+        return Err(Error::Mismatch {
+            what: format!(
+                "pid {pid}: hugetlb area {:#x}-{:#x} has a page size of {} kB",
+                s.map.start, s.map.end, s.sizes.kernel_page_size_kb
+            ),
+        });
+    }
+    Ok(libc::MAP_HUGETLB as u32 | (bytes.trailing_zeros() << libc::MAP_HUGE_SHIFT))
+}
+
 /// Whether a VMA's pages are part of the image (and which of them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Pages {
@@ -140,7 +155,29 @@ fn classify(
         _ if s.vm_flags.contains(VmFlag::Io) || s.vm_flags.contains(VmFlag::PfnMap) => {
             return Err(unsupported("a device (I/O or PFN) mapping"))
         }
-        _ if s.vm_flags.contains(VmFlag::Hugetlb) => return Err(unsupported("a hugetlb mapping")),
+        MapName::File {
+            path,
+            deleted: true,
+        } if s.vm_flags.contains(VmFlag::Hugetlb)
+            && path.as_os_str().as_encoded_bytes() == b"/anon_hugepage" =>
+        {
+            // MAP_HUGETLB anonymous memory, as upstream keeps it: anonymous
+            // with MAP_HUGETLB and the page size in the mmap flags.
+            anon(&mut e);
+            e.flags |= hugetlb_flags(pid, s)?;
+            if m.perms.shared {
+                e.status |= VMA_ANON_SHARED;
+                e.shmid = m.inode;
+                e.pgoff = m.offset;
+                Pages::Skip
+            } else {
+                e.status |= VMA_ANON_PRIVATE;
+                Pages::Anon
+            }
+        }
+        _ if s.vm_flags.contains(VmFlag::Hugetlb) => {
+            return Err(unsupported("a hugetlbfs file mapping"))
+        }
         _ if m.is_anon_shmem() => {
             anon(&mut e);
             e.status |= VMA_ANON_SHARED;
@@ -219,7 +256,9 @@ fn page_runs(
     };
     // Nothing resident or swapped (the zero page does not count): no page
     // of it is data, however large it is.
-    if s.sizes.rss_kb == 0 && s.sizes.swap_kb == 0 {
+    // Hugetlb pages are not counted in Rss.
+    let huge = s.sizes.private_hugetlb_kb + s.sizes.shared_hugetlb_kb;
+    if s.sizes.rss_kb == 0 && s.sizes.swap_kb == 0 && huge == 0 {
         return Ok(Vec::new());
     }
     finder.runs(s.map.start, s.map.end, kind)
@@ -657,7 +696,8 @@ pub fn restore(
             continue;
         }
         if v.status & VMA_ANON_SHARED != 0 {
-            let extra = u64::from(v.flags) & libc::MAP_GROWSDOWN as u64;
+            let hugetlb = libc::MAP_HUGETLB as u32 | (0x3f << libc::MAP_HUGE_SHIFT);
+            let extra = u64::from(v.flags & (libc::MAP_GROWSDOWN as u32 | hugetlb));
             shared.map(
                 p,
                 dir,

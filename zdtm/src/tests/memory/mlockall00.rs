@@ -6,8 +6,9 @@ pub const DESC: Desc = Desc {
     family: "memory",
     description: "mlockall(MCL_CURRENT|MCL_FUTURE) survives: every mapping stays locked with its data and one made after restore is locked and in memory",
     // Locking the whole test is more than RLIMIT_MEMLOCK allows without
-    // CAP_IPC_LOCK, which a user namespace does not give.
+    // CAP_IPC_LOCK: root, and not in a user namespace.
     flavors: &[Flavor::Host, Flavor::Ns],
+    flags: &[Flag::Suid],
     ..Desc::DEFAULT
 };
 
