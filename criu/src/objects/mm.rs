@@ -87,6 +87,10 @@ enum Pages {
     Anon,
     /// Only the pages written since mapping (no longer the file's).
     PrivateFile,
+    /// Every page, present or not: the vDSO, whose code upstream's restore
+    /// reads from the image to compare it with the running kernel's. Our
+    /// own restore moves the kernel's vDSO there and leaves these out.
+    Entire,
 }
 
 fn classify(
@@ -145,7 +149,7 @@ fn classify(
         MapName::Vdso => {
             anon(&mut e);
             e.status |= VMA_AREA_VDSO | VMA_ANON_PRIVATE;
-            Pages::Skip
+            Pages::Entire
         }
         MapName::Vvar | MapName::VvarVclock => {
             anon(&mut e);
@@ -251,6 +255,10 @@ fn page_runs(
 ) -> Result<Vec<(u64, u64)>> {
     let kind = match want {
         Pages::Skip => return Ok(Vec::new()),
+        Pages::Entire => {
+            let n = (s.map.end - s.map.start) / PAGE_SIZE;
+            return Ok(vec![(s.map.start, n)]);
+        }
         Pages::Anon => PageKind::Anon,
         Pages::PrivateFile => PageKind::PrivateFile,
     };
@@ -778,8 +786,14 @@ pub fn restore(
         p.syscall(libc::SYS_close, &[fd])?;
     }
 
-    // 4. The pages.
-    fill_pages(p.pid(), &pages)?;
+    // 4. The pages, but the vDSO's: the kernel's own is there now.
+    let vdso_at: Vec<(u64, u64)> = mm
+        .vmas
+        .iter()
+        .filter(|v| v.status & (VMA_AREA_VDSO | VMA_AREA_VVAR | VMA_AREA_VSYSCALL) != 0)
+        .map(|v| (v.start, v.end))
+        .collect();
+    super::mm_pages::fill_except(p.pid(), &pages, &vdso_at)?;
 
     // 5. Final protections and advice.
     let real = || {
@@ -835,12 +849,6 @@ pub fn restore(
         }
     }
     Ok(())
-}
-
-/// Copies the pages of the image into task `pid`, batched (see
-/// [`super::mm_pages::fill`]).
-fn fill_pages(pid: i32, pages: &PagesReader) -> Result<()> {
-    super::mm_pages::fill(pid, pages)
 }
 
 /// Restore half, last step (after creds, which reset it): dumpable.

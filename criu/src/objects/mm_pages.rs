@@ -478,8 +478,40 @@ pub fn fill(pid: i32, pages: &PagesReader) -> Result<()> {
     fill_with(pid, pages, BATCH_BYTES)
 }
 
+/// [`fill`] but for the pages inside the `skip` ranges (areas restore
+/// does not make itself, such as the vDSO).
+pub fn fill_except(pid: i32, pages: &PagesReader, skip: &[(u64, u64)]) -> Result<()> {
+    fill_with_skip(pid, pages, BATCH_BYTES, skip)
+}
+
+/// The present data of `pages` outside the `skip` ranges, as
+/// `(address, offset in the pages file, bytes)`.
+fn present_parts(pages: &PagesReader, skip: &[(u64, u64)]) -> Vec<(u64, u64, u64)> {
+    let mut out = Vec::new();
+    for run in pages.runs().iter().filter(|r| r.is_present()) {
+        let mut parts = vec![(run.vaddr, run.vaddr + run.len())];
+        for &(s, e) in skip {
+            parts = parts
+                .into_iter()
+                .flat_map(|(a, b)| [(a, b.min(s)), (a.max(e), b)])
+                .filter(|(a, b)| a < b)
+                .collect();
+        }
+        out.extend(
+            parts
+                .into_iter()
+                .map(|(a, b)| (a, run.offset + (a - run.vaddr), b - a)),
+        );
+    }
+    out
+}
+
 /// [`fill`] with a batch of `cap` bytes.
 pub fn fill_with(pid: i32, pages: &PagesReader, cap: usize) -> Result<()> {
+    fill_with_skip(pid, pages, cap, &[])
+}
+
+fn fill_with_skip(pid: i32, pages: &PagesReader, cap: usize, skip: &[(u64, u64)]) -> Result<()> {
     let cap = cap
         .max(PAGE_SIZE as usize)
         .next_multiple_of(PAGE_SIZE as usize);
@@ -536,10 +568,7 @@ pub fn fill_with(pid: i32, pages: &PagesReader, cap: usize) -> Result<()> {
         Ok(())
     };
 
-    for run in pages.runs().iter().filter(|r| r.is_present()) {
-        let mut addr = run.vaddr;
-        let mut src = run.offset;
-        let mut left = run.len();
+    for (mut addr, mut src, mut left) in present_parts(pages, skip) {
         while left > 0 {
             let full = used == cap as u64 || pieces.len() == IOV_MAX;
             let apart = !pieces.is_empty() && file_off + used != src;
@@ -663,6 +692,24 @@ mod tests {
             rel(f.runs(m.base, end, Kind::Anon).unwrap()),
             [(0, 2), (3, 2), (6, 2)]
         );
+    }
+
+    #[test]
+    fn present_parts_leave_out_skipped_ranges() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = PagesWriter::create(dir.path(), 3, 3).unwrap();
+        let page = vec![7u8; PAGE_SIZE as usize];
+        for p in 0..6u64 {
+            w.add(0x10000 + p * PAGE_SIZE, PE_PRESENT, &page).unwrap();
+        }
+        w.add(0x40000, PE_PRESENT, &page).unwrap();
+        w.finish().unwrap();
+        let r = PagesReader::open(dir.path(), 3).unwrap();
+        let pg = PAGE_SIZE;
+        // One run of 6 pages cut in the middle, one run dropped whole.
+        let got = present_parts(&r, &[(0x12000, 0x14000), (0x40000, 0x41000)]);
+        assert_eq!(got, [(0x10000, 0, 2 * pg), (0x14000, 4 * pg, 2 * pg)]);
+        assert_eq!(present_parts(&r, &[]).len(), 2);
     }
 
     #[test]
