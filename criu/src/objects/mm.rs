@@ -35,7 +35,7 @@ pub const VMA_AREA_SYSVIPC: u32 = 1 << 10;
 pub const VMA_AREA_VVAR: u32 = 1 << 12;
 pub const VMA_AREA_MEMFD: u32 = 1 << 14;
 /// Not a mapping: a run of MADV_GUARD_INSTALL guard pages inside one,
-/// listed after every real area (upstream's format since 4.1).
+/// listed after every real area (upstream CRIU 4.2 writes it so).
 pub const VMA_AREA_GUARD: u32 = 1 << 16;
 
 /// madvise advice that installs guard pages (Linux 6.13).
