@@ -835,9 +835,14 @@ pub fn restore(
             0
         };
         let r = p.syscall_raw(libc::SYS_mlock2, &[v.start, v.end - v.start, how])?;
-        // Locking populates; an inaccessible area cannot be, so mlock
-        // says ENOMEM after it has locked it all the same.
-        if r < 0 && !(r == -i64::from(libc::ENOMEM) && v.prot == 0) {
+        // Locking populates; an inaccessible area, or one with guard
+        // pages, cannot be wholly, so mlock says ENOMEM after it has
+        // locked it all the same.
+        let guarded = mm.vmas.iter().any(|g| {
+            g.status & VMA_AREA_GUARD != 0 && overlaps((g.start, g.end), (v.start, v.end))
+        });
+        let partial = v.prot == 0 || guarded;
+        if r < 0 && !(r == -i64::from(libc::ENOMEM) && partial) {
             return Err(Error::Mismatch {
                 what: format!(
                     "pid {pid}: mlock2 of {:#x}-{:#x}: {}",

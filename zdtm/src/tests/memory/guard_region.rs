@@ -52,6 +52,20 @@ fn check(m: &Mapping, when: &str) -> Result<()> {
     Ok(())
 }
 
+fn check_locked(l: &Mapping, when: &str) -> Result<()> {
+    let fl = smaps_vmflags(l.addr())?;
+    ensure!(fl.iter().any(|f| f == "lo"), "{when}: locked area has no lo: {fl:?}");
+    for p in 0..4 {
+        let guard = p == 1;
+        ensure!(faults(l.addr() + p * PAGE)? == guard, "{when}: locked area page {p} faults={}", !guard);
+        if !guard {
+            pattern::check_at(69, p * PAGE, l.range(p * PAGE, PAGE))
+                .map_err(|off| anyhow!("{when}: locked page {p} differs at {off:#x}"))?;
+        }
+    }
+    Ok(())
+}
+
 pub fn run(t: &mut Test) -> Result<()> {
     let rw = libc::PROT_READ | libc::PROT_WRITE;
     let mut m = Mapping::anon(PAGES * PAGE, rw, libc::MAP_PRIVATE).context("mmap")?;
@@ -64,10 +78,18 @@ pub fn run(t: &mut Test) -> Result<()> {
         m.madvise(g * PAGE, PAGE, MADV_GUARD_INSTALL)
             .with_context(|| format!("MADV_GUARD_INSTALL on page {g}"))?;
     }
+    // A guard page in an area locked afterwards: mlock cannot populate it
+    // and says so (ENOMEM), but locks the area all the same.
+    let mut l = Mapping::anon(4 * PAGE, rw, libc::MAP_PRIVATE).context("mmap locked")?;
+    pattern::fill(69, l.bytes_mut());
+    l.madvise(PAGE, PAGE, MADV_GUARD_INSTALL).context("MADV_GUARD_INSTALL in the locked area")?;
+    let _ = l.mlock();
     check(&m, "before dump")?;
+    check_locked(&l, "before dump")?;
     t.daemon()?;
     t.wait_sig();
     check(&m, "after restore")?;
+    check_locked(&l, "after restore")?;
     ensure!(maps_perms(m.addr())? == "rw-p", "mapping changed: {}", maps_perms(m.addr())?);
     Ok(())
 }
