@@ -38,6 +38,7 @@ pub const FEATURES: &[&str] = &[
     "userns",
     "sysvipc",
     "ip_tool",
+    "guard_regions",
 ];
 
 /// Probe one feature; None for a name we do not know.
@@ -60,6 +61,7 @@ pub fn probe(name: &str) -> Option<Probe> {
         "userns" => userns(),
         "sysvipc" => path_probe("/proc/sysvipc/shm"),
         "ip_tool" => ip_tool(),
+        "guard_regions" => guard_regions(),
         _ => return None,
     })
 }
@@ -199,10 +201,42 @@ fn hugetlb() -> Probe {
         .lines()
         .find_map(|l| l.strip_prefix("HugePages_Free:"))
         .and_then(|v| v.trim().parse::<u64>().ok());
+    // Root may reserve them for a test (tests flagged suid do).
+    let nr = "/proc/sys/vm/nr_hugepages";
+    let can_reserve = nix::unistd::geteuid().is_root()
+        && nix::unistd::access(nr, nix::unistd::AccessFlags::W_OK).is_ok();
     match free {
         Some(n) if n > 0 => yes(format!("{n} free huge pages")),
-        Some(_) => no("no free huge pages (HugePages_Free: 0)"),
+        Some(_) if can_reserve => yes(format!("no free huge pages, but root may raise {nr}")),
+        Some(_) => no(format!(
+            "no free huge pages (HugePages_Free: 0) and {nr} is not writable"
+        )),
         None => no("/proc/meminfo has no HugePages_Free"),
+    }
+}
+
+/// MADV_GUARD_INSTALL (6.13) and the pagemap bit that shows it (6.14).
+fn guard_regions() -> Probe {
+    const MADV_GUARD_INSTALL: i32 = 102;
+    const PM_GUARD_REGION: u64 = 1 << 58;
+    let m = match sys::Mapping::anon(4096, libc::PROT_READ, libc::MAP_PRIVATE) {
+        Ok(m) => m,
+        Err(e) => return no(format!("mmap: {e}")),
+    };
+    if let Err(e) = m.madvise(0, 4096, MADV_GUARD_INSTALL) {
+        return no(format!("madvise(MADV_GUARD_INSTALL): {e}"));
+    }
+    let mut ent = [0u8; 8];
+    let r = std::fs::File::open("/proc/self/pagemap").and_then(|mut f| {
+        f.seek(SeekFrom::Start((m.addr() / 4096 * 8) as u64))?;
+        f.read_exact(&mut ent)
+    });
+    match r {
+        Err(e) => no(format!("read /proc/self/pagemap: {e}")),
+        Ok(()) if u64::from_le_bytes(ent) & PM_GUARD_REGION != 0 => {
+            yes("MADV_GUARD_INSTALL works and pagemap shows it")
+        }
+        Ok(()) => no("pagemap does not show guard regions (bit 58)"),
     }
 }
 

@@ -50,6 +50,7 @@ fn pre_dump_process(
             dumpable: 0,
             thp_disabled: false,
             img_pid: vpid,
+            mlockall: 0,
         },
         incr.as_mut(),
     )?;

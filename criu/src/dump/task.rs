@@ -48,6 +48,8 @@ struct ProcInside {
     timers: pb::TaskTimersEntry,
     /// membarrier registrations (`MEMBARRIER_CMD_REGISTER_*` bits).
     membarrier: Option<u32>,
+    /// mlockall(MCL_FUTURE…) flags, seen on the scratch area.
+    mlockall: u32,
 }
 
 /// State of one thread that only it can tell.
@@ -83,7 +85,9 @@ fn ask_process(t: &mut Tracee, pid: i32) -> Result<ProcInside> {
         libc::SYS_membarrier,
         &[MEMBARRIER_CMD_GET_REGISTRATIONS, 0, 0],
     )?;
+    let mlockall = mm::dump_mlockall(t)?;
     Ok(ProcInside {
+        mlockall,
         membarrier: (membarrier > 0).then_some(membarrier as u32),
         brk,
         personality,
@@ -261,6 +265,7 @@ pub(super) fn dump_process(
             dumpable: process.dumpable,
             thp_disabled: process.thp_disabled,
             img_pid: vpid,
+            mlockall: process.mlockall,
         },
         incr.as_mut(),
     )?;

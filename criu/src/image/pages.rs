@@ -217,19 +217,16 @@ impl PagesWriter {
         self.offset
     }
 
-    /// Writes the last entry and flushes both files.
+    /// Writes the last entry and flushes both files to the kernel. No
+    /// fsync, as CRIU does none: making the images durable is the caller's
+    /// choice (sync, or a file system that does it).
     pub fn finish(mut self) -> Result<()> {
         self.flush_entry()?;
         let path = self.pages_path;
-        let f = self.pages.into_inner().map_err(|e| Error::Io {
-            file: path.clone(),
+        self.pages.into_inner().map_err(|e| Error::Io {
+            file: path,
             op: "flush",
             source: e.into_error(),
-        })?;
-        f.sync_data().map_err(|source| Error::Io {
-            file: path,
-            op: "sync",
-            source,
         })?;
         self.map.finish()
     }

@@ -309,22 +309,16 @@ impl ImageWriter {
         })
     }
 
-    /// Flushes the file; errors that dropping would hide show up here.
+    /// Flushes the file to the kernel; errors that dropping would hide
+    /// show up here. No fsync, as CRIU does none.
     pub fn finish(self) -> Result<()> {
         let file = self.file;
-        self.out
-            .into_inner()
-            .map_err(|e| Error::Io {
-                file: file.clone(),
-                op: "flush",
-                source: e.into_error(),
-            })?
-            .sync_data()
-            .map_err(|source| Error::Io {
-                file,
-                op: "sync",
-                source,
-            })
+        self.out.into_inner().map_err(|e| Error::Io {
+            file,
+            op: "flush",
+            source: e.into_error(),
+        })?;
+        Ok(())
     }
 }
 

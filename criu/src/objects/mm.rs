@@ -34,6 +34,12 @@ pub const VMA_ANON_PRIVATE: u32 = 1 << 9;
 pub const VMA_AREA_SYSVIPC: u32 = 1 << 10;
 pub const VMA_AREA_VVAR: u32 = 1 << 12;
 pub const VMA_AREA_MEMFD: u32 = 1 << 14;
+/// Not a mapping: a run of MADV_GUARD_INSTALL guard pages inside one,
+/// listed after every real area (upstream CRIU 4.2 writes it so).
+pub const VMA_AREA_GUARD: u32 = 1 << 16;
+
+/// madvise advice that installs guard pages (Linux 6.13).
+const MADV_GUARD_INSTALL: u64 = 102;
 
 pub fn mm_file(pid: i32) -> String {
     format!("mm-{pid}.img")
@@ -57,6 +63,21 @@ fn madv_bits(flags: &proc::VmFlags) -> u64 {
         .fold(0, |acc, (_, m)| acc | (1u64 << m))
 }
 
+/// `MAP_HUGETLB` and the huge page size (log2 of it, in the bits from
+/// `MAP_HUGE_SHIFT`) of a hugetlb area.
+fn hugetlb_flags(pid: i32, s: &proc::SmapsEntry) -> Result<u32> {
+    let bytes = s.sizes.kernel_page_size_kb * 1024;
+    if !bytes.is_power_of_two() || bytes <= PAGE_SIZE {
+        return Err(Error::Mismatch {
+            what: format!(
+                "pid {pid}: hugetlb area {:#x}-{:#x} has a page size of {} kB",
+                s.map.start, s.map.end, s.sizes.kernel_page_size_kb
+            ),
+        });
+    }
+    Ok(libc::MAP_HUGETLB as u32 | (bytes.trailing_zeros() << libc::MAP_HUGE_SHIFT))
+}
+
 /// Whether a VMA's pages are part of the image (and which of them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Pages {
@@ -66,6 +87,10 @@ enum Pages {
     Anon,
     /// Only the pages written since mapping (no longer the file's).
     PrivateFile,
+    /// Every page, present or not: the vDSO, whose code upstream's restore
+    /// reads from the image to compare it with the running kernel's. Our
+    /// own restore moves the kernel's vDSO there and leaves these out.
+    Entire,
 }
 
 fn classify(
@@ -96,7 +121,11 @@ fn classify(
         fd: -1,
         madv: None,
         fdflags: None,
+        lock_onfault: None,
     };
+    if s.vm_flags.contains(VmFlag::Locked) && s.vm_flags.contains(VmFlag::LockOnFault) {
+        e.lock_onfault = Some(true);
+    }
     let madv = madv_bits(&s.vm_flags);
     if madv != 0 {
         e.madv = Some(madv);
@@ -120,7 +149,7 @@ fn classify(
         MapName::Vdso => {
             anon(&mut e);
             e.status |= VMA_AREA_VDSO | VMA_ANON_PRIVATE;
-            Pages::Skip
+            Pages::Entire
         }
         MapName::Vvar | MapName::VvarVclock => {
             anon(&mut e);
@@ -130,7 +159,29 @@ fn classify(
         _ if s.vm_flags.contains(VmFlag::Io) || s.vm_flags.contains(VmFlag::PfnMap) => {
             return Err(unsupported("a device (I/O or PFN) mapping"))
         }
-        _ if s.vm_flags.contains(VmFlag::Hugetlb) => return Err(unsupported("a hugetlb mapping")),
+        MapName::File {
+            path,
+            deleted: true,
+        } if s.vm_flags.contains(VmFlag::Hugetlb)
+            && path.as_os_str().as_encoded_bytes() == b"/anon_hugepage" =>
+        {
+            // MAP_HUGETLB anonymous memory, as upstream keeps it: anonymous
+            // with MAP_HUGETLB and the page size in the mmap flags.
+            anon(&mut e);
+            e.flags |= hugetlb_flags(pid, s)?;
+            if m.perms.shared {
+                e.status |= VMA_ANON_SHARED;
+                e.shmid = m.inode;
+                e.pgoff = m.offset;
+                Pages::Skip
+            } else {
+                e.status |= VMA_ANON_PRIVATE;
+                Pages::Anon
+            }
+        }
+        _ if s.vm_flags.contains(VmFlag::Hugetlb) => {
+            return Err(unsupported("a hugetlbfs file mapping"))
+        }
         _ if m.is_anon_shmem() => {
             anon(&mut e);
             e.status |= VMA_ANON_SHARED;
@@ -204,15 +255,55 @@ fn page_runs(
 ) -> Result<Vec<(u64, u64)>> {
     let kind = match want {
         Pages::Skip => return Ok(Vec::new()),
+        Pages::Entire => {
+            let n = (s.map.end - s.map.start) / PAGE_SIZE;
+            return Ok(vec![(s.map.start, n)]);
+        }
         Pages::Anon => PageKind::Anon,
         Pages::PrivateFile => PageKind::PrivateFile,
     };
     // Nothing resident or swapped (the zero page does not count): no page
     // of it is data, however large it is.
-    if s.sizes.rss_kb == 0 && s.sizes.swap_kb == 0 {
+    // Hugetlb pages are not counted in Rss.
+    let huge = s.sizes.private_hugetlb_kb + s.sizes.shared_hugetlb_kb;
+    if s.sizes.rss_kb == 0 && s.sizes.swap_kb == 0 && huge == 0 {
         return Ok(Vec::new());
     }
     finder.runs(s.map.start, s.map.end, kind)
+}
+
+/// The guard regions of the task as areas of their own: one scan per
+/// stretch of adjacent mappings (guards live only inside mappings).
+fn guard_areas(finder: &mut PageFinder, vmas: &[pb::VmaEntry]) -> Result<Vec<pb::VmaEntry>> {
+    let mut spans: Vec<(u64, u64)> = Vec::new();
+    for v in vmas {
+        if v.status & (VMA_AREA_VDSO | VMA_AREA_VVAR | VMA_AREA_VSYSCALL) != 0 {
+            continue;
+        }
+        match spans.last_mut() {
+            Some(last) if last.1 == v.start => last.1 = v.end,
+            _ => spans.push((v.start, v.end)),
+        }
+    }
+    let mut out = Vec::new();
+    for (start, end) in spans {
+        for (addr, npages) in finder.guards(start, end)? {
+            out.push(pb::VmaEntry {
+                start: addr,
+                end: addr + npages * PAGE_SIZE,
+                pgoff: 0,
+                shmid: 0,
+                prot: 0,
+                flags: 0,
+                status: VMA_AREA_GUARD,
+                fd: -1,
+                madv: None,
+                fdflags: None,
+                lock_onfault: None,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// What the mm dump needs beyond /proc: read remotely before.
@@ -223,6 +314,38 @@ pub struct MmExtra {
     /// The PID that names the images (the task's PID in its own pid
     /// namespace).
     pub img_pid: i32,
+    /// mlockall flags of the mm's default (see [`dump_mlockall`]).
+    pub mlockall: u32,
+}
+
+const MCL_FUTURE: u32 = 2;
+const MCL_ONFAULT: u32 = 4;
+const MLOCK_ONFAULT: u64 = 1;
+
+/// Dump half: whether the task did mlockall(MCL_FUTURE [| MCL_ONFAULT]),
+/// as MCL_* bits. The kernel keeps it as the default flags of every new
+/// mapping, which /proc shows nowhere but on a new mapping: the scratch
+/// area criu mapped inside the task (must be mapped now) has them.
+pub fn dump_mlockall(t: &Tracee) -> Result<u32> {
+    let pid = t.pid();
+    let (addr, _) = t.scratch().ok_or_else(|| Error::Mismatch {
+        what: format!("pid {pid}: no scratch area to read the mlockall flags from"),
+    })?;
+    let smaps = proc::read_smaps(pid)?;
+    let s = smaps
+        .iter()
+        .find(|s| s.map.start <= addr && addr < s.map.end)
+        .ok_or_else(|| Error::Mismatch {
+            what: format!("pid {pid}: the scratch area at {addr:#x} is not in smaps"),
+        })?;
+    let mut flags = 0;
+    if s.vm_flags.contains(VmFlag::Locked) {
+        flags |= MCL_FUTURE;
+        if s.vm_flags.contains(VmFlag::LockOnFault) {
+            flags |= MCL_ONFAULT;
+        }
+    }
+    Ok(flags)
 }
 
 /// Dump half: the mappings and pages of `pid` into `mm-PID.img`,
@@ -296,6 +419,8 @@ pub fn dump(
     }
     copier.finish(&mut writer)?;
     writer.finish()?;
+    let guards = guard_areas(&mut finder, &vmas)?;
+    vmas.extend(guards);
 
     let auxv = saved_auxv(&auxv_raw);
     Ok(pb::MmEntry {
@@ -316,6 +441,7 @@ pub fn dump(
         dumpable: Some(extra.dumpable),
         aios: Vec::new(),
         thp_disabled: Some(extra.thp_disabled),
+        mlockall: (extra.mlockall != 0).then_some(extra.mlockall),
     })
 }
 
@@ -590,11 +716,12 @@ pub fn restore(
     let mut opened: Vec<(u64, u32, u64)> = Vec::new(); // (file id, flags, remote fd)
     let pages = PagesReader::open(dir, pid as u32)?;
     for v in &mm.vmas {
-        if v.status & (VMA_AREA_VDSO | VMA_AREA_VVAR | VMA_AREA_VSYSCALL) != 0 {
+        if v.status & (VMA_AREA_VDSO | VMA_AREA_VVAR | VMA_AREA_VSYSCALL | VMA_AREA_GUARD) != 0 {
             continue;
         }
         if v.status & VMA_ANON_SHARED != 0 {
-            let extra = u64::from(v.flags) & libc::MAP_GROWSDOWN as u64;
+            let hugetlb = libc::MAP_HUGETLB as u32 | (0x3f << libc::MAP_HUGE_SHIFT);
+            let extra = u64::from(v.flags & (libc::MAP_GROWSDOWN as u32 | hugetlb));
             shared.map(
                 p,
                 dir,
@@ -664,26 +791,37 @@ pub fn restore(
                 what: format!("pid {pid}: mapping {:#x} landed at {got:#x}", v.start),
             });
         }
+        // Huge page advice before the pages are written, so that they
+        // fault in as the task had them (huge where it asked for it).
+        let thp = v.madv.unwrap_or(0) & (1 << libc::MADV_HUGEPAGE | 1 << libc::MADV_NOHUGEPAGE);
+        for bit in (0..64u64).filter(|b| thp & (1 << b) != 0) {
+            p.syscall(libc::SYS_madvise, &[v.start, v.end - v.start, bit])?;
+        }
     }
     for (_, _, fd) in opened {
         p.syscall(libc::SYS_close, &[fd])?;
     }
 
-    // 4. The pages.
-    fill_pages(p.pid(), &pages)?;
+    // 4. The pages, but the vDSO's: the kernel's own is there now.
+    let vdso_at: Vec<(u64, u64)> = mm
+        .vmas
+        .iter()
+        .filter(|v| v.status & (VMA_AREA_VDSO | VMA_AREA_VVAR | VMA_AREA_VSYSCALL) != 0)
+        .map(|v| (v.start, v.end))
+        .collect();
+    super::mm_pages::fill_except(p.pid(), &pages, &vdso_at)?;
 
     // 5. Final protections and advice.
-    for v in &mm.vmas {
-        if v.status & (VMA_AREA_VDSO | VMA_AREA_VVAR | VMA_AREA_VSYSCALL) != 0 {
-            continue;
-        }
+    let real = || {
+        mm.vmas.iter().filter(|v| {
+            v.status & (VMA_AREA_VDSO | VMA_AREA_VVAR | VMA_AREA_VSYSCALL | VMA_AREA_GUARD) == 0
+        })
+    };
+    for v in real() {
         p.syscall(
             libc::SYS_mprotect,
             &[v.start, v.end - v.start, u64::from(v.prot)],
         )?;
-        if v.flags & libc::MAP_LOCKED as u32 != 0 {
-            p.syscall(libc::SYS_mlock, &[v.start, v.end - v.start])?;
-        }
         let madv = v.madv.unwrap_or(0);
         for bit in 0..64u64 {
             if madv & (1 << bit) != 0 {
@@ -691,19 +829,61 @@ pub fn restore(
             }
         }
     }
+    // 6. Guard pages, now that the pages around them are written (a guard
+    // throws away what is under it); before mlock, which they refuse.
+    for v in mm.vmas.iter().filter(|v| v.status & VMA_AREA_GUARD != 0) {
+        p.syscall(
+            libc::SYS_madvise,
+            &[v.start, v.end - v.start, MADV_GUARD_INSTALL],
+        )
+        .map_err(|e| Error::Mismatch {
+            what: format!(
+                "pid {pid}: installing guard pages {:#x}-{:#x}: {e}",
+                v.start, v.end
+            ),
+        })?;
+    }
+    // 7. Locks last, once everything is in place.
+    for v in real().filter(|v| v.flags & libc::MAP_LOCKED as u32 != 0) {
+        let how = if v.lock_onfault == Some(true) {
+            MLOCK_ONFAULT
+        } else {
+            0
+        };
+        let r = p.syscall_raw(libc::SYS_mlock2, &[v.start, v.end - v.start, how])?;
+        // Locking populates; an inaccessible area, or one with guard
+        // pages, cannot be wholly, so mlock says ENOMEM after it has
+        // locked it all the same.
+        let guarded = mm.vmas.iter().any(|g| {
+            g.status & VMA_AREA_GUARD != 0 && overlaps((g.start, g.end), (v.start, v.end))
+        });
+        let partial = v.prot == 0 || guarded;
+        if r < 0 && !(r == -i64::from(libc::ENOMEM) && partial) {
+            return Err(Error::Mismatch {
+                what: format!(
+                    "pid {pid}: mlock2 of {:#x}-{:#x}: {}",
+                    v.start,
+                    v.end,
+                    crate::sys::Errno::from_raw(-r as i32)
+                ),
+            });
+        }
+    }
     Ok(())
 }
 
-/// Copies the pages of the image into task `pid`, batched (see
-/// [`super::mm_pages::fill`]).
-fn fill_pages(pid: i32, pages: &PagesReader) -> Result<()> {
-    super::mm_pages::fill(pid, pages)
-}
-
 /// Restore half, last step (after creds, which reset it): dumpable.
+/// And mlockall(MCL_FUTURE): every mapping exists by now, so only the
+/// task's own later ones get locked.
 pub fn restore_dumpable(p: &mut Tracee, mm: &pb::MmEntry) -> Result<()> {
     if let Some(d) = mm.dumpable {
         p.syscall(libc::SYS_prctl, &[libc::PR_SET_DUMPABLE as u64, d as u64])?;
+    }
+    if let Some(fl) = mm.mlockall.filter(|&f| f & MCL_FUTURE != 0) {
+        p.syscall(
+            libc::SYS_mlockall,
+            &[u64::from(fl & (MCL_FUTURE | MCL_ONFAULT))],
+        )?;
     }
     Ok(())
 }

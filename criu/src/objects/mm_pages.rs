@@ -22,7 +22,8 @@ use nix::unistd::Pid;
 
 use crate::image::pages::{PagesReader, PagesWriter, PE_PARENT};
 use crate::sys::pagemap_scan::{
-    self, PageRegion, Query, PAGE_IS_FILE, PAGE_IS_PFNZERO, PAGE_IS_PRESENT, PAGE_IS_SWAPPED,
+    self, PageRegion, Query, PAGE_IS_FILE, PAGE_IS_GUARD, PAGE_IS_PFNZERO, PAGE_IS_PRESENT,
+    PAGE_IS_SWAPPED,
 };
 use crate::sys::{Errno, PAGE_SIZE};
 
@@ -38,6 +39,8 @@ pub const BATCH_BYTES: usize = 4 << 20;
 const PM_PRESENT: u64 = 1 << 63;
 const PM_SWAP: u64 = 1 << 62;
 const PM_FILE: u64 = 1 << 61;
+/// A guard page (MADV_GUARD_INSTALL): shown as swapped, but holds nothing.
+const PM_GUARD_REGION: u64 = 1 << 58;
 const PM_PFN: u64 = (1 << 55) - 1;
 
 /// Which pages of a VMA belong in the image.
@@ -60,7 +63,7 @@ fn push_run(runs: &mut Vec<(u64, u64)>, addr: u64, npages: u64) {
 
 /// Whether a /proc/PID/pagemap entry is a page of the image.
 pub fn keep_entry(pm: u64, kind: Kind, zero_pfn: Option<u64>) -> bool {
-    if pm & (PM_PRESENT | PM_SWAP) == 0 {
+    if pm & (PM_PRESENT | PM_SWAP) == 0 || pm & PM_GUARD_REGION != 0 {
         return false;
     }
     if pm & PM_PRESENT != 0 && pm & PM_SWAP == 0 && zero_pfn == Some(pm & PM_PFN) {
@@ -80,6 +83,8 @@ pub struct PageFinder {
     scan: bool,
     zero_pfn: Option<Option<u64>>,
     regions: Vec<PageRegion>,
+    /// PAGE_IS_GUARD, or 0 once the kernel refused it (before 6.15).
+    guard_cat: u64,
 }
 
 impl PageFinder {
@@ -96,6 +101,7 @@ impl PageFinder {
             scan: true,
             zero_pfn: None,
             regions: Vec::new(),
+            guard_cat: PAGE_IS_GUARD,
         })
     }
 
@@ -114,7 +120,12 @@ impl PageFinder {
     /// in address order, adjacent runs merged.
     pub fn runs(&mut self, start: u64, end: u64, kind: Kind) -> Result<Vec<(u64, u64)>> {
         if self.scan {
-            match self.scan_runs(start, end, kind) {
+            let mut r = self.scan_runs(start, end, kind);
+            if r == Err(Errno::EINVAL) && self.guard_cat != 0 {
+                self.guard_cat = 0;
+                r = self.scan_runs(start, end, kind);
+            }
+            match r {
                 Ok(r) => return Ok(r),
                 Err(Errno::ENOTTY) | Err(Errno::ENOSYS) => self.scan = false,
                 Err(errno) => {
@@ -135,10 +146,11 @@ impl PageFinder {
         end: u64,
         kind: Kind,
     ) -> std::result::Result<Vec<(u64, u64)>, Errno> {
-        let not = match kind {
-            Kind::Anon => PAGE_IS_PFNZERO,
-            Kind::PrivateFile => PAGE_IS_PFNZERO | PAGE_IS_FILE,
-        };
+        let not = self.guard_cat
+            | match kind {
+                Kind::Anon => PAGE_IS_PFNZERO,
+                Kind::PrivateFile => PAGE_IS_PFNZERO | PAGE_IS_FILE,
+            };
         let q = Query {
             inverted: not,
             all: not,
@@ -194,6 +206,78 @@ impl PageFinder {
                 let mut b = [0u8; 8];
                 b.copy_from_slice(e);
                 if keep_entry(u64::from_le_bytes(b), kind, zero_pfn) {
+                    push_run(&mut runs, (page + i as u64) * PAGE_SIZE, 1);
+                }
+            }
+            page += n;
+        }
+        Ok(runs)
+    }
+
+    /// Guard regions (MADV_GUARD_INSTALL) in `[start, end)` as
+    /// `(address, pages)` runs. Kernels without PAGEMAP_SCAN predate them;
+    /// those whose scan does not know PAGE_IS_GUARD show them in pagemap.
+    pub fn guards(&mut self, start: u64, end: u64) -> Result<Vec<(u64, u64)>> {
+        let pid = self.pid;
+        let mut runs = Vec::new();
+        if !self.scan {
+            return Ok(runs);
+        }
+        if self.guard_cat != 0 {
+            let q = Query {
+                inverted: 0,
+                all: PAGE_IS_GUARD,
+                any: 0,
+                returned: PAGE_IS_GUARD,
+            };
+            let mut out = vec![PageRegion::default(); 256];
+            let mut at = start;
+            while at < end {
+                match pagemap_scan::scan(&self.pagemap, at, end, &q, &mut out) {
+                    Ok((n, walk_end)) => {
+                        for r in out[..n].iter().filter(|r| r.end > r.start) {
+                            push_run(&mut runs, r.start, (r.end - r.start) / PAGE_SIZE);
+                        }
+                        if walk_end <= at {
+                            break;
+                        }
+                        at = walk_end;
+                    }
+                    Err(Errno::EINVAL) => {
+                        self.guard_cat = 0;
+                        break;
+                    }
+                    Err(errno) => {
+                        return Err(Error::Sys {
+                            pid,
+                            what: format!("PAGEMAP_SCAN for guard pages in {start:#x}-{end:#x}"),
+                            errno,
+                        })
+                    }
+                }
+            }
+            if self.guard_cat != 0 {
+                return Ok(runs);
+            }
+            runs.clear();
+        }
+        let mut buf = vec![0u8; 8 * 4096];
+        let mut page = start / PAGE_SIZE;
+        let last = end / PAGE_SIZE;
+        while page < last {
+            let n = (last - page).min(4096);
+            let bytes = &mut buf[..(n * 8) as usize];
+            self.pagemap
+                .read_exact_at(bytes, page * 8)
+                .map_err(|source| Error::Io {
+                    pid,
+                    what: format!("reading /proc/{pid}/pagemap at {:#x}", page * PAGE_SIZE),
+                    source,
+                })?;
+            for (i, e) in bytes.chunks_exact(8).enumerate() {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(e);
+                if u64::from_le_bytes(b) & PM_GUARD_REGION != 0 {
                     push_run(&mut runs, (page + i as u64) * PAGE_SIZE, 1);
                 }
             }
@@ -434,8 +518,44 @@ pub fn fill(pid: i32, pages: &PagesReader) -> Result<()> {
     fill_with(pid, pages, BATCH_BYTES)
 }
 
+/// [`fill`] but for the pages inside the `skip` ranges (areas restore
+/// does not make itself, such as the vDSO).
+pub fn fill_except(pid: i32, pages: &PagesReader, skip: &[(u64, u64)]) -> Result<()> {
+    fill_with_skip(pid, pages, BATCH_BYTES, skip)
+}
+
+/// The present data of `pages` outside the `skip` ranges, as
+/// `(address, offset in the pages file, bytes)`.
+fn present_parts<'a>(
+    pages: &'a PagesReader,
+    skip: &[(u64, u64)],
+) -> Result<Vec<crate::image::pages::Piece<'a>>> {
+    let mut out = Vec::new();
+    for piece in pages.pieces()? {
+        let mut parts = vec![(piece.vaddr, piece.vaddr + piece.len)];
+        for &(s, e) in skip {
+            parts = parts
+                .into_iter()
+                .flat_map(|(a, b)| [(a, b.min(s)), (a.max(e), b)])
+                .filter(|(a, b)| a < b)
+                .collect();
+        }
+        out.extend(parts.into_iter().map(|(a, b)| crate::image::pages::Piece {
+            vaddr: a,
+            len: b - a,
+            src: piece.src,
+            offset: piece.offset + (a - piece.vaddr),
+        }));
+    }
+    Ok(out)
+}
+
 /// [`fill`] with a batch of `cap` bytes.
 pub fn fill_with(pid: i32, pages: &PagesReader, cap: usize) -> Result<()> {
+    fill_with_skip(pid, pages, cap, &[])
+}
+
+fn fill_with_skip(pid: i32, pages: &PagesReader, cap: usize, skip: &[(u64, u64)]) -> Result<()> {
     let cap = cap
         .max(PAGE_SIZE as usize)
         .next_multiple_of(PAGE_SIZE as usize);
@@ -494,7 +614,7 @@ pub fn fill_with(pid: i32, pages: &PagesReader, cap: usize) -> Result<()> {
             Ok(())
         };
 
-    for piece in pages.pieces()? {
+    for piece in present_parts(pages, skip)? {
         let mut addr = piece.vaddr;
         let mut at = piece.offset;
         let mut left = piece.len;
@@ -540,6 +660,10 @@ mod tests {
         assert!(!keep_entry(PM_PRESENT | PM_FILE | 7, Kind::PrivateFile, z));
         assert!(keep_entry(PM_PRESENT | PM_FILE | 7, Kind::Anon, z));
         assert!(keep_entry(PM_PRESENT | 7, Kind::PrivateFile, z));
+        assert!(
+            !keep_entry(PM_SWAP | PM_GUARD_REGION, Kind::Anon, z),
+            "guard page"
+        );
     }
 
     /// A mapping of our own with written, zero-page and untouched pages.
@@ -633,6 +757,58 @@ mod tests {
         r.read_at(0, &mut b).unwrap();
         let firsts: Vec<u8> = b.chunks(PAGE_SIZE as usize).map(|p| p[0]).collect();
         assert_eq!(firsts, [3, 6, 7, 10]);
+    }
+
+    #[test]
+    fn guard_pages_are_found_and_never_copied() {
+        let m = own(8, &[0, 1, 2, 3, 4, 5, 6, 7], &[]);
+        use crate::sys::pagemap_scan::tests_support::madvise;
+        const MADV_GUARD_INSTALL: i32 = 102;
+        if !madvise(m.base + 2 * PAGE_SIZE, PAGE_SIZE, MADV_GUARD_INSTALL)
+            || !madvise(m.base + 5 * PAGE_SIZE, PAGE_SIZE, MADV_GUARD_INSTALL)
+        {
+            return; // a kernel without guard regions
+        }
+        let me = std::process::id() as i32;
+        let rel = |runs: Vec<(u64, u64)>| -> Vec<(u64, u64)> {
+            runs.into_iter()
+                .map(|(a, n)| ((a - m.base) / PAGE_SIZE, n))
+                .collect()
+        };
+        let mut f = PageFinder::open(me).unwrap();
+        let end = m.base + m.len;
+        assert_eq!(rel(f.guards(m.base, end).unwrap()), [(2, 1), (5, 1)]);
+        assert_eq!(
+            rel(f.runs(m.base, end, Kind::Anon).unwrap()),
+            [(0, 2), (3, 2), (6, 2)]
+        );
+        let mut f = PageFinder::open(me).unwrap().without_scan();
+        assert_eq!(
+            rel(f.runs(m.base, end, Kind::Anon).unwrap()),
+            [(0, 2), (3, 2), (6, 2)]
+        );
+    }
+
+    #[test]
+    fn present_parts_leave_out_skipped_ranges() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = PagesWriter::create(dir.path(), 3, 3).unwrap();
+        let page = vec![7u8; PAGE_SIZE as usize];
+        for p in 0..6u64 {
+            w.add(0x10000 + p * PAGE_SIZE, PE_PRESENT, &page).unwrap();
+        }
+        w.add(0x40000, PE_PRESENT, &page).unwrap();
+        w.finish().unwrap();
+        let r = PagesReader::open(dir.path(), 3).unwrap();
+        let pg = PAGE_SIZE;
+        // One run of 6 pages cut in the middle, one run dropped whole.
+        let got: Vec<_> = present_parts(&r, &[(0x12000, 0x14000), (0x40000, 0x41000)])
+            .unwrap()
+            .iter()
+            .map(|p| (p.vaddr, p.offset, p.len))
+            .collect();
+        assert_eq!(got, [(0x10000, 0, 2 * pg), (0x14000, 4 * pg, 2 * pg)]);
+        assert_eq!(present_parts(&r, &[]).unwrap().len(), 2);
     }
 
     #[test]

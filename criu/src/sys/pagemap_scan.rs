@@ -16,6 +16,8 @@ pub const PAGE_IS_SWAPPED: u64 = 1 << 4;
 pub const PAGE_IS_PFNZERO: u64 = 1 << 5;
 pub const PAGE_IS_HUGE: u64 = 1 << 6;
 pub const PAGE_IS_SOFT_DIRTY: u64 = 1 << 7;
+/// A page of a MADV_GUARD_INSTALL guard region (Linux 6.15+).
+pub const PAGE_IS_GUARD: u64 = 1 << 8;
 
 /// Scan flag: write-protect (again) the pages that match, atomically with
 /// reporting them (async userfaultfd write tracking).
@@ -181,6 +183,13 @@ pub mod tests_support {
     pub fn poke(addr: u64, v: u8) {
         // SAFETY: callers pass addresses inside a `map_anon` mapping.
         unsafe { (addr as *mut u8).write_volatile(v) }
+    }
+
+    /// madvise on a `map_anon` range; false when the kernel refuses.
+    pub fn madvise(addr: u64, len: u64, advice: i32) -> bool {
+        // SAFETY: callers pass a range inside a `map_anon` mapping of
+        // theirs; the advice only changes that range.
+        unsafe { libc::madvise(addr as *mut libc::c_void, len as usize, advice) == 0 }
     }
 
     pub fn peek(addr: u64) -> u8 {
