@@ -297,7 +297,6 @@ const KNOWN: &[(&str, &str, &str)] = &[
     ("inventory.img", "root_ids.*_ns_id", "namespace ids: not written yet (namespace work in progress)"),
     ("files.img", "usk.ns_id", "the net namespace id of a socket: needs namespace ids"),
     ("files.img", "isk.ns_id", "the net namespace id of a socket: needs namespace ids"),
-    ("timens-N.img", "", "the clocks for a time namespace: namespace work in progress"),
     // registers
     ("core-N.img", "thread_info.fpregs.padding", "we keep the reserved bytes 416..512 of the fxsave area (the xsave software bytes say which xsave layout follows); upstream rebuilds them"),
     ("core-N.img", "thread_info.fpregs.xsave.cet", "CET user state (shadow stacks) is not dumped: none of the programs uses it"),

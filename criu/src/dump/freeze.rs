@@ -26,6 +26,23 @@ pub(super) struct Proc {
     pub stopped: bool,
 }
 
+/// Waits until the killed thread `tid`, traced by criu, has exited (its
+/// ptrace stops let go on the way), so that it is released to its parent.
+fn reap_traced(tid: i32) {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let pid = nix::unistd::Pid::from_raw(tid);
+    // A dying task passes through a few stops at most; bound it anyway.
+    for _ in 0..64 {
+        match waitpid(pid, Some(WaitPidFlag::__WALL)) {
+            Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) | Err(_) => return,
+            Ok(_) => {
+                let _ = nix::sys::ptrace::cont(pid, None);
+            }
+        }
+    }
+    tracing::warn!(tid, "a killed thread did not exit");
+}
+
 /// The frozen tree, parents before children.
 #[derive(Default)]
 pub(super) struct Tree {
@@ -253,8 +270,15 @@ impl Tree {
                 nix::unistd::Pid::from_raw(p.pid),
                 nix::sys::signal::Signal::SIGKILL,
             );
-            for t in p.threads {
-                drop(t.tracee);
+            // A traced task that dies is reported to its tracer first; its
+            // parent learns of it only once criu has waited for every
+            // thread (a long-lived `criu swrk` would otherwise keep them
+            // from their parent). The leader goes last: it is reported
+            // only when its threads are gone.
+            let mut tids: Vec<i32> = p.threads.iter().map(|t| t.tracee.pid()).collect();
+            tids.sort_by_key(|&t| t == p.pid);
+            for tid in tids {
+                reap_traced(tid);
             }
         }
     }
