@@ -15,7 +15,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use nix::errno::Errno;
 use nix::sys::socket::{recv, sendto, MsgFlags, NetlinkAddr};
 
-use super::sk_diag::messages;
+use crate::sys::netlink::messages;
 use crate::sys::sock;
 
 const NETLINK_NETFILTER: i32 = 12;
@@ -333,8 +333,9 @@ fn batch(msgs: Vec<Vec<u8>>) -> Result<(), Errno> {
     let mut buf = vec![0u8; 64 * 1024];
     while acked < n {
         let got = recv(sk.as_raw_fd(), &mut buf, MsgFlags::empty())?;
-        for (ty, p) in messages(&buf[..got]) {
-            if ty == NLMSG_ERROR {
+        for m in messages(&buf[..got]) {
+            let p = m.payload;
+            if m.ty == NLMSG_ERROR {
                 let code = p
                     .get(0..4)
                     .and_then(|b| b.try_into().ok())
@@ -407,13 +408,13 @@ mod tests {
         let r = drop_rule("t", "output", 7, &c);
         let m = messages(&r);
         assert_eq!(m.len(), 1);
-        assert_eq!(m[0].0, nft(NFT_MSG_NEWRULE));
+        assert_eq!(m[0].ty, nft(NFT_MSG_NEWRULE));
         // Past the nfgenmsg: table, chain, expressions.
-        let a = super::super::sk_diag::attrs(&m[0].1[4..]);
+        let a = crate::sys::netlink::attrs(&m[0].payload[4..]);
         assert_eq!(a.len(), 3);
         assert_eq!(a[0], (1, &b"t\0"[..]));
         assert_eq!(a[1], (2, &b"output\0"[..]));
-        let exprs = super::super::sk_diag::attrs(a[2].1);
+        let exprs = crate::sys::netlink::attrs(a[2].1);
         // 2 meta + 4 payload loads, 6 compares, 1 verdict.
         assert_eq!(exprs.len(), 13);
     }

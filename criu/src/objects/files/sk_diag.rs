@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::errno::Errno;
+
+use crate::sys::netlink::{self, u16_at, u32_at};
 use nix::sys::socket::{
     recv, sendto, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
 };
@@ -67,50 +69,6 @@ pub struct InetDiag {
     pub shutdown: u8,
 }
 
-fn u16_at(b: &[u8], off: usize) -> Option<u16> {
-    Some(u16::from_ne_bytes(b.get(off..off + 2)?.try_into().ok()?))
-}
-fn u32_at(b: &[u8], off: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(b.get(off..off + 4)?.try_into().ok()?))
-}
-fn align4(n: usize) -> usize {
-    (n + 3) & !3
-}
-
-/// Splits netlink attributes (`rtattr`s) into (type, payload).
-pub fn attrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
-    let mut out = Vec::new();
-    while b.len() >= 4 {
-        let (Some(len), Some(ty)) = (u16_at(b, 0), u16_at(b, 2)) else {
-            break;
-        };
-        let len = len as usize;
-        if len < 4 || len > b.len() {
-            break;
-        }
-        out.push((ty & 0x3fff, &b[4..len]));
-        b = &b[align4(len).min(b.len())..];
-    }
-    out
-}
-
-/// Splits a buffer of netlink messages into (type, payload).
-pub fn messages(mut b: &[u8]) -> Vec<(u16, &[u8])> {
-    let mut out = Vec::new();
-    while b.len() >= NLMSG_HDR {
-        let (Some(len), Some(ty)) = (u32_at(b, 0), u16_at(b, 4)) else {
-            break;
-        };
-        let len = len as usize;
-        if len < NLMSG_HDR || len > b.len() {
-            break;
-        }
-        out.push((ty, &b[NLMSG_HDR..len]));
-        b = &b[align4(len).min(b.len())..];
-    }
-    out
-}
-
 /// Parses the payload of one `unix_diag_msg`.
 pub fn parse_unix(p: &[u8]) -> Option<UnixDiag> {
     let mut d = UnixDiag {
@@ -119,7 +77,7 @@ pub fn parse_unix(p: &[u8]) -> Option<UnixDiag> {
         ino: u32_at(p, 4)?,
         ..Default::default()
     };
-    for (ty, a) in attrs(p.get(16..)?) {
+    for (ty, a) in netlink::attrs(p.get(16..)?) {
         match ty {
             UNIX_DIAG_NAME => d.name = Some(a.to_vec()),
             UNIX_DIAG_VFS => d.vfs = Some((u32_at(a, 0)?, u32_at(a, 4)?)),
@@ -153,7 +111,7 @@ pub fn parse_inet(p: &[u8]) -> Option<InetDiag> {
         ino: u32_at(p, 68)?,
         shutdown: 0,
     };
-    for (ty, a) in attrs(p.get(72..)?) {
+    for (ty, a) in netlink::attrs(p.get(72..)?) {
         if ty == INET_DIAG_SHUTDOWN {
             d.shutdown = *a.first()?;
         }
@@ -194,8 +152,9 @@ fn dump(body: &[u8]) -> Result<Vec<Vec<u8>>, Errno> {
         if n == 0 {
             return Ok(out);
         }
-        for (ty, p) in messages(&buf[..n]) {
-            match ty {
+        for m in netlink::messages(&buf[..n]) {
+            let p = m.payload;
+            match m.ty {
                 NLMSG_DONE => return Ok(out),
                 NLMSG_ERROR => {
                     let code = p
@@ -277,7 +236,7 @@ pub fn parse_netlink(p: &[u8]) -> Option<NetlinkDiag> {
         ino: u32_at(p, 16)?,
         groups: Vec::new(),
     };
-    for (ty, a) in attrs(p.get(28..)?) {
+    for (ty, a) in netlink::attrs(p.get(28..)?) {
         if ty == NETLINK_DIAG_GROUPS {
             // An array of `unsigned long`: on a 64-bit kernel, groups 1-32
             // are the low half of the first word.
@@ -358,7 +317,7 @@ pub fn parse_packet(p: &[u8]) -> Option<PacketDiag> {
         ino: u32_at(p, 4)?,
         ..Default::default()
     };
-    for (ty, a) in attrs(p.get(16..)?) {
+    for (ty, a) in netlink::attrs(p.get(16..)?) {
         match ty {
             PACKET_DIAG_INFO => {
                 d.ifindex = u32_at(a, 0)?;
@@ -500,7 +459,7 @@ mod tests {
     fn truncated_messages_are_ignored() {
         assert!(parse_unix(&[1, 2]).is_none());
         assert!(parse_inet(&[0; 40]).is_none());
-        assert!(messages(&[0xff; 15]).is_empty());
-        assert!(attrs(&[200, 0, 1, 0, 9]).is_empty());
+        assert!(netlink::messages(&[0xff; 15]).is_empty());
+        assert!(netlink::attrs(&[200, 0, 1, 0, 9]).is_empty());
     }
 }
