@@ -4,80 +4,15 @@
 //! parent, criu, exits) become its children and are reaped here.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Output};
+use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 use serial_test::serial;
 
-const CRIU: &str = env!("CARGO_BIN_EXE_criu");
-
-const VICTIM: &str = env!("CARGO_BIN_EXE_criu-test-victim");
-
-fn subreaper() {
-    nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
-}
-
-fn spawn(args: &[&str]) -> Child {
-    spawn_env(args, &[])
-}
-
-fn spawn_env(args: &[&str], env: &[(&str, &str)]) -> Child {
-    Command::new(VICTIM)
-        .envs(env.iter().copied())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn victim")
-}
-
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn read(p: &Path) -> String {
-    std::fs::read_to_string(p).unwrap_or_default()
-}
-
-fn counter(p: &Path) -> u64 {
-    read(p)
-        .split_whitespace()
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
-fn criu(args: &[&str]) -> Output {
-    Command::new(CRIU).args(args).output().expect("run criu")
-}
-
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.contains(") Z "))
-        .unwrap_or(false)
-}
-
-/// Kills and reaps a restored task (our child through the subreaper).
-fn finish(pid: i32) {
-    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-    wait_for("the restored task to be reaped", || {
-        matches!(
-            waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)),
-            Err(_) | Ok(nix::sys::wait::WaitStatus::Signaled(..))
-        )
-    });
-}
+mod support;
+use support::*;
 
 fn dump(pid: i32, dir: &Path, extra: &[&str]) -> Output {
     let d = dir.to_str().unwrap();

@@ -1,0 +1,88 @@
+//! What the end-to-end tests share: the binaries under test, the victim
+//! program, and waiting for processes and counters. (`mod support;` in each
+//! test crate; not every crate uses every item.)
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+pub const CRIU: &str = env!("CARGO_BIN_EXE_criu");
+pub const VICTIM: &str = env!("CARGO_BIN_EXE_criu-test-victim");
+
+/// Restored tasks (whose parent, criu, exits) become our children.
+pub fn subreaper() {
+    nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
+}
+
+/// Starts the victim program with `args`, stdio on /dev/null.
+pub fn spawn(args: &[&str]) -> Child {
+    spawn_env(args, &[])
+}
+
+pub fn spawn_env(args: &[&str], env: &[(&str, &str)]) -> Child {
+    Command::new(VICTIM)
+        .envs(env.iter().copied())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn victim")
+}
+
+/// Polls `f` until it holds; fails the test after 20 s, naming `what`.
+pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+pub fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+/// The victim's counter file: its first number.
+pub fn counter(p: &Path) -> u64 {
+    read(p)
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+pub fn criu(args: &[&str]) -> Output {
+    Command::new(CRIU).args(args).output().expect("run criu")
+}
+
+/// Runs and is not a zombie.
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.contains(") Z "))
+        .unwrap_or(false)
+}
+
+/// The PID is free again (its zombie reaped, by us or by init).
+pub fn gone(pid: i32) -> bool {
+    !Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Kills and reaps a restored task (our child through the subreaper).
+pub fn finish(pid: i32) {
+    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    wait_for("the restored task to be reaped", || {
+        matches!(
+            waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)),
+            Err(_) | Ok(WaitStatus::Signaled(..))
+        )
+    });
+}
