@@ -648,8 +648,34 @@ impl FileTable {
 
 /// Files opened in criu for restore, by image id: each open file
 /// description is made once and handed to every fd that shares it.
+/// A file of the images that the caller gives criu instead of letting it
+/// open it (`--inherit-fd fd[N]:KEY`, RPC `inherit_fd`): every fd of the
+/// images whose file has key `key` (see [`inherit_key`]) becomes a
+/// duplicate of `fd`.
+#[derive(Debug, Clone)]
+pub struct InheritFd {
+    pub key: String,
+    pub fd: std::sync::Arc<OwnedFd>,
+}
+
+/// The name CRIU matches `--inherit-fd` keys against: `pipe:[INODE]` for a
+/// pipe, the path without its leading `/` for a regular file; None for
+/// kinds that cannot be inherited.
+pub fn inherit_key(e: &pb::FileEntry) -> Option<String> {
+    match pb::FdTypes::try_from(e.r#type).ok()? {
+        pb::FdTypes::Pipe => e.pipe.as_ref().map(|p| format!("pipe:[{}]", p.pipe_id)),
+        pb::FdTypes::Reg => e
+            .reg
+            .as_ref()
+            .map(|r| r.name.trim_start_matches('/').to_string()),
+        _ => None,
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Opened {
+    /// Files given by criu's caller (`--inherit-fd`).
+    inherited: Vec<InheritFd>,
     dir: Option<PathBuf>,
     /// fd number -> file id, of the task being restored (epoll targets).
     task_fds: HashMap<u32, u32>,
@@ -691,6 +717,27 @@ pub struct Opened {
 
 impl Opened {
     /// Restore from the images in `dir`.
+    /// `--inherit-fd`: these files are taken from criu's caller.
+    pub fn set_inherited(&mut self, fds: &[InheritFd]) {
+        self.inherited = fds.to_vec();
+    }
+
+    /// A duplicate of the inherited fd that stands for file `id`, when its
+    /// key was given.
+    fn inherited_for(&self, files: &[pb::FileEntry], id: u32) -> Option<Result<OwnedFd>> {
+        if self.inherited.is_empty() {
+            return None;
+        }
+        let key = inherit_key(files.iter().find(|e| e.id == id)?)?;
+        let inh = self.inherited.iter().find(|i| i.key == key)?;
+        tracing::info!(id, key, fd = ?inh.fd, "file restored from an inherited fd");
+        Some(inh.fd.try_clone().map_err(|source| Error::Io {
+            pid: 0,
+            what: format!("duplicating the inherited fd {:?} for {key} (file id {id})", inh.fd),
+            source,
+        }))
+    }
+
     pub fn new(dir: &Path) -> Self {
         Opened {
             dir: Some(dir.to_path_buf()),
@@ -811,6 +858,13 @@ impl Opened {
             if !self.opening.insert(id) {
                 return Err(Error::Mismatch {
                     what: format!("file id {id} needs itself to be made (epoll loop?)"),
+                });
+            }
+            if let Some(fd) = self.inherited_for(files, id) {
+                self.opening.remove(&id);
+                self.files.insert(id, fd?);
+                return self.files.get(&id).ok_or_else(|| Error::Mismatch {
+                    what: format!("file id {id} vanished"),
                 });
             }
             if let Some(entry) = files
