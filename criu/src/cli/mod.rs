@@ -312,8 +312,7 @@ fn command_index(args: &[String]) -> Option<usize> {
         for a in c.get_arguments() {
             // An optional value (`--manage-cgroups[=MODE]`) is never the
             // next argument.
-            if a.get_action().takes_values() && !a.is_positional() && !a.is_require_equals_set()
-            {
+            if a.get_action().takes_values() && !a.is_positional() && !a.is_require_equals_set() {
                 takes_value.extend(a.get_long().map(|l| format!("--{l}")));
                 takes_value.extend(a.get_short().map(|s| format!("-{s}")));
             }
@@ -371,10 +370,24 @@ pub fn with_config(
             }
         }
     }
+    // An option whose value is optional takes it only after `=`.
+    let glued: std::collections::HashSet<String> = {
+        use clap::CommandFactory;
+        let cmd = Cli::command();
+        std::iter::once(&cmd)
+            .chain(cmd.get_subcommands())
+            .flat_map(|c| c.get_arguments())
+            .filter(|a| a.is_require_equals_set())
+            .filter_map(|a| a.get_long().map(str::to_string))
+            .collect()
+    };
     let from_files: Vec<String> = sources
         .entries(defaults, explicit.as_deref())?
         .iter()
-        .flat_map(|(_, e)| e.to_args())
+        .flat_map(|(_, e)| match &e.value {
+            Some(v) if glued.contains(&e.option) => vec![format!("--{}={v}", e.option)],
+            _ => e.to_args(),
+        })
         .collect();
     if from_files.is_empty() {
         return Ok(args);
@@ -683,6 +696,18 @@ mod config_tests {
     }
 
     #[test]
+    fn manage_cgroups_in_a_file_keeps_its_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = sources(dir.path(), "manage-cgroups ignore\n", "");
+        let got = with_config(args("criu restore -D /imgs"), &s).unwrap();
+        assert_eq!(got, args("criu restore --manage-cgroups=ignore -D /imgs"));
+        assert_eq!(cgroup_mode(&parsed(got).common).ok(), Some(CgMode::Ignore));
+        let s = sources(dir.path(), "manage-cgroups\n", "");
+        let got = with_config(args("criu restore -D /imgs"), &s).unwrap();
+        assert_eq!(cgroup_mode(&parsed(got).common).ok(), Some(CgMode::Soft));
+    }
+
+    #[test]
     fn files_come_after_the_command_and_before_the_command_line() {
         let dir = tempfile::tempdir().unwrap();
         let s = sources(
@@ -919,7 +944,14 @@ mod runc_option_tests {
             parse_inherit_fd("fd[0]:tmp/log"),
             Ok((0, "tmp/log".to_string()))
         );
-        for bad in ["fd[x]:a", "fd[1]:", "fd[-1]:a", "7:pipe", "fd[1]pipe", "debug[1]:x"] {
+        for bad in [
+            "fd[x]:a",
+            "fd[1]:",
+            "fd[-1]:a",
+            "7:pipe",
+            "fd[1]pipe",
+            "debug[1]:x",
+        ] {
             assert!(parse_inherit_fd(bad).is_err(), "{bad}");
         }
         let Some(Command::Restore(a)) = parse(&[

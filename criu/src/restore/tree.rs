@@ -172,7 +172,9 @@ impl Puppets {
             what: match errno {
                 nix::errno::Errno::EEXIST => pid_in_use(pid),
                 e if self.sibling => {
-                    format!("cannot create a sibling of criu with this PID: clone3 CLONE_PARENT: {e}")
+                    format!(
+                        "cannot create a sibling of criu with this PID: clone3 CLONE_PARENT: {e}"
+                    )
                 }
                 e => format!("cannot create a task with this PID: clone3: {e}"),
             },

@@ -500,10 +500,16 @@ impl Conn {
         // requires: a service worker's parent is the service.
         let swrk = nix::unistd::getppid().as_raw() == self.peer;
         if o.rst_sibling() && !swrk {
-            return fail(ty, "rst_sibling is only allowed in criu swrk, started by the client");
+            return fail(
+                ty,
+                "rst_sibling is only allowed in criu swrk, started by the client",
+            );
         }
         if !o.inherit_fd.is_empty() && !swrk {
-            return fail(ty, "inherit_fd is only allowed in criu swrk, started by the client");
+            return fail(
+                ty,
+                "inherit_fd is only allowed in criu swrk, started by the client",
+            );
         }
         let inherit_fds = match o
             .inherit_fd

@@ -72,7 +72,9 @@ fn fork_raw(ns_flags: u64, set_tid: &[i32], pidfd: Option<&mut i32>) -> SysResul
     let tids: Vec<libc::pid_t> = set_tid.to_vec();
     let mut args = CloneArgs {
         flags: ns_flags | more,
-        exit_signal: libc::SIGCHLD as u64,
+        // With CLONE_PARENT the child takes criu's own exit signal; clone3
+        // wants 0 here.
+        exit_signal: if more == 0 { libc::SIGCHLD as u64 } else { 0 },
         ..Default::default()
     };
     if let Some(p) = pidfd {
@@ -167,4 +169,3 @@ pub fn pidfd_kill(pidfd: &OwnedFd, sig: i32) -> SysResult<()> {
     })?;
     Ok(())
 }
-

@@ -733,7 +733,10 @@ impl Opened {
         tracing::info!(id, key, fd = ?inh.fd, "file restored from an inherited fd");
         Some(inh.fd.try_clone().map_err(|source| Error::Io {
             pid: 0,
-            what: format!("duplicating the inherited fd {:?} for {key} (file id {id})", inh.fd),
+            what: format!(
+                "duplicating the inherited fd {:?} for {key} (file id {id})",
+                inh.fd
+            ),
             source,
         }))
     }
