@@ -726,3 +726,55 @@ fn inherit_fd_replaces_a_pipe_of_the_images() {
         "{got:?}\n{log}"
     );
 }
+
+/// A restore with `rst_sibling` that fails after the root is born kills
+/// it (criu cannot wait for it: the client, its parent, reaps it) and
+/// answers at once.
+#[test]
+#[serial]
+fn rst_sibling_failure_kills_the_root_the_client_reaps_it() {
+    nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("count");
+    let (victim, pid) = start_victim(&out);
+    let images_fd = File::open(tmp.path()).unwrap();
+    dump_and_reap(tmp.path(), &images_fd, pid, victim);
+    let s = Swrk::start(tmp.path());
+    let mut ppid_then = None;
+    let started = Instant::now();
+    let r = s.call(
+        &req(
+            CriuReqType::Restore,
+            CriuOpts {
+                images_dir_fd: images_fd.as_raw_fd(),
+                log_file: Some("rst.log".into()),
+                log_level: Some(4),
+                rst_sibling: Some(true),
+                notify_scripts: Some(true),
+                ..Default::default()
+            },
+        ),
+        |script, _| {
+            if script == "post-restore" {
+                ppid_then = status_field(pid, "PPid");
+                return false;
+            }
+            true
+        },
+    );
+    let took = started.elapsed();
+    assert!(!r.success, "the restore went on: {r:?}");
+    assert!(
+        r.cr_errmsg.unwrap_or_default().contains("post-restore"),
+        "{:?}",
+        std::fs::read_to_string(tmp.path().join("rst.log"))
+    );
+    let waited = waitpid(Pid::from_raw(pid), None);
+    s.finish();
+    assert_eq!(ppid_then, Some(std::process::id().to_string()));
+    assert!(
+        matches!(waited, Ok(WaitStatus::Signaled(_, Signal::SIGKILL, _))),
+        "{waited:?}"
+    );
+    assert!(took < Duration::from_secs(5), "destroy waited {took:?}");
+}
