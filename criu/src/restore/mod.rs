@@ -24,7 +24,10 @@
 //!    signal mask, and all tasks are let go together.
 //!
 //! A restore that fails kills every puppet it made and reaps them all (criu
-//! is their subreaper meanwhile): nothing is left behind.
+//! is their subreaper meanwhile): nothing is left behind. With
+//! `--restore-sibling` the root is born a child of criu's parent (clone3
+//! `CLONE_PARENT`): criu kills it through its pidfd and leaves the reaping
+//! to that parent.
 
 mod stats;
 mod task;

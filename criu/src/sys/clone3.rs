@@ -1,4 +1,5 @@
-//! clone3 with set_tid: a new process with a chosen PID.
+//! clone3 with set_tid: a new process with a chosen PID, as criu's child
+//! or (`CLONE_PARENT`, with a pidfd) as its sibling.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 

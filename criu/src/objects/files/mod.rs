@@ -1203,3 +1203,74 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod inherit_tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_crius() {
+        let pipe = pb::FileEntry {
+            r#type: pb::FdTypes::Pipe as i32,
+            id: 3,
+            pipe: Some(pb::PipeEntry {
+                id: 3,
+                pipe_id: 81234,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(inherit_key(&pipe).as_deref(), Some("pipe:[81234]"));
+        let reg = pb::FileEntry {
+            r#type: pb::FdTypes::Reg as i32,
+            id: 4,
+            reg: Some(pb::RegFileEntry {
+                id: 4,
+                name: "/tmp/log".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(inherit_key(&reg).as_deref(), Some("tmp/log"));
+        let other = pb::FileEntry {
+            r#type: pb::FdTypes::Eventfd as i32,
+            id: 5,
+            ..Default::default()
+        };
+        assert_eq!(inherit_key(&other), None);
+    }
+
+    /// A file whose key was given is a duplicate of the inherited fd,
+    /// never opened from the images (none exist here).
+    #[test]
+    fn an_inherited_file_is_not_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let files = vec![pb::FileEntry {
+            r#type: pb::FdTypes::Pipe as i32,
+            id: 7,
+            pipe: Some(pb::PipeEntry {
+                id: 7,
+                pipe_id: 99,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }];
+        let mut o = Opened::new(dir.path());
+        o.set_inherited(&[InheritFd {
+            key: "pipe:[99]".into(),
+            fd: std::sync::Arc::new(w),
+        }]);
+        let got = o.get(&files, 7).expect("inherited");
+        nix::unistd::write(got, b"x").unwrap();
+        let mut b = [0u8; 1];
+        assert_eq!(nix::unistd::read(&r, &mut b), Ok(1));
+        assert_eq!(&b, b"x");
+        let ino = |fd: &OwnedFd| nix::sys::stat::fstat(fd).map(|s| s.st_ino).unwrap();
+        assert_eq!(ino(got), ino(&r));
+        // Without the key, a pipe of its own is made.
+        let mut o = Opened::new(dir.path());
+        let made = o.get(&files, 7).expect("made");
+        assert_ne!(ino(made), ino(&r));
+    }
+}
