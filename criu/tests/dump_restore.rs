@@ -349,3 +349,97 @@ fn a_shell_job_needs_shell_job_both_ways() {
     });
     finish(pid);
 }
+
+/// `criu restore -d --restore-sibling`: the root is born a child of
+/// criu's parent (the test), as seen at post-restore while criu still
+/// runs; without -d it is refused.
+#[test]
+#[serial]
+fn restore_sibling_makes_the_root_our_child_while_criu_runs() {
+    use std::os::unix::fs::PermissionsExt;
+    subreaper();
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut child, pid, out) = start_counting(tmp.path(), "loop");
+    let images = tmp.path().join("img");
+    assert_ok(&dump(pid, &images, &[]), &images, "dump");
+    child.wait().unwrap();
+    let seen = tmp.path().join("ppid");
+    let script = tmp.path().join("ppid.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n[ \"$CRTOOLS_SCRIPT_ACTION\" = post-restore ] || exit 0\n\
+             grep PPid /proc/$CRTOOLS_INIT_PID/status > {}\necho $PPID >> {}\n",
+            seen.display(),
+            seen.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let d = images.to_str().unwrap();
+    let o = criu(&["restore", "-D", d, "-o", "refused.log", "--restore-sibling"]);
+    assert!(!o.status.success());
+    assert!(
+        log(&images, "refused.log").contains("--restore-detached"),
+        "{}",
+        log(&images, "refused.log")
+    );
+    assert!(!alive(pid));
+    let at_dump = counter(&out);
+    let (o, restored) = restore_with(
+        &images,
+        &["-S", "--action-script", script.to_str().unwrap()],
+    );
+    assert_ok(&o, &images, "restore");
+    assert_eq!(restored, Some(pid));
+    wait_for("the counter to go on", || counter(&out) > at_dump + 5);
+    finish(pid);
+    let text = read(&seen);
+    let mut lines = text.lines();
+    let ppid = lines.next().and_then(|l| l.split_whitespace().nth(1));
+    let criu_pid = lines.next();
+    assert_eq!(ppid, Some(&*std::process::id().to_string()), "{text}");
+    assert_ne!(ppid, criu_pid, "{text}");
+}
+
+/// `criu restore --inherit-fd fd[N]:PATH`: the victim's counter file (a
+/// regular file, keyed by its path without the leading `/`) is criu's fd
+/// N, another file, after the restore.
+#[test]
+#[serial]
+fn inherit_fd_replaces_a_regular_file_by_its_path() {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    use std::os::fd::{AsRawFd, OwnedFd};
+    subreaper();
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut child, pid, out) = start_counting(tmp.path(), "loop");
+    let images = tmp.path().join("img");
+    assert_ok(&dump(pid, &images, &[]), &images, "dump");
+    child.wait().unwrap();
+    let at_dump = counter(&out);
+    let other = tmp.path().join("other");
+    let f = OwnedFd::from(std::fs::File::create(&other).unwrap());
+    let key = out.to_str().unwrap().trim_start_matches('/').to_string();
+    let arg = format!("fd[{}]:{key}", f.as_raw_fd());
+    let d = images.to_str().unwrap();
+    let pidfile = images.join("restored.pid");
+    fcntl(&f, FcntlArg::F_SETFD(FdFlag::empty())).unwrap();
+    let o = Command::new(CRIU)
+        .args(["restore", "-D", d, "-o", "restore.log", "-v4", "-d"])
+        .args(["--pidfile", pidfile.to_str().unwrap(), "--inherit-fd", &arg])
+        .output()
+        .expect("run criu");
+    drop(f);
+    assert_ok(&o, &images, "restore");
+    assert_eq!(read(&pidfile).trim().parse().ok(), Some(pid));
+    wait_for("the counter to go on in the other file", || {
+        counter(&other) > 5
+    });
+    finish(pid);
+    assert_eq!(counter(&out), at_dump, "the old file was written to");
+    assert!(
+        log(&images, "restore.log").contains("inherited"),
+        "{}",
+        log(&images, "restore.log")
+    );
+}

@@ -7,9 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use criu::rpc::pb::{CriuOpts, CriuReq, CriuReqType, CriuResp};
+use criu::rpc::pb::{CriuCgMode, CriuOpts, CriuReq, CriuReqType, CriuResp};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+use nix::sys::signal::{kill, Signal};
 use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
 use prost::Message;
 use serial_test::serial;
 
@@ -23,6 +26,15 @@ struct Swrk {
 
 impl Swrk {
     fn start(home: &Path) -> Swrk {
+        Swrk::start_keeping(home, &[])
+    }
+
+    /// [`Swrk::start`], with `keep` inherited by criu under their numbers
+    /// (as runc passes its `inherit_fd`s).
+    fn start_keeping(home: &Path, keep: &[&OwnedFd]) -> Swrk {
+        for fd in keep {
+            fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty())).expect("clear cloexec");
+        }
         let (ours, theirs) = socketpair(
             AddressFamily::Unix,
             SockType::SeqPacket,
@@ -40,6 +52,9 @@ impl Swrk {
             .spawn()
             .expect("spawn criu swrk");
         drop(theirs);
+        for fd in keep {
+            fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).expect("set cloexec");
+        }
         // A hung criu fails the test instead of hanging it.
         nix::sys::socket::setsockopt(
             &ours,
@@ -395,7 +410,7 @@ fn empty_ns_net_restores_an_empty_network_namespace() {
 #[test]
 #[serial]
 fn runc_options_not_honoured_are_refused_with_a_reason() {
-    use criu::rpc::pb::{CriuCgMode, ExtMountMap, InheritFd};
+    use criu::rpc::pb::ExtMountMap;
     let tmp = tempfile::tempdir().unwrap();
     let images_fd = File::open(tmp.path()).unwrap();
     let base = CriuOpts {
@@ -420,10 +435,10 @@ fn runc_options_not_honoured_are_refused_with_a_reason() {
             CriuReqType::Dump,
             |o| {
                 o.manage_cgroups = Some(true);
-                o.manage_cgroups_mode = Some(CriuCgMode::Soft as i32);
+                o.manage_cgroups_mode = Some(CriuCgMode::Full as i32);
             },
-            "manage_cgroups",
-            "no cgroup.img",
+            "manage_cgroups_mode FULL",
+            "properties",
         ),
         (
             CriuReqType::Dump,
@@ -433,14 +448,9 @@ fn runc_options_not_honoured_are_refused_with_a_reason() {
         ),
         (
             CriuReqType::Restore,
-            |o| {
-                o.inherit_fd.push(InheritFd {
-                    key: "pipe:[1234]".into(),
-                    fd: 0,
-                })
-            },
-            "inherit_fd",
-            "inherited fds",
+            |o| o.manage_cgroups_mode = Some(CriuCgMode::Strict as i32),
+            "manage_cgroups_mode STRICT",
+            "missing cgroups are not made",
         ),
         (
             CriuReqType::Restore,
@@ -473,4 +483,298 @@ fn runc_options_not_honoured_are_refused_with_a_reason() {
     }
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
     s.finish();
+}
+
+fn req(ty: CriuReqType, o: CriuOpts) -> CriuReq {
+    CriuReq {
+        r#type: ty as i32,
+        opts: Some(o),
+        ..Default::default()
+    }
+}
+
+/// A field of /proc/PID/status.
+fn status_field(pid: i32, name: &str) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .map(|v| v.trim().to_string())
+}
+
+/// The cgroup v2 path of `pid` (the `0::PATH` line).
+fn cgroup2_of(pid: i32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(str::to_string)
+}
+
+/// Dumps `pid` (killing it) with a fresh swrk; the victim is reaped.
+fn dump_and_reap(dir: &Path, images_fd: &File, pid: i32, mut victim: Child) {
+    let s = Swrk::start(dir);
+    let r = s.call(
+        &req(
+            CriuReqType::Dump,
+            CriuOpts {
+                images_dir_fd: images_fd.as_raw_fd(),
+                pid: Some(pid),
+                log_file: Some("dump.log".into()),
+                log_level: Some(4),
+                ..Default::default()
+            },
+        ),
+        |_, _| true,
+    );
+    let log = std::fs::read_to_string(dir.join("dump.log")).unwrap_or_default();
+    s.finish();
+    let _ = victim.kill();
+    victim.wait().unwrap();
+    assert!(r.success, "dump failed: {r:?}\n{log}");
+}
+
+/// runc's `manage_cgroups` / `manage_cgroups_mode`: soft (runc's default)
+/// puts the restored task back into its cgroup; ignore leaves it in
+/// criu's.
+#[test]
+#[serial]
+fn manage_cgroups_mode_reaches_the_restore() {
+    let Some(mnt) = cgroup2_mount() else {
+        eprintln!("skipped: no cgroup2 mount");
+        return;
+    };
+    let cg = mnt.join(format!("criu-rs-cgmode-{}", std::process::id()));
+    if std::fs::create_dir(&cg).is_err() {
+        eprintln!("skipped: cannot make a cgroup under {}", mnt.display());
+        return;
+    }
+    nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("count");
+    let (victim, pid) = start_victim(&out);
+    std::fs::write(cg.join("cgroup.procs"), pid.to_string()).unwrap();
+    let theirs = cgroup2_of(pid).expect("the victim's cgroup");
+    let ours = cgroup2_of(std::process::id() as i32).expect("our cgroup");
+    assert_ne!(theirs, ours);
+    let images_fd = File::open(tmp.path()).unwrap();
+    dump_and_reap(tmp.path(), &images_fd, pid, victim);
+    let log = |n: &str| std::fs::read_to_string(tmp.path().join(n)).unwrap_or_default();
+    let s = Swrk::start(tmp.path());
+    let mut got = Vec::new();
+    for (i, (flag, mode)) in [
+        (Some(true), Some(CriuCgMode::Ignore)),
+        (Some(true), None),
+        (Some(false), None),
+        (None, Some(CriuCgMode::Soft)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let name = format!("rst{i}.log");
+        let r = s.call(
+            &req(
+                CriuReqType::Restore,
+                CriuOpts {
+                    images_dir_fd: images_fd.as_raw_fd(),
+                    log_file: Some(name.clone()),
+                    log_level: Some(4),
+                    manage_cgroups: flag,
+                    manage_cgroups_mode: mode.map(|m| m as i32),
+                    ..Default::default()
+                },
+            ),
+            |_, _| true,
+        );
+        assert!(r.success, "restore {i} failed: {r:?}\n{}", log(&name));
+        got.push(cgroup2_of(pid));
+        reap(&s, pid);
+    }
+    s.finish();
+    let _ = std::fs::remove_dir(&cg);
+    assert_eq!(
+        got,
+        [
+            Some(ours.clone()),
+            Some(theirs.clone()),
+            Some(ours),
+            Some(theirs)
+        ]
+    );
+}
+
+/// runc's `rst_sibling`: the restored root is a child of criu's parent
+/// (here the test) from the start, not of criu, and the test reaps it.
+#[test]
+#[serial]
+fn rst_sibling_makes_the_root_a_child_of_the_client() {
+    nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("count");
+    let (victim, pid) = start_victim(&out);
+    let images_fd = File::open(tmp.path()).unwrap();
+    dump_and_reap(tmp.path(), &images_fd, pid, victim);
+    let s = Swrk::start(tmp.path());
+    let criu = s.child.id().to_string();
+    let r = s.call(
+        &req(
+            CriuReqType::Restore,
+            CriuOpts {
+                images_dir_fd: images_fd.as_raw_fd(),
+                log_file: Some("rst.log".into()),
+                log_level: Some(4),
+                rst_sibling: Some(true),
+                ..Default::default()
+            },
+        ),
+        |_, _| true,
+    );
+    let log = std::fs::read_to_string(tmp.path().join("rst.log")).unwrap_or_default();
+    assert!(r.success, "restore failed: {r:?}\n{log}");
+    assert_eq!(r.restore.map(|x| x.pid), Some(pid));
+    // Read while criu still runs: a child of criu would be re-parented to
+    // us only once it exits.
+    let ppid = status_field(pid, "PPid");
+    let at = counter(&out);
+    wait_for("the restored victim to count on", || counter(&out) > at + 3);
+    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+    let waited = waitpid(Pid::from_raw(pid), None);
+    s.finish();
+    assert_eq!(ppid, Some(std::process::id().to_string()), "criu is {criu}");
+    assert!(
+        matches!(waited, Ok(WaitStatus::Signaled(_, Signal::SIGKILL, _))),
+        "{waited:?}"
+    );
+}
+
+/// podman's `inherit_fd`: a victim whose stdout is a pipe is restored
+/// with `pipe:[INODE]` mapped to a new pipe's write end; what it writes
+/// comes out of the new pipe.
+#[test]
+#[serial]
+fn inherit_fd_replaces_a_pipe_of_the_images() {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let setsid = "/usr/bin/setsid";
+    if !Path::new(setsid).exists() {
+        eprintln!("skipped: no {setsid}");
+        return;
+    }
+    nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
+    let tmp = tempfile::tempdir().unwrap();
+    let (old_r, old_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let ino = File::from(old_r.try_clone().unwrap())
+        .metadata()
+        .unwrap()
+        .ino();
+    let victim = Command::new(setsid)
+        .args(["/bin/sh", "-c", "while :; do echo tick; done"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(old_w))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn victim");
+    let pid = victim.id() as i32;
+    let mut old = File::from(old_r);
+    let mut buf = [0u8; 5];
+    old.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"tick\n");
+    let images_fd = File::open(tmp.path()).unwrap();
+    dump_and_reap(tmp.path(), &images_fd, pid, victim);
+    drop(old);
+
+    let (new_r, new_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let s = Swrk::start_keeping(tmp.path(), &[&new_w]);
+    let r = s.call(
+        &req(
+            CriuReqType::Restore,
+            CriuOpts {
+                images_dir_fd: images_fd.as_raw_fd(),
+                log_file: Some("rst.log".into()),
+                log_level: Some(4),
+                inherit_fd: vec![criu::rpc::pb::InheritFd {
+                    key: format!("pipe:[{ino}]"),
+                    fd: new_w.as_raw_fd(),
+                }],
+                ..Default::default()
+            },
+        ),
+        |_, _| true,
+    );
+    drop(new_w);
+    let log = std::fs::read_to_string(tmp.path().join("rst.log")).unwrap_or_default();
+    assert!(r.success, "restore failed: {r:?}\n{log}");
+    // What the restored victim writes, read without blocking for ever.
+    nix::fcntl::fcntl(&new_r, FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK)).unwrap();
+    let mut new = File::from(new_r);
+    let mut got = Vec::new();
+    let start = Instant::now();
+    while got.len() < 20 && start.elapsed() < Duration::from_secs(20) {
+        let mut b = [0u8; 64];
+        match new.read(&mut b) {
+            Ok(n) => got.extend_from_slice(&b[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => panic!("reading the new pipe: {e}"),
+        }
+    }
+    reap(&s, pid);
+    s.finish();
+    assert!(
+        String::from_utf8_lossy(&got).starts_with("tick\ntick\ntick\ntick\n"),
+        "{got:?}\n{log}"
+    );
+}
+
+/// A restore with `rst_sibling` that fails after the root is born kills
+/// it (criu cannot wait for it: the client, its parent, reaps it) and
+/// answers at once.
+#[test]
+#[serial]
+fn rst_sibling_failure_kills_the_root_the_client_reaps_it() {
+    nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("count");
+    let (victim, pid) = start_victim(&out);
+    let images_fd = File::open(tmp.path()).unwrap();
+    dump_and_reap(tmp.path(), &images_fd, pid, victim);
+    let s = Swrk::start(tmp.path());
+    let mut ppid_then = None;
+    let started = Instant::now();
+    let r = s.call(
+        &req(
+            CriuReqType::Restore,
+            CriuOpts {
+                images_dir_fd: images_fd.as_raw_fd(),
+                log_file: Some("rst.log".into()),
+                log_level: Some(4),
+                rst_sibling: Some(true),
+                notify_scripts: Some(true),
+                ..Default::default()
+            },
+        ),
+        |script, _| {
+            if script == "post-restore" {
+                ppid_then = status_field(pid, "PPid");
+                return false;
+            }
+            true
+        },
+    );
+    let took = started.elapsed();
+    assert!(!r.success, "the restore went on: {r:?}");
+    assert!(
+        r.cr_errmsg.unwrap_or_default().contains("post-restore"),
+        "{:?}",
+        std::fs::read_to_string(tmp.path().join("rst.log"))
+    );
+    let waited = waitpid(Pid::from_raw(pid), None);
+    s.finish();
+    assert_eq!(ppid_then, Some(std::process::id().to_string()));
+    assert!(
+        matches!(waited, Ok(WaitStatus::Signaled(_, Signal::SIGKILL, _))),
+        "{waited:?}"
+    );
+    assert!(took < Duration::from_secs(5), "destroy waited {took:?}");
 }

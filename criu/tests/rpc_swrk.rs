@@ -317,8 +317,9 @@ fn dump_and_restore_over_rpc_with_notifications_and_wait_pid() {
     let r = s.call(
         &CriuReq {
             r#type: CriuReqType::Restore as i32,
+            // Not rst_sibling (see rpc_options): the root stays criu's
+            // child, for WAIT_PID.
             opts: Some(CriuOpts {
-                rst_sibling: Some(true),
                 ..opts("restore.log")
             }),
             ..Default::default()

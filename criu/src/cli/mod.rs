@@ -17,6 +17,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::image::{self, magic, pb};
 use crate::objects::files::netlock::Method as NetLock;
+use crate::objects::ns::cgroup::Mode as CgMode;
 use crate::{dump, restore};
 
 /// What criu-rs tells `criu --version` callers: the CRIU release whose
@@ -111,6 +112,42 @@ pub struct Common {
     /// name in CRTOOLS_SCRIPT_ACTION (may be given more than once).
     #[arg(long = "action-script", global = true, value_name = "FILE", action = clap::ArgAction::Append)]
     pub action_script: Vec<PathBuf>,
+    /// What the restore does with the tasks' cgroups: soft (the default of
+    /// a bare --manage-cgroups: into their cgroups when these exist) or
+    /// ignore (they stay in criu's); none, props, full and strict are
+    /// refused.
+    #[arg(long = "manage-cgroups", global = true, value_name = "MODE",
+          num_args = 0..=1, require_equals = true, default_missing_value = "soft",
+          value_parser = ["none", "props", "soft", "full", "strict", "ignore"])]
+    pub manage_cgroups: Option<String>,
+}
+
+/// `--manage-cgroups[=MODE]`: the modes criu-rs has, the others refused
+/// with why.
+fn cgroup_mode(c: &Common) -> Result<CgMode, Error> {
+    let why = match c.manage_cgroups.as_deref() {
+        None | Some("soft") => return Ok(CgMode::Soft),
+        Some("ignore") => return Ok(CgMode::Ignore),
+        Some("none") => "a missing cgroup is not an error here",
+        Some("props") => "cgroup properties are not dumped",
+        Some(_) => "cgroup properties are not dumped and missing cgroups are not made",
+    };
+    Err(Error::Usage(format!(
+        "--manage-cgroups={}: not supported by criu-rs ({why}); use soft or ignore",
+        c.manage_cgroups.as_deref().unwrap_or_default()
+    )))
+}
+
+/// `--inherit-fd fd[N]:KEY`: criu's fd N stands for the file named KEY.
+pub fn parse_inherit_fd(s: &str) -> Result<(i32, String), String> {
+    let bad = || format!("invalid --inherit-fd {s:?}: expected fd[N]:KEY");
+    let rest = s.strip_prefix("fd[").ok_or_else(bad)?;
+    let (n, key) = rest.split_once("]:").ok_or_else(bad)?;
+    let fd: i32 = n.parse().map_err(|_| bad())?;
+    if fd < 0 || key.is_empty() {
+        return Err(bad());
+    }
+    Ok((fd, key.to_string()))
 }
 
 /// `--network-lock`: nftables (a table that drops the packets of the
@@ -201,6 +238,15 @@ pub struct RestoreArgs {
     /// Detach from the restored tree once it runs, instead of waiting for it.
     #[arg(short = 'd', long = "restore-detached")]
     pub restore_detached: bool,
+    /// Make the restored root a child of criu's parent, not of criu
+    /// (needs --restore-detached).
+    #[arg(short = 'S', long = "restore-sibling")]
+    pub restore_sibling: bool,
+    /// Use criu's fd N for the file the images name KEY (`pipe:[INODE]`,
+    /// or a regular file's path without its leading `/`).
+    #[arg(long = "inherit-fd", value_name = "fd[N]:KEY", value_parser = parse_inherit_fd,
+          action = clap::ArgAction::Append)]
+    pub inherit_fd: Vec<(i32, String)>,
 }
 
 #[derive(Debug, Args)]
@@ -264,7 +310,9 @@ fn command_index(args: &[String]) -> Option<usize> {
     let all = std::iter::once(&cmd).chain(cmd.get_subcommands());
     for c in all {
         for a in c.get_arguments() {
-            if a.get_action().takes_values() && !a.is_positional() {
+            // An optional value (`--manage-cgroups[=MODE]`) is never the
+            // next argument.
+            if a.get_action().takes_values() && !a.is_positional() && !a.is_require_equals_set() {
                 takes_value.extend(a.get_long().map(|l| format!("--{l}")));
                 takes_value.extend(a.get_short().map(|s| format!("-{s}")));
             }
@@ -322,10 +370,24 @@ pub fn with_config(
             }
         }
     }
+    // An option whose value is optional takes it only after `=`.
+    let glued: std::collections::HashSet<String> = {
+        use clap::CommandFactory;
+        let cmd = Cli::command();
+        std::iter::once(&cmd)
+            .chain(cmd.get_subcommands())
+            .flat_map(|c| c.get_arguments())
+            .filter(|a| a.is_require_equals_set())
+            .filter_map(|a| a.get_long().map(str::to_string))
+            .collect()
+    };
     let from_files: Vec<String> = sources
         .entries(defaults, explicit.as_deref())?
         .iter()
-        .flat_map(|(_, e)| e.to_args())
+        .flat_map(|(_, e)| match &e.value {
+            Some(v) if glued.contains(&e.option) => vec![format!("--{}={v}", e.option)],
+            _ => e.to_args(),
+        })
         .collect();
     if from_files.is_empty() {
         return Ok(args);
@@ -489,6 +551,9 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
         Command::Dump(a) => {
             let dir = images_dir(c)?;
             let network_lock = check_network_lock(c)?;
+            // Membership is always recorded; a mode asking for more is
+            // refused here already.
+            cgroup_mode(c)?;
             let log = setup_log(c)?;
             let opts = dump::DumpOpts {
                 pid: a.tree,
@@ -549,7 +614,14 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
         Command::Restore(a) => {
             let dir = images_dir(c)?;
             let network_lock = check_network_lock(c)?;
+            let cgroup_mode = cgroup_mode(c)?;
             setup_log(c)?;
+            let inherit_fds = a
+                .inherit_fd
+                .iter()
+                .map(|(fd, key)| crate::rpc::inherited(key, *fd))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(Error::Usage)?;
             let opts = restore::RestoreOpts {
                 images_dir: dir,
                 detach: a.restore_detached,
@@ -564,6 +636,9 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
                 } else {
                     0
                 },
+                cgroup_mode,
+                sibling: a.restore_sibling,
+                inherit_fds,
             };
             let pidfile = c.pidfile.as_ref().map(|p| in_work_dir(c, p));
             let write_pid = |pid: i32| -> std::io::Result<()> {
@@ -618,6 +693,18 @@ mod config_tests {
 
     fn parsed(a: Vec<String>) -> Cli {
         Cli::try_parse_from(normalize_args(a)).unwrap()
+    }
+
+    #[test]
+    fn manage_cgroups_in_a_file_keeps_its_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = sources(dir.path(), "manage-cgroups ignore\n", "");
+        let got = with_config(args("criu restore -D /imgs"), &s).unwrap();
+        assert_eq!(got, args("criu restore --manage-cgroups=ignore -D /imgs"));
+        assert_eq!(cgroup_mode(&parsed(got).common).ok(), Some(CgMode::Ignore));
+        let s = sources(dir.path(), "manage-cgroups\n", "");
+        let got = with_config(args("criu restore -D /imgs"), &s).unwrap();
+        assert_eq!(cgroup_mode(&parsed(got).common).ok(), Some(CgMode::Soft));
     }
 
     #[test]
@@ -796,5 +883,97 @@ mod socket_option_tests {
         assert!(common(&["dump", "-t", "1", "--ext-unix-sk"]).ext_unix_sk);
         assert!(common(&["-x", "restore"]).ext_unix_sk);
         assert!(!common(&["restore"]).ext_unix_sk);
+    }
+}
+
+#[cfg(test)]
+mod runc_option_tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        let mut v = vec!["criu"];
+        v.extend_from_slice(args);
+        Cli::try_parse_from(v).expect("parses")
+    }
+
+    #[test]
+    fn manage_cgroups_takes_crius_modes_and_refuses_what_it_cannot_do() {
+        let mode = |args: &[&str]| cgroup_mode(&parse(args).common);
+        assert_eq!(mode(&["restore"]).ok(), Some(CgMode::Soft));
+        assert_eq!(
+            mode(&["restore", "--manage-cgroups"]).ok(),
+            Some(CgMode::Soft)
+        );
+        assert_eq!(
+            mode(&["--manage-cgroups=ignore", "restore"]).ok(),
+            Some(CgMode::Ignore)
+        );
+        assert_eq!(
+            mode(&["dump", "-t", "1", "--manage-cgroups=soft"]).ok(),
+            Some(CgMode::Soft)
+        );
+        for m in ["full", "strict", "props", "none"] {
+            let e = mode(&["restore", &format!("--manage-cgroups={m}")])
+                .expect_err("refused")
+                .to_string();
+            assert!(
+                e.contains(&format!("--manage-cgroups={m}")) && e.contains("soft or ignore"),
+                "{e}"
+            );
+        }
+        assert!(Cli::try_parse_from(["criu", "restore", "--manage-cgroups=bogus"]).is_err());
+        // A bare --manage-cgroups does not swallow the command after it.
+        let args: Vec<String> = ["criu", "--manage-cgroups", "restore", "-D", "x"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(command_index(&args), Some(2));
+        assert!(matches!(
+            parse(&["--manage-cgroups", "restore"]).command,
+            Some(Command::Restore(_))
+        ));
+    }
+
+    #[test]
+    fn inherit_fd_and_restore_sibling() {
+        assert_eq!(
+            parse_inherit_fd("fd[7]:pipe:[1234]"),
+            Ok((7, "pipe:[1234]".to_string()))
+        );
+        assert_eq!(
+            parse_inherit_fd("fd[0]:tmp/log"),
+            Ok((0, "tmp/log".to_string()))
+        );
+        for bad in [
+            "fd[x]:a",
+            "fd[1]:",
+            "fd[-1]:a",
+            "7:pipe",
+            "fd[1]pipe",
+            "debug[1]:x",
+        ] {
+            assert!(parse_inherit_fd(bad).is_err(), "{bad}");
+        }
+        let Some(Command::Restore(a)) = parse(&[
+            "restore",
+            "-d",
+            "-S",
+            "--inherit-fd",
+            "fd[3]:pipe:[9]",
+            "--inherit-fd=fd[4]:tmp/x",
+        ])
+        .command
+        else {
+            panic!("not a restore");
+        };
+        assert!(a.restore_sibling && a.restore_detached);
+        assert_eq!(
+            a.inherit_fd,
+            vec![(3, "pipe:[9]".to_string()), (4, "tmp/x".to_string())]
+        );
+        assert!(matches!(
+            parse(&["restore", "-d"]).command,
+            Some(Command::Restore(a)) if !a.restore_sibling && a.inherit_fd.is_empty()
+        ));
     }
 }

@@ -24,7 +24,10 @@
 //!    signal mask, and all tasks are let go together.
 //!
 //! A restore that fails kills every puppet it made and reaps them all (criu
-//! is their subreaper meanwhile): nothing is left behind.
+//! is their subreaper meanwhile): nothing is left behind. With
+//! `--restore-sibling` the root is born a child of criu's parent (clone3
+//! `CLONE_PARENT`): criu kills it through its pidfd and leaves the reaping
+//! to that parent.
 
 mod stats;
 mod task;
@@ -56,6 +59,8 @@ pub enum Error {
     Task { pid: i32, what: String },
     #[error("{0}")]
     Images(String),
+    #[error("{0}")]
+    Usage(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -79,6 +84,14 @@ pub struct RestoreOpts {
     /// `--empty-ns`: namespaces (CLONE_NEW* bits) made new but left empty;
     /// only `CLONE_NEWNET` is known (its devices are not restored).
     pub empty_ns: u32,
+    /// `--manage-cgroups`: what is done with the tasks' cgroups.
+    pub cgroup_mode: objects::ns::cgroup::Mode,
+    /// `--restore-sibling` (`rst_sibling`): the root is born a child of
+    /// criu's parent, not of criu (then criu cannot wait for it).
+    pub sibling: bool,
+    /// `--inherit-fd` (`inherit_fd`): files of the images that are not
+    /// opened but given by criu's caller.
+    pub inherit_fds: Vec<objects::files::InheritFd>,
 }
 
 /// How the restored tree ended, when criu waited for it.
@@ -220,6 +233,11 @@ pub fn restore_with(
     notify: &dyn scripts::Notify,
 ) -> Result<Outcome> {
     let started = std::time::Instant::now();
+    if opts.sibling && !opts.detach {
+        return Err(Error::Usage(
+            "--restore-sibling needs --restore-detached: criu cannot wait for a task that is not its child".into(),
+        ));
+    }
     let dir = &opts.images_dir;
     let inventory: pb::InventoryEntry = image::read_one(dir, "inventory.img", magic::INVENTORY)?;
     if inventory.img_version != 2 {
@@ -252,6 +270,9 @@ pub fn restore_with(
     };
     tell(scripts::Action::PreRestore, root)?;
     let mut plan = objects::ns::Plan::read(dir, inventory.root_ids.as_ref(), root)?;
+    if let Some(c) = plan.cgroup.as_mut() {
+        c.mode = opts.cgroup_mode;
+    }
     if opts.empty_ns & libc::CLONE_NEWNET as u32 != 0 {
         if let Some(n) = plan.net.as_mut() {
             debug!("empty_ns: the network namespace is made without its devices");
@@ -260,12 +281,13 @@ pub fn restore_with(
     }
     info!(root, tasks = tasks.len(), namespaces = ?plan.new, "restoring");
     let chan = task::FdChannel::new(&tasks)?;
-    let mut puppets = tree::Puppets::new()?;
+    let mut puppets = tree::Puppets::new(opts.sibling)?;
     let mut opened = Opened::new(dir);
     opened.set_sk_opts(opts.tcp_established, opts.tcp_close);
     opened.set_ext_unix_sk(opts.ext_unix_sk);
     opened.set_network_lock(opts.network_lock);
     opened.file_locks = opts.file_locks;
+    opened.set_inherited(&opts.inherit_fds);
     let mut forking = std::time::Duration::ZERO;
     let result = (|| -> Result<()> {
         let t0 = std::time::Instant::now();

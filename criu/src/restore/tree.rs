@@ -45,6 +45,10 @@ pub(crate) struct PuppetProc {
 pub(crate) struct Puppets {
     pub procs: Vec<PuppetProc>,
     was_subreaper: bool,
+    /// `--restore-sibling`: the root is a child of criu's parent.
+    sibling: bool,
+    /// A pidfd of a sibling root: criu cannot wait for it, but can kill it.
+    root_pidfd: Option<std::os::fd::OwnedFd>,
 }
 
 fn pid_in_use(pid: i32) -> String {
@@ -113,7 +117,8 @@ pub(super) fn clone_in(parent: &mut Tracee, pid: i32, flags: u64) -> Result<Trac
 impl Puppets {
     /// Makes criu the subreaper of what it creates, so that it can reap
     /// everything should the restore fail.
-    pub fn new() -> Result<Self> {
+    /// With `sibling`, the root is born a child of criu's parent.
+    pub fn new(sibling: bool) -> Result<Self> {
         let was_subreaper = nix::sys::prctl::get_child_subreaper().unwrap_or(false);
         nix::sys::prctl::set_child_subreaper(true).map_err(|e| Error::Task {
             pid: std::process::id() as i32,
@@ -122,6 +127,8 @@ impl Puppets {
         Ok(Puppets {
             procs: Vec::new(),
             was_subreaper,
+            sibling,
+            root_pidfd: None,
         })
     }
 
@@ -155,13 +162,24 @@ impl Puppets {
         // The first task of a new pid namespace is its PID 1 anyway; its
         // PID in criu's namespace is whatever is free.
         let tids: &[i32] = if new_pidns { &[] } else { &[pid] };
-        let got = sys::clone3::spawn_puppet_in_ns(flags, tids).map_err(|errno| Error::Task {
+        let spawned = if self.sibling {
+            sys::clone3::spawn_sibling_puppet_in_ns(flags, tids).map(|(p, fd)| (p, Some(fd)))
+        } else {
+            sys::clone3::spawn_puppet_in_ns(flags, tids).map(|p| (p, None))
+        };
+        let (got, pidfd) = spawned.map_err(|errno| Error::Task {
             pid,
             what: match errno {
                 nix::errno::Errno::EEXIST => pid_in_use(pid),
+                e if self.sibling => {
+                    format!(
+                        "cannot create a sibling of criu with this PID: clone3 CLONE_PARENT: {e}"
+                    )
+                }
                 e => format!("cannot create a task with this PID: clone3: {e}"),
             },
         })?;
+        self.root_pidfd = pidfd;
         // Registered first, so that a failure below still kills it.
         self.procs.push(PuppetProc {
             pid,
@@ -303,15 +321,26 @@ impl Puppets {
         Ok(())
     }
 
-    /// Kills every puppet and reaps them all.
+    /// Kills every puppet and reaps them all. A sibling root is killed
+    /// through its pidfd and left to its parent (criu's) to reap.
     pub fn destroy(&mut self) {
-        for p in self.procs.iter().rev() {
-            let _ = kill(Pid::from_raw(p.host), Signal::SIGKILL);
+        for (i, p) in self.procs.iter().enumerate().rev() {
+            match (&self.root_pidfd, i) {
+                (Some(fd), 0) => {
+                    if let Err(e) = sys::clone3::pidfd_kill(fd, libc::SIGKILL) {
+                        tracing::warn!(pid = p.host, "killing the sibling root: {e}");
+                    }
+                }
+                _ => {
+                    let _ = kill(Pid::from_raw(p.host), Signal::SIGKILL);
+                }
+            }
         }
         for p in self.procs.iter_mut() {
             p.threads.clear();
         }
-        // Everything is our child or re-parented to us (subreaper).
+        // Everything is our child or re-parented to us (subreaper), or a
+        // sibling root, which waitpid(-1) does not report once detached.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
             match waitpid(

@@ -99,6 +99,25 @@ pub fn adopt_fd(raw: RawFd) -> Result<OwnedFd> {
     Ok(fd)
 }
 
+/// `inherit_fd { key, fd }`: criu's own fd `fd` (inherited from the
+/// client) stands for the file of the images named `key`; criu keeps a
+/// close-on-exec duplicate.
+pub fn inherited(
+    key: &str,
+    fd: RawFd,
+) -> std::result::Result<crate::objects::files::InheritFd, String> {
+    if key.is_empty() {
+        return Err(format!("inherit_fd: fd {fd} has an empty key"));
+    }
+    let dup = sys::pidfd::pidfd_open(std::process::id() as i32)
+        .and_then(|me| sys::pidfd::pidfd_getfd(&me, fd))
+        .map_err(|e| format!("inherit_fd {key}: criu has no fd {fd}: {e}"))?;
+    Ok(crate::objects::files::InheritFd {
+        key: key.to_string(),
+        fd: std::sync::Arc::new(dup),
+    })
+}
+
 fn fail(ty: CriuReqType, msg: impl Into<String>) -> CriuResp {
     let msg = msg.into();
     error!("{:?} request failed: {msg}", ty);
@@ -477,11 +496,34 @@ impl Conn {
             Ok(p) => p,
             Err(r) => return *r,
         };
-        if o.rst_sibling() {
-            // The tree stays criu's child until criu exits, then goes to the
-            // client when it is a child subreaper (as runc is).
-            warn!("rst_sibling: the restored tree is re-parented when criu exits, not at once");
+        // Both need criu's caller to be its parent (criu swrk), as CRIU
+        // requires: a service worker's parent is the service.
+        let swrk = nix::unistd::getppid().as_raw() == self.peer;
+        if o.rst_sibling() && !swrk {
+            return fail(
+                ty,
+                "rst_sibling is only allowed in criu swrk, started by the client",
+            );
         }
+        if !o.inherit_fd.is_empty() && !swrk {
+            return fail(
+                ty,
+                "inherit_fd is only allowed in criu swrk, started by the client",
+            );
+        }
+        let inherit_fds = match o
+            .inherit_fd
+            .iter()
+            .map(|i| inherited(&i.key, i.fd))
+            .collect::<std::result::Result<Vec<_>, _>>()
+        {
+            Ok(v) => v,
+            Err(e) => return fail(ty, e),
+        };
+        let cgroup_mode = match opts::cgroup_mode(&o) {
+            Ok(m) => m,
+            Err(e) => return fail(ty, e),
+        };
         let r = restore::RestoreOpts {
             images_dir: images.clone(),
             detach: true,
@@ -492,6 +534,9 @@ impl Conn {
             ext_unix_sk: o.ext_unix_sk(),
             network_lock: network_lock(&o),
             empty_ns: o.empty_ns(),
+            cgroup_mode,
+            sibling: o.rst_sibling(),
+            inherit_fds,
         };
         let rpc = self.notifier();
         let silent = crate::scripts::Silent;

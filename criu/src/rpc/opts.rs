@@ -6,6 +6,7 @@
 //! never silently ignored.
 
 use super::pb::{CriuCgMode, CriuOpts};
+use crate::objects::ns::cgroup;
 
 /// The two requests that take options with an effect on the tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,6 +17,41 @@ pub enum Action {
 
 fn on(b: Option<bool>) -> bool {
     b.unwrap_or(false)
+}
+
+/// The cgroup mode of a request, as CRIU reads it: `manage_cgroups`
+/// true means soft and false ignore, and `manage_cgroups_mode`, when set,
+/// overrides it; neither means CRIU's default, soft. Modes that restore
+/// cgroup properties or make missing cgroups (`props`, `full`, `strict`)
+/// and `none` (missing cgroups are an error) are refused, with why.
+pub fn cgroup_mode(o: &CriuOpts) -> Result<cgroup::Mode, String> {
+    let from_flag = match o.manage_cgroups {
+        Some(false) => cgroup::Mode::Ignore,
+        _ => cgroup::Mode::Soft,
+    };
+    let Some(m) = o.manage_cgroups_mode else {
+        return Ok(from_flag);
+    };
+    let refuse = |name: &str, why: &str| {
+        Err(format!(
+            "manage_cgroups_mode {name} ({why}; criu-rs has soft and ignore)"
+        ))
+    };
+    match CriuCgMode::try_from(m) {
+        Ok(CriuCgMode::Ignore) => Ok(cgroup::Mode::Ignore),
+        Ok(CriuCgMode::Soft) | Ok(CriuCgMode::Default) => Ok(cgroup::Mode::Soft),
+        Ok(CriuCgMode::CgNone) => refuse("NONE", "a missing cgroup is not an error here"),
+        Ok(CriuCgMode::Props) => refuse("PROPS", "cgroup properties are not dumped"),
+        Ok(CriuCgMode::Full) => refuse(
+            "FULL",
+            "cgroup properties are not dumped and missing cgroups are not made",
+        ),
+        Ok(CriuCgMode::Strict) => refuse(
+            "STRICT",
+            "cgroup properties are not dumped and missing cgroups are not made",
+        ),
+        Err(_) => refuse(&m.to_string(), "unknown mode"),
+    }
 }
 
 /// The names (as in rpc.proto) of the options in `o` that criu-rs cannot
@@ -50,19 +86,7 @@ pub fn unsupported(o: &CriuOpts, action: Action) -> Vec<String> {
     flag("unix_sk_ino", !o.unix_sk_ino.is_empty());
     flag("external", !o.external.is_empty());
     flag("join_ns", !o.join_ns.is_empty());
-    flag(
-        "manage_cgroups (criu-rs records no cgroup membership yet: no cgroup.img)",
-        on(o.manage_cgroups),
-    );
-    flag(
-        "manage_cgroups_mode (criu-rs records no cgroup membership yet: no cgroup.img)",
-        !matches!(
-            o.manage_cgroups_mode
-                .map(CriuCgMode::try_from)
-                .unwrap_or(Ok(CriuCgMode::Ignore)),
-            Ok(CriuCgMode::Ignore) | Ok(CriuCgMode::CgNone)
-        ),
-    );
+    let cg = cgroup_mode(o).err();
     flag("cg_root", !o.cg_root.is_empty());
     flag("cgroup_props", o.cgroup_props.is_some());
     flag("cgroup_props_file", o.cgroup_props_file.is_some());
@@ -109,10 +133,6 @@ pub fn unsupported(o: &CriuOpts, action: Action) -> Vec<String> {
                 o.empty_ns.unwrap_or(0) & !(libc::CLONE_NEWNET as u32) != 0,
             );
             flag(
-                "inherit_fd (files of the images are not replaced by inherited fds yet)",
-                !o.inherit_fd.is_empty(),
-            );
-            flag(
                 "root (restoring into another root needs mount namespace support)",
                 o.root
                     .as_deref()
@@ -122,6 +142,7 @@ pub fn unsupported(o: &CriuOpts, action: Action) -> Vec<String> {
             flag("freeze_cgroup (on restore)", o.freeze_cgroup.is_some());
         }
     }
+    bad.extend(cg);
     bad
 }
 
@@ -194,13 +215,40 @@ mod tests {
     }
 
     #[test]
-    fn cgroup_modes_that_do_nothing_are_accepted() {
+    fn cgroup_modes_soft_and_ignore_are_taken_the_others_refused() {
         let mut o = base();
-        o.manage_cgroups_mode = Some(CriuCgMode::CgNone as i32);
-        assert!(unsupported(&o, Action::Dump).is_empty());
-        o.manage_cgroups_mode = Some(CriuCgMode::Soft as i32);
-        let bad = unsupported(&o, Action::Dump);
-        assert_eq!(bad.len(), 1);
-        assert!(bad[0].starts_with("manage_cgroups_mode (") && bad[0].contains("cgroup.img"));
+        assert_eq!(cgroup_mode(&o), Ok(cgroup::Mode::Soft));
+        o.manage_cgroups = Some(true);
+        assert_eq!(cgroup_mode(&o), Ok(cgroup::Mode::Soft));
+        o.manage_cgroups = Some(false);
+        assert_eq!(cgroup_mode(&o), Ok(cgroup::Mode::Ignore));
+        o.manage_cgroups = Some(true);
+        o.manage_cgroups_mode = Some(CriuCgMode::Ignore as i32);
+        assert_eq!(cgroup_mode(&o), Ok(cgroup::Mode::Ignore));
+        assert!(unsupported(&o, Action::Restore).is_empty());
+        for m in [CriuCgMode::Soft, CriuCgMode::Default] {
+            o.manage_cgroups_mode = Some(m as i32);
+            assert_eq!(cgroup_mode(&o), Ok(cgroup::Mode::Soft));
+            assert!(unsupported(&o, Action::Dump).is_empty());
+            assert!(unsupported(&o, Action::Restore).is_empty());
+        }
+        for (m, name) in [
+            (CriuCgMode::Full, "FULL"),
+            (CriuCgMode::Strict, "STRICT"),
+            (CriuCgMode::Props, "PROPS"),
+            (CriuCgMode::CgNone, "NONE"),
+        ] {
+            o.manage_cgroups_mode = Some(m as i32);
+            for a in [Action::Dump, Action::Restore] {
+                let bad = unsupported(&o, a);
+                assert_eq!(bad.len(), 1, "{bad:?}");
+                assert!(
+                    bad[0].starts_with(&format!("manage_cgroups_mode {name} (")),
+                    "{bad:?}"
+                );
+            }
+        }
+        o.manage_cgroups_mode = Some(77);
+        assert!(cgroup_mode(&o).is_err());
     }
 }

@@ -1,4 +1,7 @@
-//! clone3 with set_tid: a new process with a chosen PID.
+//! clone3 with set_tid: a new process with a chosen PID, as criu's child
+//! or (`CLONE_PARENT`, with a pidfd) as its sibling.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use super::{check, SysResult};
 
@@ -44,6 +47,18 @@ pub fn fork_with_pid(pid: Option<i32>) -> SysResult<Forked> {
 /// `CLONE_NEWPID` the child is PID 1 of its new namespace, so `set_tid` may
 /// be `[1]` or `[1, pid in the caller's namespace]`.
 pub fn fork_in_ns(ns_flags: u64, set_tid: &[i32]) -> SysResult<Forked> {
+    fork_raw(ns_flags, set_tid, None)
+}
+
+/// [`fork_in_ns`] with extra clone flags `more` (`CLONE_PARENT`,
+/// `CLONE_PIDFD` — nothing that shares memory); with `CLONE_PIDFD` the
+/// pidfd is written to `pidfd`.
+fn fork_raw(ns_flags: u64, set_tid: &[i32], pidfd: Option<&mut i32>) -> SysResult<Forked> {
+    let more = if pidfd.is_some() {
+        (libc::CLONE_PARENT | libc::CLONE_PIDFD) as u64
+    } else {
+        0
+    };
     const NS_MASK: u64 = (libc::CLONE_NEWNS
         | libc::CLONE_NEWPID
         | libc::CLONE_NEWNET
@@ -57,16 +72,22 @@ pub fn fork_in_ns(ns_flags: u64, set_tid: &[i32]) -> SysResult<Forked> {
     }
     let tids: Vec<libc::pid_t> = set_tid.to_vec();
     let mut args = CloneArgs {
-        flags: ns_flags,
-        exit_signal: libc::SIGCHLD as u64,
+        flags: ns_flags | more,
+        // With CLONE_PARENT the child takes criu's own exit signal; clone3
+        // wants 0 here.
+        exit_signal: if more == 0 { libc::SIGCHLD as u64 } else { 0 },
         ..Default::default()
     };
+    if let Some(p) = pidfd {
+        args.pidfd = p as *mut i32 as u64;
+    }
     if !tids.is_empty() {
         args.set_tid = tids.as_ptr() as u64;
         args.set_tid_size = tids.len() as u64;
     }
-    // SAFETY: `args` and `tids` outlive the call; only namespace flags are
-    // passed (checked above), so without CLONE_VM the child runs on its own
+    // SAFETY: `args`, `tids` and the pidfd slot outlive the call; only
+    // namespace flags, CLONE_PARENT and CLONE_PIDFD are passed (checked
+    // above; none shares memory), so without CLONE_VM the child runs on its own
     // copy of this stack, exactly as after fork(2).
     let ret = check(unsafe {
         libc::syscall(
@@ -107,4 +128,45 @@ pub fn spawn_puppet_in_ns(ns_flags: u64, set_tid: &[i32]) -> SysResult<i32> {
             }
         }
     }
+}
+
+/// [`spawn_puppet_in_ns`] as a sibling of criu: the puppet is born a child
+/// of criu's parent (`CLONE_PARENT`), so criu cannot wait for it; the pidfd
+/// that comes with it (`CLONE_PIDFD`) lets criu still signal it without a
+/// race on its PID. No parent-death signal: its parent is not criu.
+pub fn spawn_sibling_puppet_in_ns(ns_flags: u64, set_tid: &[i32]) -> SysResult<(i32, OwnedFd)> {
+    let mut raw: i32 = -1;
+    match fork_raw(ns_flags, set_tid, Some(&mut raw))? {
+        Forked::Parent(p) => {
+            // SAFETY: clone3 with CLONE_PIDFD succeeded, so `raw` is a new
+            // pidfd that nothing else owns.
+            let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+            Ok((p, fd))
+        }
+        Forked::Child => {
+            // SAFETY: async-signal-safe calls only, in the child of a fork;
+            // it never returns into criu's code.
+            unsafe {
+                loop {
+                    libc::pause();
+                }
+            }
+        }
+    }
+}
+
+/// `pidfd_send_signal(pidfd, sig, NULL, 0)`: signals the task of `pidfd`,
+/// which cannot be another task that took its PID meanwhile.
+pub fn pidfd_kill(pidfd: &OwnedFd, sig: i32) -> SysResult<()> {
+    // SAFETY: integers and a NULL siginfo only.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    })?;
+    Ok(())
 }

@@ -648,8 +648,34 @@ impl FileTable {
 
 /// Files opened in criu for restore, by image id: each open file
 /// description is made once and handed to every fd that shares it.
+/// A file of the images that the caller gives criu instead of letting it
+/// open it (`--inherit-fd fd[N]:KEY`, RPC `inherit_fd`): every fd of the
+/// images whose file has key `key` (see [`inherit_key`]) becomes a
+/// duplicate of `fd`.
+#[derive(Debug, Clone)]
+pub struct InheritFd {
+    pub key: String,
+    pub fd: std::sync::Arc<OwnedFd>,
+}
+
+/// The name CRIU matches `--inherit-fd` keys against: `pipe:[INODE]` for a
+/// pipe, the path without its leading `/` for a regular file; None for
+/// kinds that cannot be inherited.
+pub fn inherit_key(e: &pb::FileEntry) -> Option<String> {
+    match pb::FdTypes::try_from(e.r#type).ok()? {
+        pb::FdTypes::Pipe => e.pipe.as_ref().map(|p| format!("pipe:[{}]", p.pipe_id)),
+        pb::FdTypes::Reg => e
+            .reg
+            .as_ref()
+            .map(|r| r.name.trim_start_matches('/').to_string()),
+        _ => None,
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Opened {
+    /// Files given by criu's caller (`--inherit-fd`).
+    inherited: Vec<InheritFd>,
     dir: Option<PathBuf>,
     /// fd number -> file id, of the task being restored (epoll targets).
     task_fds: HashMap<u32, u32>,
@@ -691,6 +717,30 @@ pub struct Opened {
 
 impl Opened {
     /// Restore from the images in `dir`.
+    /// `--inherit-fd`: these files are taken from criu's caller.
+    pub fn set_inherited(&mut self, fds: &[InheritFd]) {
+        self.inherited = fds.to_vec();
+    }
+
+    /// A duplicate of the inherited fd that stands for file `id`, when its
+    /// key was given.
+    fn inherited_for(&self, files: &[pb::FileEntry], id: u32) -> Option<Result<OwnedFd>> {
+        if self.inherited.is_empty() {
+            return None;
+        }
+        let key = inherit_key(files.iter().find(|e| e.id == id)?)?;
+        let inh = self.inherited.iter().find(|i| i.key == key)?;
+        tracing::info!(id, key, fd = ?inh.fd, "file restored from an inherited fd");
+        Some(inh.fd.try_clone().map_err(|source| Error::Io {
+            pid: 0,
+            what: format!(
+                "duplicating the inherited fd {:?} for {key} (file id {id})",
+                inh.fd
+            ),
+            source,
+        }))
+    }
+
     pub fn new(dir: &Path) -> Self {
         Opened {
             dir: Some(dir.to_path_buf()),
@@ -811,6 +861,13 @@ impl Opened {
             if !self.opening.insert(id) {
                 return Err(Error::Mismatch {
                     what: format!("file id {id} needs itself to be made (epoll loop?)"),
+                });
+            }
+            if let Some(fd) = self.inherited_for(files, id) {
+                self.opening.remove(&id);
+                self.files.insert(id, fd?);
+                return self.files.get(&id).ok_or_else(|| Error::Mismatch {
+                    what: format!("file id {id} vanished"),
                 });
             }
             if let Some(entry) = files
@@ -1144,5 +1201,76 @@ mod tests {
             assert!(msg.contains(words), "{msg}");
             assert!(msg.contains("cannot dump"), "{msg}");
         }
+    }
+}
+
+#[cfg(test)]
+mod inherit_tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_crius() {
+        let pipe = pb::FileEntry {
+            r#type: pb::FdTypes::Pipe as i32,
+            id: 3,
+            pipe: Some(pb::PipeEntry {
+                id: 3,
+                pipe_id: 81234,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(inherit_key(&pipe).as_deref(), Some("pipe:[81234]"));
+        let reg = pb::FileEntry {
+            r#type: pb::FdTypes::Reg as i32,
+            id: 4,
+            reg: Some(pb::RegFileEntry {
+                id: 4,
+                name: "/tmp/log".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(inherit_key(&reg).as_deref(), Some("tmp/log"));
+        let other = pb::FileEntry {
+            r#type: pb::FdTypes::Eventfd as i32,
+            id: 5,
+            ..Default::default()
+        };
+        assert_eq!(inherit_key(&other), None);
+    }
+
+    /// A file whose key was given is a duplicate of the inherited fd,
+    /// never opened from the images (none exist here).
+    #[test]
+    fn an_inherited_file_is_not_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let files = vec![pb::FileEntry {
+            r#type: pb::FdTypes::Pipe as i32,
+            id: 7,
+            pipe: Some(pb::PipeEntry {
+                id: 7,
+                pipe_id: 99,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }];
+        let mut o = Opened::new(dir.path());
+        o.set_inherited(&[InheritFd {
+            key: "pipe:[99]".into(),
+            fd: std::sync::Arc::new(w),
+        }]);
+        let got = o.get(&files, 7).expect("inherited");
+        nix::unistd::write(got, b"x").unwrap();
+        let mut b = [0u8; 1];
+        assert_eq!(nix::unistd::read(&r, &mut b), Ok(1));
+        assert_eq!(&b, b"x");
+        let ino = |fd: &OwnedFd| nix::sys::stat::fstat(fd).map(|s| s.st_ino).unwrap();
+        assert_eq!(ino(got), ino(&r));
+        // Without the key, a pipe of its own is made.
+        let mut o = Opened::new(dir.path());
+        let made = o.get(&files, 7).expect("made");
+        assert_ne!(ino(made), ino(&r));
     }
 }
