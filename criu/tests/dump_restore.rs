@@ -4,7 +4,7 @@
 //! parent, criu, exits) become its children and are reaped here.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output};
+use std::process::{Child, Command, Output};
 use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
