@@ -5,126 +5,19 @@
 //! here and are reaped.
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-use criu::rpc::pb::{CriuOpts, CriuReq, CriuReqType, CriuResp};
-use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+use criu::rpc::pb::{CriuOpts, CriuReq, CriuReqType};
 use nix::sys::signal::{kill, Signal};
-use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
-use prost::Message;
 use serial_test::serial;
 
-const CRIU: &str = env!("CARGO_BIN_EXE_criu");
-const VICTIM: &str = env!("CARGO_BIN_EXE_criu-test-victim");
-
-struct Swrk {
-    child: Child,
-    sk: Option<OwnedFd>,
-}
-
-impl Swrk {
-    fn start(home: &Path) -> Swrk {
-        let (ours, theirs) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::empty(),
-        )
-        .expect("socketpair");
-        fcntl(&ours, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).expect("cloexec");
-        let child = Command::new(CRIU)
-            .arg("swrk")
-            .arg(theirs.as_raw_fd().to_string())
-            .env("HOME", home)
-            .env_remove("CRIU_CONFIG_FILE")
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn criu swrk");
-        drop(theirs);
-        Swrk {
-            child,
-            sk: Some(ours),
-        }
-    }
-
-    fn fd(&self) -> i32 {
-        self.sk.as_ref().expect("socket open").as_raw_fd()
-    }
-
-    fn send(&self, req: &CriuReq) {
-        let buf = req.encode_to_vec();
-        assert_eq!(
-            send(self.fd(), &buf, MsgFlags::empty()).expect("send"),
-            buf.len()
-        );
-    }
-
-    fn recv(&self) -> CriuResp {
-        let mut buf = vec![0u8; 64 * 1024];
-        let n = recv(self.fd(), &mut buf, MsgFlags::empty()).expect("recv");
-        assert!(n > 0, "criu closed the socket");
-        CriuResp::decode(&buf[..n]).expect("decode criu_resp")
-    }
-
-    /// Sends `req`; `on_notify(script, pid)` answers each notification.
-    fn call(
-        &self,
-        req: &CriuReq,
-        mut on_notify: impl FnMut(&str, Option<i32>) -> bool,
-    ) -> CriuResp {
-        self.send(req);
-        loop {
-            let r = self.recv();
-            if r.r#type != CriuReqType::Notify as i32 {
-                return r;
-            }
-            let n = r.notify.expect("notify without criu_notify");
-            let ok = on_notify(n.script.as_deref().unwrap_or_default(), n.pid);
-            self.send(&CriuReq {
-                r#type: CriuReqType::Notify as i32,
-                notify_success: Some(ok),
-                ..Default::default()
-            });
-        }
-    }
-
-    fn finish(mut self) {
-        self.sk = None;
-        let start = Instant::now();
-        while self.child.try_wait().expect("try_wait").is_none() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "swrk did not exit"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn counter(p: &Path) -> u64 {
-    std::fs::read_to_string(p)
-        .unwrap_or_default()
-        .split_whitespace()
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
+mod support;
+use support::swrk::Swrk;
+use support::*;
 
 /// The one-letter state of `pid`, or "-" when there is no such task.
 fn state(pid: i32) -> String {

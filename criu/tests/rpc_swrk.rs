@@ -5,136 +5,19 @@
 //! criu until it exits) end up here and are reaped.
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-use criu::rpc::pb::{CriuOpts, CriuReq, CriuReqType, CriuResp};
-use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+use criu::rpc::pb::{CriuOpts, CriuReq, CriuReqType};
 use nix::sys::signal::{kill, Signal};
-use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
-use prost::Message;
 use serial_test::serial;
 
-const CRIU: &str = env!("CARGO_BIN_EXE_criu");
-const VICTIM: &str = env!("CARGO_BIN_EXE_criu-test-victim");
-
-/// A `criu swrk` and our end of its socket.
-struct Swrk {
-    child: Child,
-    sk: Option<OwnedFd>,
-}
-
-impl Swrk {
-    fn start() -> Swrk {
-        let (ours, theirs) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::empty(),
-        )
-        .expect("socketpair");
-        fcntl(&ours, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).expect("cloexec");
-        let child = Command::new(CRIU)
-            .arg("swrk")
-            .arg(theirs.as_raw_fd().to_string())
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn criu swrk");
-        drop(theirs);
-        Swrk {
-            child,
-            sk: Some(ours),
-        }
-    }
-
-    fn fd(&self) -> i32 {
-        self.sk.as_ref().expect("socket open").as_raw_fd()
-    }
-
-    fn send(&self, req: &CriuReq) {
-        let buf = req.encode_to_vec();
-        assert_eq!(
-            send(self.fd(), &buf, MsgFlags::empty()).expect("send"),
-            buf.len()
-        );
-    }
-
-    fn recv(&self) -> CriuResp {
-        let mut buf = vec![0u8; 64 * 1024];
-        let n = recv(self.fd(), &mut buf, MsgFlags::empty()).expect("recv");
-        assert!(n > 0, "criu closed the socket");
-        CriuResp::decode(&buf[..n]).expect("decode criu_resp")
-    }
-
-    /// Sends `req`, acks every notify (recording the script names and
-    /// pids), and returns the final response.
-    fn call(&self, req: &CriuReq, notes: &mut Vec<(String, Option<i32>)>) -> CriuResp {
-        self.send(req);
-        loop {
-            let r = self.recv();
-            if r.r#type != CriuReqType::Notify as i32 {
-                return r;
-            }
-            let n = r.notify.expect("notify without criu_notify");
-            notes.push((n.script.unwrap_or_default(), n.pid));
-            self.send(&CriuReq {
-                r#type: CriuReqType::Notify as i32,
-                notify_success: Some(true),
-                ..Default::default()
-            });
-        }
-    }
-
-    fn simple(&self, ty: CriuReqType) -> CriuResp {
-        self.call(
-            &CriuReq {
-                r#type: ty as i32,
-                ..Default::default()
-            },
-            &mut Vec::new(),
-        )
-    }
-
-    /// Closes our end and waits for criu to exit; its exit status.
-    fn finish(mut self) -> std::process::ExitStatus {
-        self.sk = None;
-        let start = Instant::now();
-        loop {
-            if let Some(s) = self.child.try_wait().expect("try_wait") {
-                return s;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "criu swrk did not exit at EOF"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn counter(p: &Path) -> u64 {
-    std::fs::read_to_string(p)
-        .unwrap_or_default()
-        .split_whitespace()
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
+mod support;
+use support::swrk::{record, Swrk, NO_HOME};
+use support::*;
 
 fn log(dir: &Path, name: &str) -> String {
     std::fs::read_to_string(dir.join(name)).unwrap_or_default()
@@ -143,7 +26,7 @@ fn log(dir: &Path, name: &str) -> String {
 #[test]
 #[serial]
 fn version_names_criu_4_2_and_criu_rs() {
-    let s = Swrk::start();
+    let s = Swrk::start(Path::new(NO_HOME));
     let r = s.simple(CriuReqType::Version);
     assert!(r.success, "{r:?}");
     assert_eq!(r.r#type, CriuReqType::Version as i32);
@@ -164,7 +47,7 @@ fn check_agrees_with_criu_check() {
         .arg("check")
         .output()
         .expect("criu check");
-    let s = Swrk::start();
+    let s = Swrk::start(Path::new(NO_HOME));
     let r = s.simple(CriuReqType::Check);
     assert_eq!(r.r#type, CriuReqType::Check as i32);
     assert_eq!(r.success, cli.status.success(), "{r:?}");
@@ -174,7 +57,7 @@ fn check_agrees_with_criu_check() {
 #[test]
 #[serial]
 fn feature_check_answers_every_feature_and_claims_none() {
-    let s = Swrk::start();
+    let s = Swrk::start(Path::new(NO_HOME));
     let r = s.call(
         &CriuReq {
             r#type: CriuReqType::FeatureCheck as i32,
@@ -185,7 +68,7 @@ fn feature_check_answers_every_feature_and_claims_none() {
             }),
             ..Default::default()
         },
-        &mut Vec::new(),
+        |_, _| true,
     );
     assert!(r.success, "{r:?}");
     let f = r.features.expect("features");
@@ -201,7 +84,7 @@ fn feature_check_answers_every_feature_and_claims_none() {
 fn unsupported_options_are_refused_by_name_and_serving_goes_on() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = File::open(tmp.path()).unwrap();
-    let s = Swrk::start();
+    let s = Swrk::start(Path::new(NO_HOME));
     let r = s.call(
         &CriuReq {
             r#type: CriuReqType::Dump as i32,
@@ -215,7 +98,7 @@ fn unsupported_options_are_refused_by_name_and_serving_goes_on() {
             }),
             ..Default::default()
         },
-        &mut Vec::new(),
+        |_, _| true,
     );
     assert!(!r.success);
     assert_eq!(r.r#type, CriuReqType::Dump as i32);
@@ -277,7 +160,7 @@ fn dump_and_restore_over_rpc_with_notifications_and_wait_pid() {
         ..Default::default()
     };
 
-    let s = Swrk::start();
+    let s = Swrk::start(Path::new(NO_HOME));
     let mut notes = Vec::new();
     let r = s.call(
         &CriuReq {
@@ -289,7 +172,7 @@ fn dump_and_restore_over_rpc_with_notifications_and_wait_pid() {
             }),
             ..Default::default()
         },
-        &mut notes,
+        record(&mut notes),
     );
     assert!(r.success, "dump failed: {r:?}\n{}", log(&work, "dump.log"));
     assert_eq!(r.dump.and_then(|d| d.restored), Some(false));
@@ -312,7 +195,7 @@ fn dump_and_restore_over_rpc_with_notifications_and_wait_pid() {
     );
     let at_dump = counter(&out);
 
-    let s = Swrk::start();
+    let s = Swrk::start(Path::new(NO_HOME));
     let mut notes = Vec::new();
     let r = s.call(
         &CriuReq {
@@ -324,7 +207,7 @@ fn dump_and_restore_over_rpc_with_notifications_and_wait_pid() {
             }),
             ..Default::default()
         },
-        &mut notes,
+        record(&mut notes),
     );
     assert!(
         r.success,
@@ -360,7 +243,7 @@ fn dump_and_restore_over_rpc_with_notifications_and_wait_pid() {
             pid: Some(pid as u32),
             ..Default::default()
         },
-        &mut Vec::new(),
+        |_, _| true,
     );
     assert!(r.success, "{r:?}");
     assert_eq!(r.status, Some(libc::SIGKILL));

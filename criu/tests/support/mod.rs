@@ -11,6 +11,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+pub mod swrk;
+
 pub const CRIU: &str = env!("CARGO_BIN_EXE_criu");
 pub const VICTIM: &str = env!("CARGO_BIN_EXE_criu-test-victim");
 
