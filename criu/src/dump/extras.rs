@@ -10,25 +10,10 @@ use super::{Error, Result};
 use crate::image::{self, magic, pb};
 use crate::objects::IdGen;
 
-/// The id of the one cgroup set of a dump whose tasks all live in criu's
-/// cgroups. Upstream then writes no `cgroup.img` and gives every task and
-/// the inventory this set, which restores into the cgroups of the restoring
-/// criu.
-const CRIU_CG_SET: u32 = 1;
-
 /// `network_lock_method` of the inventory: upstream's NETWORK_LOCK_SKIP.
 /// We put no firewall rules around a dump (established connections are
 /// held by TCP repair), so an upstream restore must not try to remove any.
 const NETWORK_LOCK_SKIP: u32 = 2;
-
-/// The cgroup set of thread `tid` of `pid`: [`CRIU_CG_SET`] when it is in
-/// exactly the cgroups criu is in, `None` otherwise (cgroups are not
-/// dumped yet, and upstream would need a `cgroup.img` then).
-pub(super) fn cg_set(pid: i32, tid: i32) -> Option<u32> {
-    let ours = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    let theirs = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/cgroup")).ok()?;
-    (ours == theirs).then_some(CRIU_CG_SET)
-}
 
 /// Sets the inventory fields upstream sets on every dump; `root_cg_set` is
 /// the cgroup set of the root task.

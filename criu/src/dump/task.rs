@@ -215,7 +215,8 @@ fn thread_core(
         creds: Some(creds),
         comm: Some(comm),
         rseq_entry: objects::rseq::dump(&th.tracee)?,
-        cg_set: super::extras::cg_set(pid, tid),
+        // filled below from the tree's cgroup sets
+        cg_set: None,
         seccomp_mode: seccomp.0,
         seccomp_filter: seccomp.1,
         timer_slack_ns: Some(inside.timer_slack),

@@ -327,7 +327,9 @@ impl Puppets {
         for (i, p) in self.procs.iter().enumerate().rev() {
             match (&self.root_pidfd, i) {
                 (Some(fd), 0) => {
-                    if let Err(e) = sys::clone3::pidfd_kill(fd, libc::SIGKILL) {
+                    if let Err(e) =
+                        sys::pidfd_more::send_signal(std::os::fd::AsFd::as_fd(fd), libc::SIGKILL)
+                    {
                         tracing::warn!(pid = p.host, "killing the sibling root: {e}");
                     }
                 }

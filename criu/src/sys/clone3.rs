@@ -1,7 +1,7 @@
 //! clone3 with set_tid: a new process with a chosen PID, as criu's child
 //! or (`CLONE_PARENT`, with a pidfd) as its sibling.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, OwnedFd};
 
 use super::{check, SysResult};
 
@@ -153,20 +153,4 @@ pub fn spawn_sibling_puppet_in_ns(ns_flags: u64, set_tid: &[i32]) -> SysResult<(
             }
         }
     }
-}
-
-/// `pidfd_send_signal(pidfd, sig, NULL, 0)`: signals the task of `pidfd`,
-/// which cannot be another task that took its PID meanwhile.
-pub fn pidfd_kill(pidfd: &OwnedFd, sig: i32) -> SysResult<()> {
-    // SAFETY: integers and a NULL siginfo only.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            sig,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    })?;
-    Ok(())
 }
