@@ -27,20 +27,25 @@ pub(super) struct Proc {
 }
 
 /// Waits until the killed thread `tid`, traced by criu, has exited (its
-/// ptrace stops let go on the way), so that it is released to its parent.
-fn reap_traced(tid: i32) {
+/// ptrace stops let go on the way), so that it is released to its parent;
+/// gives up at `deadline` (with a warning: criu must not hang on it).
+fn reap_traced(tid: i32, deadline: std::time::Instant) {
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
     let pid = nix::unistd::Pid::from_raw(tid);
-    // A dying task passes through a few stops at most; bound it anyway.
-    for _ in 0..64 {
-        match waitpid(pid, Some(WaitPidFlag::__WALL)) {
+    let flags = WaitPidFlag::__WALL | WaitPidFlag::WNOHANG;
+    while std::time::Instant::now() < deadline {
+        match waitpid(pid, Some(flags)) {
             Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) | Err(_) => return,
+            Ok(WaitStatus::StillAlive) => std::thread::sleep(std::time::Duration::from_millis(1)),
             Ok(_) => {
                 let _ = nix::sys::ptrace::cont(pid, None);
             }
         }
     }
-    tracing::warn!(tid, "a killed thread did not exit");
+    tracing::warn!(
+        tid,
+        "a killed thread was not reported in time; its parent will see it when criu exits"
+    );
 }
 
 /// The frozen tree, parents before children.
@@ -262,23 +267,25 @@ impl Tree {
 
     /// Kills the tree after a successful dump.
     pub fn kill(self) {
-        for p in self.procs {
-            if p.threads.is_empty() {
-                continue;
-            }
+        for p in self.procs.iter().filter(|p| !p.threads.is_empty()) {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(p.pid),
                 nix::sys::signal::Signal::SIGKILL,
             );
-            // A traced task that dies is reported to its tracer first; its
-            // parent learns of it only once criu has waited for every
-            // thread (a long-lived `criu swrk` would otherwise keep them
-            // from their parent). The leader goes last: it is reported
-            // only when its threads are gone.
+        }
+        // A traced task that dies is reported to its tracer first; its
+        // parent learns of it only once criu has waited for it (a
+        // long-lived `criu swrk` would otherwise keep the tree from its
+        // parent). Children first: the init of a pid namespace dies only
+        // when its children are reaped, which needs them released by criu.
+        // In a process the leader goes last: it is reported only when its
+        // threads are gone.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        for p in self.procs.iter().rev().filter(|p| !p.threads.is_empty()) {
             let mut tids: Vec<i32> = p.threads.iter().map(|t| t.tracee.pid()).collect();
             tids.sort_by_key(|&t| t == p.pid);
             for tid in tids {
-                reap_traced(tid);
+                reap_traced(tid, deadline);
             }
         }
     }
