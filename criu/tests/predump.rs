@@ -273,6 +273,79 @@ fn dump_without_track_mem_writes_everything_and_drops_the_tracking_fd() {
     finish(pid);
 }
 
+/// A plain dump (no parent images) of a task a pre-dump left its tracking
+/// userfaultfd in: criu knows that fd for its own by what it is, closes it
+/// in the task and dumps the rest as usual.
+#[test]
+#[serial]
+fn plain_dump_after_a_pre_dump_drops_the_tracking_fd() {
+    nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("state");
+    let mut child = Command::new(VICTIM)
+        .args(["touch", "8", out.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn victim");
+    let pid = child.id() as i32;
+    let pid_s = pid.to_string();
+    wait_for("the pattern", || read(&out).starts_with("ready"));
+    let pre = tmp.path().join("pre");
+    let o = criu(&[
+        "pre-dump",
+        "-t",
+        &pid_s,
+        "-D",
+        pre.to_str().unwrap(),
+        "-o",
+        "pre-dump.log",
+        "-v4",
+    ]);
+    assert_ok(&o, &pre, "pre-dump", "pre-dump.log");
+    let tracked = uffd_fds(pid);
+    eprintln!("tracking fds left in the victim: {tracked}");
+    signal_and_wait(pid, Signal::SIGUSR2, &out, "touched 1");
+    // Another directory, no --prev-images-dir: criu cannot read the
+    // pre-dump's record of the fd.
+    let img = tmp.path().join("img");
+    let o = criu(&[
+        "dump",
+        "-t",
+        &pid_s,
+        "-D",
+        img.to_str().unwrap(),
+        "-o",
+        "dump.log",
+        "-v4",
+    ]);
+    assert_ok(&o, &img, "dump", "dump.log");
+    child.wait().unwrap();
+    assert!(!img.join("parent").exists());
+    let (written, parent) = stats(&img);
+    assert_eq!(parent, 0);
+    assert!(written >= (8 << 20) / 4096, "{written} pages written");
+    let pidfile = img.join("restored.pid");
+    let o = criu(&[
+        "restore",
+        "-D",
+        img.to_str().unwrap(),
+        "-o",
+        "restore.log",
+        "-v4",
+        "-d",
+        "--pidfile",
+        pidfile.to_str().unwrap(),
+    ]);
+    assert_ok(&o, &img, "restore", "restore.log");
+    assert_eq!(read(&pidfile).trim(), pid_s);
+    assert_eq!(uffd_fds(pid), 0, "the tracking fd came back");
+    // Memory as the victim last wrote it (the pattern after one touch).
+    signal_and_wait(pid, Signal::SIGUSR1, &out, "ok 1");
+    finish(pid);
+}
+
 /// One request to a fresh `criu swrk`, its response.
 fn swrk(req: &criu::rpc::pb::CriuReq) -> criu::rpc::pb::CriuResp {
     use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};

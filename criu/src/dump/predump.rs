@@ -27,14 +27,21 @@ fn pre_dump_process(
     let vpid = p.inner.pid;
     // The remote syscalls below must not be judged by the task's filters.
     objects::seccomp::dump_thread(pid, pid)?;
-    let (mut incr, armed) = match parent {
+    let (mut incr, armed, prev_restarts) = match parent {
         Some(pa) => {
             let armed = mm_track::Armed::find(pid, vpid, &pa.dir)?;
             let incr = mm_track::Incremental::open(pid, vpid, &pa.dir, armed.clone())?;
-            (Some(incr), armed)
+            (Some(incr), armed, mm_track::restarts(pid, vpid, &pa.dir)?)
         }
-        None => (None, mm_track::Armed::default()),
+        None => (None, mm_track::Armed::default(), Vec::new()),
     };
+    // Threads stopped in a call the kernel resumes through restart_syscall
+    // once they are let go: the next dump must know which call it was.
+    let restarts: Vec<pb::MmTrackRestart> = p
+        .threads
+        .iter()
+        .filter_map(|th| objects::thread::restart_record(th.tracee.pid(), &th.regs, &prev_restarts))
+        .collect();
     // Only the pages matter here; the files and shared memory the mappings
     // name are dumped by the final dump.
     let mut files = FileTable::default();
@@ -70,7 +77,8 @@ fn pre_dump_process(
         .map_err(Error::from)
         .and_then(|smaps| Ok(mm_track::arm(leader, pid, &smaps, &armed, 0)?));
     leader.unmap_scratch()?;
-    let entry = entry?;
+    let mut entry = entry?;
+    entry.restarts = restarts;
     if entry.uffd < 0 {
         warn!(
             pid,

@@ -190,6 +190,7 @@ fn thread_core(
     inside: &ThreadInside,
     seccomp: objects::seccomp::CoreFields,
     userns: Option<&pb::UsernsEntry>,
+    restarts: &[pb::MmTrackRestart],
 ) -> Result<(pb::ThreadInfoX86, pb::ThreadCoreEntry)> {
     let tid = th.tracee.pid();
     let stat = proc::read_task_stat(pid, tid)?;
@@ -200,7 +201,7 @@ fn thread_core(
     let comm = objects::read_proc(pid, &format!("task/{tid}/comm"))?
         .trim_end_matches('\n')
         .to_string();
-    let info = objects::thread::dump(&th.tracee, inside.clear_tid_addr)?;
+    let info = objects::thread::dump(&th.tracee, inside.clear_tid_addr, restarts)?;
     let core = pb::ThreadCoreEntry {
         futex_rla: inside.robust_list.0,
         futex_rla_len: inside.robust_list.1,
@@ -251,9 +252,20 @@ pub(super) fn dump_process(
     let vpid = p.inner.pid;
     let (process, threads_inside) = ask_inside(p)?;
     let stat = proc::read_stat(pid)?;
-    let (mut incr, uffd) = match parent {
+    let (mut incr, mut uffd) = match parent {
         Some(pa) => pa.for_process(pid, vpid)?,
         None => (None, Vec::new()),
+    };
+    // Without the pre-dump's record (no parent images given, or a task it
+    // did not arm) criu's tracking fds are known by what they are.
+    for fd in objects::mm_track::leftover(pid)? {
+        if !uffd.contains(&fd) {
+            uffd.push(fd);
+        }
+    }
+    let restarts = match parent {
+        Some(pa) => objects::mm_track::restarts(pid, vpid, &pa.dir)?,
+        None => Vec::new(),
     };
     let mm_entry = mm::dump(
         pid,
@@ -323,7 +335,7 @@ pub(super) fn dump_process(
         };
         tids.push(tid as u32);
         let sc = seccomp_fields.get(i).copied().unwrap_or((None, None));
-        let (info, mut tcore) = thread_core(pid, th, inside, sc, userns)?;
+        let (info, mut tcore) = thread_core(pid, th, inside, sc, userns, &restarts)?;
         tcore.cg_set = Some(ns_ids.cgroups.set_of(pid, host_tid)?);
         let tc = (i == 0).then(|| {
             // The leader's core carries the process-wide state; its mask is

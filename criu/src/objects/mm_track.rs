@@ -208,6 +208,71 @@ impl Armed {
     }
 }
 
+/// What the parent images recorded of the threads of task `pid` (image pid
+/// `img_pid`) left resuming an interrupted syscall through
+/// `restart_syscall` (see [`crate::objects::thread::syscall_of`]): nothing
+/// when they say nothing of it or were made of another task.
+pub fn restarts(pid: i32, img_pid: i32, parent_dir: &Path) -> Result<Vec<pb::MmTrackRestart>> {
+    let Some(e) = read_entry(parent_dir, img_pid)? else {
+        return Ok(Vec::new());
+    };
+    if e.pid != pid as u32 || e.start_time != proc::read_stat(pid)?.starttime {
+        return Ok(Vec::new());
+    }
+    Ok(e.restarts)
+}
+
+/// The bit the kernel adds to the features of a userfaultfd once its API
+/// handshake is done (shown in fdinfo).
+const UFFD_FEATURE_INITIALIZED: u64 = 1 << 31;
+
+/// Whether the fdinfo of a userfaultfd (`API:\taa:FEATURES:IOCTLS`) shows
+/// criu's write tracking: exactly the features a pre-dump asks for.
+pub fn is_tracking_fdinfo(fdinfo: &str) -> bool {
+    fdinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("API:"))
+        .and_then(|v| {
+            let mut it = v.trim().split(':');
+            let api = u64::from_str_radix(it.next()?, 16).ok()?;
+            let features = u64::from_str_radix(it.next()?, 16).ok()?;
+            Some(
+                api == uffd::UFFD_API
+                    && features & !UFFD_FEATURE_INITIALIZED == uffd::TRACK_FEATURES,
+            )
+        })
+        .unwrap_or(false)
+}
+
+/// The userfaultfds of `pid` that are criu's write tracking by what they
+/// are, when no image says so (a plain dump after a pre-dump, a child
+/// forked since): a userfaultfd with exactly the tracking features. Closing
+/// one ends only the tracking; a task's own userfaultfd, which criu cannot
+/// dump anyway, is never one of them unless it asks for just these
+/// features.
+pub fn leftover(pid: i32) -> Result<Vec<i32>> {
+    let dir = format!("/proc/{pid}/fd");
+    let rd = std::fs::read_dir(&dir).map_err(|source| Error::Io {
+        pid,
+        what: format!("listing {dir}"),
+        source,
+    })?;
+    let mut out: Vec<i32> = rd
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|&fd| is_uffd(pid, fd))
+        .filter(|fd| {
+            std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))
+                .is_ok_and(|s| is_tracking_fdinfo(&s))
+        })
+        .collect();
+    out.sort_unstable();
+    if !out.is_empty() {
+        debug!(pid, fds = ?out, "write-tracking userfaultfds of a pre-dump found");
+    }
+    Ok(out)
+}
+
 /// Tracking fds that `pid` holds but did not arm: inherited by a fork
 /// from a process the parent images tracked (the same open userfaultfd,
 /// by kcmp). They are criu's, to be closed like the process's own.
@@ -467,6 +532,7 @@ pub fn arm(
         uffd: -1,
         features: None,
         vmas: Vec::new(),
+        restarts: Vec::new(),
     };
     let (fd, features) = match prev.uffd {
         Some(fd) => (fd, None),
@@ -609,6 +675,22 @@ mod tests {
 
     fn pages(list: &[(u64, u64)]) -> Vec<(u64, u64)> {
         list.iter().map(|&(a, n)| (a * P, n)).collect()
+    }
+
+    #[test]
+    fn tracking_userfaultfd_is_known_by_its_features() {
+        let info = |api: &str| {
+            format!("pos:\t0\nflags:\t02004000\nmnt_id:\t17\nino:\t3045097\npending:\t0\ntotal:\t0\nAPI:\t{api}\n")
+        };
+        // What this kernel shows for the pre-dump's fd.
+        assert!(is_tracking_fdinfo(&info("aa:8000a000:80000000000001ff")));
+        assert!(is_tracking_fdinfo(&info("aa:a000:1ff")));
+        // A task's own: other features, or missing-page handling only.
+        assert!(!is_tracking_fdinfo(&info("aa:8000e000:80000000000001ff")));
+        assert!(!is_tracking_fdinfo(&info("aa:80000000:1ff")));
+        assert!(!is_tracking_fdinfo(&info("ab:8000a000:1ff")));
+        assert!(!is_tracking_fdinfo("pos:\t0\nflags:\t02\n"));
+        assert!(!is_tracking_fdinfo(&info("aa:zz:1ff")));
     }
 
     #[test]

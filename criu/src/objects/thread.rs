@@ -4,6 +4,7 @@
 use crate::image::pb;
 use crate::remote::{mem, Regs, Tracee};
 use crate::sys::cpu;
+use tracing::{debug, warn};
 
 use super::{Error, Result};
 
@@ -37,6 +38,51 @@ pub fn resume_regs(stopped: &Regs) -> Regs {
     // orig_ax keeps the syscall the task was in, as in CRIU's images:
     // restore reads it to resume an interrupted sleep.
     r
+}
+
+fn args(r: &Regs) -> [u64; 6] {
+    [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9]
+}
+
+/// The syscall a thread stopped with `regs` is in, looking through
+/// `restart_syscall`: a call that a pre-dump interrupted goes on in the
+/// kernel as `restart_syscall` with the same instruction pointer and
+/// argument registers; `records` (what the pre-dump saw) name the call.
+/// `None` when the thread is in no syscall, or in a `restart_syscall` no
+/// record explains.
+pub fn syscall_of(tid: i32, regs: &Regs, records: &[pb::MmTrackRestart]) -> Option<u64> {
+    if (regs.orig_rax as i64) < 0 {
+        return None;
+    }
+    if regs.orig_rax as i64 != libc::SYS_restart_syscall {
+        return Some(regs.orig_rax);
+    }
+    let a = args(regs);
+    records
+        .iter()
+        .find(|r| r.tid == tid as u32 && r.ip == regs.rip && r.args[..] == a[..])
+        .map(|r| r.nr)
+}
+
+/// What a (pre-)dump records of a thread it stopped with `regs` in an
+/// interrupted syscall that the kernel resumes through `restart_syscall`
+/// when the thread is let go; `prev` are the records of the previous
+/// pre-dump (the thread may still be in the call it interrupted).
+pub fn restart_record(
+    tid: i32,
+    regs: &Regs,
+    prev: &[pb::MmTrackRestart],
+) -> Option<pb::MmTrackRestart> {
+    if -(regs.rax as i64) != ERESTART_RESTARTBLOCK {
+        return None;
+    }
+    let nr = syscall_of(tid, regs, prev)?;
+    (nr as i64 != libc::SYS_restart_syscall).then(|| pb::MmTrackRestart {
+        tid: tid as u32,
+        nr,
+        ip: regs.rip,
+        args: args(regs).to_vec(),
+    })
 }
 
 /// A relative sleep the dump interrupted (image registers say EINTR from
@@ -307,12 +353,36 @@ pub fn fpregs_from_image(e: &pb::UserX86FpregsEntry) -> Vec<u8> {
 }
 
 /// Dump half: the CPU state of a seized thread, registers already adjusted
-/// so that an interrupted syscall restarts on restore.
-pub fn dump(t: &Tracee, clear_tid_addr: u64) -> Result<pb::ThreadInfoX86> {
+/// so that an interrupted syscall restarts on restore. `restarts`: what the
+/// parent pre-dump recorded of threads it interrupted (see
+/// [`syscall_of`]): a thread still in such a call is dumped as in the call
+/// itself, so that restore resumes it as after a plain dump.
+pub fn dump(
+    t: &Tracee,
+    clear_tid_addr: u64,
+    restarts: &[pb::MmTrackRestart],
+) -> Result<pb::ThreadInfoX86> {
     let xstate = t.xstate()?;
+    let mut regs = *t.regs();
+    if regs.orig_rax as i64 == libc::SYS_restart_syscall {
+        match syscall_of(t.pid(), &regs, restarts) {
+            Some(nr) => {
+                debug!(
+                    tid = t.pid(),
+                    "in restart_syscall of {}",
+                    crate::remote::syscall_name(nr as i64)
+                );
+                regs.orig_rax = nr;
+            }
+            None => warn!(
+                tid = t.pid(),
+                "resumes a syscall interrupted before through restart_syscall, which criu cannot name: it will see EINTR after restore"
+            ),
+        }
+    }
     Ok(pb::ThreadInfoX86 {
         clear_tid_addr,
-        gpregs: regs_to_image(&resume_regs(t.regs())),
+        gpregs: regs_to_image(&resume_regs(&regs)),
         fpregs: fpregs_to_image(&xstate),
         tls: Vec::new(),
     })
@@ -351,6 +421,42 @@ mod tests {
         r.orig_rax = u64::MAX; // not in a syscall: untouched
         r.rax = (-ERESTARTSYS) as u64;
         assert_eq!(resume_regs(&r).rip, 0x1002);
+    }
+
+    #[test]
+    fn restart_syscall_is_seen_through_by_the_pre_dump_record() {
+        let mut r = zeroed_regs();
+        r.orig_rax = libc::SYS_nanosleep as u64;
+        r.rax = (-ERESTART_RESTARTBLOCK) as u64;
+        r.rip = 0x7000_1002;
+        (r.rdi, r.rsi) = (0x7ffc_0010, 0x7ffc_0020);
+        // The pre-dump stops the thread in nanosleep and records it.
+        let rec = restart_record(42, &r, &[]).expect("a record");
+        let recs = std::slice::from_ref(&rec);
+        assert_eq!((rec.tid, rec.nr, rec.ip), (42, 35, 0x7000_1002));
+        // Not interrupted that way: nothing to record.
+        let mut other = r;
+        other.rax = (-ERESTARTNOHAND) as u64;
+        assert!(restart_record(42, &other, &[]).is_none());
+
+        // Let go, the kernel resumes it as restart_syscall: same ip, same
+        // argument registers.
+        let mut later = r;
+        later.orig_rax = libc::SYS_restart_syscall as u64;
+        assert_eq!(syscall_of(42, &later, recs), Some(35));
+        assert_eq!(syscall_of(42, &later, &[]), None);
+        assert_eq!(syscall_of(43, &later, recs), None);
+        let mut moved = later;
+        moved.rsi = 0;
+        assert_eq!(syscall_of(42, &moved, recs), None);
+        // A second pre-dump carries the record on.
+        assert_eq!(restart_record(42, &later, recs), Some(rec.clone()));
+        assert!(restart_record(42, &later, &[]).is_none());
+        // Not in a syscall, or in an ordinary one.
+        let mut idle = r;
+        idle.orig_rax = u64::MAX;
+        assert_eq!(syscall_of(42, &idle, recs), None);
+        assert_eq!(syscall_of(42, &r, &[]), Some(35));
     }
 
     #[test]
