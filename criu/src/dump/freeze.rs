@@ -262,24 +262,31 @@ impl Tree {
 
     /// Kills the tree after a successful dump.
     pub fn kill(self) {
-        for p in self.procs {
-            if p.threads.is_empty() {
-                continue;
-            }
+        let live: Vec<&Proc> = self
+            .procs
+            .iter()
+            .filter(|p| !p.threads.is_empty())
+            .collect();
+        for p in &live {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(p.pid),
                 nix::sys::signal::Signal::SIGKILL,
             );
-            // A traced task that dies is reported to its tracer first; its
-            // parent learns of it only once criu has waited for every
-            // thread (a long-lived `criu swrk` would otherwise keep them
-            // from their parent). The leader goes last: it is reported
-            // only when its threads are gone.
+        }
+        // A traced task that dies is reported to its tracer first; its
+        // parent learns of it only once criu has waited for every thread
+        // (a long-lived `criu swrk` would otherwise keep them from their
+        // parent). Children before parents: the init of a pid namespace
+        // exits only once its children are reaped, which they are not
+        // while criu has not waited for them. The leader goes last: it is
+        // reported only when its threads are gone.
+        for p in live.iter().rev() {
             let mut tids: Vec<i32> = p.threads.iter().map(|t| t.tracee.pid()).collect();
             tids.sort_by_key(|&t| t == p.pid);
             for tid in tids {
                 reap_traced(tid);
             }
         }
+        drop(self.procs);
     }
 }
