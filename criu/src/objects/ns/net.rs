@@ -116,6 +116,301 @@ const IFF_SETTABLE: u32 = (libc::IFF_UP
     | libc::IFF_MULTICAST
     | libc::IFF_DYNAMIC) as u32;
 
+/// The per-device ipv4 settings CRIU keeps, in the order of its images
+/// (`conf4`, `def_conf4`, `all_conf4` are lists in this order).
+pub const DEVCONFS4: &[&str] = &[
+    "accept_local",
+    "accept_redirects",
+    "accept_source_route",
+    "arp_accept",
+    "arp_announce",
+    "arp_filter",
+    "arp_ignore",
+    "arp_notify",
+    "bootp_relay",
+    "disable_policy",
+    "disable_xfrm",
+    "force_igmp_version",
+    "forwarding",
+    "igmpv2_unsolicited_report_interval",
+    "igmpv3_unsolicited_report_interval",
+    "log_martians",
+    "medium_id",
+    "promote_secondaries",
+    "proxy_arp",
+    "proxy_arp_pvlan",
+    "route_localnet",
+    "rp_filter",
+    "secure_redirects",
+    "send_redirects",
+    "shared_media",
+    "src_valid_mark",
+    "tag",
+    "ignore_routes_with_linkdown",
+    "drop_gratuitous_arp",
+    "drop_unicast_in_l2_multicast",
+];
+
+/// The same for ipv6 (`conf6`, `def_conf6`, `all_conf6`).
+pub const DEVCONFS6: &[&str] = &[
+    "accept_dad",
+    "accept_ra",
+    "accept_ra_defrtr",
+    "accept_ra_from_local",
+    "accept_ra_min_hop_limit",
+    "accept_ra_mtu",
+    "accept_ra_pinfo",
+    "accept_ra_rt_info_max_plen",
+    "accept_ra_rtr_pref",
+    "accept_redirects",
+    "accept_source_route",
+    "autoconf",
+    "dad_transmits",
+    "disable_ipv6",
+    "drop_unicast_in_l2_multicast",
+    "drop_unsolicited_na",
+    "force_mld_version",
+    "force_tllao",
+    "forwarding",
+    "hop_limit",
+    "ignore_routes_with_linkdown",
+    "keep_addr_on_down",
+    "max_addresses",
+    "max_desync_factor",
+    "mldv1_unsolicited_report_interval",
+    "mldv2_unsolicited_report_interval",
+    "mtu",
+    "ndisc_notify",
+    "optimistic_dad",
+    "proxy_ndp",
+    "regen_max_retry",
+    "router_probe_interval",
+    "router_solicitation_delay",
+    "router_solicitation_interval",
+    "router_solicitations",
+    "stable_secret",
+    "suppress_frag_ndisc",
+    "temp_prefered_lft",
+    "temp_valid_lft",
+    "use_oif_addrs_only",
+    "use_optimistic",
+    "use_tempaddr",
+];
+
+/// `net.unix.*` (`unix_conf`).
+pub const UNIX_CONF: &[&str] = &["max_dgram_qlen"];
+/// `net.ipv4.*` outside `conf` (`ipv4_sysctl`).
+pub const IPV4_SYSCTLS: &[&str] = &["ping_group_range"];
+
+/// Which sysctls hold text rather than one integer.
+fn is_text(name: &str) -> bool {
+    matches!(name, "stable_secret" | "ping_group_range")
+}
+
+/// A group of sysctls: the directory under /proc/sys/net and the names.
+#[derive(Debug, Clone, Copy)]
+struct Group<'a> {
+    dir: &'a str,
+    names: &'a [&'a str],
+}
+
+impl Group<'_> {
+    fn path(&self, name: &str) -> String {
+        format!("/proc/sys/net/{}/{name}", self.dir)
+    }
+}
+
+fn conf4(target: &str) -> String {
+    format!("ipv4/conf/{target}")
+}
+
+fn conf6(target: &str) -> String {
+    format!("ipv6/conf/{target}")
+}
+
+/// The value of a sysctl without its trailing newline; None when it is
+/// not there or cannot be read (an unset `stable_secret` reads EIO).
+fn read_sysctl(path: &str) -> Option<String> {
+    let s = std::fs::read_to_string(path).ok()?;
+    Some(s.strip_suffix('\n').unwrap_or(&s).to_string())
+}
+
+/// The image entry of a value read as `name` (absent: the entry has its
+/// type and no value, as upstream marks a sysctl this kernel lacks).
+fn sysctl_entry(name: &str, value: Option<String>) -> pb::SysctlEntry {
+    if is_text(name) {
+        pb::SysctlEntry {
+            r#type: pb::SysctlType::CtlStr as i32,
+            iarg: None,
+            sarg: value,
+        }
+    } else {
+        pb::SysctlEntry {
+            r#type: pb::SysctlType::Ctl32 as i32,
+            iarg: value.and_then(|v| v.trim().parse().ok()),
+            sarg: None,
+        }
+    }
+}
+
+/// The text to write for an entry; None when the image holds no value.
+fn sysctl_value(e: &pb::SysctlEntry) -> Option<String> {
+    if e.r#type == pb::SysctlType::CtlStr as i32 {
+        e.sarg.clone()
+    } else {
+        e.iarg.map(|i| i.to_string())
+    }
+}
+
+/// Reads every sysctl of `g` (in the calling thread's network namespace).
+fn read_group(g: Group<'_>) -> Vec<pb::SysctlEntry> {
+    g.names
+        .iter()
+        .map(|n| sysctl_entry(n, read_sysctl(&g.path(n))))
+        .collect()
+}
+
+/// Writes the values of `entries` (positional, as `g.names`) that differ
+/// from what the namespace has; `accept_redirects` goes last, as it must
+/// follow `forwarding`.
+fn write_group(pid: i32, g: Group<'_>, entries: &[pb::SysctlEntry]) -> Result<()> {
+    if entries.len() > g.names.len() {
+        tracing::warn!(
+            "net/{}: the image has {} sysctls, {} known; the others are left alone",
+            g.dir,
+            entries.len(),
+            g.names.len()
+        );
+    }
+    let mut order: Vec<usize> = (0..entries.len().min(g.names.len())).collect();
+    order.sort_by_key(|&i| g.names[i] == "accept_redirects");
+    for i in order {
+        let name = g.names[i];
+        let Some(want) = sysctl_value(&entries[i]) else {
+            continue;
+        };
+        let path = g.path(name);
+        let Some(have) = read_sysctl(&path) else {
+            return Err(Error::Unsupported {
+                pid,
+                what: format!("its network namespace: sysctl {path} is in the images but not here"),
+            });
+        };
+        // Integers compare as numbers (whitespace aside); text as it is,
+        // tabs and spaces alike (ping_group_range reads "1\t0").
+        let same = if is_text(name) {
+            have.split_whitespace().eq(want.split_whitespace())
+        } else {
+            have.trim().parse::<i64>().ok() == want.trim().parse::<i64>().ok()
+        };
+        if same {
+            continue;
+        }
+        std::fs::write(&path, &want).map_err(|source| Error::Io {
+            pid,
+            what: format!("writing {want:?} to {path}"),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// The namespace-wide sysctls, into `ns`.
+fn dump_sysctls(ns: &mut pb::NetnsEntry) {
+    ns.all_conf4 = read_group(Group {
+        dir: &conf4("all"),
+        names: DEVCONFS4,
+    });
+    ns.def_conf4 = read_group(Group {
+        dir: &conf4("default"),
+        names: DEVCONFS4,
+    });
+    ns.all_conf6 = read_group(Group {
+        dir: &conf6("all"),
+        names: DEVCONFS6,
+    });
+    ns.def_conf6 = read_group(Group {
+        dir: &conf6("default"),
+        names: DEVCONFS6,
+    });
+    ns.unix_conf = read_group(Group {
+        dir: "unix",
+        names: UNIX_CONF,
+    });
+    ns.ipv4_sysctl = read_group(Group {
+        dir: "ipv4",
+        names: IPV4_SYSCTLS,
+    });
+}
+
+/// A device's conf4/conf6 (ipv6 ones only when the namespace has ipv6).
+fn dump_dev_sysctls(d: &mut pb::NetDeviceEntry) {
+    d.conf4 = read_group(Group {
+        dir: &conf4(&d.name),
+        names: DEVCONFS4,
+    });
+    if Path::new(&format!("/proc/sys/net/{}", conf6(&d.name))).exists() {
+        d.conf6 = read_group(Group {
+            dir: &conf6(&d.name),
+            names: DEVCONFS6,
+        });
+    }
+}
+
+/// `all` before `default` (a write to `all` may change `default` and
+/// every device), then each device.
+fn restore_conf_sysctls(pid: i32, i: &Images) -> Result<()> {
+    let n = &i.ns;
+    for (dir, names, entries) in [
+        (conf4("all"), DEVCONFS4, &n.all_conf4),
+        (conf4("default"), DEVCONFS4, &n.def_conf4),
+        (conf6("all"), DEVCONFS6, &n.all_conf6),
+        (conf6("default"), DEVCONFS6, &n.def_conf6),
+    ] {
+        write_group(pid, Group { dir: &dir, names }, entries)?;
+    }
+    for d in &i.devices {
+        write_group(
+            pid,
+            Group {
+                dir: &conf4(&d.name),
+                names: DEVCONFS4,
+            },
+            &d.conf4,
+        )?;
+        if !d.conf6.is_empty() {
+            write_group(
+                pid,
+                Group {
+                    dir: &conf6(&d.name),
+                    names: DEVCONFS6,
+                },
+                &d.conf6,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn restore_other_sysctls(pid: i32, n: &pb::NetnsEntry) -> Result<()> {
+    write_group(
+        pid,
+        Group {
+            dir: "unix",
+            names: UNIX_CONF,
+        },
+        &n.unix_conf,
+    )?;
+    write_group(
+        pid,
+        Group {
+            dir: "ipv4",
+            names: IPV4_SYSCTLS,
+        },
+        &n.ipv4_sysctl,
+    )
+}
+
 /// One link of an RTM_GETLINK dump.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Link {
@@ -253,7 +548,7 @@ fn nl_err(pid: i32, what: String) -> impl FnOnce(Errno) -> Error {
 }
 
 pub fn dump(pid: i32, id: u32, dir: &Path) -> Result<()> {
-    let (devices, addrs, routes4, routes6) = in_ns(pid, &[Kind::Net], || {
+    let (ns, devices, addrs, routes4, routes6) = in_ns(pid, &[Kind::Net], || {
         let mut rt = netlink::Route::open().map_err(nl_err(pid, "opening rtnetlink".into()))?;
         let links = rt
             .dump(libc::RTM_GETLINK, &[0u8; IFINFOMSG_LEN])
@@ -298,14 +593,14 @@ pub fn dump(pid: i32, id: u32, dir: &Path) -> Result<()> {
         };
         let r4 = routes(libc::AF_INET)?;
         let r6 = routes(libc::AF_INET6)?;
-        Ok((devices, addrs, r4, r6))
+        for d in &mut devices {
+            dump_dev_sysctls(d);
+        }
+        let mut ns = pb::NetnsEntry::default();
+        dump_sysctls(&mut ns);
+        Ok((ns, devices, addrs, r4, r6))
     })?;
-    image::write_image(
-        dir,
-        &ns_file(id),
-        magic::NETNS,
-        [&pb::NetnsEntry::default()],
-    )?;
+    image::write_image(dir, &ns_file(id), magic::NETNS, [&ns])?;
     image::write_image(dir, &dev_file(id), magic::NETDEV, &devices)?;
     let raw = |name: String, data: Vec<u8>| {
         let file = dir.join(name);
@@ -434,6 +729,7 @@ pub fn restore(pid: i32, i: &Images) -> Result<()> {
             rt.request(libc::RTM_NEWLINK, 0, b.bytes())
                 .map_err(nl_err(pid, format!("setting up device {:?}", d.name)))?;
         }
+        restore_conf_sysctls(pid, i)?;
         // Addresses and routes the kernel made by itself meanwhile (the
         // loopback's, link-local ones, the prefix routes of addresses) are
         // there already.
@@ -450,7 +746,7 @@ pub fn restore(pid: i32, i: &Images) -> Result<()> {
                 Err(e) => return Err(nl_err(pid, "adding a route".into())(e)),
             }
         }
-        Ok(())
+        restore_other_sysctls(pid, &i.ns)
     })
 }
 
