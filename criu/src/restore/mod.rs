@@ -79,6 +79,8 @@ pub struct RestoreOpts {
     /// `--empty-ns`: namespaces (CLONE_NEW* bits) made new but left empty;
     /// only `CLONE_NEWNET` is known (its devices are not restored).
     pub empty_ns: u32,
+    /// Where the outside ends of veths go (`--external veth[…]`).
+    pub veths: Vec<objects::ns::net::VethOutside>,
 }
 
 /// How the restored tree ended, when criu waited for it.
@@ -257,6 +259,9 @@ pub fn restore_with(
             debug!("empty_ns: the network namespace is made without its devices");
             n.devices.clear();
         }
+    }
+    if let Some(n) = plan.net.as_mut() {
+        n.veths = opts.veths.clone();
     }
     info!(root, tasks = tasks.len(), namespaces = ?plan.new, "restoring");
     let chan = task::FdChannel::new(&tasks)?;
