@@ -1,5 +1,5 @@
-//! Network namespaces: their devices (the loopback and veth pairs with
-//! both ends inside), addresses and routes. `netns-ID.img` holds the
+//! Network namespaces: their devices (the loopback and veths, whose peer
+//! may be outside: see [`VethOutside`]), addresses and routes. `netns-ID.img` holds the
 //! namespace, `netdev-ID.img` its devices, and as in CRIU `ifaddr-ID.img`,
 //! `route-ID.img` and `route6-ID.img` hold the addresses and the main
 //! table's routes in iproute2's `ip … save` format (a magic number, then
