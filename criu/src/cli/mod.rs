@@ -120,6 +120,36 @@ pub struct Common {
           num_args = 0..=1, require_equals = true, default_missing_value = "soft",
           value_parser = ["none", "props", "soft", "full", "strict", "ignore"])]
     pub manage_cgroups: Option<String>,
+    /// `veth[IFNAME]:OUTNAME[@BRIDGE]`: at restore the veth IFNAME, whose
+    /// peer was in another network namespace, gets its peer OUTNAME in
+    /// criu's network namespace (enslaved to BRIDGE when given). Other
+    /// kinds of external resources are refused.
+    #[arg(long = "external", global = true, value_name = "RES", action = clap::ArgAction::Append)]
+    pub external: Vec<String>,
+    /// `IN=OUT[@BRIDGE]`: the older spelling of `--external veth[IN]:OUT`.
+    #[arg(long = "veth-pair", global = true, value_name = "IN=OUT", action = clap::ArgAction::Append)]
+    pub veth_pair: Vec<String>,
+}
+
+/// The outside ends of veths asked for with `--external veth[…]` and
+/// `--veth-pair`.
+fn veths(c: &Common) -> Result<Vec<crate::objects::ns::net::VethOutside>, Error> {
+    use crate::objects::ns::net::VethOutside;
+    let mut out = Vec::new();
+    for e in &c.external {
+        match VethOutside::from_external(e) {
+            Some(v) => out.push(v.map_err(|w| Error::Usage(format!("--external {w}")))?),
+            None => {
+                return Err(Error::Usage(format!(
+                    "--external {e}: criu-rs knows only veth[IFNAME]:OUTNAME[@BRIDGE] resources"
+                )))
+            }
+        }
+    }
+    for p in &c.veth_pair {
+        out.push(VethOutside::from_pair(p).map_err(|w| Error::Usage(format!("--veth-pair {w}")))?);
+    }
+    Ok(out)
 }
 
 /// `--manage-cgroups[=MODE]`: the modes criu-rs has, the others refused
@@ -615,6 +645,7 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
             let dir = images_dir(c)?;
             let network_lock = check_network_lock(c)?;
             let cgroup_mode = cgroup_mode(c)?;
+            let veths = veths(c)?;
             setup_log(c)?;
             let inherit_fds = a
                 .inherit_fd
@@ -623,6 +654,7 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(Error::Usage)?;
             let opts = restore::RestoreOpts {
+                veths,
                 images_dir: dir,
                 detach: a.restore_detached,
                 shell_job: c.shell_job,
@@ -876,6 +908,36 @@ mod socket_option_tests {
             .to_string();
         assert!(e.contains("iptables") && e.contains("nftables"), "{e}");
         assert!(Cli::try_parse_from(["criu", "dump", "-t", "1", "--network-lock", "x"]).is_err());
+    }
+
+    #[test]
+    fn veth_outside_ends_from_external_and_veth_pair() {
+        let c = common(&[
+            "restore",
+            "--external",
+            "veth[eth0]:vh0@br0",
+            "--veth-pair",
+            "eth1=vh1",
+        ]);
+        let v = veths(&c).unwrap();
+        assert_eq!(v.len(), 2);
+        assert_eq!(
+            (
+                v[0].inside.as_str(),
+                v[0].outside.as_str(),
+                v[0].bridge.as_deref()
+            ),
+            ("eth0", "vh0", Some("br0"))
+        );
+        assert_eq!(
+            (v[1].inside.as_str(), v[1].bridge.as_deref()),
+            ("eth1", None)
+        );
+        let bad = common(&["restore", "--external", "mnt[x]:y"]);
+        assert!(veths(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("veth[IFNAME]"));
     }
 
     #[test]

@@ -92,6 +92,8 @@ pub struct RestoreOpts {
     /// `--inherit-fd` (`inherit_fd`): files of the images that are not
     /// opened but given by criu's caller.
     pub inherit_fds: Vec<objects::files::InheritFd>,
+    /// Where the outside ends of veths go (`--external veth[…]`).
+    pub veths: Vec<objects::ns::net::VethOutside>,
 }
 
 /// How the restored tree ended, when criu waited for it.
@@ -278,6 +280,9 @@ pub fn restore_with(
             debug!("empty_ns: the network namespace is made without its devices");
             n.devices.clear();
         }
+    }
+    if let Some(n) = plan.net.as_mut() {
+        n.veths = opts.veths.clone();
     }
     info!(root, tasks = tasks.len(), namespaces = ?plan.new, "restoring");
     let chan = task::FdChannel::new(&tasks)?;

@@ -537,6 +537,10 @@ impl Conn {
             cgroup_mode,
             sibling: o.rst_sibling(),
             inherit_fds,
+            veths: match veths(&o) {
+                Ok(v) => v,
+                Err(e) => return fail(ty, e),
+            },
         };
         let rpc = self.notifier();
         let silent = crate::scripts::Silent;
@@ -738,6 +742,25 @@ pub fn service(address: &Path, daemon: bool, pidfile: Option<&Path>) -> Result<(
 /// The network lock a request asks for. rpc.proto's default is IPTABLES,
 /// which runc never sets: an absent field means criu-rs's default (skip);
 /// an explicit IPTABLES is refused by `opts::unsupported`.
+/// The outside ends of veths: `veths` (if_in, if_out) and the `external`
+/// entries `veth[IFNAME]:OUTNAME[@BRIDGE]`.
+fn veths(o: &CriuOpts) -> std::result::Result<Vec<crate::objects::ns::net::VethOutside>, String> {
+    use crate::objects::ns::net::VethOutside;
+    let mut out = Vec::new();
+    for e in &o.external {
+        if let Some(v) = VethOutside::from_external(e) {
+            out.push(v.map_err(|w| format!("external: {w}"))?);
+        }
+    }
+    for p in &o.veths {
+        out.push(
+            VethOutside::from_pair(&format!("{}={}", p.if_in, p.if_out))
+                .map_err(|w| format!("veths: {w}"))?,
+        );
+    }
+    Ok(out)
+}
+
 fn network_lock(o: &CriuOpts) -> crate::objects::files::netlock::Method {
     use crate::objects::files::netlock::Method;
     match o.network_lock.map(pb::CriuNetworkLockMethod::try_from) {

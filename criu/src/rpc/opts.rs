@@ -71,7 +71,6 @@ pub fn unsupported(o: &CriuOpts, action: Action) -> Vec<String> {
     flag("ps (page server)", o.ps.is_some());
     flag("auto_dedup", on(o.auto_dedup));
     flag("link_remap", on(o.link_remap));
-    flag("veths", !o.veths.is_empty());
     flag("force_irmap", on(o.force_irmap));
     flag("irmap_scan_paths", !o.irmap_scan_paths.is_empty());
     flag(
@@ -84,7 +83,12 @@ pub fn unsupported(o: &CriuOpts, action: Action) -> Vec<String> {
     flag("skip_mnt", !o.skip_mnt.is_empty());
     flag("enable_fs", !o.enable_fs.is_empty());
     flag("unix_sk_ino", !o.unix_sk_ino.is_empty());
-    flag("external", !o.external.is_empty());
+    flag(
+        "external (criu-rs knows only veth[IFNAME]:OUTNAME[@BRIDGE])",
+        o.external
+            .iter()
+            .any(|e| crate::objects::ns::net::VethOutside::from_external(e).is_none()),
+    );
     flag("join_ns", !o.join_ns.is_empty());
     let cg = cgroup_mode(o).err();
     flag("cg_root", !o.cg_root.is_empty());

@@ -1,5 +1,5 @@
-//! Network namespaces: their devices (the loopback and veth pairs with
-//! both ends inside), addresses and routes. `netns-ID.img` holds the
+//! Network namespaces: their devices (the loopback and veths, whose peer
+//! may be outside: see [`VethOutside`]), addresses and routes. `netns-ID.img` holds the
 //! namespace, `netdev-ID.img` its devices, and as in CRIU `ifaddr-ID.img`,
 //! `route-ID.img` and `route6-ID.img` hold the addresses and the main
 //! table's routes in iproute2's `ip … save` format (a magic number, then
@@ -7,6 +7,7 @@
 //! over rtnetlink. Other kinds of devices are refused at dump, naming them.
 //! Not kept yet: the namespace's sysctls and policy routing rules.
 
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
 
 use super::{in_ns, Kind, Result};
@@ -66,6 +67,57 @@ pub struct Images {
     /// and `route6-ID.img` (`ip route save`'s format).
     pub routes4: Vec<Vec<u8>>,
     pub routes6: Vec<Vec<u8>>,
+    /// The namespace's id in the images (the `peer_nsid` of veths whose
+    /// both ends are inside).
+    pub id: u32,
+    /// Where the outside ends of veths whose peer was in another
+    /// namespace go (`--external veth[…]`, `--veth-pair`, RPC `veths`).
+    pub veths: Vec<VethOutside>,
+}
+
+/// `--external veth[IN]:OUT[@BRIDGE]` (or `--veth-pair IN=OUT[@BRIDGE]`):
+/// the veth called IN in the restored namespace gets its peer OUT in
+/// criu's network namespace, enslaved to BRIDGE when given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VethOutside {
+    pub inside: String,
+    pub outside: String,
+    pub bridge: Option<String>,
+}
+
+impl VethOutside {
+    fn new(inside: &str, out: &str) -> std::result::Result<VethOutside, String> {
+        let (outside, bridge) = match out.split_once('@') {
+            Some((o, b)) => (o, Some(b.to_string())),
+            None => (out, None),
+        };
+        let ok = |n: &str| !n.is_empty() && n.len() < libc::IFNAMSIZ && !n.contains(['/', ' ']);
+        if !ok(inside) || !ok(outside) || bridge.as_deref().is_some_and(|b| !ok(b)) {
+            return Err(format!("bad device names in veth pair {inside:?}/{out:?}"));
+        }
+        Ok(VethOutside {
+            inside: inside.to_string(),
+            outside: outside.to_string(),
+            bridge,
+        })
+    }
+
+    /// An `--external` value: None when it is not about a veth.
+    pub fn from_external(s: &str) -> Option<std::result::Result<VethOutside, String>> {
+        let rest = s.strip_prefix("veth[")?;
+        Some(match rest.split_once("]:") {
+            Some((inside, out)) => VethOutside::new(inside, out),
+            None => Err(format!("{s:?}: expected veth[IFNAME]:OUTNAME[@BRIDGE]")),
+        })
+    }
+
+    /// A `--veth-pair` value, `IN=OUT[@BRIDGE]`.
+    pub fn from_pair(s: &str) -> std::result::Result<VethOutside, String> {
+        match s.split_once('=') {
+            Some((inside, out)) => VethOutside::new(inside, out),
+            None => Err(format!("{s:?}: expected IN=OUT[@BRIDGE]")),
+        }
+    }
 }
 
 fn ns_file(id: u32) -> String {
@@ -102,6 +154,7 @@ const IFLA_INFO_KIND: u16 = 1;
 const IFLA_INFO_DATA: u16 = 2;
 const VETH_INFO_PEER: u16 = 1;
 const IFLA_LINK_NETNSID: u16 = 37;
+const IFLA_NET_NS_FD: u16 = 28;
 const ARPHRD_LOOPBACK: u16 = 772;
 const RT_TABLE_MAIN: u8 = 254;
 const RTA_TABLE: u16 = 15;
@@ -115,6 +168,301 @@ const IFF_SETTABLE: u32 = (libc::IFF_UP
     | libc::IFF_ALLMULTI
     | libc::IFF_MULTICAST
     | libc::IFF_DYNAMIC) as u32;
+
+/// The per-device ipv4 settings CRIU keeps, in the order of its images
+/// (`conf4`, `def_conf4`, `all_conf4` are lists in this order).
+pub const DEVCONFS4: &[&str] = &[
+    "accept_local",
+    "accept_redirects",
+    "accept_source_route",
+    "arp_accept",
+    "arp_announce",
+    "arp_filter",
+    "arp_ignore",
+    "arp_notify",
+    "bootp_relay",
+    "disable_policy",
+    "disable_xfrm",
+    "force_igmp_version",
+    "forwarding",
+    "igmpv2_unsolicited_report_interval",
+    "igmpv3_unsolicited_report_interval",
+    "log_martians",
+    "medium_id",
+    "promote_secondaries",
+    "proxy_arp",
+    "proxy_arp_pvlan",
+    "route_localnet",
+    "rp_filter",
+    "secure_redirects",
+    "send_redirects",
+    "shared_media",
+    "src_valid_mark",
+    "tag",
+    "ignore_routes_with_linkdown",
+    "drop_gratuitous_arp",
+    "drop_unicast_in_l2_multicast",
+];
+
+/// The same for ipv6 (`conf6`, `def_conf6`, `all_conf6`).
+pub const DEVCONFS6: &[&str] = &[
+    "accept_dad",
+    "accept_ra",
+    "accept_ra_defrtr",
+    "accept_ra_from_local",
+    "accept_ra_min_hop_limit",
+    "accept_ra_mtu",
+    "accept_ra_pinfo",
+    "accept_ra_rt_info_max_plen",
+    "accept_ra_rtr_pref",
+    "accept_redirects",
+    "accept_source_route",
+    "autoconf",
+    "dad_transmits",
+    "disable_ipv6",
+    "drop_unicast_in_l2_multicast",
+    "drop_unsolicited_na",
+    "force_mld_version",
+    "force_tllao",
+    "forwarding",
+    "hop_limit",
+    "ignore_routes_with_linkdown",
+    "keep_addr_on_down",
+    "max_addresses",
+    "max_desync_factor",
+    "mldv1_unsolicited_report_interval",
+    "mldv2_unsolicited_report_interval",
+    "mtu",
+    "ndisc_notify",
+    "optimistic_dad",
+    "proxy_ndp",
+    "regen_max_retry",
+    "router_probe_interval",
+    "router_solicitation_delay",
+    "router_solicitation_interval",
+    "router_solicitations",
+    "stable_secret",
+    "suppress_frag_ndisc",
+    "temp_prefered_lft",
+    "temp_valid_lft",
+    "use_oif_addrs_only",
+    "use_optimistic",
+    "use_tempaddr",
+];
+
+/// `net.unix.*` (`unix_conf`).
+pub const UNIX_CONF: &[&str] = &["max_dgram_qlen"];
+/// `net.ipv4.*` outside `conf` (`ipv4_sysctl`).
+pub const IPV4_SYSCTLS: &[&str] = &["ping_group_range"];
+
+/// Which sysctls hold text rather than one integer.
+fn is_text(name: &str) -> bool {
+    matches!(name, "stable_secret" | "ping_group_range")
+}
+
+/// A group of sysctls: the directory under /proc/sys/net and the names.
+#[derive(Debug, Clone, Copy)]
+struct Group<'a> {
+    dir: &'a str,
+    names: &'a [&'a str],
+}
+
+impl Group<'_> {
+    fn path(&self, name: &str) -> String {
+        format!("/proc/sys/net/{}/{name}", self.dir)
+    }
+}
+
+fn conf4(target: &str) -> String {
+    format!("ipv4/conf/{target}")
+}
+
+fn conf6(target: &str) -> String {
+    format!("ipv6/conf/{target}")
+}
+
+/// The value of a sysctl without its trailing newline; None when it is
+/// not there or cannot be read (an unset `stable_secret` reads EIO).
+fn read_sysctl(path: &str) -> Option<String> {
+    let s = std::fs::read_to_string(path).ok()?;
+    Some(s.strip_suffix('\n').unwrap_or(&s).to_string())
+}
+
+/// The image entry of a value read as `name` (absent: the entry has its
+/// type and no value, as upstream marks a sysctl this kernel lacks).
+fn sysctl_entry(name: &str, value: Option<String>) -> pb::SysctlEntry {
+    if is_text(name) {
+        pb::SysctlEntry {
+            r#type: pb::SysctlType::CtlStr as i32,
+            iarg: None,
+            sarg: value,
+        }
+    } else {
+        pb::SysctlEntry {
+            r#type: pb::SysctlType::Ctl32 as i32,
+            iarg: value.and_then(|v| v.trim().parse().ok()),
+            sarg: None,
+        }
+    }
+}
+
+/// The text to write for an entry; None when the image holds no value.
+fn sysctl_value(e: &pb::SysctlEntry) -> Option<String> {
+    if e.r#type == pb::SysctlType::CtlStr as i32 {
+        e.sarg.clone()
+    } else {
+        e.iarg.map(|i| i.to_string())
+    }
+}
+
+/// Reads every sysctl of `g` (in the calling thread's network namespace).
+fn read_group(g: Group<'_>) -> Vec<pb::SysctlEntry> {
+    g.names
+        .iter()
+        .map(|n| sysctl_entry(n, read_sysctl(&g.path(n))))
+        .collect()
+}
+
+/// Writes the values of `entries` (positional, as `g.names`) that differ
+/// from what the namespace has; `accept_redirects` goes last, as it must
+/// follow `forwarding`.
+fn write_group(pid: i32, g: Group<'_>, entries: &[pb::SysctlEntry]) -> Result<()> {
+    if entries.len() > g.names.len() {
+        tracing::warn!(
+            "net/{}: the image has {} sysctls, {} known; the others are left alone",
+            g.dir,
+            entries.len(),
+            g.names.len()
+        );
+    }
+    let mut order: Vec<usize> = (0..entries.len().min(g.names.len())).collect();
+    order.sort_by_key(|&i| g.names[i] == "accept_redirects");
+    for i in order {
+        let name = g.names[i];
+        let Some(want) = sysctl_value(&entries[i]) else {
+            continue;
+        };
+        let path = g.path(name);
+        let Some(have) = read_sysctl(&path) else {
+            return Err(Error::Unsupported {
+                pid,
+                what: format!("its network namespace: sysctl {path} is in the images but not here"),
+            });
+        };
+        // Integers compare as numbers (whitespace aside); text as it is,
+        // tabs and spaces alike (ping_group_range reads "1\t0").
+        let same = if is_text(name) {
+            have.split_whitespace().eq(want.split_whitespace())
+        } else {
+            have.trim().parse::<i64>().ok() == want.trim().parse::<i64>().ok()
+        };
+        if same {
+            continue;
+        }
+        std::fs::write(&path, &want).map_err(|source| Error::Io {
+            pid,
+            what: format!("writing {want:?} to {path}"),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// The namespace-wide sysctls, into `ns`.
+fn dump_sysctls(ns: &mut pb::NetnsEntry) {
+    ns.all_conf4 = read_group(Group {
+        dir: &conf4("all"),
+        names: DEVCONFS4,
+    });
+    ns.def_conf4 = read_group(Group {
+        dir: &conf4("default"),
+        names: DEVCONFS4,
+    });
+    ns.all_conf6 = read_group(Group {
+        dir: &conf6("all"),
+        names: DEVCONFS6,
+    });
+    ns.def_conf6 = read_group(Group {
+        dir: &conf6("default"),
+        names: DEVCONFS6,
+    });
+    ns.unix_conf = read_group(Group {
+        dir: "unix",
+        names: UNIX_CONF,
+    });
+    ns.ipv4_sysctl = read_group(Group {
+        dir: "ipv4",
+        names: IPV4_SYSCTLS,
+    });
+}
+
+/// A device's conf4/conf6 (ipv6 ones only when the namespace has ipv6).
+fn dump_dev_sysctls(d: &mut pb::NetDeviceEntry) {
+    d.conf4 = read_group(Group {
+        dir: &conf4(&d.name),
+        names: DEVCONFS4,
+    });
+    if Path::new(&format!("/proc/sys/net/{}", conf6(&d.name))).exists() {
+        d.conf6 = read_group(Group {
+            dir: &conf6(&d.name),
+            names: DEVCONFS6,
+        });
+    }
+}
+
+/// `all` before `default` (a write to `all` may change `default` and
+/// every device), then each device.
+fn restore_conf_sysctls(pid: i32, i: &Images) -> Result<()> {
+    let n = &i.ns;
+    for (dir, names, entries) in [
+        (conf4("all"), DEVCONFS4, &n.all_conf4),
+        (conf4("default"), DEVCONFS4, &n.def_conf4),
+        (conf6("all"), DEVCONFS6, &n.all_conf6),
+        (conf6("default"), DEVCONFS6, &n.def_conf6),
+    ] {
+        write_group(pid, Group { dir: &dir, names }, entries)?;
+    }
+    for d in &i.devices {
+        write_group(
+            pid,
+            Group {
+                dir: &conf4(&d.name),
+                names: DEVCONFS4,
+            },
+            &d.conf4,
+        )?;
+        if !d.conf6.is_empty() {
+            write_group(
+                pid,
+                Group {
+                    dir: &conf6(&d.name),
+                    names: DEVCONFS6,
+                },
+                &d.conf6,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn restore_other_sysctls(pid: i32, n: &pb::NetnsEntry) -> Result<()> {
+    write_group(
+        pid,
+        Group {
+            dir: "unix",
+            names: UNIX_CONF,
+        },
+        &n.unix_conf,
+    )?;
+    write_group(
+        pid,
+        Group {
+            dir: "ipv4",
+            names: IPV4_SYSCTLS,
+        },
+        &n.ipv4_sysctl,
+    )
+}
 
 /// One link of an RTM_GETLINK dump.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -160,23 +508,20 @@ pub fn parse_link(p: &[u8]) -> Option<Link> {
 }
 
 /// The image entry of `l`, or why it cannot be dumped.
-fn device_entry(l: &Link) -> std::result::Result<pb::NetDeviceEntry, String> {
+/// A veth whose peer is in another namespace has no `peer_nsid`, as in
+/// upstream's images; one with both ends inside has the namespace's `id`.
+fn device_entry(l: &Link, id: u32) -> std::result::Result<pb::NetDeviceEntry, String> {
     if l.master.is_some() {
         return Err(format!(
             "device {:?} is enslaved to another device (bridges and bonds are not supported)",
             l.name
         ));
     }
-    let (ty, peer) = if l.arphrd == ARPHRD_LOOPBACK {
-        (pb::NdType::Loopback, None)
+    let (ty, peer, peer_nsid) = if l.arphrd == ARPHRD_LOOPBACK {
+        (pb::NdType::Loopback, None, None)
     } else if l.kind.as_deref() == Some("veth") {
-        if l.link_elsewhere {
-            return Err(format!(
-                "veth {:?} has its peer in another network namespace (not supported yet)",
-                l.name
-            ));
-        }
-        (pb::NdType::Veth, l.link)
+        let nsid = (!l.link_elsewhere).then_some(id);
+        (pb::NdType::Veth, l.link, nsid)
     } else {
         return Err(format!(
             "device {:?} is of kind {}; loopback and veth pairs are supported",
@@ -192,6 +537,7 @@ fn device_entry(l: &Link) -> std::result::Result<pb::NetDeviceEntry, String> {
         name: l.name.clone(),
         address: l.address.clone().filter(|_| ty != pb::NdType::Loopback),
         peer_ifindex: peer,
+        peer_nsid,
         ..Default::default()
     })
 }
@@ -253,7 +599,7 @@ fn nl_err(pid: i32, what: String) -> impl FnOnce(Errno) -> Error {
 }
 
 pub fn dump(pid: i32, id: u32, dir: &Path) -> Result<()> {
-    let (devices, addrs, routes4, routes6) = in_ns(pid, &[Kind::Net], || {
+    let (ns, devices, addrs, routes4, routes6) = in_ns(pid, &[Kind::Net], || {
         let mut rt = netlink::Route::open().map_err(nl_err(pid, "opening rtnetlink".into()))?;
         let links = rt
             .dump(libc::RTM_GETLINK, &[0u8; IFINFOMSG_LEN])
@@ -267,7 +613,7 @@ pub fn dump(pid: i32, id: u32, dir: &Path) -> Result<()> {
                 let Some(l) = parse_link(m.payload) else {
                     continue;
                 };
-                devices.push(device_entry(&l).map_err(|what| Error::Unsupported {
+                devices.push(device_entry(&l, id).map_err(|what| Error::Unsupported {
                     pid,
                     what: format!("its network namespace: {what}"),
                 })?);
@@ -298,14 +644,14 @@ pub fn dump(pid: i32, id: u32, dir: &Path) -> Result<()> {
         };
         let r4 = routes(libc::AF_INET)?;
         let r6 = routes(libc::AF_INET6)?;
-        Ok((devices, addrs, r4, r6))
+        for d in &mut devices {
+            dump_dev_sysctls(d);
+        }
+        let mut ns = pb::NetnsEntry::default();
+        dump_sysctls(&mut ns);
+        Ok((ns, devices, addrs, r4, r6))
     })?;
-    image::write_image(
-        dir,
-        &ns_file(id),
-        magic::NETNS,
-        [&pb::NetnsEntry::default()],
-    )?;
+    image::write_image(dir, &ns_file(id), magic::NETNS, [&ns])?;
     image::write_image(dir, &dev_file(id), magic::NETDEV, &devices)?;
     let raw = |name: String, data: Vec<u8>| {
         let file = dir.join(name);
@@ -364,6 +710,8 @@ pub fn read(dir: &Path, id: u32) -> Result<Option<Images>> {
         addrs: raw(addr_file(id), ADDR_DUMP_MAGIC)?,
         routes4: raw(route_file(id, false), ROUTE_DUMP_MAGIC)?,
         routes6: raw(route_file(id, true), ROUTE_DUMP_MAGIC)?,
+        id,
+        veths: Vec::new(),
     }))
 }
 
@@ -381,6 +729,8 @@ fn ifinfo(index: u32, flags: u32, change: u32) -> [u8; IFINFOMSG_LEN] {
 /// MTU, hardware address and flags, then addresses, then routes (which need
 /// the devices up and the addresses there).
 pub fn restore(pid: i32, i: &Images) -> Result<()> {
+    // criu's own namespace, where the outside ends of veths go
+    let outer = super::open_ns(std::process::id() as i32, Kind::Net)?;
     in_ns(pid, &[Kind::Net], || {
         let mut rt = netlink::Route::open().map_err(nl_err(pid, "opening rtnetlink".into()))?;
         let by_index: std::collections::HashMap<u32, &pb::NetDeviceEntry> =
@@ -390,16 +740,25 @@ pub fn restore(pid: i32, i: &Images) -> Result<()> {
             if d.r#type != pb::NdType::Veth as i32 || made.contains(&d.ifindex) {
                 continue;
             }
-            let peer = d
-                .peer_ifindex
-                .and_then(|p| by_index.get(&p))
-                .ok_or_else(|| Error::Unsupported {
+            if let Some(out) = i.veths.iter().find(|v| v.inside == d.name) {
+                make_veth_outside(&mut rt, d, out, outer.as_fd()).map_err(nl_err(
                     pid,
-                    what: format!(
-                        "veth {:?}: its peer is not among the dumped devices",
-                        d.name
+                    format!(
+                        "making veth {:?} with its peer {:?} in criu's network namespace",
+                        d.name, out.outside
                     ),
-                })?;
+                ))?;
+                made.insert(d.ifindex);
+                continue;
+            }
+            let peer = inside_peer(d, &by_index, i.id).ok_or_else(|| Error::Unsupported {
+                pid,
+                what: format!(
+                    "veth {name:?} had its peer in another network namespace: say where it goes \
+                     with --external veth[{name}]:OUTNAME[@BRIDGE] (or --veth-pair {name}=OUTNAME)",
+                    name = d.name
+                ),
+            })?;
             let mut b = netlink::Builder::new(&ifinfo(d.ifindex, 0, 0));
             b.attr_str(IFLA_IFNAME, &d.name)
                 .nest(IFLA_LINKINFO, &[], |li| {
@@ -434,6 +793,7 @@ pub fn restore(pid: i32, i: &Images) -> Result<()> {
             rt.request(libc::RTM_NEWLINK, 0, b.bytes())
                 .map_err(nl_err(pid, format!("setting up device {:?}", d.name)))?;
         }
+        restore_conf_sysctls(pid, i)?;
         // Addresses and routes the kernel made by itself meanwhile (the
         // loopback's, link-local ones, the prefix routes of addresses) are
         // there already.
@@ -450,8 +810,92 @@ pub fn restore(pid: i32, i: &Images) -> Result<()> {
                 Err(e) => return Err(nl_err(pid, "adding a route".into())(e)),
             }
         }
-        Ok(())
-    })
+        restore_other_sysctls(pid, &i.ns)
+    })?;
+    let wanted: Vec<&VethOutside> = i.veths.iter().filter(|v| v.bridge.is_some()).collect();
+    if !wanted.is_empty() {
+        let mut rt = netlink::Route::open().map_err(nl_err(pid, "opening rtnetlink".into()))?;
+        for v in wanted {
+            enslave_outside(&mut rt, v).map_err(nl_err(
+                pid,
+                format!(
+                    "putting {:?} into bridge {:?}",
+                    v.outside,
+                    v.bridge.as_deref().unwrap_or_default()
+                ),
+            ))?;
+        }
+    }
+    Ok(())
+}
+
+/// The other end of veth `d` when it is among the dumped devices: its
+/// `peer_nsid` is this namespace's (images of criu-rs before it wrote
+/// `peer_nsid`: both ends point at each other).
+fn inside_peer<'a>(
+    d: &pb::NetDeviceEntry,
+    by_index: &std::collections::HashMap<u32, &'a pb::NetDeviceEntry>,
+    id: u32,
+) -> Option<&'a pb::NetDeviceEntry> {
+    let p = *by_index.get(&d.peer_ifindex?)?;
+    let inside = match d.peer_nsid {
+        Some(n) => n == id,
+        None => p.peer_nsid.is_none() && p.peer_ifindex == Some(d.ifindex),
+    };
+    (inside && p.r#type == pb::NdType::Veth as i32).then_some(p)
+}
+
+/// Makes veth `d` in the calling thread's namespace with its peer called
+/// `out.outside` in the namespace `outer` (its index is the kernel's).
+fn make_veth_outside(
+    rt: &mut netlink::Route,
+    d: &pb::NetDeviceEntry,
+    out: &VethOutside,
+    outer: std::os::fd::BorrowedFd<'_>,
+) -> crate::sys::SysResult<()> {
+    let fd = outer.as_raw_fd() as u32;
+    let mut b = netlink::Builder::new(&ifinfo(d.ifindex, 0, 0));
+    b.attr_str(IFLA_IFNAME, &d.name)
+        .nest(IFLA_LINKINFO, &[], |li| {
+            li.attr_str(IFLA_INFO_KIND, "veth")
+                .nest(IFLA_INFO_DATA, &[], |data| {
+                    data.nest(VETH_INFO_PEER, &ifinfo(0, 0, 0), |p| {
+                        p.attr_str(IFLA_IFNAME, &out.outside)
+                            .attr(IFLA_NET_NS_FD, &fd.to_ne_bytes());
+                    });
+                });
+        });
+    rt.request(
+        libc::RTM_NEWLINK,
+        netlink::NLM_F_CREATE | netlink::NLM_F_EXCL,
+        b.bytes(),
+    )
+}
+
+/// The index of link `name` in the calling thread's namespace.
+fn link_index(rt: &mut netlink::Route, name: &str) -> crate::sys::SysResult<u32> {
+    let links = rt.dump(libc::RTM_GETLINK, &[0u8; IFINFOMSG_LEN])?;
+    links
+        .iter()
+        .flat_map(|raw| netlink::messages(raw))
+        .filter_map(|m| parse_link(m.payload))
+        .find(|l| l.name == name)
+        .map(|l| l.index)
+        .ok_or(Errno::ENODEV)
+}
+
+/// Puts the outside end `out.outside` into its bridge and brings it up
+/// (in the calling thread's namespace).
+fn enslave_outside(rt: &mut netlink::Route, out: &VethOutside) -> crate::sys::SysResult<()> {
+    let Some(bridge) = &out.bridge else {
+        return Ok(());
+    };
+    let br = link_index(rt, bridge)?;
+    let dev = link_index(rt, &out.outside)?;
+    let up = libc::IFF_UP as u32;
+    let mut b = netlink::Builder::new(&ifinfo(dev, up, up));
+    b.attr(IFLA_MASTER, &br.to_ne_bytes());
+    rt.request(libc::RTM_NEWLINK, 0, b.bytes())
 }
 
 #[cfg(test)]
@@ -478,22 +922,27 @@ mod tests {
         let l = parse_link(&link_msg(5, "v0", Some("veth"), Some(6))).unwrap();
         assert_eq!(l.name, "v0");
         assert_eq!(l.mtu, 1500);
-        let e = device_entry(&l).unwrap();
+        let e = device_entry(&l, 4).unwrap();
         assert_eq!(e.r#type, pb::NdType::Veth as i32);
         assert_eq!(e.peer_ifindex, Some(6));
+        assert_eq!(e.peer_nsid, Some(4));
         assert_eq!(e.ifindex, 5);
     }
 
     #[test]
     fn other_kinds_are_refused_by_name() {
         let l = parse_link(&link_msg(3, "dummy0", Some("dummy"), None)).unwrap();
-        let why = device_entry(&l).unwrap_err();
+        let why = device_entry(&l, 4).unwrap_err();
         assert!(why.contains("dummy0") && why.contains("dummy"), "{why}");
-        let mut l = parse_link(&link_msg(3, "v0", Some("veth"), Some(2))).unwrap();
+    }
+
+    #[test]
+    fn veth_with_its_peer_outside_has_no_peer_nsid() {
+        let mut l = parse_link(&link_msg(3, "eth0", Some("veth"), Some(9))).unwrap();
         l.link_elsewhere = true;
-        assert!(device_entry(&l)
-            .unwrap_err()
-            .contains("another network namespace"));
+        let e = device_entry(&l, 4).unwrap();
+        assert_eq!(e.r#type, pb::NdType::Veth as i32);
+        assert_eq!((e.peer_ifindex, e.peer_nsid), (Some(9), None));
     }
 
     #[test]
@@ -510,5 +959,110 @@ mod tests {
         let e = ip_saved(f, ADDR_DUMP_MAGIC, &cut).unwrap_err().to_string();
         assert!(e.contains("offset 4"), "{e}");
         assert!(ip_saved(f, ADDR_DUMP_MAGIC, &[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn veth_outside_options() {
+        let v = VethOutside::from_external("veth[eth0]:vh0@br0")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            v,
+            VethOutside {
+                inside: "eth0".into(),
+                outside: "vh0".into(),
+                bridge: Some("br0".into())
+            }
+        );
+        assert_eq!(VethOutside::from_pair("eth0=vh0").unwrap().bridge, None);
+        assert!(VethOutside::from_external("unix[1]").is_none());
+        assert!(VethOutside::from_external("veth[eth0]").unwrap().is_err());
+        assert!(VethOutside::from_pair("eth0").is_err());
+        assert!(VethOutside::from_pair("eth0=").is_err());
+        assert!(VethOutside::from_pair("eth0=a-name-far-too-long").is_err());
+    }
+
+    fn veth(index: u32, peer: u32, nsid: Option<u32>) -> pb::NetDeviceEntry {
+        pb::NetDeviceEntry {
+            r#type: pb::NdType::Veth as i32,
+            ifindex: index,
+            name: format!("v{index}"),
+            peer_ifindex: Some(peer),
+            peer_nsid: nsid,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn peers_inside_and_outside() {
+        let (a, b, ext, old_a, old_b) = (
+            veth(5, 6, Some(4)),
+            veth(6, 5, Some(4)),
+            // its peer outside had index 5 there: not the inside v5
+            veth(2, 5, None),
+            veth(7, 8, None),
+            veth(8, 7, None),
+        );
+        let all = [&a, &b, &ext, &old_a, &old_b];
+        let by: std::collections::HashMap<u32, &pb::NetDeviceEntry> =
+            all.iter().map(|d| (d.ifindex, *d)).collect();
+        assert_eq!(inside_peer(&a, &by, 4).map(|p| p.ifindex), Some(6));
+        assert!(inside_peer(&ext, &by, 4).is_none());
+        assert_eq!(inside_peer(&old_a, &by, 4).map(|p| p.ifindex), Some(8));
+        assert!(inside_peer(&a, &by, 9).is_none());
+    }
+
+    /// Makes a veth with its peer in another namespace and puts that end
+    /// into a bridge, in two namespaces of a thread of its own (never the
+    /// host's); skipped without CAP_SYS_ADMIN.
+    #[test]
+    fn veth_outside_is_made_and_enslaved() {
+        use nix::sched::{setns, unshare, CloneFlags};
+        std::thread::spawn(|| {
+            if unshare(CloneFlags::CLONE_NEWNET).is_err() {
+                eprintln!("skipped: cannot make a network namespace");
+                return;
+            }
+            let outer = std::fs::File::open("/proc/thread-self/ns/net").unwrap();
+            let mut rt = netlink::Route::open().unwrap();
+            let mut b = netlink::Builder::new(&ifinfo(0, 0, 0));
+            b.attr_str(IFLA_IFNAME, "zbr0")
+                .nest(IFLA_LINKINFO, &[], |li| {
+                    li.attr_str(IFLA_INFO_KIND, "bridge");
+                });
+            rt.request(libc::RTM_NEWLINK, netlink::NLM_F_CREATE, b.bytes())
+                .unwrap();
+            unshare(CloneFlags::CLONE_NEWNET).unwrap();
+            let mut inner = netlink::Route::open().unwrap();
+            let d = pb::NetDeviceEntry {
+                r#type: pb::NdType::Veth as i32,
+                ifindex: 17,
+                name: "eth0".into(),
+                peer_ifindex: Some(3),
+                ..Default::default()
+            };
+            let out = VethOutside::from_external("veth[eth0]:zout0@zbr0")
+                .unwrap()
+                .unwrap();
+            make_veth_outside(&mut inner, &d, &out, outer.as_fd()).unwrap();
+            let inside = link_index(&mut inner, "eth0").unwrap();
+            assert_eq!(inside, 17);
+            setns(&outer, CloneFlags::CLONE_NEWNET).unwrap();
+            enslave_outside(&mut rt, &out).unwrap();
+            let links = rt.dump(libc::RTM_GETLINK, &[0u8; IFINFOMSG_LEN]).unwrap();
+            let got: Vec<Link> = links
+                .iter()
+                .flat_map(|raw| netlink::messages(raw))
+                .filter_map(|m| parse_link(m.payload))
+                .collect();
+            let br = got.iter().find(|l| l.name == "zbr0").unwrap();
+            let o = got.iter().find(|l| l.name == "zout0").unwrap();
+            assert_eq!(o.kind.as_deref(), Some("veth"));
+            assert!(o.link_elsewhere && o.link == Some(17), "{o:?}");
+            assert_eq!(o.master, Some(br.index));
+            assert!(o.flags & libc::IFF_UP as u32 != 0);
+        })
+        .join()
+        .unwrap();
     }
 }
