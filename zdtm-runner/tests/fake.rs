@@ -40,7 +40,10 @@ run)
 ;;
 daemon)
   name=$2; out=$3; pidfile=$4
-  sleep 1000 & sp=$!
+  # A child that is settled before the pid file says ready: exec'd, and in
+  # the C locale (no locale files mapped after the runner's first look).
+  LC_ALL=C sleep 1000 & sp=$!
+  while [ "$(readlink /proc/$sp/exe)" = "$(readlink /proc/$$/exe)" ]; do sleep 0.01; done
   case $name in
     fake/pass|fake/crfail|fake/noauto) trap 'kill $sp; echo PASS > "$out"; exit 0' TERM;;
     fake/fail) trap 'kill $sp; echo "FAIL: value mismatch" > "$out"; exit 1' TERM;;
