@@ -38,6 +38,7 @@ pub const FEATURES: &[&str] = &[
     "userns",
     "sysvipc",
     "ip_tool",
+    "timer_restore_ids",
     "guard_regions",
 ];
 
@@ -61,6 +62,7 @@ pub fn probe(name: &str) -> Option<Probe> {
         "userns" => userns(),
         "sysvipc" => path_probe("/proc/sysvipc/shm"),
         "ip_tool" => ip_tool(),
+        "timer_restore_ids" => timer_restore_ids(),
         "guard_regions" => guard_regions(),
         _ => return None,
     })
@@ -83,6 +85,19 @@ fn errno_probe(what: &str, nr: libc::c_long, args: [libc::c_long; 4], expect: i3
         }
         Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => no(format!("{what}: ENOSYS")),
         Err(e) => no(format!("{what}: unexpected error {e}")),
+    }
+}
+
+/// POSIX timers created with chosen ids (PR_TIMER_CREATE_RESTORE_IDS,
+/// Linux 6.13): without it a restored timer cannot keep its id.
+fn timer_restore_ids() -> Probe {
+    const PR_TIMER_CREATE_RESTORE_IDS: libc::c_long = 77;
+    const GET: libc::c_long = 2;
+    match sys::probe_syscall(libc::SYS_prctl, [PR_TIMER_CREATE_RESTORE_IDS, GET, 0, 0]) {
+        Ok(_) => yes("PR_TIMER_CREATE_RESTORE_IDS known"),
+        Err(e) => no(format!(
+            "PR_TIMER_CREATE_RESTORE_IDS (Linux 6.13+): {e}; restored timers cannot keep their ids"
+        )),
     }
 }
 
@@ -120,17 +135,22 @@ fn userfaultfd() -> Probe {
     no(last)
 }
 
+/// membarrier with private expedited commands, and the registrations of
+/// a task readable (MEMBARRIER_CMD_GET_REGISTRATIONS, Linux 6.3): criu
+/// cannot dump them without.
 fn membarrier() -> Probe {
     const QUERY: i32 = 0;
     const PRIVATE_EXPEDITED: i64 = 1 << 3;
     const REGISTER_PRIVATE_EXPEDITED: i64 = 1 << 4;
+    const GET_REGISTRATIONS: i64 = 1 << 9;
     match sys::membarrier(QUERY, 0) {
-        Ok(m) if m & PRIVATE_EXPEDITED != 0 && m & REGISTER_PRIVATE_EXPEDITED != 0 => {
-            yes(format!("MEMBARRIER_CMD_QUERY mask {m:#x}"))
-        }
-        Ok(m) => no(format!(
-            "MEMBARRIER_CMD_QUERY mask {m:#x} lacks PRIVATE_EXPEDITED"
+        Ok(m) if m & PRIVATE_EXPEDITED == 0 || m & REGISTER_PRIVATE_EXPEDITED == 0 => no(
+            format!("MEMBARRIER_CMD_QUERY mask {m:#x} lacks PRIVATE_EXPEDITED"),
+        ),
+        Ok(m) if m & GET_REGISTRATIONS == 0 => no(format!(
+            "MEMBARRIER_CMD_QUERY mask {m:#x} lacks GET_REGISTRATIONS (Linux 6.3+): a task's registrations cannot be read"
         )),
+        Ok(m) => yes(format!("MEMBARRIER_CMD_QUERY mask {m:#x}")),
         Err(e) => no(format!("membarrier: {e}")),
     }
 }

@@ -509,7 +509,9 @@ impl Drop for Shm {
 pub fn probe_syscall(nr: libc::c_long, a: [libc::c_long; 4]) -> io::Result<libc::c_long> {
     // SAFETY: the probes pass only integers and null pointers, which the
     // kernel validates (EFAULT/EINVAL/EBADF) without touching our memory.
-    check(unsafe { libc::syscall(nr, a[0], a[1], a[2], a[3]) })
+    // The fifth argument is 0, not whatever its register held (prctl
+    // checks its unused arguments).
+    check(unsafe { libc::syscall(nr, a[0], a[1], a[2], a[3], 0 as libc::c_long) })
 }
 
 /// ioctl with an integer argument (probes only: see probe_syscall).

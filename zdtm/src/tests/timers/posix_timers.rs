@@ -3,6 +3,7 @@ use crate::prelude::*;
 pub const DESC: Desc = Desc {
     name: "timers/posix_timers",
     family: "timers",
+    feature: Some("timer_restore_ids"),
     description: "POSIX timers keep their ids, clocks, signals and settings; a periodic one keeps firing",
     ..Desc::DEFAULT
 };
