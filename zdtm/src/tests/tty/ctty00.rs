@@ -5,6 +5,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 pub const DESC: Desc = Desc {
     name: "tty/ctty00",
     family: "tty",
+    // pty indexes are the machine's: a restore needs its index free
+    flags: &[Flag::Excl],
     description: "a session leader whose controlling terminal is a pty slave it holds gets it back: tcgetsid, tty_nr, the foreground group and /dev/tty",
     ..Desc::DEFAULT
 };

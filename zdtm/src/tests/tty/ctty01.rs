@@ -6,6 +6,8 @@ use std::os::fd::AsRawFd;
 pub const DESC: Desc = Desc {
     name: "tty/ctty01",
     family: "tty",
+    // pty indexes are the machine's: a restore needs its index free
+    flags: &[Flag::Excl],
     description: "a pty opened by the parent, taken as controlling terminal by a child that leads its own session through the inherited fd, comes back as the child's",
     ..Desc::DEFAULT
 };

@@ -6,7 +6,7 @@ pub const DESC: Desc = Desc {
     name: "tty/ctty_member",
     family: "tty",
     description: "a task that shares its session leader's controlling pty without leading the session fails the dump (it could not get it back), and the tree runs on",
-    flags: &[Flag::Crfail],
+    flags: &[Flag::Crfail, Flag::Excl],
     flavors: &[Flavor::Host],
     ..Desc::DEFAULT
 };

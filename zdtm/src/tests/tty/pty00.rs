@@ -7,6 +7,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 pub const DESC: Desc = Desc {
     name: "tty/pty00",
     family: "tty",
+    // pty indexes are the machine's: a restore needs its index free
+    flags: &[Flag::Excl],
     description: "a pty pair keeps its index, termios and window size, and bytes still flow both ways",
     ..Desc::DEFAULT
 };

@@ -7,6 +7,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 pub const DESC: Desc = Desc {
     name: "tty/pty_data",
     family: "tty",
+    // pty indexes are the machine's: a restore needs its index free
+    flags: &[Flag::Excl],
     description: "bytes queued unread in a raw pty, in both directions, are read back byte for byte after restore",
     ..Desc::DEFAULT
 };

@@ -6,6 +6,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 pub const DESC: Desc = Desc {
     name: "tty/pty_pkt",
     family: "tty",
+    // pty indexes are the machine's: a restore needs its index free
+    flags: &[Flag::Excl],
     description: "a pty master in packet mode with its slave locked keeps both after restore, and packets still carry the data",
     ..Desc::DEFAULT
 };
