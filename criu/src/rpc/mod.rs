@@ -401,6 +401,13 @@ impl Conn {
         };
         let (o, extra) =
             config::resolve(o, &crate::cli::config::Sources::from_env()).map_err(fail)?;
+        // The log first: a refusal below is then in the file the client
+        // points its user at (runc prints only "log file: ...").
+        let (images, work) = self
+            .dirs_with(&o, extra.work_dir.as_deref())
+            .map_err(fail)?;
+        self.setup_log(&o, &work).map_err(fail)?;
+        debug!("{} options: {o:?}", ty.as_str_name());
         let bad = opts::unsupported(&o, action);
         if !bad.is_empty() {
             return Err(fail(format!(
@@ -409,10 +416,6 @@ impl Conn {
                 bad.join(", ")
             )));
         }
-        let (images, work) = self
-            .dirs_with(&o, extra.work_dir.as_deref())
-            .map_err(fail)?;
-        self.setup_log(&o, &work).map_err(fail)?;
         let scripts = crate::scripts::Scripts {
             paths: extra.scripts,
             images_dir: images.clone(),
