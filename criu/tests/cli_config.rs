@@ -279,7 +279,7 @@ fn action_scripts_see_each_point_in_order() {
 }
 
 #[test]
-fn freeze_cgroup_that_is_no_v2_cgroup_is_refused_before_anything_is_done() {
+fn freeze_cgroup_that_is_no_cgroup_is_refused_before_anything_is_done() {
     let s = setup();
     let out = criu(
         &s.home,

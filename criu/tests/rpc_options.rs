@@ -120,6 +120,122 @@ fn freeze_cgroup_freezes_around_the_seize_and_thaws() {
     assert!(at("cgroup thawed") < at("tree frozen"), "{log}");
 }
 
+/// The mount point of the cgroup v1 freezer hierarchy, if there is one.
+fn freezer_v1_mount() -> Option<PathBuf> {
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mi.lines().find_map(|l| {
+        let (pre, post) = l.split_once(" - ")?;
+        let mut post = post.split(' ');
+        if post.next() != Some("cgroup") || !post.nth(1)?.split(',').any(|o| o == "freezer") {
+            return None;
+        }
+        pre.split(' ').nth(4).map(PathBuf::from)
+    })
+}
+
+fn tracer(pid: i32) -> Option<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("TracerPid:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// runc's `freeze_cgroup` on a cgroup v1 host: the tasks of a frozen v1
+/// cgroup enter no ptrace stop, so criu seizes them while frozen and thaws
+/// the cgroup before it waits for them. A parent and its child are both
+/// dumped, keep running, and are no longer traced afterwards.
+#[test]
+#[serial]
+fn freeze_cgroup_v1_seizes_the_frozen_tasks_and_thaws() {
+    let Some(mnt) = freezer_v1_mount() else {
+        eprintln!("skipped: no cgroup v1 freezer mounted");
+        return;
+    };
+    let cg = mnt.join(format!("criu-rs-test-{}", std::process::id()));
+    if std::fs::create_dir(&cg).is_err() {
+        eprintln!("skipped: cannot make a cgroup under {}", mnt.display());
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("count");
+    // The parent is put into the cgroup before it forks the counter.
+    let mut parent = Command::new("/bin/sh")
+        .args([
+            "-c",
+            &format!(
+                "echo $$ > {}/cgroup.procs; {VICTIM} loop {} & wait",
+                cg.display(),
+                out.display()
+            ),
+        ])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn sh");
+    let pid = parent.id() as i32;
+    wait_for("the counter to start", || counter(&out) > 3);
+    let tasks = std::fs::read_to_string(cg.join("tasks")).unwrap();
+    let images_fd = File::open(tmp.path()).unwrap();
+    let s = Swrk::start(tmp.path());
+    let r = s.call(
+        &CriuReq {
+            r#type: CriuReqType::Dump as i32,
+            opts: Some(CriuOpts {
+                images_dir_fd: images_fd.as_raw_fd(),
+                pid: Some(pid),
+                leave_running: Some(true),
+                freeze_cgroup: Some(cg.display().to_string()),
+                // sh stays in the test's session.
+                shell_job: Some(true),
+                log_file: Some("dump.log".into()),
+                log_level: Some(4),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        |_, _| true,
+    );
+    let log = std::fs::read_to_string(tmp.path().join("dump.log")).unwrap_or_default();
+    let state = std::fs::read_to_string(cg.join("freezer.state")).unwrap_or_default();
+    s.finish();
+    let at = counter(&out);
+    let counted_on = r.success && {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while counter(&out) <= at + 3 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        counter(&out) > at + 3
+    };
+    let traced: Vec<(i32, Option<i32>)> = tasks
+        .split_whitespace()
+        .filter_map(|t| t.parse().ok())
+        .map(|t| (t, tracer(t)))
+        .filter(|(_, tr)| *tr != Some(0))
+        .collect();
+    for t in tasks
+        .split_whitespace()
+        .filter_map(|t| t.parse::<i32>().ok())
+    {
+        let _ = kill(Pid::from_raw(t), Signal::SIGKILL);
+    }
+    parent.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::remove_dir(&cg).is_err() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(r.success, "dump failed: {r:?}\n{log}");
+    assert_eq!(tasks.split_whitespace().count(), 2, "{tasks}");
+    assert!(
+        log.contains("cgroup frozen") && log.contains("cgroup thawed"),
+        "{log}"
+    );
+    assert_eq!(state.trim(), "THAWED");
+    assert!(counted_on, "the counter stopped after the dump");
+    assert!(traced.is_empty(), "tasks still traced: {traced:?}");
+}
+
 #[test]
 #[serial]
 fn freeze_cgroup_that_cannot_be_frozen_is_refused_by_name() {

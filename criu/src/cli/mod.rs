@@ -120,6 +120,13 @@ pub struct Common {
           num_args = 0..=1, require_equals = true, default_missing_value = "soft",
           value_parser = ["none", "props", "soft", "full", "strict", "ignore"])]
     pub manage_cgroups: Option<String>,
+    /// `[CONTROLLER:]/PATH`: at restore, the root task goes into cgroup
+    /// PATH of CONTROLLER's hierarchy (of every other hierarchy without
+    /// CONTROLLER), and the cgroups below its old one move along.
+    #[arg(long = "cgroup-root", global = true, value_name = "[CTRL:]PATH",
+          value_parser = crate::objects::ns::cgroup::NewRoot::parse,
+          action = clap::ArgAction::Append)]
+    pub cgroup_root: Vec<crate::objects::ns::cgroup::NewRoot>,
     /// `veth[IFNAME]:OUTNAME[@BRIDGE]`: at restore the veth IFNAME, whose
     /// peer was in another network namespace, gets its peer OUTNAME in
     /// criu's network namespace (enslaved to BRIDGE when given). Other
@@ -257,7 +264,7 @@ pub struct DumpArgs {
     /// Leave the tree running after the dump.
     #[arg(short = 'R', long = "leave-running")]
     pub leave_running: bool,
-    /// Freeze this cgroup v2 directory (the tree's cgroup) while the tree
+    /// Freeze this cgroup (v2, or a v1 freezer: the tree's cgroup) while the tree
     /// is seized, so that no task forks or exits meanwhile.
     #[arg(long = "freeze-cgroup", value_name = "PATH")]
     pub freeze_cgroup: Option<String>,
@@ -669,6 +676,7 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
                     0
                 },
                 cgroup_mode,
+                cgroup_roots: c.cgroup_root.clone(),
                 sibling: a.restore_sibling,
                 inherit_fds,
             };

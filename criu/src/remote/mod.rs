@@ -115,10 +115,17 @@ impl Tracee {
         if kill_on_exit {
             opts |= Options::PTRACE_O_EXITKILL;
         }
-        ptrace::seize(pid, opts).ctx(pid, "PTRACE_SEIZE")?;
-        if let Err(e) = ptrace::interrupt(pid) {
-            let _ = ptrace::detach(pid, None);
-            return Err(e).ctx(pid, "PTRACE_INTERRUPT");
+        match ptrace::seize(pid, opts) {
+            Ok(()) => {
+                if let Err(e) = ptrace::interrupt(pid) {
+                    let _ = ptrace::detach(pid, None);
+                    return Err(e).ctx(pid, "PTRACE_INTERRUPT");
+                }
+            }
+            // Seized and interrupted in advance by `interrupt_early`: its
+            // stop only needs waiting for.
+            Err(Errno::EPERM) if traced_by_us(pid) => {}
+            Err(e) => return Err(e).ctx(pid, "PTRACE_SEIZE"),
         }
         loop {
             match wait_stop(pid)? {
@@ -144,6 +151,32 @@ impl Tracee {
             }
         }
         Self::stopped(pid)
+    }
+
+    /// Seizes and interrupts `pid` without waiting for its stop: a task in
+    /// a frozen cgroup v1 stops only once the cgroup is thawed, and until
+    /// then it can neither run nor fork. [`Tracee::seize`] later waits for
+    /// the stop of such a task.
+    pub fn interrupt_early(pid: i32) -> Result<()> {
+        let pid = Pid::from_raw(pid);
+        ptrace::seize(pid, OPTIONS).ctx(pid, "PTRACE_SEIZE")?;
+        if let Err(e) = ptrace::interrupt(pid) {
+            let _ = ptrace::detach(pid, None);
+            return Err(e).ctx(pid, "PTRACE_INTERRUPT");
+        }
+        Ok(())
+    }
+
+    /// Lets go of a task [`Tracee::interrupt_early`] seized, if criu still
+    /// traces it (a task the dump took was released or killed with the
+    /// tree already).
+    pub fn let_go_early(pid: i32) {
+        let pid = Pid::from_raw(pid);
+        if traced_by_us(pid) {
+            if let Err(e) = ptrace::detach(pid, None) {
+                tracing::warn!(pid = pid.as_raw(), "letting go of a task seized early: {e}");
+            }
+        }
     }
 
     /// A tracee for `pid`, which is in an interrupt (event) stop.
@@ -521,4 +554,10 @@ pub fn syscall_name(nr: i64) -> String {
         _ => return format!("syscall#{nr}"),
     };
     name.to_string()
+}
+
+/// Whether criu is the tracer of `pid` already.
+fn traced_by_us(pid: Pid) -> bool {
+    crate::proc::read_status(pid.as_raw())
+        .is_ok_and(|st| st.tracer_pid == std::process::id() as i32)
 }

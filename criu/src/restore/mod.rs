@@ -86,6 +86,8 @@ pub struct RestoreOpts {
     pub empty_ns: u32,
     /// `--manage-cgroups`: what is done with the tasks' cgroups.
     pub cgroup_mode: objects::ns::cgroup::Mode,
+    /// `--cgroup-root` (`cg_root`): where the root task's cgroups go.
+    pub cgroup_roots: Vec<objects::ns::cgroup::NewRoot>,
     /// `--restore-sibling` (`rst_sibling`): the root is born a child of
     /// criu's parent, not of criu (then criu cannot wait for it).
     pub sibling: bool,
@@ -274,6 +276,7 @@ pub fn restore_with(
     let mut plan = objects::ns::Plan::read(dir, inventory.root_ids.as_ref(), root)?;
     if let Some(c) = plan.cgroup.as_mut() {
         c.mode = opts.cgroup_mode;
+        c.rewrite_roots(tree::cg_set_of(&tasks[0]).unwrap_or(0), &opts.cgroup_roots);
     }
     if opts.empty_ns & libc::CLONE_NEWNET as u32 != 0 {
         if let Some(n) = plan.net.as_mut() {

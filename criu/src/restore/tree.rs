@@ -13,7 +13,7 @@ use crate::remote::Tracee;
 use crate::sys;
 
 /// The cgroup set of a process, from its leader's core image.
-fn cg_set_of(t: &TaskImages) -> Option<u32> {
+pub(super) fn cg_set_of(t: &TaskImages) -> Option<u32> {
     let core = t.cores.first()?;
     core.tc
         .as_ref()

@@ -538,6 +538,14 @@ impl Conn {
             network_lock: network_lock(&o),
             empty_ns: o.empty_ns(),
             cgroup_mode,
+            cgroup_roots: o
+                .cg_root
+                .iter()
+                .map(|r| crate::objects::ns::cgroup::NewRoot {
+                    controller: r.ctrl.clone().filter(|c| !c.is_empty()),
+                    path: r.path.clone(),
+                })
+                .collect(),
             sibling: o.rst_sibling(),
             inherit_fds,
             veths: match veths(&o) {

@@ -91,7 +91,10 @@ pub fn unsupported(o: &CriuOpts, action: Action) -> Vec<String> {
     );
     flag("join_ns", !o.join_ns.is_empty());
     let cg = cgroup_mode(o).err();
-    flag("cg_root", !o.cg_root.is_empty());
+    flag(
+        "cg_root (on a dump)",
+        action == Action::Dump && !o.cg_root.is_empty(),
+    );
     flag("cgroup_props", o.cgroup_props.is_some());
     flag("cgroup_props_file", o.cgroup_props_file.is_some());
     flag(

@@ -147,6 +147,56 @@ pub enum Mode {
     Soft,
 }
 
+/// `--cgroup-root [CONTROLLER:]/PATH` (RPC `cg_root`): the cgroup the
+/// root task is put into at restore, in the hierarchy of CONTROLLER or,
+/// without one, in every hierarchy no other option names. The cgroups of
+/// the other tasks that lie below the root task's move along with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRoot {
+    pub controller: Option<String>,
+    pub path: String,
+}
+
+impl NewRoot {
+    /// Parses the option's value.
+    pub fn parse(s: &str) -> std::result::Result<NewRoot, String> {
+        let (controller, path) = match s.split_once(':') {
+            Some((c, p)) if !s.starts_with('/') => (Some(c.to_owned()), p),
+            _ => (None, s),
+        };
+        if !path.starts_with('/') {
+            return Err(format!("{s:?}: the cgroup root must be an absolute path"));
+        }
+        Ok(NewRoot {
+            controller,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Whether this option is for hierarchy `name` (`cpu,cpuacct`,
+    /// `name=systemd`, or empty for cgroup v2).
+    fn names(&self, name: &str) -> bool {
+        self.controller
+            .as_deref()
+            .is_some_and(|c| name.split(',').any(|n| n == c))
+    }
+}
+
+/// `path` with its prefix `old` (a cgroup and everything below it)
+/// replaced by `new`; None when `path` is not below `old`.
+fn moved(path: &str, old: &str, new: &str) -> Option<String> {
+    let rest = path.strip_prefix(old.trim_end_matches('/'))?;
+    if !rest.is_empty() && !rest.starts_with('/') {
+        return None;
+    }
+    let joined = format!("{}{rest}", new.trim_end_matches('/'));
+    Some(if joined.is_empty() {
+        "/".into()
+    } else {
+        joined
+    })
+}
+
 /// The cgroup sets of a dump, for the restore.
 #[derive(Debug, Clone, Default)]
 pub struct Restore {
@@ -190,6 +240,39 @@ pub fn dir_of(mounts: &[proc::MountInfo], name: &str, path: &str) -> Option<Path
 }
 
 impl Restore {
+    /// Applies `--cgroup-root` options: the cgroups of set `root_set` (the
+    /// root task's) become the new roots, and whatever lies below them in
+    /// every set moves along.
+    pub fn rewrite_roots(&mut self, root_set: u32, roots: &[NewRoot]) {
+        if roots.is_empty() {
+            return;
+        }
+        let Some(root) = self.sets.iter().find(|s| s.id == root_set).cloned() else {
+            warn!(
+                root_set,
+                "the root task was in criu's cgroups at dump time; --cgroup-root has nothing to move"
+            );
+            return;
+        };
+        let global = roots.iter().find(|r| r.controller.is_none());
+        for old in &root.ctls {
+            let Some(new) = roots.iter().find(|r| r.names(&old.name)).or(global) else {
+                continue;
+            };
+            for m in self
+                .sets
+                .iter_mut()
+                .flat_map(|s| s.ctls.iter_mut())
+                .filter(|m| m.name == old.name)
+            {
+                if let Some(p) = moved(&m.path, &old.path, &new.path) {
+                    debug!(hierarchy = %m.name, from = %m.path, to = %p, "cgroup root rewritten");
+                    m.path = p;
+                }
+            }
+        }
+    }
+
     /// Puts process `host` (PID `pid` in the images) into the cgroups of
     /// set `id` (0 or criu's set: it stays where it was born).
     pub fn join(&self, pid: i32, host: i32, id: u32) -> Result<()> {
@@ -277,6 +360,86 @@ mod tests {
             vec![
                 vec![String::new()],
                 vec!["cpu".to_string(), "cpuacct".to_string()]
+            ]
+        );
+    }
+
+    #[test]
+    fn cgroup_root_options() {
+        assert_eq!(
+            NewRoot::parse("/a/b").unwrap(),
+            NewRoot {
+                controller: None,
+                path: "/a/b".into()
+            }
+        );
+        assert_eq!(
+            NewRoot::parse("cpu:/x").unwrap(),
+            NewRoot {
+                controller: Some("cpu".into()),
+                path: "/x".into()
+            }
+        );
+        assert!(NewRoot::parse("cpu:x").unwrap_err().contains("absolute"));
+        assert!(NewRoot::parse("").is_err());
+    }
+
+    #[test]
+    fn paths_below_the_old_root_move() {
+        assert_eq!(moved("/c1", "/c1", "/c2").as_deref(), Some("/c2"));
+        assert_eq!(moved("/c1/sub", "/c1", "/c2").as_deref(), Some("/c2/sub"));
+        assert_eq!(moved("/c10", "/c1", "/c2"), None);
+        assert_eq!(moved("/other", "/c1", "/c2"), None);
+        assert_eq!(moved("/x/y", "/", "/c2").as_deref(), Some("/c2/x/y"));
+        assert_eq!(moved("/c1/sub", "/c1", "/").as_deref(), Some("/sub"));
+        assert_eq!(moved("/c1", "/c1", "/").as_deref(), Some("/"));
+    }
+
+    #[test]
+    fn cgroup_roots_are_rewritten_per_hierarchy() {
+        let ctl = |name: &str, path: &str| pb::CgMemberEntry {
+            name: name.into(),
+            path: path.into(),
+            cgns_prefix: None,
+        };
+        let mut r = Restore {
+            sets: vec![
+                pb::CgSetEntry {
+                    id: 2,
+                    ctls: vec![
+                        ctl("cpu", "/ct1"),
+                        ctl("memory", "/m/ct1"),
+                        ctl("", "/u/ct1"),
+                    ],
+                },
+                pb::CgSetEntry {
+                    id: 3,
+                    ctls: vec![
+                        ctl("cpu", "/ct1/a"),
+                        ctl("memory", "/elsewhere"),
+                        ctl("", "/u/ct1/b"),
+                    ],
+                },
+            ],
+            mode: Mode::Soft,
+        };
+        r.rewrite_roots(
+            2,
+            &[
+                NewRoot::parse("cpu:/ct2").unwrap(),
+                NewRoot::parse("/g").unwrap(),
+            ],
+        );
+        let paths: Vec<Vec<&str>> = r
+            .sets
+            .iter()
+            .map(|s| s.ctls.iter().map(|m| m.path.as_str()).collect())
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                vec!["/ct2", "/g", "/g"],
+                vec!["/ct2/a", "/elsewhere", "/g/b"]
             ]
         );
     }
