@@ -443,3 +443,82 @@ fn inherit_fd_replaces_a_regular_file_by_its_path() {
         log(&images, "restore.log")
     );
 }
+
+/// `--join-ns`: a tree dumped in criu's namespaces is restored into the
+/// net, uts and ipc namespaces of another process (given by PID and by
+/// file), and counts on there; the namespaces' content is left as it is.
+#[test]
+#[serial]
+fn join_ns_restores_into_existing_namespaces() {
+    subreaper();
+    let tmp = tempfile::tempdir().unwrap();
+    // The namespaces to join: held by a sleeping process of ours.
+    let mut holder = Command::new("unshare")
+        .args([
+            "--net",
+            "--uts",
+            "--ipc",
+            "sh",
+            "-c",
+            "hostname criu-rs-joined && exec sleep 1000",
+        ])
+        .spawn()
+        .expect("unshare");
+    let hpid = holder.id() as i32;
+    let ns = |pid: i32, k: &str| std::fs::read_link(format!("/proc/{pid}/ns/{k}")).ok();
+    wait_for("the holder's namespaces", || {
+        ns(hpid, "uts") != ns(std::process::id() as i32, "uts")
+            && read(Path::new(&format!("/proc/{hpid}/comm"))).trim() == "sleep"
+    });
+    let (mut child, pid, out) = start_counting(tmp.path(), "loop");
+    let images = tmp.path().join("img");
+    let o = dump(pid, &images, &[]);
+    assert_ok(&o, &images, "dump");
+    child.wait().unwrap();
+    let at_dump = counter(&out);
+
+    let net = format!("net:{hpid}");
+    let uts = format!("uts:/proc/{hpid}/ns/uts");
+    let ipc = format!("ipc:{hpid}");
+    let (o, restored) = restore_with(
+        &images,
+        &["--join-ns", &net, "--join-ns", &uts, "--join-ns", &ipc],
+    );
+    let same: Vec<bool> = ["net", "uts", "ipc"]
+        .iter()
+        .map(|k| restored.is_some_and(|p| ns(p, k).is_some() && ns(p, k) == ns(hpid, k)))
+        .collect();
+    let counted_on = o.status.success() && {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while counter(&out) <= at_dump + 3 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        counter(&out) > at_dump + 3
+    };
+    if let Some(p) = restored {
+        finish(p);
+    }
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_ok(&o, &images, "restore");
+    assert_eq!(restored, Some(pid));
+    assert_eq!(same, [true, true, true], "not in the joined namespaces");
+    assert!(counted_on, "the restored task does not count");
+}
+
+/// A namespace file of the wrong kind is refused before anything is made.
+#[test]
+#[serial]
+fn join_ns_of_the_wrong_kind_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (images, pid) = dumped_images(tmp.path());
+    let (o, _) = restore_with(&images, &["--join-ns", "net:/proc/self/ns/uts"]);
+    assert_eq!(o.status.code(), Some(1), "restore should fail");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("is not a net namespace"), "{err}");
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "task {pid} left behind"
+    );
+}

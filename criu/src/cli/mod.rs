@@ -127,6 +127,12 @@ pub struct Common {
           value_parser = crate::objects::ns::cgroup::NewRoot::parse,
           action = clap::ArgAction::Append)]
     pub cgroup_root: Vec<crate::objects::ns::cgroup::NewRoot>,
+    /// `NS:PID|FILE`: restore the tree into this existing namespace (net,
+    /// uts or ipc) of process PID, or of the namespace file FILE.
+    #[arg(long = "join-ns", global = true, value_name = "NS:PID|FILE",
+          value_parser = crate::objects::ns::join::JoinNs::parse_option,
+          action = clap::ArgAction::Append)]
+    pub join_ns: Vec<crate::objects::ns::join::JoinNs>,
     /// `veth[IFNAME]:OUTNAME[@BRIDGE]`: at restore the veth IFNAME, whose
     /// peer was in another network namespace, gets its peer OUTNAME in
     /// criu's network namespace (enslaved to BRIDGE when given). Other
@@ -677,6 +683,7 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
                 },
                 cgroup_mode,
                 cgroup_roots: c.cgroup_root.clone(),
+                join_ns: c.join_ns.clone(),
                 sibling: a.restore_sibling,
                 inherit_fds,
             };

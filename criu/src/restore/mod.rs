@@ -88,6 +88,9 @@ pub struct RestoreOpts {
     pub cgroup_mode: objects::ns::cgroup::Mode,
     /// `--cgroup-root` (`cg_root`): where the root task's cgroups go.
     pub cgroup_roots: Vec<objects::ns::cgroup::NewRoot>,
+    /// `--join-ns` (`join_ns`): existing namespaces the tree is restored
+    /// into.
+    pub join_ns: Vec<objects::ns::join::JoinNs>,
     /// `--restore-sibling` (`rst_sibling`): the root is born a child of
     /// criu's parent, not of criu (then criu cannot wait for it).
     pub sibling: bool,
@@ -273,7 +276,9 @@ pub fn restore_with(
         })
     };
     tell(scripts::Action::PreRestore, root)?;
+    let joins = objects::ns::join::Joins::open(&opts.join_ns)?;
     let mut plan = objects::ns::Plan::read(dir, inventory.root_ids.as_ref(), root)?;
+    plan.join(joins);
     if let Some(c) = plan.cgroup.as_mut() {
         c.mode = opts.cgroup_mode;
         c.rewrite_roots(tree::cg_set_of(&tasks[0]).unwrap_or(0), &opts.cgroup_roots);

@@ -162,11 +162,13 @@ impl Puppets {
         // The first task of a new pid namespace is its PID 1 anyway; its
         // PID in criu's namespace is whatever is free.
         let tids: &[i32] = if new_pidns { &[] } else { &[pid] };
-        let spawned = if self.sibling {
-            sys::clone3::spawn_sibling_puppet_in_ns(flags, tids).map(|(p, fd)| (p, Some(fd)))
-        } else {
-            sys::clone3::spawn_puppet_in_ns(flags, tids).map(|p| (p, None))
-        };
+        let spawned = plan.joins.inside(|| {
+            if self.sibling {
+                sys::clone3::spawn_sibling_puppet_in_ns(flags, tids).map(|(p, fd)| (p, Some(fd)))
+            } else {
+                sys::clone3::spawn_puppet_in_ns(flags, tids).map(|p| (p, None))
+            }
+        })?;
         let (got, pidfd) = spawned.map_err(|errno| Error::Task {
             pid,
             what: match errno {

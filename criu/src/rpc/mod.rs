@@ -546,6 +546,22 @@ impl Conn {
                     path: r.path.clone(),
                 })
                 .collect(),
+            join_ns: match o
+                .join_ns
+                .iter()
+                .map(|j| {
+                    crate::objects::ns::join::JoinNs::parse(
+                        &j.ns,
+                        &j.ns_file,
+                        j.extra_opt.as_deref(),
+                    )
+                    .map_err(|e| format!("join_ns {e}"))
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()
+            {
+                Ok(v) => v,
+                Err(e) => return fail(ty, e),
+            },
             sibling: o.rst_sibling(),
             inherit_fds,
             veths: match veths(&o) {

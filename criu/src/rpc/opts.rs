@@ -89,7 +89,10 @@ pub fn unsupported(o: &CriuOpts, action: Action) -> Vec<String> {
             .iter()
             .any(|e| crate::objects::ns::net::VethOutside::from_external(e).is_none()),
     );
-    flag("join_ns", !o.join_ns.is_empty());
+    flag(
+        "join_ns (on a dump)",
+        action == Action::Dump && !o.join_ns.is_empty(),
+    );
     let cg = cgroup_mode(o).err();
     flag(
         "cg_root (on a dump)",

@@ -19,6 +19,7 @@
 
 pub mod cgroup;
 pub mod ipc;
+pub mod join;
 pub mod mnt;
 pub mod net;
 pub mod pid;
@@ -94,6 +95,16 @@ pub fn parse_ns_link(kind: Kind, link: &str) -> Option<u64> {
         .strip_suffix(']')?
         .parse()
         .ok()
+}
+
+/// The kind of the namespace file open at `fd` (None: not a namespace).
+pub fn kind_of_fd(fd: std::os::fd::BorrowedFd) -> Option<Kind> {
+    use std::os::fd::AsRawFd;
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
+    let link = link.to_str()?;
+    Kind::ALL
+        .into_iter()
+        .find(|&k| parse_ns_link(k, link).is_some())
 }
 
 /// The inode of the `kind` namespace of `pid` (`"self"` allowed through
@@ -393,6 +404,8 @@ pub struct Plan {
     pub mnt: Option<mnt::Images>,
     /// The cgroup sets of the tasks (`cgroup.img`).
     pub cgroup: Option<cgroup::Restore>,
+    /// Existing namespaces the root is born in (`--join-ns`).
+    pub joins: join::Joins,
 }
 
 impl Plan {
@@ -429,6 +442,21 @@ impl Plan {
             }
         }
         Ok(p)
+    }
+
+    /// `--join-ns`: the root is born in these namespaces, not in new
+    /// ones, and nothing of the dumped ones is restored into them.
+    pub fn join(&mut self, joins: join::Joins) {
+        for k in joins.kinds() {
+            self.new.retain(|&n| n != k);
+            match k {
+                Kind::Net => self.net = None,
+                Kind::Uts => self.uts = None,
+                Kind::Ipc => self.ipc = None,
+                _ => {}
+            }
+        }
+        self.joins = joins;
     }
 
     /// Puts process `host` (PID `pid` in the images) into the cgroups of
