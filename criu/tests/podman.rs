@@ -159,7 +159,6 @@ fn podman_checkpoint_and_restore_in_place() {
     env.ok(&args);
     let count = root.path().join("count");
     wait_for("the container to count", || counter(&count) > 3);
-    let pid = env.pid(&name);
 
     let out = env.podman(&["container", "checkpoint", &name]);
     assert!(
