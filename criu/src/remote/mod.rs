@@ -179,6 +179,15 @@ impl Tracee {
         }
     }
 
+    /// Suspends the seccomp filters of this puppet (seized with
+    /// `kill_on_exit`, or born of one) while criu traces it, so that
+    /// filters installed by a remote syscall do not apply to the remote
+    /// syscalls after it; they apply once criu lets go.
+    pub fn suspend_seccomp(&self) -> Result<()> {
+        let opts = OPTIONS | Options::PTRACE_O_EXITKILL | sys::ptrace::O_SUSPEND_SECCOMP;
+        ptrace::setoptions(self.pid, opts).ctx(self.pid, "PTRACE_SETOPTIONS SUSPEND_SECCOMP")
+    }
+
     /// A tracee for `pid`, which is in an interrupt (event) stop.
     fn stopped(pid: Pid) -> Result<Self> {
         let regs = ptrace::getregs(pid).ctx(pid, "PTRACE_GETREGS")?;

@@ -220,30 +220,49 @@ fn restore_thread(t: &mut Tracee, pid: i32, core: &pb::CoreEntry) -> Result<()> 
     Ok(())
 }
 
-/// The thread's seccomp mode and filters: its last syscall, after
-/// credentials and everything else.
-fn restore_seccomp(t: &mut Tracee, core: &pb::CoreEntry, seccomp: &pb::SeccompEntry) -> Result<()> {
+/// The thread's seccomp filters, installed before its credentials: a task
+/// without CAP_SYS_ADMIN or NO_NEW_PRIVS at the end (a container's) could
+/// not install them after. The puppet's seccomp is suspended while criu
+/// traces it (PTRACE_O_SUSPEND_SECCOMP), so the remote syscalls that follow
+/// are not filtered; the filters apply once criu lets go.
+fn restore_seccomp_filters(
+    t: &mut Tracee,
+    core: &pb::CoreEntry,
+    seccomp: &pb::SeccompEntry,
+) -> Result<()> {
     let tid = t.pid();
     let Some(th) = core.thread_core.as_ref() else {
         return Ok(());
     };
-    match th.seccomp_mode.unwrap_or(0) as u32 {
-        objects::seccomp::MODE_DISABLED => Ok(()),
+    if th.seccomp_mode.unwrap_or(0) as u32 != objects::seccomp::MODE_FILTER {
+        return Ok(());
+    }
+    let oldest = th.seccomp_filter.ok_or_else(|| {
+        Error::Images(format!(
+            "core-{tid}.img: seccomp filter mode without a filter"
+        ))
+    })?;
+    let chain = objects::seccomp::chain(seccomp, oldest)?;
+    let sp = core
+        .thread_info
+        .as_ref()
+        .map(|ti| ti.gpregs.sp)
+        .ok_or_else(|| Error::Images(format!("core-{tid}.img has no registers")))?;
+    t.suspend_seccomp()?;
+    Ok(objects::seccomp::install(t, sp, &chain)?)
+}
+
+/// Strict seccomp mode: the thread's last syscall (it allows no other).
+fn restore_seccomp_strict(t: &mut Tracee, core: &pb::CoreEntry) -> Result<()> {
+    let tid = t.pid();
+    match core
+        .thread_core
+        .as_ref()
+        .and_then(|th| th.seccomp_mode)
+        .unwrap_or(0) as u32
+    {
         objects::seccomp::MODE_STRICT => Ok(objects::seccomp::set_strict(t)?),
-        objects::seccomp::MODE_FILTER => {
-            let oldest = th.seccomp_filter.ok_or_else(|| {
-                Error::Images(format!(
-                    "core-{tid}.img: seccomp filter mode without a filter"
-                ))
-            })?;
-            let chain = objects::seccomp::chain(seccomp, oldest)?;
-            let sp = core
-                .thread_info
-                .as_ref()
-                .map(|ti| ti.gpregs.sp)
-                .ok_or_else(|| Error::Images(format!("core-{tid}.img has no registers")))?;
-            Ok(objects::seccomp::install(t, sp, &chain)?)
-        }
+        objects::seccomp::MODE_DISABLED | objects::seccomp::MODE_FILTER => Ok(()),
         m => Err(Error::Images(format!(
             "core-{tid}.img: unknown seccomp mode {m}"
         ))),
@@ -304,6 +323,11 @@ pub(super) fn restore_all(
         if let Some(timers) = task.tc()?.timers.as_ref() {
             objects::timer::restore_posix(&mut proc.threads[0], pid, &timers.posix, DATA_OFF)?;
         }
+        // Filters before credentials, the leader after the others: its
+        // filters may be installed with TSYNC for all of them.
+        for (t, core) in proc.threads.iter_mut().zip(&task.cores).rev() {
+            restore_seccomp_filters(t, core, &seccomp)?;
+        }
         for (t, core) in proc.threads.iter_mut().zip(&task.cores) {
             restore_thread(t, pid, core)?;
         }
@@ -311,10 +335,8 @@ pub(super) fn restore_all(
         objects::files::fown::restore(&mut proc.threads[0], pid, &live.fdinfo, files, DATA_OFF)?;
         mm::restore_dumpable(&mut proc.threads[0], &live.mm)?;
         proc.threads[0].unmap_scratch()?;
-        // Seccomp last, the leader after the others: its filters may be
-        // installed with TSYNC for all of them.
-        for (t, core) in proc.threads.iter_mut().zip(&task.cores).rev() {
-            restore_seccomp(t, core, &seccomp)?;
+        for (t, core) in proc.threads.iter_mut().zip(&task.cores) {
+            restore_seccomp_strict(t, core)?;
         }
         let leader_mask = task.tc().ok().map(|tc| tc.blk_sigset);
         for (t, core) in proc.threads.iter_mut().zip(&task.cores) {

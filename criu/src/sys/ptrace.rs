@@ -13,6 +13,10 @@ pub const SEIZE_OPTIONS: nix::sys::ptrace::Options =
         .union(nix::sys::ptrace::Options::PTRACE_O_TRACEFORK)
         .union(nix::sys::ptrace::Options::PTRACE_O_TRACEVFORK);
 
+/// `PTRACE_O_SUSPEND_SECCOMP` (1 << 21), which nix does not name.
+pub const O_SUSPEND_SECCOMP: nix::sys::ptrace::Options =
+    nix::sys::ptrace::Options::from_bits_retain(1 << 21);
+
 /// `NT_X86_XSTATE`: the XSAVE area in the standard format.
 pub const NT_X86_XSTATE: u32 = 0x202;
 /// `NT_PRFPREG`: the legacy 512-byte FXSAVE area.
