@@ -821,7 +821,14 @@ pub fn plan(
     };
     for (i, (m, o)) in mounts.iter().zip(&origins).enumerate() {
         let to = target(prefix, &m.mountpoint);
-        let per_mount = m.flags & !relatime;
+        // no atime option shown is strictatime (a fresh mount would get
+        // relatime)
+        let strict = if m.flags & (relatime | libc::MS_NOATIME as u32) == 0 {
+            libc::MS_STRICTATIME as u32
+        } else {
+            0
+        };
+        let per_mount = (m.flags & !relatime) | strict;
         match *o {
             Origin::Inherited => {}
             Origin::Root => {
