@@ -6,7 +6,8 @@
 //! directory, made its root read-only, then pivot_root'ed into it and counts into that external
 //! directory. It is dumped with `--external mnt[/ext]:KEY` and restored
 //! with `--root` and `--external mnt[KEY]:OTHER`: it carries on, counting
-//! into OTHER, with the same mounts.
+//! into OTHER, with the same mounts. Once through the command line, once
+//! through RPC (`ext_mnt`, `root`) as runc asks.
 
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::fs::MetadataExt;
@@ -14,11 +15,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::os::fd::AsRawFd;
+
+use criu::rpc::pb::{CriuOpts, CriuReq, CriuReqType, CriuResp, ExtMountMap};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serial_test::serial;
 
-const CRIU: &str = env!("CARGO_BIN_EXE_criu");
+mod support;
+use support::swrk::{self, Swrk};
+use support::CRIU;
 const BUSYBOX: &str = "/usr/bin/busybox";
 
 /// Kills what the test started, by PID, however the test ends.
@@ -95,9 +101,143 @@ fn log_tail(p: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// How criu is asked: its command line, or RPC as runc does (`criu
+/// swrk`, `ext_mnt` and `root`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Via {
+    Cli,
+    Rpc,
+}
+
 #[test]
 #[serial]
 fn container_tree_is_restored_under_its_root_with_external_mounts() {
+    container_tree(Via::Cli);
+}
+
+#[test]
+#[serial]
+fn container_tree_over_rpc_with_ext_mnt_and_root() {
+    container_tree(Via::Rpc);
+}
+
+/// Dump of `pid` into `img` with the external mount /ext as "outside".
+fn dump(via: Via, pid: i32, img: &Path) -> Result<(), String> {
+    let fail = |why: String| Err(format!("{why}\n{}", log_tail(&img.join("dump.log"))));
+    match via {
+        Via::Cli => {
+            let out = Command::new(CRIU)
+                .args(["dump", "-t", &pid.to_string(), "-D"])
+                .arg(img)
+                .args(["-o", "dump.log", "-v4", "--external", "mnt[/ext]:outside"])
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            if out.status.success() {
+                Ok(())
+            } else {
+                fail(format!("{out:?}"))
+            }
+        }
+        Via::Rpc => {
+            let r = rpc(CriuReqType::Dump, img, "dump.log", |o| {
+                o.pid = Some(pid);
+                o.ext_mnt.push(ExtMountMap {
+                    key: "/ext".into(),
+                    val: "outside".into(),
+                });
+                // runc's extra keys, for devices that are no mounts
+                o.ext_mnt.push(ExtMountMap {
+                    key: "/dev/null".into(),
+                    val: "/dev/null".into(),
+                });
+                o.root = Some("/ignored/at/dump".into());
+            });
+            if r.success {
+                Ok(())
+            } else {
+                fail(format!("{r:?}"))
+            }
+        }
+    }
+}
+
+/// Restore of `img` with `root` and the key "outside" at `ext` (each when
+/// given); the restored root's PID, or the error text (response or log).
+fn restore(via: Via, img: &Path, root: Option<&Path>, ext: Option<&Path>) -> Result<i32, String> {
+    let log = |name: &str| log_tail(&img.join(name));
+    match via {
+        Via::Cli => {
+            let pidfile = img.join("restored.pid");
+            let _ = std::fs::remove_file(&pidfile);
+            let mut c = Command::new(CRIU);
+            c.args(["restore", "-D"])
+                .arg(img)
+                .args(["-o", "restore.log", "-v4", "-d", "--pidfile"])
+                .arg(&pidfile);
+            if let Some(r) = root {
+                c.arg("--root").arg(r);
+            }
+            if let Some(e) = ext {
+                c.arg("--external")
+                    .arg(format!("mnt[outside]:{}", e.display()));
+            }
+            let out = c.stdin(Stdio::null()).output().unwrap();
+            if !out.status.success() {
+                return Err(log("restore.log"));
+            }
+            Ok(std::fs::read_to_string(&pidfile)
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap())
+        }
+        Via::Rpc => {
+            let r = rpc(CriuReqType::Restore, img, "restore.log", |o| {
+                o.root = root.map(|r| r.display().to_string());
+                if let Some(e) = ext {
+                    o.ext_mnt.push(ExtMountMap {
+                        key: "outside".into(),
+                        val: e.display().to_string(),
+                    });
+                }
+            });
+            match r.restore {
+                Some(rr) if r.success => Ok(rr.pid),
+                _ => Err(format!(
+                    "{}\n{}",
+                    r.cr_errmsg.unwrap_or_default(),
+                    log("restore.log")
+                )),
+            }
+        }
+    }
+}
+
+/// One request to a `criu swrk` of our own.
+fn rpc(ty: CriuReqType, img: &Path, log: &str, set: impl FnOnce(&mut CriuOpts)) -> CriuResp {
+    let dir = std::fs::File::open(img).unwrap();
+    let mut o = CriuOpts {
+        images_dir_fd: dir.as_raw_fd(),
+        log_file: Some(log.into()),
+        log_level: Some(4),
+        ..Default::default()
+    };
+    set(&mut o);
+    let s = Swrk::start(Path::new(swrk::NO_HOME));
+    let r = s.call(
+        &CriuReq {
+            r#type: ty as i32,
+            opts: Some(o),
+            ..Default::default()
+        },
+        |_, _| true,
+    );
+    s.finish();
+    r
+}
+
+fn container_tree(via: Via) {
     if !nix::unistd::geteuid().is_root() || !Path::new(BUSYBOX).exists() {
         eprintln!("skipped: needs root and {BUSYBOX}");
         return;
@@ -172,76 +312,20 @@ exec {r}/bin/busybox sh -c 'busybox pivot_root . .old && busybox umount -l /.old
         "{before:#?}"
     );
 
-    let pid_s = pid.to_string();
-    let (img_s, root_s) = (img.to_str().unwrap(), root.to_str().unwrap());
-    let dump_log = img.join("dump.log");
-    let out = Command::new(CRIU)
-        .args([
-            "dump",
-            "-t",
-            &pid_s,
-            "-D",
-            img_s,
-            "-o",
-            "dump.log",
-            "-v4",
-            "--external",
-            "mnt[/ext]:outside",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "dump: {}", log_tail(&dump_log));
+    dump(via, pid, &img).unwrap_or_else(|e| panic!("dump: {e}"));
     let _ = g.starter.as_mut().unwrap().wait();
     g.starter = None;
     let dumped = count(&ext).unwrap();
 
-    // Without --root, or without the external mount's key, the restore
+    // Without the root, or without the external mount's key, the restore
     // says what it needs.
-    for (args, needs) in [
-        (vec!["--external", "mnt[outside]:/nonexistent"], "--root"),
-        (vec!["--root", root_s], "mnt[outside]"),
-    ] {
-        let mut a = vec!["restore", "-D", img_s, "-o", "refused.log", "-d"];
-        a.extend(args);
-        let out = Command::new(CRIU)
-            .args(&a)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(!out.status.success(), "{a:?} restored");
-        let log = log_tail(&img.join("refused.log"));
-        assert!(log.contains(needs), "{a:?}: {log}");
-    }
+    let needs_root = restore(via, &img, None, Some(Path::new("/nonexistent"))).unwrap_err();
+    assert!(needs_root.contains("--root"), "{needs_root}");
+    let needs_key = restore(via, &img, Some(&root), None).unwrap_err();
+    assert!(needs_key.contains("mnt[outside]"), "{needs_key}");
 
-    let ext2_map = format!("mnt[outside]:{}", ext2.display());
-    let pidfile = t.join("pid");
-    let restore_log = img.join("restore.log");
-    let out = Command::new(CRIU)
-        .args([
-            "restore",
-            "-D",
-            img_s,
-            "-o",
-            "restore.log",
-            "-v4",
-            "-d",
-            "--root",
-            root_s,
-            "--external",
-            &ext2_map,
-            "--pidfile",
-            pidfile.to_str().unwrap(),
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "restore: {}", log_tail(&restore_log));
-    let restored: i32 = std::fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let restored =
+        restore(via, &img, Some(&root), Some(&ext2)).unwrap_or_else(|e| panic!("restore: {e}"));
     g.pids.push(restored);
     // it counts on, from where it was, into the other directory
     wait_for("the restored counter", || {
