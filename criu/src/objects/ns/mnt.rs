@@ -936,7 +936,8 @@ pub fn restore(t: &mut Tracee, i: &Images, user: Option<&pb::UsernsEntry>) -> Re
             .to_string_lossy()
             .into_owned()
     } else {
-        let mut gone: Vec<MountInfo> = own_mounts()?
+        // the puppet's own copy: criu's namespace may have changed since
+        let mut gone: Vec<MountInfo> = proc::read_mountinfo(t.pid())?
             .into_iter()
             .filter(|o| {
                 !mounts.iter().any(|m| {
