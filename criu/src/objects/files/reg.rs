@@ -41,14 +41,7 @@ pub fn dump(
 
 /// Dump half for a file known only by path (exe, mapping, cwd, root).
 pub fn for_path(pid: i32, id: u32, path: &str) -> Result<pb::RegFileEntry> {
-    // the path is the task's: below its root, which may not be criu's
-    let st = nix::sys::stat::stat(format!("/proc/{pid}/root{path}").as_str()).map_err(|errno| {
-        Error::Sys {
-            pid,
-            what: format!("stat of {path}"),
-            errno,
-        }
-    })?;
+    let st = crate::objects::ns::mnt::stat_in_ns_of(pid, path)?;
     let (size, mode) = stat_entry(&st);
     Ok(pb::RegFileEntry {
         id,

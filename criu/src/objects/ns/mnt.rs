@@ -83,6 +83,25 @@ impl ExtMount {
     }
 }
 
+/// `stat` of `path` as /proc shows the paths of task `pid` to criu: from
+/// the top of the task's mount namespace (as criu's own when it is
+/// criu's; else from a helper thread that joined it: a container's paths
+/// are below its root).
+pub fn stat_in_ns_of(pid: i32, path: &str) -> Result<nix::sys::stat::FileStat> {
+    let stat = || {
+        nix::sys::stat::stat(path).map_err(|errno| Error::Sys {
+            pid,
+            what: format!("stat of {path}"),
+            errno,
+        })
+    };
+    if super::inode(pid, super::Kind::Mnt)? == super::own_inode(super::Kind::Mnt)? {
+        stat()
+    } else {
+        super::in_ns(pid, &[super::Kind::Mnt], stat)
+    }
+}
+
 /// The tree's root as criu reaches it during a restore whose tree has a
 /// root of its own (set once that root is in place): files named by path
 /// in the images are found below it.
@@ -1298,6 +1317,15 @@ mod tests {
             assert!(n.file_type().is_char_device());
             assert_eq!(n.rdev(), nix::sys::stat::makedev(1, 3));
         }
+    }
+
+    #[test]
+    fn paths_of_a_task_in_criu_namespace_are_criu_paths() {
+        let me = std::process::id() as i32;
+        let st = stat_in_ns_of(me, "/").unwrap();
+        assert_eq!(st.st_ino, nix::sys::stat::stat("/").unwrap().st_ino);
+        let why = stat_in_ns_of(me, "/nonexistent/x").unwrap_err().to_string();
+        assert!(why.contains("/nonexistent/x"), "{why}");
     }
 
     #[test]
