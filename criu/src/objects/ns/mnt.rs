@@ -970,12 +970,26 @@ pub fn restore(t: &mut Tracee, i: &Images, user: Option<&pb::UsernsEntry>) -> Re
         // the deepest first
         gone.sort_by_key(|o| std::cmp::Reverse(o.mount_point.components().count()));
         for o in gone {
-            remote_path_call(
-                t,
-                libc::SYS_umount2,
-                &o.mount_point.to_string_lossy(),
-                &[libc::MNT_DETACH as u64],
-            )?;
+            let mp = o.mount_point.to_string_lossy();
+            let p = cstr(&mp)?;
+            let a = t.scratch_put(ARGS_OFF, &p)?;
+            let ret = t.syscall_raw(libc::SYS_umount2, &[a, libc::MNT_DETACH as u64])?;
+            // A mount hidden under another mounted on the same place (or
+            // gone with its parent) is no longer reachable by its path:
+            // it cannot be seen from the tree either.
+            match i32::try_from(-ret).unwrap_or(libc::EIO) {
+                0 => {}
+                libc::EINVAL | libc::ENOENT => {
+                    tracing::debug!(mountpoint = %mp, ret, "not reachable by its path: left")
+                }
+                e => {
+                    return Err(Error::Sys {
+                        pid: t.pid(),
+                        what: format!("unmounting {mp}, which the tree has not"),
+                        errno: nix::errno::Errno::from_raw(e),
+                    })
+                }
+            }
         }
         String::new()
     };
