@@ -2,7 +2,8 @@
 //! unshared its mount and pid namespaces, built a rootfs in a temporary
 //! directory (a bind mount of it, with busybox), mounted proc, a tmpfs
 //! /dev with device nodes, a devpts, a file bind of dev/null on
-//! proc/keys, a read-only bind of proc/sys and an external bind of a host
+//! proc/keys, a read-only bind of proc/sys, a read-only tmpfs with a file
+//! and an external bind of a host
 //! directory, made its root read-only, then pivot_root'ed into it and counts into that external
 //! directory. It is dumped with `--external mnt[/ext]:KEY` and restored
 //! with `--root` and `--external mnt[KEY]:OTHER`: it carries on, counting
@@ -273,6 +274,9 @@ mount --bind {r}/dev/null {r}/proc/keys
 mount --bind {r}/proc/sys {r}/proc/sys
 mount -o remount,bind,ro {r}/proc/sys
 mount --bind {ext} {r}/ext
+mount -t tmpfs -o size=64k tmpfs {r}/tmp
+echo kept > {r}/tmp/f
+mount -o remount,ro {r}/tmp
 mount -o remount,bind,ro {r}
 cd {r}
 exec {r}/bin/busybox sh -c 'busybox pivot_root . .old && busybox umount -l /.old && exec busybox sh -c "i=0; while :; do i=\$((i+1)); echo \$i > /ext/cnt; busybox sleep 0.1; done"'
@@ -339,6 +343,11 @@ exec {r}/bin/busybox sh -c 'busybox pivot_root . .old && busybox umount -l /.old
     assert_eq!(
         std::fs::read_link(format!("/proc/{restored}/root/dev/fd")).unwrap(),
         PathBuf::from("/proc/self/fd")
+    );
+    // a read-only tmpfs keeps its files
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/{restored}/root/tmp/f")).unwrap(),
+        "kept\n"
     );
     // a read-only bind stays read-only
     let ro = mounts(restored, &ext2)
