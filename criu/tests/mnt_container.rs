@@ -3,12 +3,12 @@
 //! directory (a bind mount of it, with busybox), mounted proc, a tmpfs
 //! /dev with device nodes, a devpts, a file bind of dev/null on
 //! proc/keys, a read-only bind of proc/sys, a read-only tmpfs with a file
-//! and an external bind of a host
-//! directory, made its root read-only, then pivot_root'ed into it and counts into that external
-//! directory. It is dumped with `--external mnt[/ext]:KEY` and restored
-//! with `--root` and `--external mnt[KEY]:OTHER`: it carries on, counting
-//! into OTHER, with the same mounts. Once through the command line, once
-//! through RPC (`ext_mnt`, `root`) as runc asks.
+//! and an external bind of a host directory, made its root read-only,
+//! then pivot_root'ed into it; it counts into the external directory. It
+//! is dumped with `--external mnt[/ext]:KEY` and restored with `--root`
+//! and `--external mnt[KEY]:OTHER`: it carries on, counting into OTHER,
+//! with the same mounts. Once through the command line, once through RPC
+//! (`ext_mnt`, `root`) as runc asks.
 
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::fs::MetadataExt;
