@@ -2,8 +2,9 @@
 //! unshared its mount and pid namespaces, built a rootfs in a temporary
 //! directory (a bind mount of it, with busybox), mounted proc, a tmpfs
 //! /dev with device nodes, a devpts, a file bind of dev/null on
-//! proc/keys, a read-only bind of proc/sys, a read-only tmpfs with a file
-//! and an external bind of a host directory, made its root read-only,
+//! proc/keys, a read-only bind of proc/sys, a read-only tmpfs with a file,
+//! a tmpfs and a file bind whose mount points are gone at restore, and an
+//! external bind of a host directory, made its root read-only,
 //! then pivot_root'ed into it; it counts into the external directory. It
 //! is dumped with `--external mnt[/ext]:KEY` and restored with `--root`
 //! and `--external mnt[KEY]:OTHER`: it carries on, counting into OTHER,
@@ -275,6 +276,10 @@ mount --bind {r}/proc/sys {r}/proc/sys
 mount -o remount,bind,ro {r}/proc/sys
 mount --bind {ext} {r}/ext
 mount -t tmpfs -o size=64k tmpfs {r}/tmp
+mkdir {r}/made
+mount -t tmpfs -o size=64k tmpfs {r}/made
+touch {r}/zero-here
+mount --bind {r}/dev/zero {r}/zero-here
 echo kept > {r}/tmp/f
 mount -o remount,ro {r}/tmp
 mount -o remount,bind,ro {r}
@@ -320,6 +325,9 @@ exec {r}/bin/busybox sh -c 'busybox pivot_root . .old && busybox umount -l /.old
     let _ = g.starter.as_mut().unwrap().wait();
     g.starter = None;
     let dumped = count(&ext).unwrap();
+    // mount points the root lacks at restore are made
+    std::fs::remove_dir(root.join("made")).unwrap();
+    std::fs::remove_file(root.join("zero-here")).unwrap();
 
     // Without the root, or without the external mount's key, the restore
     // says what it needs.
@@ -344,6 +352,8 @@ exec {r}/bin/busybox sh -c 'busybox pivot_root . .old && busybox umount -l /.old
         std::fs::read_link(format!("/proc/{restored}/root/dev/fd")).unwrap(),
         PathBuf::from("/proc/self/fd")
     );
+    let zero = std::fs::metadata(format!("/proc/{restored}/root/zero-here")).unwrap();
+    assert_eq!(zero.rdev(), nix::sys::stat::makedev(1, 5));
     // a read-only tmpfs keeps its files
     assert_eq!(
         std::fs::read_to_string(format!("/proc/{restored}/root/tmp/f")).unwrap(),

@@ -621,6 +621,37 @@ fn remote_mount(
     flags: u64,
     data: Option<&str>,
 ) -> Result<()> {
+    match try_remote_mount(t, source, target, fs, flags, data)? {
+        0 => Ok(()),
+        errno => Err(mount_error(t.pid(), source, target, fs, flags, data, errno)),
+    }
+}
+
+fn mount_error(
+    pid: i32,
+    source: &str,
+    target: &str,
+    fs: Option<&str>,
+    flags: u64,
+    data: Option<&str>,
+    errno: i32,
+) -> Error {
+    Error::Sys {
+        pid,
+        what: format!("mounting {source:?} ({fs:?}, flags {flags:#x}, {data:?}) at {target}"),
+        errno: nix::errno::Errno::from_raw(errno),
+    }
+}
+
+/// [`remote_mount`], its errno returned (0: done).
+fn try_remote_mount(
+    t: &mut Tracee,
+    source: &str,
+    target: &str,
+    fs: Option<&str>,
+    flags: u64,
+    data: Option<&str>,
+) -> Result<i32> {
     let mut b = cstr(source)?;
     let target_at = b.len() as u64;
     b.extend(cstr(target)?);
@@ -631,7 +662,7 @@ fn remote_mount(
     let base = t.scratch_put(ARGS_OFF, &b)?;
     let opt = |present: bool, at: u64| if present { base + at } else { 0 };
     tracing::debug!(source, target, fs, flags, data, "mount");
-    t.syscall(
+    let ret = t.syscall_raw(
         libc::SYS_mount,
         &[
             base,
@@ -640,11 +671,40 @@ fn remote_mount(
             flags,
             opt(data.is_some(), data_at),
         ],
-    )
-    .map_err(|e| Error::Mismatch {
-        what: format!("mounting {source:?} ({fs:?}, flags {flags:#x}, {data:?}) at {target}: {e}"),
-    })?;
-    Ok(())
+    )?;
+    Ok(i32::try_from(-ret).unwrap_or(libc::EIO))
+}
+
+/// Makes the missing mount point `target` in the puppet's namespace (from
+/// a helper thread that joined it): a file when what is mounted there
+/// (`source`, a path of the same namespace, for a bind) is not a
+/// directory, else a directory, with its missing parents.
+fn make_mountpoint(pid: i32, source: Option<&str>, target: &str) -> Result<()> {
+    super::in_ns(pid, &[super::Kind::Mnt], || {
+        let io = |source: std::io::Error| Error::Io {
+            pid,
+            what: format!("making the missing mount point {target}"),
+            source,
+        };
+        let file = source
+            .and_then(|s| std::fs::metadata(s).ok())
+            .is_some_and(|m| !m.is_dir());
+        let t = Path::new(target);
+        if file {
+            if let Some(parent) = t.parent() {
+                std::fs::create_dir_all(parent).map_err(io)?;
+            }
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(t)
+                .map(drop)
+                .map_err(io)
+        } else {
+            std::fs::create_dir_all(t).map_err(io)
+        }
+    })
 }
 
 /// A syscall of the puppet taking one path (`chdir`, `umount2` …).
@@ -1001,7 +1061,27 @@ pub fn restore(t: &mut Tracee, i: &Images, user: Option<&pb::UsernsEntry>) -> Re
                 fs,
                 flags,
                 data,
-            } => remote_mount(t, &source, &target, fs.as_deref(), flags, data.as_deref())?,
+            } => {
+                let (fs, data) = (fs.as_deref(), data.as_deref());
+                let first = try_remote_mount(t, &source, &target, fs, flags, data)?;
+                if first == libc::ENOENT && flags & libc::MS_REMOUNT == 0 {
+                    // a mount point the root (or a filled tmpfs) lacks
+                    let bind = flags & libc::MS_BIND != 0;
+                    make_mountpoint(t.pid(), bind.then_some(source.as_str()), &target)?;
+                    tracing::debug!(target, "mount point made");
+                    remote_mount(t, &source, &target, fs, flags, data)?;
+                } else if first != 0 {
+                    return Err(mount_error(
+                        t.pid(),
+                        &source,
+                        &target,
+                        fs,
+                        flags,
+                        data,
+                        first,
+                    ));
+                }
+            }
             Step::Fill { entry, target } => {
                 restore_tmpfs(t.pid(), &mounts[entry], &target, &i.dir, user)?
             }
