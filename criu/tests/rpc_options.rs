@@ -418,10 +418,11 @@ fn runc_options_not_honoured_are_refused_with_a_reason() {
                 o.ext_mnt.push(ExtMountMap {
                     key: "/etc/hosts".into(),
                     val: "/etc/hosts".into(),
-                })
+                });
+                o.auto_ext_mnt = Some(true);
             },
-            "ext_mnt",
-            "not matched",
+            "auto_ext_mnt",
+            "must be named",
         ),
         (
             CriuReqType::Dump,
@@ -446,9 +447,12 @@ fn runc_options_not_honoured_are_refused_with_a_reason() {
         ),
         (
             CriuReqType::Restore,
-            |o| o.root = Some("/run/runc/rootfs".into()),
-            "root",
-            "another root",
+            |o| {
+                o.root = Some("/run/runc/rootfs".into());
+                o.ext_masters = Some(true);
+            },
+            "ext_masters",
+            "made private",
         ),
         (
             CriuReqType::Restore,

@@ -135,13 +135,37 @@ pub struct Common {
     pub join_ns: Vec<crate::objects::ns::join::JoinNs>,
     /// `veth[IFNAME]:OUTNAME[@BRIDGE]`: at restore the veth IFNAME, whose
     /// peer was in another network namespace, gets its peer OUTNAME in
-    /// criu's network namespace (enslaved to BRIDGE when given). Other
-    /// kinds of external resources are refused.
+    /// criu's network namespace (enslaved to BRIDGE when given).
+    /// `mnt[MOUNTPOINT]:KEY` at dump: the mount is external, recorded by
+    /// KEY; `mnt[KEY]:PATH` at restore: PATH is bind-mounted in its place.
+    /// Other kinds of external resources are refused.
     #[arg(long = "external", global = true, value_name = "RES", action = clap::ArgAction::Append)]
     pub external: Vec<String>,
     /// `IN=OUT[@BRIDGE]`: the older spelling of `--external veth[IN]:OUT`.
     #[arg(long = "veth-pair", global = true, value_name = "IN=OUT", action = clap::ArgAction::Append)]
     pub veth_pair: Vec<String>,
+    /// `KEY:VAL`: the older spelling of `--external mnt[KEY]:VAL`.
+    #[arg(long = "ext-mount-map", short = 'M', global = true, value_name = "KEY:VAL", action = clap::ArgAction::Append)]
+    pub ext_mount_map: Vec<String>,
+    /// Restore: the directory the tree's own root mount (a container's
+    /// rootfs) is made of.
+    #[arg(long = "root", short = 'r', global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+}
+
+/// The external mounts of `--external mnt[KEY]:VAL` and `--ext-mount-map`.
+fn ext_mounts(c: &Common) -> Result<Vec<crate::objects::ns::mnt::ExtMount>, Error> {
+    use crate::objects::ns::mnt::ExtMount;
+    let mut out = Vec::new();
+    for e in &c.external {
+        if let Some(m) = ExtMount::from_external(e) {
+            out.push(m.map_err(|w| Error::Usage(format!("--external {w}")))?);
+        }
+    }
+    for m in &c.ext_mount_map {
+        out.push(ExtMount::from_map(m).map_err(|w| Error::Usage(format!("--ext-mount-map {w}")))?);
+    }
+    Ok(out)
 }
 
 /// The outside ends of veths asked for with `--external veth[…]` and
@@ -152,9 +176,10 @@ fn veths(c: &Common) -> Result<Vec<crate::objects::ns::net::VethOutside>, Error>
     for e in &c.external {
         match VethOutside::from_external(e) {
             Some(v) => out.push(v.map_err(|w| Error::Usage(format!("--external {w}")))?),
+            None if e.starts_with("mnt[") => {}
             None => {
                 return Err(Error::Usage(format!(
-                    "--external {e}: criu-rs knows only veth[IFNAME]:OUTNAME[@BRIDGE] resources"
+                    "--external {e}: criu-rs knows only veth[IFNAME]:OUTNAME[@BRIDGE] and mnt[KEY]:VAL resources"
                 )))
             }
         }
@@ -610,6 +635,7 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
                 network_lock,
                 prev_images_dir: c.prev_images_dir.clone(),
                 track_mem: c.track_mem,
+                ext_mounts: ext_mounts(c)?,
             };
             let scripts = scripts(c, &opts.images_dir);
             let cg = a
@@ -668,6 +694,8 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
                 .map_err(Error::Usage)?;
             let opts = restore::RestoreOpts {
                 veths,
+                root: c.root.clone(),
+                ext_mounts: ext_mounts(c)?,
                 images_dir: dir,
                 detach: a.restore_detached,
                 shell_job: c.shell_job,
@@ -948,11 +976,42 @@ mod socket_option_tests {
             (v[1].inside.as_str(), v[1].bridge.as_deref()),
             ("eth1", None)
         );
-        let bad = common(&["restore", "--external", "mnt[x]:y"]);
+        let bad = common(&["restore", "--external", "dev[x]:y"]);
         assert!(veths(&bad)
             .unwrap_err()
             .to_string()
             .contains("veth[IFNAME]"));
+    }
+
+    #[test]
+    fn external_mounts_from_external_and_ext_mount_map() {
+        let c = common(&[
+            "restore",
+            "--external",
+            "mnt[/proc/keys]:null",
+            "--external",
+            "veth[eth0]:vh0",
+            "-M",
+            "cg:/sys/fs/cgroup/cpu",
+            "--root",
+            "/tmp/r",
+        ]);
+        let m = ext_mounts(&c).unwrap();
+        let pairs: Vec<_> = m.iter().map(|e| (e.key.as_str(), e.val.as_str())).collect();
+        assert_eq!(
+            pairs,
+            [("/proc/keys", "null"), ("cg", "/sys/fs/cgroup/cpu")]
+        );
+        assert_eq!(veths(&c).unwrap().len(), 1);
+        assert_eq!(c.root.as_deref(), Some(Path::new("/tmp/r")));
+        for bad in [
+            ["--external", "mnt[]"],
+            ["--external", "mnt[x]"],
+            ["-M", "nocolon"],
+        ] {
+            let c = common(&["dump", "-t", "1", bad[0], bad[1]]);
+            assert!(ext_mounts(&c).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -72,6 +72,9 @@ pub struct DumpOpts {
     /// `--track-mem`: leave pages unchanged since the previous pre-dump to
     /// its images.
     pub track_mem: bool,
+    /// `--external mnt[MOUNTPOINT]:KEY` (RPC `ext_mnt`): mounts recorded
+    /// by key, without their contents.
+    pub ext_mounts: Vec<objects::ns::mnt::ExtMount>,
 }
 
 /// The parent images of a dump: where they are, and whether pages may be
@@ -268,7 +271,7 @@ pub fn dump_with(opts: &DumpOpts, notify: &dyn scripts::Notify) -> Result<()> {
         let root_cg_set = ns_ids.cgroups.set_of(opts.pid, opts.pid)?;
         ns_ids.cgroups.write(dir)?;
         if let Some(r) = &root_ids {
-            objects::ns::dump(opts.pid, r, dir)?;
+            objects::ns::dump(opts.pid, r, dir, &opts.ext_mounts)?;
         }
         files.write(dir)?;
         image::write_image(dir, "pstree.img", magic::PSTREE, &pstree)?;

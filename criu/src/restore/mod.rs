@@ -99,6 +99,12 @@ pub struct RestoreOpts {
     pub inherit_fds: Vec<objects::files::InheritFd>,
     /// Where the outside ends of veths go (`--external veth[…]`).
     pub veths: Vec<objects::ns::net::VethOutside>,
+    /// `--root`: the directory a tree with a root mount of its own (a
+    /// container) is restored into.
+    pub root: Option<PathBuf>,
+    /// `--external mnt[KEY]:PATH` (RPC `ext_mnt`): the host paths of the
+    /// external mounts.
+    pub ext_mounts: Vec<objects::ns::mnt::ExtMount>,
 }
 
 /// How the restored tree ended, when criu waited for it.
@@ -291,6 +297,9 @@ pub fn restore_with(
     }
     if let Some(n) = plan.net.as_mut() {
         n.veths = opts.veths.clone();
+    }
+    if let Some(m) = plan.mnt.as_mut() {
+        m.configure(opts.root.as_deref(), &opts.ext_mounts)?;
     }
     info!(root, tasks = tasks.len(), namespaces = ?plan.new, "restoring");
     let chan = task::FdChannel::new(&tasks)?;

@@ -452,6 +452,7 @@ impl Conn {
             network_lock: network_lock(&o),
             prev_images_dir: o.parent_img.clone().map(PathBuf::from),
             track_mem: o.track_mem() || pre,
+            ext_mounts: ext_mounts(&o),
         };
         if pre {
             // A pre-dump leaves the tree running and sends no callbacks.
@@ -568,6 +569,8 @@ impl Conn {
                 Ok(v) => v,
                 Err(e) => return fail(ty, e),
             },
+            root: o.root.clone().map(PathBuf::from),
+            ext_mounts: ext_mounts(&o),
         };
         let rpc = self.notifier();
         let silent = crate::scripts::Silent;
@@ -786,6 +789,23 @@ fn veths(o: &CriuOpts) -> std::result::Result<Vec<crate::objects::ns::net::VethO
         );
     }
     Ok(out)
+}
+
+/// The external mounts of a request: `ext_mnt` (key, val) and the
+/// `external` entries `mnt[KEY]:VAL` (both: at dump mount point → key, at
+/// restore key → host path).
+fn ext_mounts(o: &CriuOpts) -> Vec<crate::objects::ns::mnt::ExtMount> {
+    use crate::objects::ns::mnt::ExtMount;
+    let mut out: Vec<ExtMount> = o
+        .external
+        .iter()
+        .filter_map(|e| ExtMount::from_external(e).and_then(|r| r.ok()))
+        .collect();
+    out.extend(o.ext_mnt.iter().map(|m| ExtMount {
+        key: m.key.clone(),
+        val: m.val.clone(),
+    }));
+    out
 }
 
 fn network_lock(o: &CriuOpts) -> crate::objects::files::netlock::Method {

@@ -74,20 +74,26 @@ pub fn unsupported(o: &CriuOpts, action: Action) -> Vec<String> {
     flag("force_irmap", on(o.force_irmap));
     flag("irmap_scan_paths", !o.irmap_scan_paths.is_empty());
     flag(
-        "ext_mnt (external mounts are not matched to the dumped mounts yet)",
-        !o.ext_mnt.is_empty(),
+        "auto_ext_mnt (each external mount must be named in ext_mnt)",
+        on(o.auto_ext_mnt),
     );
-    flag("auto_ext_mnt", on(o.auto_ext_mnt));
-    flag("ext_sharing", on(o.ext_sharing));
-    flag("ext_masters", on(o.ext_masters));
+    flag(
+        "ext_sharing (external mounts are made private)",
+        on(o.ext_sharing),
+    );
+    flag(
+        "ext_masters (external mounts are made private)",
+        on(o.ext_masters),
+    );
     flag("skip_mnt", !o.skip_mnt.is_empty());
     flag("enable_fs", !o.enable_fs.is_empty());
     flag("unix_sk_ino", !o.unix_sk_ino.is_empty());
     flag(
-        "external (criu-rs knows only veth[IFNAME]:OUTNAME[@BRIDGE])",
-        o.external
-            .iter()
-            .any(|e| crate::objects::ns::net::VethOutside::from_external(e).is_none()),
+        "external (criu-rs knows only veth[IFNAME]:OUTNAME[@BRIDGE] and mnt[KEY]:VAL)",
+        o.external.iter().any(|e| {
+            crate::objects::ns::net::VethOutside::from_external(e).is_none()
+                && crate::objects::ns::mnt::ExtMount::from_external(e).is_none_or(|r| r.is_err())
+        }),
     );
     flag(
         "join_ns (on a dump)",
@@ -141,12 +147,6 @@ pub fn unsupported(o: &CriuOpts, action: Action) -> Vec<String> {
             flag(
                 "empty_ns (only CLONE_NEWNET can be left empty)",
                 o.empty_ns.unwrap_or(0) & !(libc::CLONE_NEWNET as u32) != 0,
-            );
-            flag(
-                "root (restoring into another root needs mount namespace support)",
-                o.root
-                    .as_deref()
-                    .is_some_and(|r| !r.trim_end_matches('/').is_empty()),
             );
             // Freezing is for dumps (rpc::cgfreeze).
             flag("freeze_cgroup (on restore)", o.freeze_cgroup.is_some());
@@ -204,10 +204,22 @@ mod tests {
                 .map(|n| n.split(' ').next().unwrap_or_default().to_string())
                 .collect::<Vec<_>>()
         };
-        assert_eq!(names(unsupported(&o, Action::Dump)), ["ext_mnt"]);
+        o.auto_ext_mnt = Some(true);
+        o.external.push("mnt[/a]:a".into());
+        assert_eq!(names(unsupported(&o, Action::Dump)), ["auto_ext_mnt"]);
         assert_eq!(
             names(unsupported(&o, Action::Restore)),
-            ["ext_mnt", "freeze_cgroup"]
+            ["auto_ext_mnt", "freeze_cgroup"]
+        );
+        o.root = Some("/run/runc/x/criu-root".into());
+        assert_eq!(
+            names(unsupported(&o, Action::Restore)),
+            ["auto_ext_mnt", "freeze_cgroup"]
+        );
+        o.external.push("mnt[]".into());
+        assert_eq!(
+            names(unsupported(&o, Action::Dump)),
+            ["auto_ext_mnt", "external"]
         );
     }
 

@@ -4,7 +4,7 @@
 use std::os::fd::OwnedFd;
 
 use nix::fcntl::OFlag;
-use nix::sys::stat::{FileStat, Mode};
+use nix::sys::stat::FileStat;
 
 use crate::image::pb;
 use crate::proc;
@@ -41,11 +41,7 @@ pub fn dump(
 
 /// Dump half for a file known only by path (exe, mapping, cwd, root).
 pub fn for_path(pid: i32, id: u32, path: &str) -> Result<pb::RegFileEntry> {
-    let st = nix::sys::stat::stat(path).map_err(|errno| Error::Sys {
-        pid,
-        what: format!("stat of {path}"),
-        errno,
-    })?;
+    let st = crate::objects::ns::mnt::stat_in_ns_of(pid, path)?;
     let (size, mode) = stat_entry(&st);
     Ok(pb::RegFileEntry {
         id,
@@ -61,9 +57,12 @@ pub fn for_path(pid: i32, id: u32, path: &str) -> Result<pb::RegFileEntry> {
 
 /// Refuses a file that is no longer what was dumped.
 pub fn check_unchanged(e: &pb::RegFileEntry) -> Result<()> {
-    let st = nix::sys::stat::stat(e.name.as_str()).map_err(|errno| Error::Mismatch {
-        what: format!("file {} (id {}) cannot be found: {errno}", e.name, e.id),
-    })?;
+    let st =
+        crate::objects::ns::mnt::open_in_tree(e.name.as_str(), OFlag::O_PATH | OFlag::O_CLOEXEC)
+            .and_then(nix::sys::stat::fstat)
+            .map_err(|errno| Error::Mismatch {
+                what: format!("file {} (id {}) cannot be found: {errno}", e.name, e.id),
+            })?;
     if let Some(size) = e.size {
         if st.st_mode & libc::S_IFMT == libc::S_IFREG && st.st_size as u64 != size {
             return Err(Error::Mismatch {
@@ -82,7 +81,7 @@ pub fn open(e: &pb::RegFileEntry) -> Result<OwnedFd> {
     check_unchanged(e)?;
     let creation = libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY;
     let flags = OFlag::from_bits_retain(e.flags as i32 & !creation) | OFlag::O_CLOEXEC;
-    let fd = nix::fcntl::open(e.name.as_str(), flags, Mode::empty()).map_err(|errno| {
+    let fd = crate::objects::ns::mnt::open_in_tree(e.name.as_str(), flags).map_err(|errno| {
         Error::Mismatch {
             what: format!("cannot open {} (id {}): {errno}", e.name, e.id),
         }

@@ -286,8 +286,14 @@ pub fn check_root(root: i32) -> Result<Vec<Kind>> {
 }
 
 /// Dump half: the state of every namespace of `root` (host pid) that is not
-/// criu's, into its image named by its id in `ids`.
-pub fn dump(root: i32, ids: &pb::TaskKobjIdsEntry, dir: &Path) -> Result<()> {
+/// criu's, into its image named by its id in `ids`; `ext_mounts` names
+/// the external mounts (mount point → key).
+pub fn dump(
+    root: i32,
+    ids: &pb::TaskKobjIdsEntry,
+    dir: &Path,
+    ext_mounts: &[mnt::ExtMount],
+) -> Result<()> {
     let foreign = check_root(root)?;
     let has = |k: Kind| foreign.contains(&k);
     if has(Kind::User) {
@@ -311,7 +317,7 @@ pub fn dump(root: i32, ids: &pb::TaskKobjIdsEntry, dir: &Path) -> Result<()> {
         time::dump(root, 0, dir)?;
     }
     if has(Kind::Mnt) {
-        mnt::dump(root, id_in(ids, Kind::Mnt), dir)?;
+        mnt::dump(root, id_in(ids, Kind::Mnt), dir, ext_mounts)?;
     }
     Ok(())
 }
