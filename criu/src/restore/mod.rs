@@ -94,6 +94,9 @@ pub struct RestoreOpts {
     pub inherit_fds: Vec<objects::files::InheritFd>,
     /// Where the outside ends of veths go (`--external veth[…]`).
     pub veths: Vec<objects::ns::net::VethOutside>,
+    /// `--file-validation`: None compares whatever the dump recorded
+    /// (size, build-ids); `filesize` only sizes.
+    pub file_validation: Option<objects::files::reg::Validation>,
 }
 
 /// How the restored tree ended, when criu waited for it.
@@ -292,6 +295,7 @@ pub fn restore_with(
     opened.set_ext_unix_sk(opts.ext_unix_sk);
     opened.set_network_lock(opts.network_lock);
     opened.file_locks = opts.file_locks;
+    opened.file_validation = opts.file_validation;
     opened.set_inherited(&opts.inherit_fds);
     let mut forking = std::time::Duration::ZERO;
     let result = (|| -> Result<()> {
@@ -321,7 +325,7 @@ pub fn restore_with(
         };
         for t in &tasks {
             if let Some(l) = &t.live {
-                opened.set_task_fds(&l.fdinfo);
+                opened.set_task(t.pid(), &l.fdinfo);
             }
             for fi in t.live.iter().flat_map(|l| &l.fdinfo) {
                 opened.get(&files, fi.id)?;
@@ -339,7 +343,9 @@ pub fn restore_with(
         if let Err(e) = tell(scripts::Action::PreResume, host) {
             tracing::warn!("{e}");
         }
-        puppets.let_go()
+        puppets.let_go()?;
+        opened.remove_link_remaps();
+        Ok(())
     })();
     if let Err(e) = result {
         puppets.destroy();

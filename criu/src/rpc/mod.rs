@@ -449,6 +449,7 @@ impl Conn {
             network_lock: network_lock(&o),
             prev_images_dir: o.parent_img.clone().map(PathBuf::from),
             track_mem: o.track_mem() || pre,
+            ..Default::default()
         };
         if pre {
             // A pre-dump leaves the tree running and sends no callbacks.
@@ -541,6 +542,7 @@ impl Conn {
                 Ok(v) => v,
                 Err(e) => return fail(ty, e),
             },
+            ..Default::default()
         };
         let rpc = self.notifier();
         let silent = crate::scripts::Silent;

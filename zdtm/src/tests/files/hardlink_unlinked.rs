@@ -6,6 +6,7 @@ use std::os::unix::fs::MetadataExt;
 pub const DESC: Desc = Desc {
     name: "files/hardlink_unlinked",
     family: "files",
+    dump_opts: &["--link-remap"],
     description: "a file opened by a name that was then unlinked while another hard link stays: still that inode, nlink 1",
     ..Desc::DEFAULT
 };
