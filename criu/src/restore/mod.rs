@@ -300,7 +300,9 @@ pub fn restore_with(
     let mut forking = std::time::Duration::ZERO;
     let result = (|| -> Result<()> {
         let t0 = std::time::Instant::now();
-        puppets.create(&tasks, &plan)?;
+        puppets.create(&tasks, &plan, &mut |t, pid| {
+            task::session_ctty(t, pid, &mut opened, &chan)
+        })?;
         opened.set_host_pids(
             puppets.host_of(root).unwrap_or(root),
             tasks

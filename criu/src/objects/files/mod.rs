@@ -297,7 +297,7 @@ impl FileTable {
             .collect();
         fds.sort_unstable();
         let mut out = Vec::with_capacity(fds.len());
-        self.tty.begin_task(pid)?;
+        self.tty.begin_task(pid, &self.tree)?;
         for &fd in &fds {
             let info = proc::read_fdinfo(pid, fd)?;
             let cloexec = info.flags & libc::O_CLOEXEC as u32 != 0;
@@ -1072,6 +1072,15 @@ impl Opened {
         }
         let dir = self.dir()?.to_path_buf();
         self.tty.restore_ctty(&dir, t, pid, &ttys, data_off)
+    }
+
+    /// For session leader `pid`, just after it made its session: a new
+    /// open file of the pty slave that was its controlling terminal, for
+    /// it to take (TIOCSCTTY) before its session's members are born, so
+    /// that they inherit it. None when it had none.
+    pub fn session_ctty(&mut self, pid: i32) -> Result<Option<OwnedFd>> {
+        let dir = self.dir()?.to_path_buf();
+        self.tty.session_ctty(&dir, pid)
     }
 
     /// The file locks to take again (none without `--file-locks`); tasks

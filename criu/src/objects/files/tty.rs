@@ -141,6 +141,8 @@ struct Ctty {
     tpgid: i32,
     /// An fd of the task was found on it.
     held: bool,
+    /// The task does not lead its session, whose leader is dumped too.
+    leader_dumped: bool,
 }
 
 /// The ttys of a dump: one info entry per side of each pty.
@@ -289,8 +291,9 @@ fn write_all(fd: BorrowedFd<'_>, mut data: &[u8]) -> std::result::Result<(), nix
 
 impl TtyDump {
     /// Called before the fds of `pid` are dumped: notes its controlling
-    /// terminal, if any.
-    pub fn begin_task(&mut self, pid: i32) -> Result<()> {
+    /// terminal, if any. `tree`: the pids of the dumped tree (as criu sees
+    /// them, the keys).
+    pub fn begin_task(&mut self, pid: i32, tree: &HashMap<i32, i32>) -> Result<()> {
         let st = crate::proc::read_stat(pid)?;
         self.ctty = (st.tty_nr != 0).then_some(Ctty {
             pid,
@@ -298,6 +301,7 @@ impl TtyDump {
             session: st.session,
             tpgid: st.tpgid,
             held: false,
+            leader_dumped: st.session != pid && tree.contains_key(&st.session),
         });
         Ok(())
     }
@@ -330,6 +334,14 @@ impl TtyDump {
                 "fd {fd} (/dev/pts/{name}) is the controlling terminal of the task, {why}"
             ),
         };
+        if session != pid && c.leader_dumped {
+            // A member of a session whose leader is dumped: it gets the
+            // terminal from its leader at restore, whose fds say which.
+            if let Some(c) = self.ctty.as_mut() {
+                c.held = true;
+            }
+            return Ok(());
+        }
         if session != pid {
             return Err(refuse(format!(
                 "which does not lead its session {session}: criu-rs gives a controlling terminal back only to a session leader"
@@ -367,6 +379,7 @@ impl TtyDump {
     /// none of them was on cannot be made again.
     pub fn end_task(&mut self) -> Result<()> {
         match self.ctty.take() {
+            Some(c) if c.leader_dumped => Ok(()),
             Some(c) if !c.held && c.session != c.pid => Err(Error::Unsupported {
                 pid: c.pid,
                 what: format!(
@@ -662,6 +675,19 @@ fn pty_with_index(want: u32) -> Result<OwnedFd> {
 
 impl TtyRestore {
     fn info(&mut self, dir: &Path, info_id: u32) -> Result<pb::TtyInfoEntry> {
+        self.load(dir)?;
+        self.infos
+            .iter()
+            .flatten()
+            .find(|i| i.id == info_id)
+            .cloned()
+            .ok_or_else(|| Error::Mismatch {
+                what: format!("tty-info.img has no tty {info_id}"),
+            })
+    }
+
+    /// Reads tty-info.img and tty-data.img, once.
+    fn load(&mut self, dir: &Path) -> Result<()> {
         if self.infos.is_none() {
             self.infos = Some(image::read_image(dir, "tty-info.img", magic::TTY_INFO)?);
         }
@@ -673,14 +699,45 @@ impl TtyRestore {
             };
             self.data = Some(list.into_iter().map(|d| (d.tty_id, d.data)).collect());
         }
-        self.infos
+        Ok(())
+    }
+
+    /// For session leader `pid`, as soon as it has made its session and
+    /// before it has children: a new open file of the pty slave that was
+    /// its controlling terminal, for it to take as such (TIOCSCTTY) so
+    /// that the members of its session inherit it. None when it had none.
+    pub fn session_ctty(&mut self, dir: &Path, pid: i32) -> Result<Option<OwnedFd>> {
+        if self.infos.is_none() && !dir.join("tty-info.img").exists() {
+            return Ok(None);
+        }
+        self.load(dir)?;
+        let Some(info) = self
+            .infos
             .iter()
             .flatten()
-            .find(|i| i.id == info_id)
-            .cloned()
-            .ok_or_else(|| Error::Mismatch {
-                what: format!("tty-info.img has no tty {info_id}"),
+            .find(|i| {
+                i.sid != 0 && i.sid as i32 == pid && pty_side(decode_dev(i.rdev)) == Some(false)
             })
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        let index = info.pty.as_ref().map_or(0, |p| p.index);
+        let err = |what: &str, e| Error::Mismatch {
+            what: format!("pty {index}, controlling terminal of session {pid}: {what}: {e}"),
+        };
+        let m = self.master(index, &info)?;
+        if m.locked {
+            sys::tty::set_pty_locked(m.fd.as_fd(), false).map_err(|e| err("unlocking", e))?;
+        }
+        let fd = sys::tty::open_peer(
+            m.fd.as_fd(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
+        if m.locked {
+            sys::tty::set_pty_locked(m.fd.as_fd(), true).map_err(|e| err("locking", e))?;
+        }
+        fd.map(Some).map_err(|e| err("opening the slave", e))
     }
 
     /// The master of pty `index`, made on first use with the termios and
@@ -965,7 +1022,7 @@ mod tests {
         assert_eq!((queued(&pty.master), queued(&pty.slave)), (3, 4));
     }
 
-    fn with_slave_ctty(pid: i32, session: i32) -> TtyDump {
+    fn with_slave_ctty(pid: i32, session: i32, leader_dumped: bool) -> TtyDump {
         let rdev = encode_dev(libc::makedev(136, 4));
         TtyDump {
             infos: vec![pb::TtyInfoEntry {
@@ -981,6 +1038,7 @@ mod tests {
                 session,
                 tpgid: session,
                 held: false,
+                leader_dumped: pid != session && leader_dumped,
             }),
             ..Default::default()
         }
@@ -989,25 +1047,38 @@ mod tests {
     #[test]
     fn a_leader_keeps_its_controlling_terminal() {
         let tree = HashMap::from([(700, 1), (701, 2)]);
-        let mut d = with_slave_ctty(700, 700);
+        let mut d = with_slave_ctty(700, 700, true);
         d.note_fd(700, 0, 1, &tree).expect("leader");
         assert_eq!((d.infos[0].sid, d.infos[0].pgrp), (1, 1));
         d.end_task().expect("held");
     }
 
     #[test]
+    fn a_member_of_a_dumped_leader_inherits_at_restore() {
+        let tree = HashMap::from([(700, 1), (701, 2)]);
+        let mut d = with_slave_ctty(701, 700, true);
+        d.note_fd(701, 3, 1, &tree).expect("member");
+        // The leader's fd sets the session; the member leaves it alone.
+        assert_eq!((d.infos[0].sid, d.infos[0].pgrp), (0, 0));
+        d.end_task().expect("member");
+        // Even with no fd on it.
+        let mut d = with_slave_ctty(701, 700, true);
+        d.end_task().expect("member without fd");
+    }
+
+    #[test]
     fn a_member_or_a_terminal_without_fd_is_refused() {
         let tree = HashMap::from([(700, 1), (701, 2)]);
-        let mut d = with_slave_ctty(701, 700);
+        let mut d = with_slave_ctty(701, 700, false);
         let msg = d.note_fd(701, 3, 1, &tree).expect_err("member").to_string();
         assert!(
             msg.contains("pid 701") && msg.contains("fd 3") && msg.contains("session"),
             "{msg}"
         );
-        let mut d = with_slave_ctty(700, 700);
+        let mut d = with_slave_ctty(700, 700, true);
         let msg = d.end_task().expect_err("no fd").to_string();
         assert!(msg.contains("pid 700") && msg.contains("no fd"), "{msg}");
-        let mut d = with_slave_ctty(700, 700);
+        let mut d = with_slave_ctty(700, 700, true);
         let outside = HashMap::from([(701, 2)]);
         assert!(d.note_fd(700, 0, 1, &outside).is_err());
     }
