@@ -121,3 +121,116 @@ fn an_unknown_validation_method_is_refused() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("crc32"), "{err}");
 }
+
+/// `--file-validation buildid`: the dump records the build-id of the
+/// victim's executable (a copy of it), and a restore with the copy's
+/// build-id changed (same size) fails naming it; put back, it restores.
+#[test]
+#[serial]
+fn a_changed_build_id_fails_the_restore() {
+    use criu::image::{self, magic, pb};
+    use criu::objects::files::reg;
+    subreaper();
+    let tmp = tempfile::tempdir().unwrap();
+    let exe = tmp.path().join("victim-copy");
+    std::fs::copy(VICTIM, &exe).unwrap();
+    let bytes = std::fs::read(&exe).unwrap();
+    let head = &bytes[..bytes.len().min(1 << 20)];
+    let id = reg::elf_build_id(head);
+    let out = tmp.path().join("count");
+    let mut child = std::process::Command::new(&exe)
+        .args(["loop", out.to_str().unwrap()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    wait_for("the counter to start", || counter(&out) > 3);
+    let images = tmp.path().join("img");
+    let d = images.to_str().unwrap();
+    let ps = pid.to_string();
+    let o = run(&[
+        "dump",
+        "-t",
+        &ps,
+        "-D",
+        d,
+        "-o",
+        "dump.log",
+        "-v4",
+        "--file-validation",
+        "buildid",
+    ]);
+    assert!(
+        o.status.success(),
+        "dump failed: {}",
+        said(&o, &images, "dump.log")
+    );
+    child.wait().unwrap();
+    let files: Vec<pb::FileEntry> = image::read_image(&images, "files.img", magic::FILES).unwrap();
+    let entry = files
+        .iter()
+        .filter_map(|f| f.reg.as_ref())
+        .find(|r| r.name == exe.to_str().unwrap())
+        .expect("the executable in files.img");
+    let Some(id) = id else {
+        // A linker that writes no build-id: nothing recorded.
+        assert!(entry.build_id.is_empty(), "{:?}", entry.build_id);
+        finish_dumped(pid);
+        return;
+    };
+    assert_eq!(entry.build_id, reg::build_id_words(&id));
+
+    // Another build-id, same size.
+    let at = bytes
+        .windows(id.len())
+        .position(|w| w == id.as_slice())
+        .expect("the build-id in the file");
+    let mut changed = bytes.clone();
+    changed[at] ^= 0xff;
+    std::fs::write(&exe, &changed).unwrap();
+    let pidfile = images.join("restored.pid");
+    let restore = |log: &str| {
+        run(&[
+            "restore",
+            "-D",
+            d,
+            "-o",
+            log,
+            "-v4",
+            "-d",
+            "--pidfile",
+            pidfile.to_str().unwrap(),
+            "--file-validation",
+            "buildid",
+        ])
+    };
+    let o = restore("restore-changed.log");
+    assert!(
+        !o.status.success(),
+        "a restore with another build-id succeeded"
+    );
+    let msg = said(&o, &images, "restore-changed.log");
+    assert!(
+        msg.contains("build-id") && msg.contains(exe.to_str().unwrap()),
+        "{msg}"
+    );
+    wait_for("no task left with the dumped pid", || gone(pid));
+
+    std::fs::write(&exe, &bytes).unwrap();
+    let o = restore("restore.log");
+    assert!(
+        o.status.success(),
+        "restore failed: {}",
+        said(&o, &images, "restore.log")
+    );
+    let before = counter(&out);
+    wait_for("the counter to go on", || counter(&out) > before + 3);
+    finish(pid);
+}
+
+/// Nothing to clean after a dump that killed the tree.
+fn finish_dumped(pid: i32) {
+    wait_for("the dumped task to be gone", || gone(pid));
+}
