@@ -602,16 +602,21 @@ impl FileTable {
         path: &str,
         file: BorrowedFd<'_>,
     ) -> Result<()> {
+        let by = if fd < 0 {
+            "a mapping".to_string()
+        } else {
+            format!("fd {fd}")
+        };
         if !self.link_remap {
             return Err(Error::Unsupported {
                 pid,
                 what: format!(
-                    "fd {fd} is {path}, unlinked while the file has another name: dump with --link-remap to give it a temporary one"
+                    "{by} is {path}, unlinked while the file has another name: dump with --link-remap to give it a temporary one"
                 ),
             });
         }
         let parent = Path::new(path).parent().ok_or_else(|| Error::Mismatch {
-            what: format!("fd {fd} of pid {pid}: unlinked file {path} has no directory"),
+            what: format!("{by} of pid {pid}: unlinked file {path} has no directory"),
         })?;
         let remap_id = self.ids.next_id();
         let name = parent.join(format!("link_remap.{remap_id}"));
@@ -628,7 +633,7 @@ impl FileTable {
         .map_err(|errno| Error::Sys {
             pid,
             what: format!(
-                "linking fd {fd} ({path}, unlinked) to {} for --link-remap",
+                "linking {by} ({path}, unlinked) to {} for --link-remap",
                 name.display()
             ),
             errno,
@@ -715,6 +720,16 @@ impl FileTable {
         let is_memfd = st.st_mode & libc::S_IFMT == libc::S_IFREG
             && self.on_memfd_dev(&st)
             && memfd::name_of(path).is_some();
+        if !is_memfd {
+            // A live file whose name ends in " (deleted)".
+            let named = format!("{} (deleted)", ghost::strip_deleted(path));
+            if live_name(pid, &named, &st) {
+                let id = self.by_path(pid, &named)?;
+                self.mapped_deleted
+                    .insert((st.st_dev, st.st_ino), (id, false));
+                return Ok((id, false));
+            }
+        }
         let id = self.ids.next_id();
         let mut fe = pb::FileEntry {
             id,
@@ -735,7 +750,12 @@ impl FileTable {
                     ),
                 });
             }
-            self.ghost_of(pid, -1, id, path, file.as_fd(), &st)?;
+            if st.st_nlink > 0 && self.link_remap {
+                // Another name stays: the mapping keeps that inode.
+                self.link_remap_of(pid, -1, id, ghost::strip_deleted(path), file.as_fd())?;
+            } else {
+                self.ghost_of(pid, -1, id, path, file.as_fd(), &st)?;
+            }
             let info = proc::Fdinfo {
                 flags: libc::O_RDWR as u32,
                 ..Default::default()
@@ -1226,10 +1246,10 @@ impl Opened {
         let flags = OFlag::from_bits_retain((fdflags & libc::O_ACCMODE as u32) as i32);
         let fd = if let Some(m) = &entry.memfd {
             self.memfd_fd_for_inode(u64::from(m.inode_id))?
-        } else if self
-            .remap_of(id)?
-            .is_some_and(|r| r.remap_type == Some(ghost::REMAP_GHOST))
-        {
+        } else if self.remap_of(id)?.is_some_and(|r| {
+            let t = r.remap_type.unwrap_or(REMAP_LINKED);
+            t == ghost::REMAP_GHOST || t == REMAP_LINKED
+        }) {
             self.get(files, id)?
         } else {
             return Ok(None);
