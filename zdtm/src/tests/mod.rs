@@ -30,7 +30,8 @@ catalogue! {
     timers { itimer00, posix_timers, nanosleep }
     pipes { pipe00, pipe_bigbuf, fifo00 }
     files { file_read, devnull, fd_gaps, unlinked_file, dup_shared_offset, ghost_limit, ghost_limit_raised, flock00, posix_lock00, ofd_lock00, flock_nolocks, pidfd00, pidfd_dead, pidfd_outside, fown00, lease00,
-        opath00, odd_paths, reopen_links, hardlink00, hardlink_unlinked, dir_fd, hardlink_unlinked_map }
+        opath00, odd_paths, reopen_links, hardlink00, hardlink_unlinked, dir_fd, hardlink_unlinked_map,
+        link_remap_rollback }
     memfd { memfd00, memfd_mmap, memfd_mmap_sealed }
     membarrier { membarrier00 }
     events { eventfd00, epoll00, timerfd00, signalfd00, inotify00, fanotify00 }

@@ -1472,6 +1472,42 @@ mod tests {
     }
 
     #[test]
+    fn link_remaps_go_unless_the_dump_succeeded() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (
+            dir.path().join("link_remap.1"),
+            dir.path().join("link_remap.2"),
+        );
+        std::fs::write(&a, b"").unwrap();
+        std::fs::write(&b, b"").unwrap();
+        drop(LinkRemaps {
+            made: vec![a.clone()],
+            kept: false,
+        });
+        assert!(!a.exists(), "a failed dump left its link remap");
+        drop(LinkRemaps {
+            made: vec![b.clone()],
+            kept: true,
+        });
+        assert!(b.exists(), "a dump that succeeded lost its link remap");
+    }
+
+    #[test]
+    fn a_live_name_ending_in_deleted_is_no_deleted_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x (deleted)");
+        std::fs::write(&p, b"").unwrap();
+        let st = nix::sys::stat::stat(&p).unwrap();
+        let me = std::process::id() as i32;
+        assert!(live_name(me, p.to_str().unwrap(), &st));
+        let other = dir.path().join("y");
+        std::fs::write(&other, b"").unwrap();
+        let st_other = nix::sys::stat::stat(&other).unwrap();
+        assert!(!live_name(me, p.to_str().unwrap(), &st_other));
+        assert!(!live_name(me, "/nonexistent (deleted)", &st));
+    }
+
+    #[test]
     fn unknown_kinds_fail_naming_fd_and_kind() {
         for (link, fmt, words) in [
             ("anon_inode:[io_uring]", 0, "io_uring"),
