@@ -809,6 +809,30 @@ mod config_tests {
     }
 
     #[test]
+    fn file_options_parse_from_the_line_and_config_files() {
+        use crate::objects::files::reg::Validation;
+        let cli = parsed(args("criu restore --file-validation buildid"));
+        assert_eq!(file_validation(&cli.common), Some(Validation::BuildId));
+        let cli = parsed(args("criu restore"));
+        assert_eq!(file_validation(&cli.common), None);
+        assert!(!cli.common.link_remap);
+        let cli = parsed(args(
+            "criu dump -t 3 --link-remap --file-validation filesize",
+        ));
+        assert!(cli.common.link_remap);
+        assert_eq!(file_validation(&cli.common), Some(Validation::FileSize));
+        assert!(
+            Cli::try_parse_from(normalize_args(args("criu restore --file-validation crc")))
+                .is_err()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let s = sources(dir.path(), "link-remap\nfile-validation buildid\n", "");
+        let cli = parsed(with_config(args("criu dump -t 1"), &s).unwrap());
+        assert!(cli.common.link_remap);
+        assert_eq!(file_validation(&cli.common), Some(Validation::BuildId));
+    }
+
+    #[test]
     fn the_environment_file_counts_even_without_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = sources(dir.path(), "", "ghost-limit 1K\n");
