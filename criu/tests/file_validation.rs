@@ -191,7 +191,7 @@ fn a_changed_build_id_fails_the_restore() {
     changed[at] ^= 0xff;
     std::fs::write(&exe, &changed).unwrap();
     let pidfile = images.join("restored.pid");
-    let restore = |log: &str| {
+    let restore = |log: &str, method: &str| {
         run(&[
             "restore",
             "-D",
@@ -203,10 +203,10 @@ fn a_changed_build_id_fails_the_restore() {
             "--pidfile",
             pidfile.to_str().unwrap(),
             "--file-validation",
-            "buildid",
+            method,
         ])
     };
-    let o = restore("restore-changed.log");
+    let o = restore("restore-changed.log", "buildid");
     assert!(
         !o.status.success(),
         "a restore with another build-id succeeded"
@@ -218,8 +218,19 @@ fn a_changed_build_id_fails_the_restore() {
     );
     wait_for("no task left with the dumped pid", || gone(pid));
 
+    // Sizes only: the same images restore.
+    let o = restore("restore-filesize.log", "filesize");
+    assert!(
+        o.status.success(),
+        "restore with --file-validation filesize failed: {}",
+        said(&o, &images, "restore-filesize.log")
+    );
+    let before = counter(&out);
+    wait_for("the counter to go on", || counter(&out) > before + 3);
+    finish(pid);
+
     std::fs::write(&exe, &bytes).unwrap();
-    let o = restore("restore.log");
+    let o = restore("restore.log", "buildid");
     assert!(
         o.status.success(),
         "restore failed: {}",

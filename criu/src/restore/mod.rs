@@ -252,7 +252,12 @@ pub fn restore_with(
         )));
     }
     let pstree: Vec<pb::PstreeEntry> = image::read_image(dir, "pstree.img", magic::PSTREE)?;
-    let files: Vec<pb::FileEntry> = image::read_image(dir, "files.img", magic::FILES)?;
+    let mut files: Vec<pb::FileEntry> = image::read_image(dir, "files.img", magic::FILES)?;
+    if opts.file_validation == Some(objects::files::reg::Validation::FileSize) {
+        // Sizes only: mapped files and the executables too.
+        objects::files::reg::forget_build_ids(&mut files);
+    }
+    let files = files;
     let tasks = pstree
         .into_iter()
         .map(|e| load_task(dir, e))

@@ -314,6 +314,14 @@ fn hex_words(w: &[u32]) -> String {
         .collect()
 }
 
+/// `--file-validation filesize` at restore: the build-ids a dump recorded
+/// are not compared (nor anywhere else: mappings, executables).
+pub fn forget_build_ids(files: &mut [pb::FileEntry]) {
+    for r in files.iter_mut().filter_map(|f| f.reg.as_mut()) {
+        r.build_id.clear();
+    }
+}
+
 /// Refuses a file known by path (a mapping, the exe) that is no longer
 /// what was dumped: its size, and its build-id when the dump recorded one.
 pub fn check_unchanged(e: &pb::RegFileEntry) -> Result<()> {
