@@ -76,6 +76,16 @@ pub struct Common {
     /// optional K, M or G suffix (default 1M).
     #[arg(long = "ghost-limit", global = true, value_name = "SIZE", value_parser = parse_size)]
     pub ghost_limit: Option<u64>,
+    /// How restore checks that files are those dumped: filesize (the
+    /// default: sizes must match) or buildid (also the ELF build-id of
+    /// files that have one, recorded at dump).
+    #[arg(long = "file-validation", global = true, value_name = "METHOD",
+          value_parser = ["filesize", "buildid"])]
+    pub file_validation: Option<String>,
+    /// A file open by a name unlinked since, that still has another name,
+    /// gets a temporary hard link (`link_remap.N` beside it) for restore.
+    #[arg(long = "link-remap", global = true)]
+    pub link_remap: bool,
     /// Dump and restore file locks (flock, POSIX and OFD) held by the tree.
     #[arg(long = "file-locks", short = 'l', global = true)]
     pub file_locks: bool,
@@ -204,6 +214,13 @@ fn cgroup_mode(c: &Common) -> Result<CgMode, Error> {
         "--manage-cgroups={}: not supported by criu-rs ({why}); use soft or ignore",
         c.manage_cgroups.as_deref().unwrap_or_default()
     )))
+}
+
+/// `--file-validation METHOD` (clap has checked the name).
+fn file_validation(c: &Common) -> Option<crate::objects::files::reg::Validation> {
+    c.file_validation
+        .as_deref()
+        .and_then(crate::objects::files::reg::Validation::parse)
 }
 
 /// `--inherit-fd fd[N]:KEY`: criu's fd N stands for the file named KEY.
@@ -636,6 +653,8 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
                 prev_images_dir: c.prev_images_dir.clone(),
                 track_mem: c.track_mem,
                 ext_mounts: ext_mounts(c)?,
+                file_validation: file_validation(c).unwrap_or_default(),
+                link_remap: c.link_remap,
             };
             let scripts = scripts(c, &opts.images_dir);
             let cg = a
@@ -714,6 +733,7 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
                 join_ns: c.join_ns.clone(),
                 sibling: a.restore_sibling,
                 inherit_fds,
+                file_validation: file_validation(c),
             };
             let pidfile = c.pidfile.as_ref().map(|p| in_work_dir(c, p));
             let write_pid = |pid: i32| -> std::io::Result<()> {
@@ -829,6 +849,30 @@ mod config_tests {
         // Without either, both default files count.
         let cli = parsed(with_config(args("criu dump -t 5"), &s).unwrap());
         assert!(cli.common.tcp_established && cli.common.file_locks);
+    }
+
+    #[test]
+    fn file_options_parse_from_the_line_and_config_files() {
+        use crate::objects::files::reg::Validation;
+        let cli = parsed(args("criu restore --file-validation buildid"));
+        assert_eq!(file_validation(&cli.common), Some(Validation::BuildId));
+        let cli = parsed(args("criu restore"));
+        assert_eq!(file_validation(&cli.common), None);
+        assert!(!cli.common.link_remap);
+        let cli = parsed(args(
+            "criu dump -t 3 --link-remap --file-validation filesize",
+        ));
+        assert!(cli.common.link_remap);
+        assert_eq!(file_validation(&cli.common), Some(Validation::FileSize));
+        assert!(
+            Cli::try_parse_from(normalize_args(args("criu restore --file-validation crc")))
+                .is_err()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let s = sources(dir.path(), "link-remap\nfile-validation buildid\n", "");
+        let cli = parsed(with_config(args("criu dump -t 1"), &s).unwrap());
+        assert!(cli.common.link_remap);
+        assert_eq!(file_validation(&cli.common), Some(Validation::BuildId));
     }
 
     #[test]

@@ -75,6 +75,12 @@ pub struct DumpOpts {
     /// `--external mnt[MOUNTPOINT]:KEY` (RPC `ext_mnt`): mounts recorded
     /// by key, without their contents.
     pub ext_mounts: Vec<objects::ns::mnt::ExtMount>,
+    /// `--file-validation`: what restore will check files against (the
+    /// build-ids of ELF files are recorded with `buildid`).
+    pub file_validation: objects::files::reg::Validation,
+    /// `--link-remap`: files open by an unlinked name that have another
+    /// get a temporary name for restore.
+    pub link_remap: bool,
 }
 
 /// The parent images of a dump: where they are, and whether pages may be
@@ -230,6 +236,8 @@ pub fn dump_with(opts: &DumpOpts, notify: &dyn scripts::Notify) -> Result<()> {
         files.sk.ext_unix_sk = opts.ext_unix_sk;
         files.sk.network_lock = opts.network_lock;
         files.locks.enabled = opts.file_locks;
+        files.file_validation = opts.file_validation;
+        files.link_remap = opts.link_remap;
         files.tree = tree.procs.iter().map(|p| (p.pid, p.inner.pid)).collect();
         if let Some(l) = opts.ghost_limit {
             files.ghost_limit = l;
@@ -296,6 +304,7 @@ pub fn dump_with(opts: &DumpOpts, notify: &dyn scripts::Notify) -> Result<()> {
         if !opts.leave_running {
             files.sk.keep_tcp_locked();
         }
+        files.keep_link_remaps();
         Ok(())
     })();
 

@@ -105,6 +105,9 @@ pub struct RestoreOpts {
     /// `--external mnt[KEY]:PATH` (RPC `ext_mnt`): the host paths of the
     /// external mounts.
     pub ext_mounts: Vec<objects::ns::mnt::ExtMount>,
+    /// `--file-validation`: None compares whatever the dump recorded
+    /// (size, build-ids); `filesize` only sizes.
+    pub file_validation: Option<objects::files::reg::Validation>,
 }
 
 /// How the restored tree ended, when criu waited for it.
@@ -260,7 +263,12 @@ pub fn restore_with(
         )));
     }
     let pstree: Vec<pb::PstreeEntry> = image::read_image(dir, "pstree.img", magic::PSTREE)?;
-    let files: Vec<pb::FileEntry> = image::read_image(dir, "files.img", magic::FILES)?;
+    let mut files: Vec<pb::FileEntry> = image::read_image(dir, "files.img", magic::FILES)?;
+    if opts.file_validation == Some(objects::files::reg::Validation::FileSize) {
+        // Sizes only: mapped files and the executables too.
+        objects::files::reg::forget_build_ids(&mut files);
+    }
+    let files = files;
     let tasks = pstree
         .into_iter()
         .map(|e| load_task(dir, e))
@@ -309,11 +317,14 @@ pub fn restore_with(
     opened.set_ext_unix_sk(opts.ext_unix_sk);
     opened.set_network_lock(opts.network_lock);
     opened.file_locks = opts.file_locks;
+    opened.file_validation = opts.file_validation;
     opened.set_inherited(&opts.inherit_fds);
     let mut forking = std::time::Duration::ZERO;
     let result = (|| -> Result<()> {
         let t0 = std::time::Instant::now();
-        puppets.create(&tasks, &plan)?;
+        puppets.create(&tasks, &plan, &mut |t, pid| {
+            task::session_ctty(t, pid, &mut opened, &chan)
+        })?;
         opened.set_host_pids(
             puppets.host_of(root).unwrap_or(root),
             tasks
@@ -338,7 +349,7 @@ pub fn restore_with(
         };
         for t in &tasks {
             if let Some(l) = &t.live {
-                opened.set_task_fds(&l.fdinfo);
+                opened.set_task(t.pid(), &l.fdinfo);
             }
             for fi in t.live.iter().flat_map(|l| &l.fdinfo) {
                 opened.get(&files, fi.id)?;
@@ -356,7 +367,9 @@ pub fn restore_with(
         if let Err(e) = tell(scripts::Action::PreResume, host) {
             tracing::warn!("{e}");
         }
-        puppets.let_go()
+        puppets.let_go()?;
+        opened.remove_link_remaps();
+        Ok(())
     })();
     if let Err(e) = result {
         puppets.destroy();

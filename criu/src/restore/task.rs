@@ -51,6 +51,32 @@ impl FdChannel {
     }
 }
 
+/// Session leader `pid` (`p`, just made its session, no children yet)
+/// takes back its controlling terminal, if it had one: the members of its
+/// session then inherit it when they are born. (Its foreground group is
+/// set later, once the groups exist.)
+pub(crate) fn session_ctty(
+    p: &mut Tracee,
+    pid: i32,
+    opened: &mut Opened,
+    chan: &FdChannel,
+) -> Result<()> {
+    let Some(tty) = opened.session_ctty(pid)? else {
+        return Ok(());
+    };
+    let got = fdpass::pass_fd(
+        p,
+        chan.ours.as_fd(),
+        chan.remote() as i32,
+        tty.as_fd(),
+        FDPASS_OFF,
+    )?;
+    p.syscall(libc::SYS_ioctl, &[got as u64, libc::TIOCSCTTY, 0])?;
+    p.syscall(libc::SYS_close, &[got as u64])?;
+    debug!(pid, "session leader took its controlling terminal");
+    Ok(())
+}
+
 fn prctl(t: &mut Tracee, op: i32, arg: u64) -> Result<()> {
     t.syscall(libc::SYS_prctl, &[op as u64, arg, 0, 0, 0])?;
     Ok(())

@@ -209,7 +209,15 @@ impl Puppets {
     }
 
     /// Creates every process of the tree with its PID, parent and session.
-    pub fn create(&mut self, tasks: &[TaskImages], plan: &ns::Plan) -> Result<()> {
+    /// `on_session` runs in each session leader just after its `setsid`,
+    /// before any of its children exist (it takes its controlling
+    /// terminal there, for its session's members to inherit).
+    pub fn create(
+        &mut self,
+        tasks: &[TaskImages],
+        plan: &ns::Plan,
+        on_session: &mut dyn FnMut(&mut Tracee, i32) -> Result<()>,
+    ) -> Result<()> {
         for t in tasks {
             let pid = t.pid();
             if t.pstree.ppid == 0 {
@@ -234,6 +242,7 @@ impl Puppets {
             if t.pstree.sid == t.pstree.pid {
                 let p = self.get_mut(pid)?;
                 p.threads[0].syscall(libc::SYS_setsid, &[])?;
+                on_session(&mut p.threads[0], pid)?;
             }
             debug!(pid, "puppet made");
         }

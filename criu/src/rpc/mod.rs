@@ -453,6 +453,8 @@ impl Conn {
             prev_images_dir: o.parent_img.clone().map(PathBuf::from),
             track_mem: o.track_mem() || pre,
             ext_mounts: ext_mounts(&o),
+            link_remap: o.link_remap.unwrap_or(false),
+            ..Default::default()
         };
         if pre {
             // A pre-dump leaves the tree running and sends no callbacks.
@@ -571,6 +573,7 @@ impl Conn {
             },
             root: o.root.clone().map(PathBuf::from),
             ext_mounts: ext_mounts(&o),
+            ..Default::default()
         };
         let rpc = self.notifier();
         let silent = crate::scripts::Silent;

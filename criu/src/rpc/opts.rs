@@ -70,7 +70,6 @@ pub fn unsupported(o: &CriuOpts, action: Action) -> Vec<String> {
     );
     flag("ps (page server)", o.ps.is_some());
     flag("auto_dedup", on(o.auto_dedup));
-    flag("link_remap", on(o.link_remap));
     flag("force_irmap", on(o.force_irmap));
     flag("irmap_scan_paths", !o.irmap_scan_paths.is_empty());
     flag(

@@ -29,14 +29,17 @@ catalogue! {
     signals { sigaction00, sigpending00, sigaltstack00, sigstop, stopped_tree }
     timers { itimer00, posix_timers, nanosleep }
     pipes { pipe00, pipe_bigbuf, fifo00 }
-    files { file_read, devnull, fd_gaps, unlinked_file, dup_shared_offset, ghost_limit, ghost_limit_raised, flock00, posix_lock00, ofd_lock00, flock_nolocks, pidfd00, pidfd_dead, pidfd_outside, fown00, lease00 }
+    files { file_read, devnull, fd_gaps, unlinked_file, dup_shared_offset, ghost_limit, ghost_limit_raised, flock00, posix_lock00, ofd_lock00, flock_nolocks, pidfd00, pidfd_dead, pidfd_outside, fown00, lease00,
+        opath00, odd_paths, reopen_links, hardlink00, hardlink_unlinked, dir_fd, hardlink_unlinked_map,
+        link_remap_rollback }
     memfd { memfd00, memfd_mmap, memfd_mmap_sealed }
     membarrier { membarrier00 }
     events { eventfd00, epoll00, timerfd00, signalfd00, inotify00, fanotify00 }
     sockets { unix_socketpair, tcp_listen, udp00, unix_bound, unix_listen_queued, unix_seqpacket, udp6, sockopts00, tcp_established, tcp6_established, tcp_established_child, unix_scm_rights, unix_shutdown, tcp_shutdown, netlink00, packet00, raw_icmp, unix_ext_dgram, unix_ext_refused, tcp_netlock }
     tree { children, zombie00, pgrp_session, tree500, vfork00 }
     ns { uts00, ipc_shm, pidns00, ipc_msg, ipc_sem, timens, pidns_nested, cgroup00, netns_dev, mnt_tmpfs, netns_sysctl }
-    tty { pty00, pty_data, ctty00, ctty01, pty_pkt, ctty_member }
+    tty { pty00, pty_data, ctty00, ctty01, pty_pkt, ctty_member,
+        pty_canon }
     task { seccomp_strict, seccomp_filter, seccomp_tsync, sched00, oom_score_adj, prctl00, affinity00 }
 }
 

@@ -40,6 +40,9 @@ use crate::sys;
 
 use super::{read_proc_link, Error, IdGen, Result};
 
+/// The `remap_type` of a file opened through another name of its inode.
+pub const REMAP_LINKED: i32 = 0;
+
 /// A file owner that says "none": each kind starts with it, and
 /// `FileTable::dump_fds` puts the real owner in (see `fown`).
 pub(crate) fn no_owner() -> pb::FownEntry {
@@ -69,6 +72,9 @@ pub enum Kind {
     Path,
     /// A regular file whose last name is gone.
     Ghost,
+    /// A regular file opened by a name that is gone while it has another
+    /// (`--link-remap`).
+    Linked,
     Memfd,
     Pipe,
     Fifo,
@@ -120,7 +126,7 @@ pub fn classify(link: &str, fmt: u32, nlink: u64, on_memfd_dev: bool) -> Kind {
                 if fmt == libc::S_IFREG && nlink == 0 {
                     Kind::Ghost
                 } else if fmt == libc::S_IFREG {
-                    no("an unlinked file that still has another name")
+                    Kind::Linked
                 } else {
                     no("an unlinked directory or device")
                 }
@@ -130,8 +136,19 @@ pub fn classify(link: &str, fmt: u32, nlink: u64, on_memfd_dev: bool) -> Kind {
                 Kind::Path
             }
         }
+        // Only an O_PATH|O_NOFOLLOW open gives an fd of a symlink.
+        libc::S_IFLNK if link.starts_with('/') && !link.ends_with(" (deleted)") => Kind::Path,
+        libc::S_IFLNK => no("an unlinked symlink"),
         _ => no("a file of an unknown kind"),
     }
+}
+
+/// Whether `link` (an fd's /proc link ending in " (deleted)", of `pid`)
+/// is in fact the live name of the file `st`: a file may be named
+/// "x (deleted)". The name is looked up as `pid` sees it.
+fn live_name(pid: i32, link: &str, st: &FileStat) -> bool {
+    nix::sys::stat::lstat(format!("/proc/{pid}/root{link}").as_str())
+        .is_ok_and(|l| l.st_dev == st.st_dev && l.st_ino == st.st_ino)
 }
 
 /// The error for an fd criu-rs cannot dump: names the fd, its link and its
@@ -185,6 +202,34 @@ pub struct FileTable {
     /// The processes of the dumped tree: pid as criu sees it -> pid inside
     /// the tree (pidfds may only refer to these).
     pub tree: HashMap<i32, i32>,
+    /// `--file-validation`: what restore checks files against.
+    pub file_validation: reg::Validation,
+    /// `--link-remap`: a file open by a name unlinked since, which has
+    /// another name, gets a temporary name (`link_remap.ID`) beside the
+    /// old one for restore to open it through.
+    pub link_remap: bool,
+    link_remaps: LinkRemaps,
+}
+
+/// The `link_remap.ID` names a dump made: removed again unless the dump
+/// succeeds (then restore removes them).
+#[derive(Debug, Default)]
+struct LinkRemaps {
+    made: Vec<PathBuf>,
+    kept: bool,
+}
+
+impl Drop for LinkRemaps {
+    fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
+        for p in &self.made {
+            if let Err(e) = std::fs::remove_file(p) {
+                tracing::warn!("removing link remap {}: {e}", p.display());
+            }
+        }
+    }
 }
 
 impl Default for FileTable {
@@ -211,6 +256,9 @@ impl Default for FileTable {
             tty: tty::TtyDump::default(),
             carried_files: Vec::new(),
             tree: HashMap::new(),
+            file_validation: reg::Validation::default(),
+            link_remap: false,
+            link_remaps: LinkRemaps::default(),
         }
     }
 }
@@ -223,7 +271,7 @@ impl FileTable {
             return Ok(id);
         }
         let id = self.ids.next_id();
-        let reg = reg::for_path(pid, id, path)?;
+        let reg = reg::for_path(pid, id, path, self.file_validation)?;
         self.entries.push(pb::FileEntry {
             r#type: pb::FdTypes::Reg as i32,
             id,
@@ -249,7 +297,7 @@ impl FileTable {
             .collect();
         fds.sort_unstable();
         let mut out = Vec::with_capacity(fds.len());
-        self.tty.begin_task(pid)?;
+        self.tty.begin_task(pid, &self.tree)?;
         for &fd in &fds {
             let info = proc::read_fdinfo(pid, fd)?;
             let cloexec = info.flags & libc::O_CLOEXEC as u32 != 0;
@@ -377,7 +425,12 @@ impl FileTable {
             });
         }
         let memfd_dev = fmt == libc::S_IFREG && self.on_memfd_dev(&st);
-        let kind = classify(&link, fmt, st.st_nlink, memfd_dev);
+        let kind = if link.ends_with(" (deleted)") && live_name(pid, &link, &st) {
+            Kind::Path
+        } else {
+            classify(&link, fmt, st.st_nlink, memfd_dev)
+        };
+        let v = self.file_validation;
         let mut fe = pb::FileEntry {
             id,
             ..Default::default()
@@ -385,13 +438,19 @@ impl FileTable {
         match kind {
             Kind::Path => {
                 fe.r#type = pb::FdTypes::Reg as i32;
-                fe.reg = Some(reg::dump(pid, fd, id, &link, info, &st)?);
+                fe.reg = Some(reg::dump(pid, fd, id, &link, info, &st, Some(file), v)?);
+            }
+            Kind::Linked => {
+                let path = ghost::strip_deleted(&link).to_string();
+                self.link_remap_of(pid, fd, id, &path, file)?;
+                fe.r#type = pb::FdTypes::Reg as i32;
+                fe.reg = Some(reg::dump(pid, fd, id, &path, info, &st, Some(file), v)?);
             }
             Kind::Ghost => {
                 let path = ghost::strip_deleted(&link).to_string();
                 self.ghost_of(pid, fd, id, &path, file, &st)?;
                 fe.r#type = pb::FdTypes::Reg as i32;
-                fe.reg = Some(reg::dump(pid, fd, id, &path, info, &st)?);
+                fe.reg = Some(reg::dump(pid, fd, id, &path, info, &st, Some(file), v)?);
             }
             Kind::Memfd => {
                 let name = memfd::name_of(&link).unwrap_or_default().to_string();
@@ -425,7 +484,7 @@ impl FileTable {
                     self.entries.push(pb::FileEntry {
                         r#type: pb::FdTypes::Reg as i32,
                         id: regf_id,
-                        reg: Some(reg::dump(pid, fd, regf_id, &link, info, &st)?),
+                        reg: Some(reg::dump(pid, fd, regf_id, &link, info, &st, None, v)?),
                         ..Default::default()
                     });
                     fe.r#type = pb::FdTypes::Fifo as i32;
@@ -531,6 +590,87 @@ impl FileTable {
         Ok(())
     }
 
+    /// Gives file `file` (open as `fd` of `pid` by `path`, a name since
+    /// unlinked; it has another) a new name beside the old one,
+    /// `link_remap.ID`, recorded in `files.img` and tied to file `id` in
+    /// `remap-fpath.img` as a linked remap.
+    fn link_remap_of(
+        &mut self,
+        pid: i32,
+        fd: i32,
+        id: u32,
+        path: &str,
+        file: BorrowedFd<'_>,
+    ) -> Result<()> {
+        let by = if fd < 0 {
+            "a mapping".to_string()
+        } else {
+            format!("fd {fd}")
+        };
+        if !self.link_remap {
+            return Err(Error::Unsupported {
+                pid,
+                what: format!(
+                    "{by} is {path}, unlinked while the file has another name: dump with --link-remap to give it a temporary one"
+                ),
+            });
+        }
+        let parent = Path::new(path).parent().ok_or_else(|| Error::Mismatch {
+            what: format!("{by} of pid {pid}: unlinked file {path} has no directory"),
+        })?;
+        let remap_id = self.ids.next_id();
+        let name = parent.join(format!("link_remap.{remap_id}"));
+        // Made as the task sees the directory: the link must be on the
+        // file's own mount.
+        let theirs = format!("/proc/{pid}/root{}", name.display());
+        nix::unistd::linkat(
+            nix::fcntl::AT_FDCWD,
+            format!("/proc/self/fd/{}", file.as_raw_fd()).as_str(),
+            nix::fcntl::AT_FDCWD,
+            theirs.as_str(),
+            nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
+        )
+        .map_err(|errno| Error::Sys {
+            pid,
+            what: format!(
+                "linking {by} ({path}, unlinked) to {} for --link-remap",
+                name.display()
+            ),
+            errno,
+        })?;
+        self.link_remaps.made.push(PathBuf::from(theirs));
+        let st = nix::sys::stat::fstat(file).map_err(|errno| Error::Sys {
+            pid,
+            what: format!("fstat of fd {fd}"),
+            errno,
+        })?;
+        let info = proc::Fdinfo::default();
+        let shown = name.to_string_lossy();
+        let mut remap = reg::dump(
+            pid,
+            fd,
+            remap_id,
+            &shown,
+            &info,
+            &st,
+            None,
+            reg::Validation::FileSize,
+        )?;
+        remap.size = None;
+        self.entries.push(pb::FileEntry {
+            r#type: pb::FdTypes::Reg as i32,
+            id: remap_id,
+            reg: Some(remap),
+            ..Default::default()
+        });
+        self.remaps.push(pb::RemapFilePathEntry {
+            orig_id: id,
+            remap_id,
+            remap_type: Some(REMAP_LINKED),
+        });
+        Ok(())
+    }
+
     /// The inode id of memfd `file` in `memfd.img`, its content saved once
     /// whether it is seen through fds, mappings or both.
     fn memfd_inode(
@@ -580,6 +720,16 @@ impl FileTable {
         let is_memfd = st.st_mode & libc::S_IFMT == libc::S_IFREG
             && self.on_memfd_dev(&st)
             && memfd::name_of(path).is_some();
+        if !is_memfd {
+            // A live file whose name ends in " (deleted)".
+            let named = format!("{} (deleted)", ghost::strip_deleted(path));
+            if live_name(pid, &named, &st) {
+                let id = self.by_path(pid, &named)?;
+                self.mapped_deleted
+                    .insert((st.st_dev, st.st_ino), (id, false));
+                return Ok((id, false));
+            }
+        }
         let id = self.ids.next_id();
         let mut fe = pb::FileEntry {
             id,
@@ -600,18 +750,38 @@ impl FileTable {
                     ),
                 });
             }
-            self.ghost_of(pid, -1, id, path, file.as_fd(), &st)?;
+            if st.st_nlink > 0 && self.link_remap {
+                // Another name stays: the mapping keeps that inode.
+                self.link_remap_of(pid, -1, id, ghost::strip_deleted(path), file.as_fd())?;
+            } else {
+                self.ghost_of(pid, -1, id, path, file.as_fd(), &st)?;
+            }
             let info = proc::Fdinfo {
                 flags: libc::O_RDWR as u32,
                 ..Default::default()
             };
             fe.r#type = pb::FdTypes::Reg as i32;
-            fe.reg = Some(reg::dump(pid, -1, id, path, &info, &st)?);
+            let v = self.file_validation;
+            fe.reg = Some(reg::dump(
+                pid,
+                -1,
+                id,
+                path,
+                &info,
+                &st,
+                Some(file.as_fd()),
+                v,
+            )?);
         }
         self.entries.push(fe);
         self.mapped_deleted
             .insert((st.st_dev, st.st_ino), (id, is_memfd));
         Ok((id, is_memfd))
+    }
+
+    /// The dump succeeded: names made for `--link-remap` stay for restore.
+    pub fn keep_link_remaps(&mut self) {
+        self.link_remaps.kept = true;
     }
 
     /// Writes `files.img` and the images that go with it.
@@ -713,6 +883,14 @@ pub struct Opened {
     tree_pidns: Option<OwnedFd>,
     /// The root of the restored tree, as criu sees it.
     root_host: Option<i32>,
+    /// `--file-validation`: build-ids recorded at dump are compared too
+    /// (unless `filesize` was asked for).
+    pub file_validation: Option<reg::Validation>,
+    /// The task whose files are made now (named in errors).
+    task_pid: Option<i32>,
+    /// `link_remap.ID` names opened through, removed once the restore
+    /// succeeded ([`Opened::remove_link_remaps`]).
+    link_remaps: Vec<String>,
 }
 
 impl Opened {
@@ -812,6 +990,86 @@ impl Opened {
         self.task_fds = fdinfo.iter().map(|f| (f.fd, f.id)).collect();
     }
 
+    /// Like [`Opened::set_task_fds`], naming the task too (errors about
+    /// its files then say which pid and fd they are for).
+    pub fn set_task(&mut self, pid: i32, fdinfo: &[pb::FdinfoEntry]) {
+        self.set_task_fds(fdinfo);
+        self.task_pid = Some(pid);
+    }
+
+    /// Who file `id` is made for: the task set last and the lowest of its
+    /// fds that refers to it.
+    fn holder(&self, id: u32) -> reg::Holder {
+        reg::Holder {
+            pid: self.task_pid,
+            fd: self
+                .task_fds
+                .iter()
+                .filter(|(_, &i)| i == id)
+                .map(|(&fd, _)| fd)
+                .min(),
+        }
+    }
+
+    /// The restore succeeded: the temporary names a `--link-remap` dump
+    /// gave unlinked files are removed (a failed restore leaves them, so
+    /// that it can be tried again).
+    pub fn remove_link_remaps(&mut self) {
+        for p in std::mem::take(&mut self.link_remaps) {
+            match std::fs::remove_file(&p) {
+                Ok(()) => tracing::debug!("link remap {p} removed"),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!("removing link remap {p}: {e}"),
+            }
+        }
+    }
+
+    /// Opens file `reg` (id `id`) through `remap`, another name of its
+    /// inode: the old name is linked again, opened and unlinked (so the
+    /// fd names it as unlinked, as it did), or when that name is taken,
+    /// the file is opened through `remap` itself.
+    fn open_linked(
+        &mut self,
+        reg: &pb::RegFileEntry,
+        remap: &pb::RegFileEntry,
+        who: reg::Holder,
+    ) -> Result<OwnedFd> {
+        let build_ids = self.file_validation != Some(reg::Validation::FileSize);
+        if !self.link_remaps.contains(&remap.name) {
+            self.link_remaps.push(remap.name.clone());
+        }
+        match nix::unistd::linkat(
+            nix::fcntl::AT_FDCWD,
+            remap.name.as_str(),
+            nix::fcntl::AT_FDCWD,
+            reg.name.as_str(),
+            nix::fcntl::AtFlags::empty(),
+        ) {
+            Ok(()) => {
+                let fd = reg::open(reg, who, build_ids);
+                if let Err(errno) = nix::unistd::unlink(reg.name.as_str()) {
+                    tracing::warn!("unlinking {} again: {errno}", reg.name);
+                }
+                fd
+            }
+            Err(nix::errno::Errno::EEXIST) => {
+                tracing::info!(
+                    "{} is taken: {} opened through {}",
+                    reg.name,
+                    who,
+                    remap.name
+                );
+                reg::open_at_path(reg, &remap.name, who, build_ids)
+            }
+            Err(errno) => Err(Error::Mismatch {
+                what: format!(
+                    "linking {} back to {} ({who}, file id {}): {errno}",
+                    remap.name, reg.name, reg.id
+                ),
+            }),
+        }
+    }
+
     /// Gives task `pid` (`t`, its fds in place, scratch space at
     /// `data_off`) its controlling terminal back, if it had one.
     pub fn restore_ctty(
@@ -834,6 +1092,15 @@ impl Opened {
         }
         let dir = self.dir()?.to_path_buf();
         self.tty.restore_ctty(&dir, t, pid, &ttys, data_off)
+    }
+
+    /// For session leader `pid`, just after it made its session: a new
+    /// open file of the pty slave that was its controlling terminal, for
+    /// it to take (TIOCSCTTY) before its session's members are born, so
+    /// that they inherit it. None when it had none.
+    pub fn session_ctty(&mut self, pid: i32) -> Result<Option<OwnedFd>> {
+        let dir = self.dir()?.to_path_buf();
+        self.tty.session_ctty(&dir, pid)
     }
 
     /// The file locks to take again (none without `--file-locks`); tasks
@@ -979,10 +1246,10 @@ impl Opened {
         let flags = OFlag::from_bits_retain((fdflags & libc::O_ACCMODE as u32) as i32);
         let fd = if let Some(m) = &entry.memfd {
             self.memfd_fd_for_inode(u64::from(m.inode_id))?
-        } else if self
-            .remap_of(id)?
-            .is_some_and(|r| r.remap_type == Some(ghost::REMAP_GHOST))
-        {
+        } else if self.remap_of(id)?.is_some_and(|r| {
+            let t = r.remap_type.unwrap_or(REMAP_LINKED);
+            t == ghost::REMAP_GHOST || t == REMAP_LINKED
+        }) {
             self.get(files, id)?
         } else {
             return Ok(None);
@@ -1033,13 +1300,31 @@ impl Opened {
                         let holder = self.ghosts.get(&r.remap_id).ok_or_else(|| missing("ghost"))?;
                         ghost::open(holder, reg)
                     }
+                    Some(r) if r.remap_type.unwrap_or(REMAP_LINKED) == REMAP_LINKED => {
+                        let remap = files
+                            .iter()
+                            .find(|e| e.id == r.remap_id)
+                            .and_then(|e| e.reg.as_ref())
+                            .ok_or_else(|| Error::Mismatch {
+                                what: format!(
+                                    "file id {id} ({}) is linked to file {}, which files.img lacks",
+                                    reg.name, r.remap_id
+                                ),
+                            })?;
+                        let who = self.holder(id);
+                        self.open_linked(reg, remap, who)
+                    }
                     Some(r) => Err(Error::Mismatch {
                         what: format!(
                             "file id {id} ({}) is remapped as type {:?}, which criu-rs cannot restore yet",
                             reg.name, r.remap_type
                         ),
                     }),
-                    None => reg::open(reg),
+                    None => reg::open(
+                        reg,
+                        self.holder(id),
+                        self.file_validation != Some(reg::Validation::FileSize),
+                    ),
                 }
             }
             pb::FdTypes::Pipe => {
@@ -1175,10 +1460,51 @@ mod tests {
             classify("/memfd:x (deleted)", libc::S_IFREG, 0, false),
             Kind::Ghost
         );
-        assert!(matches!(
+        assert_eq!(
             classify("/tmp/a (deleted)", libc::S_IFREG, 2, false),
+            Kind::Linked
+        );
+        assert_eq!(k("/tmp/lnk", libc::S_IFLNK), Kind::Path);
+        assert!(matches!(
+            k("/tmp/lnk (deleted)", libc::S_IFLNK),
             Kind::Unsupported(_)
         ));
+    }
+
+    #[test]
+    fn link_remaps_go_unless_the_dump_succeeded() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (
+            dir.path().join("link_remap.1"),
+            dir.path().join("link_remap.2"),
+        );
+        std::fs::write(&a, b"").unwrap();
+        std::fs::write(&b, b"").unwrap();
+        drop(LinkRemaps {
+            made: vec![a.clone()],
+            kept: false,
+        });
+        assert!(!a.exists(), "a failed dump left its link remap");
+        drop(LinkRemaps {
+            made: vec![b.clone()],
+            kept: true,
+        });
+        assert!(b.exists(), "a dump that succeeded lost its link remap");
+    }
+
+    #[test]
+    fn a_live_name_ending_in_deleted_is_no_deleted_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x (deleted)");
+        std::fs::write(&p, b"").unwrap();
+        let st = nix::sys::stat::stat(&p).unwrap();
+        let me = std::process::id() as i32;
+        assert!(live_name(me, p.to_str().unwrap(), &st));
+        let other = dir.path().join("y");
+        std::fs::write(&other, b"").unwrap();
+        let st_other = nix::sys::stat::stat(&other).unwrap();
+        assert!(!live_name(me, p.to_str().unwrap(), &st_other));
+        assert!(!live_name(me, "/nonexistent (deleted)", &st));
     }
 
     #[test]

@@ -7,9 +7,16 @@
 //! unread on either side (`tty-data.img`, one `tty_data_entry` per side
 //! that has any, named by that side's info id, as upstream). Queued bytes
 //! are read at the end of the dump and written back into the other side
-//! (so the dumped tree finds them again); that rewrite goes through the
-//! line discipline, so it is done only for a pty in raw mode and refused
-//! otherwise.
+//! (so the dumped tree finds them again). That rewrite goes through the
+//! line discipline: output queued for the master is kept only when the
+//! slave does no output processing (no OPOST). Input queued for the slave
+//! is kept in any mode: in canonical mode the slave leaves it for a moment
+//! to read the partial line too; input that the line discipline would
+//! process again is written back under a quiet termios (no input mapping,
+//! no signals or editing characters, echo only to know when it has been
+//! taken, read away again) and the slave's termios is put back after.
+//! (A line ended by the EOF character comes back ended by it; a NUL byte
+//! of canonical input is taken for one.)
 //!
 //! Controlling terminals: a session leader of the tree whose controlling
 //! terminal is a pty slave it holds gets it back (its `sid` and foreground
@@ -134,6 +141,8 @@ struct Ctty {
     tpgid: i32,
     /// An fd of the task was found on it.
     held: bool,
+    /// The task does not lead its session, whose leader is dumped too.
+    leader_dumped: bool,
 }
 
 /// The ttys of a dump: one info entry per side of each pty.
@@ -182,6 +191,92 @@ fn drain(fd: BorrowedFd<'_>) -> std::result::Result<Vec<u8>, nix::errno::Errno> 
     Ok(out)
 }
 
+/// The termios under which input written into the master is taken as is
+/// by the slave: `t` without input mapping, output processing, signals
+/// or editing characters, with echo (to see when it has been taken), in
+/// canonical mode if `t` is.
+fn quiet_termios(t: &libc::termios2) -> libc::termios2 {
+    let mut q = *t;
+    q.c_iflag = 0;
+    q.c_oflag &= !libc::OPOST;
+    q.c_lflag = (t.c_lflag & libc::ICANON) | libc::ECHO;
+    for c in [
+        libc::VINTR,
+        libc::VQUIT,
+        libc::VERASE,
+        libc::VKILL,
+        libc::VEOF,
+        libc::VSTART,
+        libc::VSTOP,
+        libc::VSUSP,
+        libc::VREPRINT,
+        libc::VDISCARD,
+        libc::VWERASE,
+        libc::VLNEXT,
+    ] {
+        q.c_cc[c] = 0;
+    }
+    if t.c_lflag & libc::ICANON == 0 {
+        q.c_cc[libc::VMIN] = 1;
+        q.c_cc[libc::VTIME] = 0;
+    }
+    q
+}
+
+/// How many bytes of echo writing `data` under [`quiet_termios`] of `t`
+/// gives: all but the NULs that end lines in canonical mode.
+fn echo_len(t: &libc::termios2, data: &[u8]) -> usize {
+    if t.c_lflag & libc::ICANON != 0 {
+        data.iter().filter(|&&b| b != 0).count()
+    } else {
+        data.len()
+    }
+}
+
+/// Queues `data` as input of the slave of pty `master`, whose termios is
+/// `t`, so that the slave reads exactly `data` (line ends included): plain
+/// when `t` takes it as is, else under [`quiet_termios`], waiting for the
+/// echo (which is read away), then `t` again.
+fn queue_input(
+    master: BorrowedFd<'_>,
+    t: &libc::termios2,
+    data: &[u8],
+) -> std::result::Result<(), nix::errno::Errno> {
+    if rewrite_is_exact(t, false) {
+        return write_all(master, data);
+    }
+    if sys::tty_queue::queued(master)? != 0 {
+        // The echo could not be told apart from what waits already.
+        return Err(nix::errno::Errno::EBUSY);
+    }
+    sys::tty::set_termios(master, &quiet_termios(t))?;
+    let r = (|| {
+        write_all(master, data)?;
+        let want = echo_len(t, data);
+        let mut got = 0;
+        let mut buf = [0u8; 4096];
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while got < want {
+            if sys::tty_queue::readable_now(master)? {
+                let room = (want - got).min(buf.len());
+                match nix::unistd::read(master, &mut buf[..room]) {
+                    Ok(0) => return Err(nix::errno::Errno::EIO),
+                    Ok(n) => got += n,
+                    Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => {}
+                    Err(e) => return Err(e),
+                }
+            } else if std::time::Instant::now() > end {
+                return Err(nix::errno::Errno::ETIMEDOUT);
+            } else {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        Ok(())
+    })();
+    let back = sys::tty::set_termios(master, t);
+    r.and(back)
+}
+
 fn write_all(fd: BorrowedFd<'_>, mut data: &[u8]) -> std::result::Result<(), nix::errno::Errno> {
     while !data.is_empty() {
         match nix::unistd::write(fd, data) {
@@ -196,8 +291,9 @@ fn write_all(fd: BorrowedFd<'_>, mut data: &[u8]) -> std::result::Result<(), nix
 
 impl TtyDump {
     /// Called before the fds of `pid` are dumped: notes its controlling
-    /// terminal, if any.
-    pub fn begin_task(&mut self, pid: i32) -> Result<()> {
+    /// terminal, if any. `tree`: the pids of the dumped tree (as criu sees
+    /// them, the keys).
+    pub fn begin_task(&mut self, pid: i32, tree: &HashMap<i32, i32>) -> Result<()> {
         let st = crate::proc::read_stat(pid)?;
         self.ctty = (st.tty_nr != 0).then_some(Ctty {
             pid,
@@ -205,6 +301,7 @@ impl TtyDump {
             session: st.session,
             tpgid: st.tpgid,
             held: false,
+            leader_dumped: st.session != pid && tree.contains_key(&st.session),
         });
         Ok(())
     }
@@ -237,6 +334,14 @@ impl TtyDump {
                 "fd {fd} (/dev/pts/{name}) is the controlling terminal of the task, {why}"
             ),
         };
+        if session != pid && c.leader_dumped {
+            // A member of a session whose leader is dumped: it gets the
+            // terminal from its leader at restore, whose fds say which.
+            if let Some(c) = self.ctty.as_mut() {
+                c.held = true;
+            }
+            return Ok(());
+        }
         if session != pid {
             return Err(refuse(format!(
                 "which does not lead its session {session}: criu-rs gives a controlling terminal back only to a session leader"
@@ -274,6 +379,7 @@ impl TtyDump {
     /// none of them was on cannot be made again.
     pub fn end_task(&mut self) -> Result<()> {
         match self.ctty.take() {
+            Some(c) if c.leader_dumped => Ok(()),
             Some(c) if !c.held && c.session != c.pid => Err(Error::Unsupported {
                 pid: c.pid,
                 what: format!(
@@ -304,13 +410,32 @@ impl TtyDump {
                 what: format!("fd {} (pty {index}): {what}", side.fd),
             };
             let f = side.file.as_fd();
-            let n = sys::tty_queue::queued(f).map_err(|e| err(format!("FIONREAD: {e}")))?;
-            if n == 0 {
-                continue;
-            }
-            let dir = if *master { "master" } else { "slave" };
             let t = sys::tty::termios(f).map_err(|e| err(format!("TCGETS2: {e}")))?;
-            if !rewrite_is_exact(&t, *master) {
+            // In canonical mode only whole lines are readable: the slave
+            // leaves it until its input is read (the partial line too).
+            let canon = !*master && t.c_lflag & libc::ICANON != 0;
+            if canon {
+                let mut raw = t;
+                raw.c_lflag &= !libc::ICANON;
+                raw.c_cc[libc::VMIN] = 1;
+                raw.c_cc[libc::VTIME] = 0;
+                sys::tty::set_termios(f, &raw)
+                    .map_err(|e| err(format!("leaving canonical mode to read the input: {e}")))?;
+            }
+            let n = sys::tty_queue::queued(f).map_err(|e| err(format!("FIONREAD: {e}")));
+            let n = match n {
+                Ok(n) if n > 0 => n,
+                other => {
+                    if canon {
+                        sys::tty::set_termios(f, &t)
+                            .map_err(|e| err(format!("back to canonical mode: {e}")))?;
+                    }
+                    other?;
+                    continue;
+                }
+            };
+            let dir = if *master { "master" } else { "slave" };
+            if *master && !rewrite_is_exact(&t, true) {
                 return Err(err(format!(
                     "{n} bytes are queued for the {dir} and the pty is not in raw mode, so criu-rs cannot keep them byte for byte"
                 )));
@@ -333,24 +458,36 @@ impl TtyDump {
                     .try_clone()
                     .map_err(|e| err(format!("dup of the master: {e}")))?
             };
-            todo.push((side, peer, dir));
+            todo.push((*master, side, peer, dir, t, canon));
         }
+        // Input first: its rewrite needs the master's queue empty.
+        todo.sort_by_key(|(master, ..)| *master);
         let mut read = Vec::new();
-        for (side, _, dir) in &todo {
+        for (_, side, _, dir, t, canon) in &todo {
             let data = drain(side.file.as_fd()).map_err(|e| Error::Sys {
                 pid: side.pid,
                 what: format!("fd {}: reading the bytes queued for the pty {dir}", side.fd),
                 errno: e,
             });
+            if *canon {
+                if let Err(e) = sys::tty::set_termios(side.file.as_fd(), t) {
+                    tracing::warn!(pid = side.pid, fd = side.fd, "back to canonical mode: {e}");
+                }
+            }
             read.push(data);
         }
         // Back where they were, whatever happened.
         let mut out = Vec::new();
         let mut first_err = None;
-        for ((side, peer, dir), data) in todo.iter().zip(read) {
+        for ((master, side, peer, dir, t, _), data) in todo.iter().zip(read) {
             match data {
                 Ok(d) => {
-                    if let Err(e) = write_all(peer.as_fd(), &d) {
+                    let put = if *master {
+                        write_all(peer.as_fd(), &d)
+                    } else {
+                        queue_input(peer.as_fd(), t, &d)
+                    };
+                    if let Err(e) = put {
                         first_err.get_or_insert(Error::Sys {
                             pid: side.pid,
                             what: format!(
@@ -538,6 +675,19 @@ fn pty_with_index(want: u32) -> Result<OwnedFd> {
 
 impl TtyRestore {
     fn info(&mut self, dir: &Path, info_id: u32) -> Result<pb::TtyInfoEntry> {
+        self.load(dir)?;
+        self.infos
+            .iter()
+            .flatten()
+            .find(|i| i.id == info_id)
+            .cloned()
+            .ok_or_else(|| Error::Mismatch {
+                what: format!("tty-info.img has no tty {info_id}"),
+            })
+    }
+
+    /// Reads tty-info.img and tty-data.img, once.
+    fn load(&mut self, dir: &Path) -> Result<()> {
         if self.infos.is_none() {
             self.infos = Some(image::read_image(dir, "tty-info.img", magic::TTY_INFO)?);
         }
@@ -549,14 +699,45 @@ impl TtyRestore {
             };
             self.data = Some(list.into_iter().map(|d| (d.tty_id, d.data)).collect());
         }
-        self.infos
+        Ok(())
+    }
+
+    /// For session leader `pid`, as soon as it has made its session and
+    /// before it has children: a new open file of the pty slave that was
+    /// its controlling terminal, for it to take as such (TIOCSCTTY) so
+    /// that the members of its session inherit it. None when it had none.
+    pub fn session_ctty(&mut self, dir: &Path, pid: i32) -> Result<Option<OwnedFd>> {
+        if self.infos.is_none() && !dir.join("tty-info.img").exists() {
+            return Ok(None);
+        }
+        self.load(dir)?;
+        let Some(info) = self
+            .infos
             .iter()
             .flatten()
-            .find(|i| i.id == info_id)
-            .cloned()
-            .ok_or_else(|| Error::Mismatch {
-                what: format!("tty-info.img has no tty {info_id}"),
+            .find(|i| {
+                i.sid != 0 && i.sid as i32 == pid && pty_side(decode_dev(i.rdev)) == Some(false)
             })
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        let index = info.pty.as_ref().map_or(0, |p| p.index);
+        let err = |what: &str, e| Error::Mismatch {
+            what: format!("pty {index}, controlling terminal of session {pid}: {what}: {e}"),
+        };
+        let m = self.master(index, &info)?;
+        if m.locked {
+            sys::tty::set_pty_locked(m.fd.as_fd(), false).map_err(|e| err("unlocking", e))?;
+        }
+        let fd = sys::tty::open_peer(
+            m.fd.as_fd(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
+        if m.locked {
+            sys::tty::set_pty_locked(m.fd.as_fd(), true).map_err(|e| err("locking", e))?;
+        }
+        fd.map(Some).map_err(|e| err("opening the slave", e))
     }
 
     /// The master of pty `index`, made on first use with the termios and
@@ -584,11 +765,14 @@ impl TtyRestore {
             }
             // Bytes that were queued on either side, written into the
             // other one (the termios is in place: no processing again).
-            let sides = self
+            let mut sides: Vec<&pb::TtyInfoEntry> = self
                 .infos
                 .iter()
                 .flatten()
-                .filter(|i| i.pty.as_ref().map(|p| p.index) == Some(index));
+                .filter(|i| i.pty.as_ref().map(|p| p.index) == Some(index))
+                .collect();
+            // Input first: its rewrite needs the master's queue empty.
+            sides.sort_by_key(|i| pty_side(decode_dev(i.rdev)) == Some(true));
             for side in sides {
                 let Some(data) = self.data.as_ref().and_then(|d| d.get(&side.id)) else {
                     continue;
@@ -602,7 +786,9 @@ impl TtyRestore {
                     write_all(slave.as_fd(), data)
                         .map_err(|e| err("queueing bytes for the master", e))?;
                 } else {
-                    write_all(fd.as_fd(), data)
+                    let t = sys::tty::termios(fd.as_fd())
+                        .map_err(|e| err("reading the termios back", e))?;
+                    queue_input(fd.as_fd(), &t, data)
                         .map_err(|e| err("queueing bytes for the slave", e))?;
                 }
             }
@@ -709,6 +895,47 @@ impl TtyRestore {
 }
 
 #[cfg(test)]
+mod quiet_tests {
+    use super::*;
+
+    /// A real pty in canonical mode with echo: input rewritten through
+    /// `queue_input` reads back line by line, with no echo left over and
+    /// the termios as it was.
+    #[test]
+    fn canonical_input_is_queued_again_as_it_was() {
+        let pty = nix::pty::openpty(None, None).expect("openpty");
+        let m = pty.master.as_fd();
+        let t = sys::tty::termios(m).expect("termios");
+        assert!(t.c_lflag & libc::ICANON != 0 && t.c_lflag & libc::ECHO != 0);
+        assert!(!rewrite_is_exact(&t, false));
+        let q = quiet_termios(&t);
+        assert_eq!(q.c_lflag, libc::ICANON | libc::ECHO);
+        assert_eq!(q.c_iflag, 0);
+        assert_eq!(q.c_cc[libc::VERASE], 0);
+        assert_eq!(q.c_cc[libc::VEOL], t.c_cc[libc::VEOL]);
+        assert_eq!(echo_len(&t, b"a\0b\n"), 3);
+        queue_input(m, &t, b"one\ntwo\npart").expect("queue");
+        assert_eq!(sys::tty_queue::queued(m).expect("master queue"), 0);
+        let back = sys::tty::termios(m).expect("termios");
+        assert_eq!((back.c_lflag, back.c_iflag), (t.c_lflag, t.c_iflag));
+        nix::fcntl::fcntl(
+            &pty.slave,
+            nix::fcntl::FcntlArg::F_SETFL(OFlag::O_RDWR | OFlag::O_NONBLOCK),
+        )
+        .expect("nonblock");
+        let mut buf = [0u8; 64];
+        let n = nix::unistd::read(&pty.slave, &mut buf).expect("line 1");
+        assert_eq!(&buf[..n], b"one\n");
+        let n = nix::unistd::read(&pty.slave, &mut buf).expect("line 2");
+        assert_eq!(&buf[..n], b"two\n");
+        assert_eq!(
+            nix::unistd::read(&pty.slave, &mut buf),
+            Err(nix::errno::Errno::EAGAIN)
+        );
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -795,7 +1022,7 @@ mod tests {
         assert_eq!((queued(&pty.master), queued(&pty.slave)), (3, 4));
     }
 
-    fn with_slave_ctty(pid: i32, session: i32) -> TtyDump {
+    fn with_slave_ctty(pid: i32, session: i32, leader_dumped: bool) -> TtyDump {
         let rdev = encode_dev(libc::makedev(136, 4));
         TtyDump {
             infos: vec![pb::TtyInfoEntry {
@@ -811,6 +1038,7 @@ mod tests {
                 session,
                 tpgid: session,
                 held: false,
+                leader_dumped: pid != session && leader_dumped,
             }),
             ..Default::default()
         }
@@ -819,25 +1047,38 @@ mod tests {
     #[test]
     fn a_leader_keeps_its_controlling_terminal() {
         let tree = HashMap::from([(700, 1), (701, 2)]);
-        let mut d = with_slave_ctty(700, 700);
+        let mut d = with_slave_ctty(700, 700, true);
         d.note_fd(700, 0, 1, &tree).expect("leader");
         assert_eq!((d.infos[0].sid, d.infos[0].pgrp), (1, 1));
         d.end_task().expect("held");
     }
 
     #[test]
+    fn a_member_of_a_dumped_leader_inherits_at_restore() {
+        let tree = HashMap::from([(700, 1), (701, 2)]);
+        let mut d = with_slave_ctty(701, 700, true);
+        d.note_fd(701, 3, 1, &tree).expect("member");
+        // The leader's fd sets the session; the member leaves it alone.
+        assert_eq!((d.infos[0].sid, d.infos[0].pgrp), (0, 0));
+        d.end_task().expect("member");
+        // Even with no fd on it.
+        let mut d = with_slave_ctty(701, 700, true);
+        d.end_task().expect("member without fd");
+    }
+
+    #[test]
     fn a_member_or_a_terminal_without_fd_is_refused() {
         let tree = HashMap::from([(700, 1), (701, 2)]);
-        let mut d = with_slave_ctty(701, 700);
+        let mut d = with_slave_ctty(701, 700, false);
         let msg = d.note_fd(701, 3, 1, &tree).expect_err("member").to_string();
         assert!(
             msg.contains("pid 701") && msg.contains("fd 3") && msg.contains("session"),
             "{msg}"
         );
-        let mut d = with_slave_ctty(700, 700);
+        let mut d = with_slave_ctty(700, 700, true);
         let msg = d.end_task().expect_err("no fd").to_string();
         assert!(msg.contains("pid 700") && msg.contains("no fd"), "{msg}");
-        let mut d = with_slave_ctty(700, 700);
+        let mut d = with_slave_ctty(700, 700, true);
         let outside = HashMap::from([(701, 2)]);
         assert!(d.note_fd(700, 0, 1, &outside).is_err());
     }

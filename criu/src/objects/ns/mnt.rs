@@ -102,6 +102,22 @@ pub fn stat_in_ns_of(pid: i32, path: &str) -> Result<nix::sys::stat::FileStat> {
     }
 }
 
+/// Opens `path` as the mount namespace of `pid` sees it.
+pub fn open_in_ns_of(pid: i32, path: &str, flags: nix::fcntl::OFlag) -> Result<OwnedFd> {
+    let open = || {
+        nix::fcntl::open(path, flags, nix::sys::stat::Mode::empty()).map_err(|errno| Error::Sys {
+            pid,
+            what: format!("opening {path}"),
+            errno,
+        })
+    };
+    if super::inode(pid, super::Kind::Mnt)? == super::own_inode(super::Kind::Mnt)? {
+        open()
+    } else {
+        super::in_ns(pid, &[super::Kind::Mnt], open)
+    }
+}
+
 /// The tree's root as criu reaches it during a restore whose tree has a
 /// root of its own (set once that root is in place): files named by path
 /// in the images are found below it.
