@@ -491,7 +491,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("elf");
         std::fs::write(&p, elf64(&[0xaa; 20])).unwrap();
-        let f = nix::fcntl::open(&p, OFlag::O_PATH, Mode::empty()).unwrap();
+        let f = nix::fcntl::open(&p, OFlag::O_PATH, nix::sys::stat::Mode::empty()).unwrap();
         let st = nix::sys::stat::fstat(&f).unwrap();
         let e = dump(
             1,
