@@ -288,7 +288,8 @@ exec {r}/bin/busybox sh -c 'busybox pivot_root . .old && busybox umount -l /.old
 "#,
         ext = ext.display()
     );
-    let starter = Command::new("unshare")
+    let mut starter = Command::new("unshare");
+    starter
         .args([
             "--mount",
             "--pid",
@@ -301,9 +302,13 @@ exec {r}/bin/busybox sh -c 'busybox pivot_root . .old && busybox umount -l /.old
             "-c",
             &script,
         ])
+        // Nothing of the host's: files outside the container's root could
+        // not be opened again under it.
         .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    criu::sys::testing::exact_fds(&mut starter, Vec::new());
+    let starter = starter.spawn().unwrap();
     let mut g = Guard {
         starter: Some(starter),
         pids: Vec::new(),
