@@ -88,3 +88,18 @@ pub fn finish(pid: i32) {
         )
     });
 }
+
+/// The files in `dir` other than logs (`*.log`): what a refused request
+/// must not have written.
+pub fn images_but_logs(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.ends_with(".log"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
