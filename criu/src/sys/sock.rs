@@ -219,15 +219,26 @@ mod tests {
 /// Most fds one message can carry (the kernel's SCM_MAX_FD).
 pub const MAX_FDS_PER_MSG: usize = 253;
 
+/// The credentials a unix socket message carries (SCM_CREDENTIALS), as
+/// the kernel shows them to the process that asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ucred {
+    pub pid: i32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
 /// What one `recvmsg` got: its length, whether the data or the control
-/// messages were cut short, and the fds it carried (SCM_RIGHTS), now
-/// owned by the caller.
+/// messages were cut short, the fds it carried (SCM_RIGHTS), now owned by
+/// the caller, and its sender's credentials (SCM_CREDENTIALS, only when
+/// the socket has SO_PASSCRED).
 #[derive(Debug)]
 pub struct Received {
     pub bytes: usize,
     pub truncated: bool,
     pub ctrunc: bool,
     pub fds: Vec<std::os::fd::OwnedFd>,
+    pub creds: Option<Ucred>,
 }
 
 /// One `recvmsg(fd, buf, flags)` that keeps the fds passed with the message.
@@ -238,7 +249,7 @@ pub fn recv_with_fds(
 ) -> SysResult<Received> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     use std::os::fd::{FromRawFd, OwnedFd, RawFd};
-    let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS_PER_MSG]);
+    let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS_PER_MSG], libc::ucred);
     let mut iov = [std::io::IoSliceMut::new(buf)];
     let msg = recvmsg::<()>(
         fd.as_raw_fd(),
@@ -247,12 +258,23 @@ pub fn recv_with_fds(
         flags | MsgFlags::MSG_CMSG_CLOEXEC,
     )?;
     let mut fds = Vec::new();
+    let mut creds = None;
     if let Ok(cms) = msg.cmsgs() {
         for c in cms {
-            if let ControlMessageOwned::ScmRights(raw) = c {
-                // SAFETY: the kernel installed these fds in this process for
-                // this message; nothing else owns them.
-                fds.extend(raw.into_iter().map(|f| unsafe { OwnedFd::from_raw_fd(f) }));
+            match c {
+                ControlMessageOwned::ScmRights(raw) => {
+                    // SAFETY: the kernel installed these fds in this process
+                    // for this message; nothing else owns them.
+                    fds.extend(raw.into_iter().map(|f| unsafe { OwnedFd::from_raw_fd(f) }));
+                }
+                ControlMessageOwned::ScmCredentials(u) => {
+                    creds = Some(Ucred {
+                        pid: u.pid(),
+                        uid: u.uid(),
+                        gid: u.gid(),
+                    });
+                }
+                _ => {}
             }
         }
     }
@@ -261,6 +283,7 @@ pub fn recv_with_fds(
         truncated: msg.flags.contains(MsgFlags::MSG_TRUNC),
         ctrunc: msg.flags.contains(MsgFlags::MSG_CTRUNC),
         fds,
+        creds,
     })
 }
 
@@ -272,12 +295,37 @@ pub fn send_with_fds(
     fds: &[BorrowedFd<'_>],
     flags: nix::sys::socket::MsgFlags,
 ) -> SysResult<usize> {
-    use nix::sys::socket::{sendmsg, ControlMessage};
+    send_msg(fd, data, fds, None, flags)
+}
+
+/// One `sendmsg(fd, data, flags)` carrying `fds` (SCM_RIGHTS, when any)
+/// and the sender credentials `creds` (SCM_CREDENTIALS, when given; the
+/// kernel lets only a privileged sender name another pid, uid or gid).
+pub fn send_msg(
+    fd: BorrowedFd<'_>,
+    data: &[u8],
+    fds: &[BorrowedFd<'_>],
+    creds: Option<Ucred>,
+    flags: nix::sys::socket::MsgFlags,
+) -> SysResult<usize> {
+    use nix::sys::socket::{sendmsg, ControlMessage, UnixCredentials};
     let raw: Vec<std::os::fd::RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
     let iov = [std::io::IoSlice::new(data)];
-    let rights = [ControlMessage::ScmRights(&raw)];
-    let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &rights };
-    sendmsg::<()>(fd.as_raw_fd(), &iov, cmsgs, flags, None)
+    let ucred = creds.map(|c| {
+        UnixCredentials::from(libc::ucred {
+            pid: c.pid,
+            uid: c.uid,
+            gid: c.gid,
+        })
+    });
+    let mut cmsgs: Vec<ControlMessage<'_>> = Vec::with_capacity(2);
+    if !raw.is_empty() {
+        cmsgs.push(ControlMessage::ScmRights(&raw));
+    }
+    if let Some(u) = &ucred {
+        cmsgs.push(ControlMessage::ScmCredentials(u));
+    }
+    sendmsg::<()>(fd.as_raw_fd(), &iov, &cmsgs, flags, None)
 }
 
 /// `socket(domain, ty | SOCK_CLOEXEC, proto)` for protocols the typed

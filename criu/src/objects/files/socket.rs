@@ -314,6 +314,10 @@ pub struct SkRestore {
     /// Inodes of the TCP connections restored: the lock tables named after
     /// them go before the connections leave repair mode.
     pub(super) tcp_inos: Vec<u32>,
+    /// The restored tree: its pids -> criu's, and its root as criu sees
+    /// it (credentials of queued messages are sent in criu's terms).
+    host_pids: HashMap<i32, i32>,
+    root_host: Option<i32>,
 }
 
 impl SkRestore {
@@ -327,12 +331,26 @@ impl SkRestore {
     /// Puts `msgs` (queued for `what`) back by sending them from `from`:
     /// now when they carry no fds, or once the files they carry are made
     /// (`deferred`).
+    /// Where the restored tree is: `root` and its pids (the tree's ->
+    /// criu's).
+    pub fn set_tree(&mut self, root: i32, host_pids: HashMap<i32, i32>) {
+        self.root_host = Some(root);
+        self.host_pids = host_pids;
+    }
+
     pub(super) fn requeue(
         &mut self,
         from: BorrowedFd<'_>,
-        msgs: Vec<Queued>,
+        mut msgs: Vec<Queued>,
         what: &str,
     ) -> Result<()> {
+        if msgs.iter().any(|m| m.creds.is_some()) {
+            let userns = match self.root_host {
+                Some(root) => Some(crate::objects::ns::user::maps(root)?),
+                None => None,
+            };
+            super::sk_queue::creds_to_host(&mut msgs, &self.host_pids, userns.as_ref(), what)?;
+        }
         if msgs.iter().all(|m| m.rights.is_empty()) {
             return super::sk_queue::requeue(from, &msgs, what);
         }
@@ -455,7 +473,10 @@ pub(super) fn apply_flags(fd: BorrowedFd<'_>, flags: u32, what: &str) -> Result<
     Ok(())
 }
 
-/// Dump half: `file` is fd `fd` of `pid`, a socket with inode `ino`.
+/// Dump half: `file` is fd `fd` of `pid`, a socket with inode `ino`;
+/// `tree` maps criu's pids to the dumped tree's (credentials of queued
+/// messages name their sender by it).
+#[allow(clippy::too_many_arguments)]
 pub fn dump(
     st: &mut SkDump,
     pid: i32,
@@ -464,6 +485,7 @@ pub fn dump(
     flags: u32,
     file: BorrowedFd<'_>,
     ino: u32,
+    tree: &HashMap<i32, i32>,
 ) -> Result<pb::FileEntry> {
     let opt = |o, name: &str| {
         sock::get_int(file, libc::SOL_SOCKET, o).map_err(|errno| Error::Sys {
@@ -477,7 +499,7 @@ pub fn dump(
     let proto = opt(libc::SO_PROTOCOL, "SO_PROTOCOL")?;
     let flags = flags & !(libc::O_CLOEXEC as u32);
     match domain {
-        libc::AF_UNIX => unix::dump(st, pid, fd, id, flags, file, ino, ty),
+        libc::AF_UNIX => unix::dump(st, pid, fd, id, flags, file, ino, ty, tree),
         libc::AF_INET | libc::AF_INET6 => {
             inet::dump(st, pid, fd, id, flags, file, ino, domain, ty, proto)
         }

@@ -44,6 +44,7 @@ pub fn dump(
     file: BorrowedFd<'_>,
     ino: u32,
     ty: i32,
+    tree: &HashMap<i32, i32>,
 ) -> Result<pb::FileEntry> {
     let d = st.unix(pid, fd, ino)?.clone();
     let what = format!("unix socket fd {fd} of pid {pid} (inode {ino})");
@@ -102,7 +103,13 @@ pub fn dump(
     let opts = sockopt::dump(file, libc::AF_UNIX, &At { pid, what: &what })?;
     if state != TCP_LISTEN {
         let stype = sock_type(ty).unwrap_or(SockType::Stream);
-        let msgs = sk_queue::peek(file, stype, d.shutdown & 1 != 0, pid, &what)?;
+        let mut msgs = sk_queue::peek(file, stype, d.shutdown & 1 != 0, pid, &what)?;
+        if msgs.iter().any(|m| m.creds.is_some()) {
+            // The receiver's user namespace (that of the task whose fd
+            // carries this socket, when criu holds it from a queue).
+            let userns = crate::objects::ns::user::maps(st.net_pid.unwrap_or(pid))?;
+            sk_queue::creds_to_tree(&mut msgs, tree, Some(&userns), pid, &what)?;
+        }
         let carried = st.queues.add(id, msgs);
         st.carried.extend(carried);
     }
