@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use nix::sys::socket::{listen, socket, AddressFamily, Backlog, SockFlag, SockProtocol};
@@ -112,7 +112,7 @@ pub fn dump(
     if proto == libc::IPPROTO_TCP {
         match state {
             TCP_LISTEN | TCP_CLOSE => {}
-            s if super::tcp::connected(s as u8) && st.tcp_established => {}
+            s if super::tcp::connected(s as u8) && (st.tcp_established || st.tcp_close) => {}
             s if super::tcp::connected(s as u8) => {
                 return Err(unsupported(format!(
                 "fd {fd} is an established TCP connection ({show}, state {s}); dump it with --tcp-established"
@@ -151,7 +151,7 @@ pub fn dump(
     } else {
         None
     };
-    if proto == libc::IPPROTO_TCP && super::tcp::connected(state as u8) {
+    if proto == libc::IPPROTO_TCP && super::tcp::connected(state as u8) && !st.tcp_close {
         if let (Some(s), Some(t)) = (src, dst) {
             let c = super::netlock::Conn {
                 src: s,
@@ -450,7 +450,17 @@ pub fn open(
         let dst = sockaddr(e.family, &e.dst_addr, e.dst_port, &what)?;
         super::tcp::restore(rs, fd.as_fd(), e, &src, &dst, &what)?;
     } else if established {
-        // --tcp-close: the connection comes back closed (a fresh socket).
+        // --tcp-close: the connection comes back closed: a fresh socket
+        // shut both ways, so reads end and writes fail (the kernel says
+        // ENOTCONN for an unconnected socket but keeps the shutdown).
+        match nix::sys::socket::shutdown(fd.as_raw_fd(), nix::sys::socket::Shutdown::Both) {
+            Ok(()) | Err(nix::errno::Errno::ENOTCONN) => {}
+            Err(errno) => {
+                return Err(Error::Mismatch {
+                    what: format!("shutting {what} (restored closed, --tcp-close): {errno}"),
+                })
+            }
+        }
     } else if bound {
         // The dumped socket (or its connections in TIME_WAIT) may still hold
         // the port for a moment: bind with SO_REUSEADDR, then put it back.

@@ -1,6 +1,7 @@
 //! Netlink sockets (`netlink_sk_entry`): protocol, port id, multicast
-//! groups and the peer a socket is connected to. Queued messages are not
-//! kept (they are answers and notifications of the dumped moment).
+//! groups and the peer a socket is connected to. A socket with messages
+//! queued to read is refused, as upstream does (they are answers and
+//! notifications of the dumped moment).
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -11,7 +12,7 @@ use crate::image::pb;
 use crate::sys::sock;
 
 use super::super::{Error, Result};
-use super::socket::{apply_flags, no_owner, SkDump};
+use super::socket::{apply_flags, no_owner, rx_queued, SkDump};
 use super::sockopt::{self, At};
 
 const NETLINK_CONNECTED: u32 = 1;
@@ -47,6 +48,14 @@ pub fn dump(
         return Err(Error::Unsupported {
             pid,
             what: format!("{what} is in multicast groups but has no port id"),
+        });
+    }
+    if let Some(bytes) = rx_queued(file, pid, &what)? {
+        return Err(Error::Unsupported {
+            pid,
+            what: format!(
+                "{what} has messages queued to read ({bytes} bytes in its receive queue); criu does not dump queued netlink messages"
+            ),
         });
     }
     let opts = sockopt::dump(file, libc::AF_NETLINK, &At { pid, what: &what })?;

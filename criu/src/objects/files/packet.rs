@@ -10,7 +10,7 @@ use crate::sys::sock;
 
 use super::super::{Error, Result};
 use super::sk_diag::{PDI_AUXDATA, PDI_LOSS, PDI_ORIGDEV, PDI_VNETHDR};
-use super::socket::{apply_flags, no_owner, SkDump};
+use super::socket::{apply_flags, no_owner, rx_queued, SkDump};
 use super::sockopt::{self, At};
 
 /// Dump half for one packet socket.
@@ -33,6 +33,11 @@ pub fn dump(
             pid,
             what: format!("{what} has an mmap'ed ring, which criu-rs cannot dump yet"),
         });
+    }
+    if let Some(bytes) = rx_queued(file, pid, &what)? {
+        // As upstream: frames waiting to be read are dropped, as if lost
+        // on the wire.
+        tracing::warn!("{what}: {bytes} bytes of queued frames are not dumped");
     }
     let opts = sockopt::dump(file, libc::AF_PACKET, &At { pid, what: &what })?;
     Ok(pb::FileEntry {

@@ -30,6 +30,9 @@ pub struct SkDump {
     pub(super) tcp_repaired: tcp::Repaired,
     /// `--tcp-established`: dump established TCP connections in repair mode.
     pub tcp_established: bool,
+    /// `--tcp-close`: established TCP connections are kept without their
+    /// state (neither repaired nor locked); they come back closed.
+    pub tcp_close: bool,
     /// `--ext-unix-sk`: unix sockets connected outside the tree are kept.
     pub ext_unix_sk: bool,
     /// `--network-lock`: how TCP connections are kept from the network.
@@ -471,6 +474,28 @@ pub(super) fn apply_flags(fd: BorrowedFd<'_>, flags: u32, what: &str) -> Result<
         })?;
     }
     Ok(())
+}
+
+/// Bytes waiting in the receive queue of `file` (None: nothing to read),
+/// as the memory the queue holds (SO_MEMINFO), for sockets whose queue
+/// criu cannot read without taking it (netlink, packet).
+pub(super) fn rx_queued(file: BorrowedFd<'_>, pid: i32, what: &str) -> Result<Option<u32>> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut fds = [PollFd::new(file, PollFlags::POLLIN)];
+    let n = poll(&mut fds, PollTimeout::ZERO).map_err(|errno| Error::Sys {
+        pid,
+        what: format!("poll of {what}"),
+        errno,
+    })?;
+    if n == 0 {
+        return Ok(None);
+    }
+    // SO_MEMINFO's first word: the memory the receive queue holds.
+    let mem = sock::get_bytes(file, libc::SOL_SOCKET, libc::SO_MEMINFO, 36).unwrap_or_default();
+    let rmem = mem
+        .get(0..4)
+        .map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+    Ok(Some(rmem))
 }
 
 /// Dump half: `file` is fd `fd` of `pid`, a socket with inode `ino`;
