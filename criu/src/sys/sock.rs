@@ -216,6 +216,68 @@ mod tests {
     }
 }
 
+/// The classic BPF filter attached to a socket (SO_GET_FILTER), one
+/// instruction a `sock_filter`; empty when there is none.
+pub fn get_filter(fd: BorrowedFd<'_>) -> SysResult<Vec<libc::sock_filter>> {
+    // SO_GET_FILTER counts in instructions, not bytes: a first call with
+    // no buffer gives the count.
+    let mut n: libc::socklen_t = 0;
+    // SAFETY: a null buffer with a length of 0 makes the kernel only write
+    // the instruction count to `n`.
+    check_int(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            std::ptr::null_mut(),
+            &mut n,
+        )
+    })?;
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let zero = libc::sock_filter {
+        code: 0,
+        jt: 0,
+        jf: 0,
+        k: 0,
+    };
+    let mut v = vec![zero; n as usize];
+    let mut len = n;
+    // SAFETY: `v` holds `len` sock_filter entries, the unit the kernel
+    // counts in for this option; it writes at most that many.
+    check_int(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            v.as_mut_ptr().cast(),
+            &mut len,
+        )
+    })?;
+    v.truncate(len as usize);
+    Ok(v)
+}
+
+/// Attaches the classic BPF filter `prog` to a socket (SO_ATTACH_FILTER).
+pub fn attach_filter(fd: BorrowedFd<'_>, prog: &[libc::sock_filter]) -> SysResult<()> {
+    let fprog = libc::sock_fprog {
+        len: u16::try_from(prog.len()).map_err(|_| Errno::EINVAL)?,
+        filter: prog.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: `fprog` points at `prog`, which outlives the call; the kernel
+    // copies the instructions and does not write through the pointer.
+    check_int(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&fprog as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    })
+}
+
 /// Most fds one message can carry (the kernel's SCM_MAX_FD).
 pub const MAX_FDS_PER_MSG: usize = 253;
 
