@@ -20,7 +20,7 @@ pub const DESC: Desc = Desc {
 
 const SYN_SENT: u8 = 2;
 
-fn state(s: BorrowedFd<'_>) -> Result<u8> {
+pub fn state(s: BorrowedFd<'_>) -> Result<u8> {
     let mut info = [0u8; 104];
     let mut len = info.len() as libc::socklen_t;
     // SAFETY: `info` and `len` are valid for writes of `len` bytes.
@@ -29,8 +29,8 @@ fn state(s: BorrowedFd<'_>) -> Result<u8> {
     Ok(info[0])
 }
 
-/// A classic BPF program of one instruction: drop every packet.
-fn drop_all(l: BorrowedFd<'_>) -> Result<()> {
+/// Attaches a classic BPF program of one instruction: drop every packet.
+pub fn drop_all(l: BorrowedFd<'_>) -> Result<()> {
     let prog = [libc::sock_filter { code: 0x06, jt: 0, jf: 0, k: 0 }];
     let fprog = libc::sock_fprog { len: 1, filter: prog.as_ptr() as *mut libc::sock_filter };
     // SAFETY: `fprog` points at `prog`, alive across the call.
@@ -47,7 +47,7 @@ fn drop_all(l: BorrowedFd<'_>) -> Result<()> {
     Ok(())
 }
 
-fn detach(l: BorrowedFd<'_>) -> Result<()> {
+pub fn detach(l: BorrowedFd<'_>) -> Result<()> {
     let z: libc::c_int = 0;
     // SAFETY: an int option value, alive across the call.
     let r = unsafe {
@@ -59,7 +59,7 @@ fn detach(l: BorrowedFd<'_>) -> Result<()> {
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
-    ensure!(r == 0, "SO_DETACH_FILTER (was the listener's filter restored?): {}", Errno::last());
+    ensure!(r == 0, "SO_DETACH_FILTER (was the filter restored?): {}", Errno::last());
     Ok(())
 }
 
