@@ -12,7 +12,7 @@ use crate::image::pb;
 use crate::sys::sock;
 
 use super::super::{Error, Result};
-use super::socket::{apply_flags, no_owner, rx_queued, SkDump};
+use super::socket::{hand_over, new_raw_socket, no_owner, rx_queued, SkDump};
 use super::sockopt::{self, At};
 
 const NETLINK_CONNECTED: u32 = 1;
@@ -87,19 +87,13 @@ pub fn open(e: &pb::NetlinkSkEntry, opened: &mut HashMap<u32, OwnedFd>) -> Resul
         "netlink socket id {} (inode {}, protocol {})",
         e.id, e.ino, e.protocol
     );
-    let fd =
-        sock::socket_raw(libc::AF_NETLINK, libc::SOCK_RAW, e.protocol as i32).map_err(|errno| {
-            Error::Mismatch {
-                what: format!("making {what}: {errno}"),
-            }
-        })?;
-    sockopt::restore(
-        fd.as_fd(),
+    let fd = new_raw_socket(
+        libc::AF_NETLINK,
+        libc::SOCK_RAW,
+        e.protocol as i32,
         &e.opts,
-        &At {
-            pid: 0,
-            what: &what,
-        },
+        &what,
+        "",
     )?;
     if e.portid != 0 {
         let first = e.groups.first().copied().unwrap_or(0);
@@ -136,7 +130,5 @@ pub fn open(e: &pb::NetlinkSkEntry, opened: &mut HashMap<u32, OwnedFd>) -> Resul
             }
         })?;
     }
-    apply_flags(fd.as_fd(), e.flags, &what)?;
-    opened.insert(e.id, fd);
-    Ok(())
+    hand_over(fd, e.id, e.flags, &what, opened)
 }

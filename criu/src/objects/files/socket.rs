@@ -465,6 +465,38 @@ pub(super) fn apply_shutdown(fd: BorrowedFd<'_>, sh: Option<i32>, what: &str) ->
     })
 }
 
+/// Restore preamble of the sockets made with `socket_raw` (netlink,
+/// packet, raw IP): the new socket, with the generic options of `opts`.
+/// `need` says what the kernel may ask for (a capability) in the error.
+pub(super) fn new_raw_socket(
+    domain: i32,
+    ty: i32,
+    proto: i32,
+    opts: &pb::SkOptsEntry,
+    what: &str,
+    need: &str,
+) -> Result<OwnedFd> {
+    let fd = sock::socket_raw(domain, ty, proto).map_err(|errno| Error::Mismatch {
+        what: format!("making {what}{need}: {errno}"),
+    })?;
+    super::sockopt::restore(fd.as_fd(), opts, &super::sockopt::At { pid: 0, what })?;
+    Ok(fd)
+}
+
+/// Restore epilogue: the file flags, then the socket is handed over as
+/// file `id`.
+pub(super) fn hand_over(
+    fd: OwnedFd,
+    id: u32,
+    flags: u32,
+    what: &str,
+    opened: &mut HashMap<u32, OwnedFd>,
+) -> Result<()> {
+    apply_flags(fd.as_fd(), flags, what)?;
+    opened.insert(id, fd);
+    Ok(())
+}
+
 /// Sets the O_NONBLOCK (and O_ASYNC-free) file status flags of `flags`.
 pub(super) fn apply_flags(fd: BorrowedFd<'_>, flags: u32, what: &str) -> Result<()> {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};

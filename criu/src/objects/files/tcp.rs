@@ -169,6 +169,12 @@ fn set(fd: BorrowedFd<'_>, opt: i32, v: i32, name: &str, what: &str) -> Result<(
     })
 }
 
+/// Sets the sequence number of queue `q` (a socket in repair mode).
+fn set_seq(fd: BorrowedFd<'_>, q: i32, v: u32, what: &str) -> Result<()> {
+    set(fd, libc::TCP_REPAIR_QUEUE, q, "TCP_REPAIR_QUEUE", what)?;
+    set(fd, libc::TCP_QUEUE_SEQ, v as i32, "TCP_QUEUE_SEQ", what)
+}
+
 fn u32_at(b: &[u8], i: usize) -> u32 {
     b.get(i * 4..i * 4 + 4)
         .and_then(|s| s.try_into().ok())
@@ -375,10 +381,7 @@ fn restore_syn_sent(
     what: &str,
 ) -> Result<()> {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    let seq = |q: i32, v: u32| -> Result<()> {
-        set(fd, libc::TCP_REPAIR_QUEUE, q, "TCP_REPAIR_QUEUE", what)?;
-        set(fd, libc::TCP_QUEUE_SEQ, v as i32, "TCP_QUEUE_SEQ", what)
-    };
+    let seq = |q: i32, v: u32| set_seq(fd, q, v, what);
     seq(RECV_QUEUE, t.inq_seq)?;
     seq(SEND_QUEUE, t.outq_seq.wrapping_sub(1))?;
     set(
@@ -467,10 +470,7 @@ pub fn restore(
         shut,
         what,
     );
-    let seq = |q: i32, v: u32| -> Result<()> {
-        set(fd, libc::TCP_REPAIR_QUEUE, q, "TCP_REPAIR_QUEUE", what)?;
-        set(fd, libc::TCP_QUEUE_SEQ, v as i32, "TCP_QUEUE_SEQ", what)
-    };
+    let seq = |q: i32, v: u32| set_seq(fd, q, v, what);
     seq(RECV_QUEUE, inq_seq.wrapping_sub(t.inq_len))?;
     seq(SEND_QUEUE, outq_seq.wrapping_sub(t.outq_len))?;
     // In repair mode the port may be shared with the listener (and with the
