@@ -509,7 +509,8 @@ pub(super) fn apply_flags(fd: BorrowedFd<'_>, flags: u32, what: &str) -> Result<
 }
 
 /// Bytes waiting in the receive queue of `file` (None: nothing to read),
-/// as the memory the queue holds (SO_MEMINFO), for sockets whose queue
+/// as the memory the queue holds (SO_MEMINFO; else the size of the next
+/// message, FIONREAD), for sockets whose queue
 /// criu cannot read without taking it (netlink, packet).
 pub(super) fn rx_queued(file: BorrowedFd<'_>, pid: i32, what: &str) -> Result<Option<u32>> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -527,7 +528,14 @@ pub(super) fn rx_queued(file: BorrowedFd<'_>, pid: i32, what: &str) -> Result<Op
     let rmem = mem
         .get(0..4)
         .map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
-    Ok(Some(rmem))
+    // Where the queue is charged to the sender (unix), the size of the
+    // next message instead.
+    let n = if rmem == 0 {
+        sock::ioctl_int(file, libc::FIONREAD as libc::c_ulong).map_or(0, |v| v.max(0) as u32)
+    } else {
+        rmem
+    };
+    Ok(Some(n))
 }
 
 /// Dump half: `file` is fd `fd` of `pid`, a socket with inode `ino`;
@@ -604,4 +612,22 @@ pub fn open(
     Err(Error::Mismatch {
         what: format!("file id {} is a socket without its entry", entry.id),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixDatagram;
+
+    #[test]
+    fn rx_queued_sees_waiting_data_without_taking_it() {
+        let (a, b) = UnixDatagram::pair().unwrap();
+        assert_eq!(rx_queued(b.as_fd(), 0, "test").unwrap(), None);
+        a.send(b"waiting").unwrap();
+        let n = rx_queued(b.as_fd(), 0, "test").unwrap();
+        assert!(n.is_some_and(|n| n >= 7), "{n:?}");
+        let mut buf = [0u8; 16];
+        assert_eq!(b.recv(&mut buf).unwrap(), 7);
+        assert_eq!(rx_queued(b.as_fd(), 0, "test").unwrap(), None);
+    }
 }
