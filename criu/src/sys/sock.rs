@@ -278,6 +278,11 @@ pub fn attach_filter(fd: BorrowedFd<'_>, prog: &[libc::sock_filter]) -> SysResul
     })
 }
 
+/// SO_PASSPIDFD: the receiver gets a pidfd of each message's sender.
+pub const SO_PASSPIDFD: i32 = 76;
+/// The control message that carries that pidfd.
+pub const SCM_PIDFD: i32 = 4;
+
 /// Most fds one message can carry (the kernel's SCM_MAX_FD).
 pub const MAX_FDS_PER_MSG: usize = 253;
 
@@ -311,7 +316,7 @@ pub fn recv_with_fds(
 ) -> SysResult<Received> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     use std::os::fd::{FromRawFd, OwnedFd, RawFd};
-    let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS_PER_MSG], libc::ucred);
+    let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS_PER_MSG], libc::ucred, libc::c_int);
     let mut iov = [std::io::IoSliceMut::new(buf)];
     let msg = recvmsg::<()>(
         fd.as_raw_fd(),
@@ -335,6 +340,19 @@ pub fn recv_with_fds(
                         uid: u.uid(),
                         gid: u.gid(),
                     });
+                }
+                ControlMessageOwned::Unknown(u)
+                    if u.cmsg_header.cmsg_level == libc::SOL_SOCKET
+                        && u.cmsg_header.cmsg_type == SCM_PIDFD =>
+                {
+                    // A pidfd of the sender (SO_PASSPIDFD): its pid is in
+                    // the credentials; the fd the kernel made is closed.
+                    if let Some(b) = u.data_bytes.get(0..4) {
+                        let raw = RawFd::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+                        // SAFETY: the kernel installed this pidfd in this
+                        // process for this message; nothing else owns it.
+                        drop(unsafe { OwnedFd::from_raw_fd(raw) });
+                    }
                 }
                 _ => {}
             }

@@ -90,6 +90,15 @@ pub fn dump(fd: BorrowedFd<'_>, family: i32, at: &At<'_>) -> Result<pb::SkOptsEn
         so_oobinline: Some(g(libc::SO_OOBINLINE, "SO_OOBINLINE")? as u32 & 1),
         so_linger: (lon != 0).then_some(linger as u32),
         so_buf_lock: buf_lock,
+        // Kernels before 6.5 do not know the option: nothing to keep.
+        so_passpidfd: if family == libc::AF_UNIX {
+            sock::get_int(fd, s, sock::SO_PASSPIDFD)
+                .ok()
+                .filter(|&v| v != 0)
+                .map(|_| true)
+        } else {
+            None
+        },
     })
 }
 
@@ -175,6 +184,9 @@ pub fn restore(fd: BorrowedFd<'_>, e: &pb::SkOptsEntry, at: &At<'_>) -> Result<(
     if let Some(dev) = &e.so_bound_dev {
         sock::set_bytes(fd, s, libc::SO_BINDTODEVICE, dev.as_bytes())
             .map_err(|err| at.err("setsockopt", "SO_BINDTODEVICE", err))?;
+    }
+    if e.so_passpidfd == Some(true) {
+        st(sock::SO_PASSPIDFD, "SO_PASSPIDFD", 1)?;
     }
     if !e.so_filter.is_empty() {
         let prog: Vec<libc::sock_filter> = e.so_filter.iter().map(|&w| decode_filter(w)).collect();

@@ -103,7 +103,7 @@ pub fn dump(
     let opts = sockopt::dump(file, libc::AF_UNIX, &At { pid, what: &what })?;
     if state != TCP_LISTEN {
         let stype = sock_type(ty).unwrap_or(SockType::Stream);
-        let mut msgs = sk_queue::peek(file, stype, d.shutdown & 1 != 0, pid, &what)?;
+        let mut msgs = peek_with_creds(file, stype, d.shutdown & 1 != 0, pid, &what)?;
         if msgs.iter().any(|m| m.creds.is_some()) {
             // The receiver's user namespace (that of the task whose fd
             // carries this socket, when criu holds it from a queue).
@@ -138,6 +138,38 @@ pub fn dump(
         }),
         ..Default::default()
     })
+}
+
+/// Peeks the queue of `file`. A receiver that takes a pidfd of each
+/// sender (SO_PASSPIDFD) but not its credentials is peeked with
+/// SO_PASSCRED on for the while: the sender's pid is what restores the
+/// pidfd.
+fn peek_with_creds(
+    file: BorrowedFd<'_>,
+    stype: SockType,
+    rcv_shutdown: bool,
+    pid: i32,
+    what: &str,
+) -> Result<Vec<sk_queue::Msg>> {
+    let get = |opt| crate::sys::sock::get_int(file, libc::SOL_SOCKET, opt).unwrap_or(0) != 0;
+    let lend = get(crate::sys::sock::SO_PASSPIDFD) && !get(libc::SO_PASSCRED);
+    let set = |v: i32| {
+        crate::sys::sock::set_int(file, libc::SOL_SOCKET, libc::SO_PASSCRED, v).map_err(|errno| {
+            Error::Sys {
+                pid,
+                what: format!("setting SO_PASSCRED = {v} on {what} (it has SO_PASSPIDFD)"),
+                errno,
+            }
+        })
+    };
+    if lend {
+        set(1)?;
+    }
+    let got = sk_queue::peek(file, stype, rcv_shutdown, pid, what);
+    if lend {
+        set(0)?;
+    }
+    got
 }
 
 /// The path of a unix socket name (raw bytes as the kernel gave them,
