@@ -449,7 +449,10 @@ pub fn open(
     } else if established {
         // --tcp-close: the connection comes back closed: a fresh socket
         // shut both ways, so reads end and writes fail (the kernel says
-        // ENOTCONN for an unconnected socket but keeps the shutdown).
+        // ENOTCONN for an unconnected socket but keeps the shutdown). A
+        // network lock the dump left for the connection goes with the
+        // others (none is no error).
+        rs.tcp_inos.push(e.ino);
         match nix::sys::socket::shutdown(fd.as_raw_fd(), nix::sys::socket::Shutdown::Both) {
             Ok(()) | Err(nix::errno::Errno::ENOTCONN) => {}
             Err(errno) => {
