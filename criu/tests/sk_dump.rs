@@ -23,6 +23,7 @@ fn dump(st: &mut SkDump, fd: &impl AsFd, id: u32) -> Result<pb::FileEntry, Error
         libc::O_RDWR as u32,
         fd.as_fd(),
         ino(fd),
+        &std::collections::HashMap::new(),
     )
 }
 

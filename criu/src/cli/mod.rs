@@ -646,6 +646,7 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
                 leave_running: a.leave_running,
                 shell_job: c.shell_job,
                 tcp_established: c.tcp_established,
+                tcp_close: c.tcp_close,
                 ghost_limit: c.ghost_limit,
                 file_locks: c.file_locks,
                 ext_unix_sk: c.ext_unix_sk,

@@ -58,6 +58,9 @@ pub struct DumpOpts {
     pub shell_job: bool,
     /// `--tcp-established`: dump established TCP connections.
     pub tcp_established: bool,
+    /// `--tcp-close`: established TCP connections are dumped without their
+    /// state (they come back closed); they are neither repaired nor locked.
+    pub tcp_close: bool,
     /// `--ghost-limit`: the biggest unlinked file saved (None: default).
     pub ghost_limit: Option<u64>,
     /// `--file-locks`: keep the file locks the tree holds.
@@ -233,6 +236,7 @@ pub fn dump_with(opts: &DumpOpts, notify: &dyn scripts::Notify) -> Result<()> {
         info!(root = opts.pid, processes = tree.procs.len(), "tree frozen");
         let mut files = FileTable::default();
         files.sk.tcp_established = opts.tcp_established;
+        files.sk.tcp_close = opts.tcp_close;
         files.sk.ext_unix_sk = opts.ext_unix_sk;
         files.sk.network_lock = opts.network_lock;
         files.locks.enabled = opts.file_locks;

@@ -446,6 +446,7 @@ impl Conn {
             leave_running: o.leave_running(),
             shell_job: o.shell_job(),
             tcp_established: o.tcp_established(),
+            tcp_close: o.tcp_close(),
             ghost_limit: o.ghost_limit.map(u64::from),
             file_locks: o.file_locks(),
             ext_unix_sk: o.ext_unix_sk(),

@@ -1,6 +1,6 @@
-//! A small rtnetlink client: requests with their acknowledgement, dumps,
-//! and the message and attribute (`rtattr`) encoding, in the network
-//! namespace of the calling thread.
+//! A small netlink client (rtnetlink, sock_diag): requests with their
+//! acknowledgement, dumps, and the message and attribute (`rtattr`)
+//! encoding, in the network namespace of the calling thread.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 
@@ -147,7 +147,8 @@ impl Builder {
     }
 }
 
-/// A NETLINK_ROUTE socket of the caller's network namespace.
+/// A netlink socket of the caller's network namespace (NETLINK_ROUTE
+/// unless opened with `open_protocol`).
 pub struct Route {
     sk: OwnedFd,
     seq: u32,
@@ -155,11 +156,16 @@ pub struct Route {
 
 impl Route {
     pub fn open() -> SysResult<Route> {
+        Self::open_protocol(SockProtocol::NetlinkRoute)
+    }
+
+    /// A socket of another netlink family (NETLINK_SOCK_DIAG, …).
+    pub fn open_protocol(protocol: SockProtocol) -> SysResult<Route> {
         let sk = socket(
             AddressFamily::Netlink,
             SockType::Raw,
             SockFlag::SOCK_CLOEXEC,
-            SockProtocol::NetlinkRoute,
+            protocol,
         )?;
         Ok(Route { sk, seq: 0 })
     }

@@ -216,18 +216,96 @@ mod tests {
     }
 }
 
+/// The classic BPF filter attached to a socket (SO_GET_FILTER), one
+/// instruction a `sock_filter`; empty when there is none.
+pub fn get_filter(fd: BorrowedFd<'_>) -> SysResult<Vec<libc::sock_filter>> {
+    // SO_GET_FILTER counts in instructions, not bytes: a first call with
+    // no buffer gives the count.
+    let mut n: libc::socklen_t = 0;
+    // SAFETY: a null buffer with a length of 0 makes the kernel only write
+    // the instruction count to `n`.
+    check_int(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            std::ptr::null_mut(),
+            &mut n,
+        )
+    })?;
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let zero = libc::sock_filter {
+        code: 0,
+        jt: 0,
+        jf: 0,
+        k: 0,
+    };
+    let mut v = vec![zero; n as usize];
+    let mut len = n;
+    // SAFETY: `v` holds `len` sock_filter entries, the unit the kernel
+    // counts in for this option; it writes at most that many.
+    check_int(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            v.as_mut_ptr().cast(),
+            &mut len,
+        )
+    })?;
+    v.truncate(len as usize);
+    Ok(v)
+}
+
+/// Attaches the classic BPF filter `prog` to a socket (SO_ATTACH_FILTER).
+pub fn attach_filter(fd: BorrowedFd<'_>, prog: &[libc::sock_filter]) -> SysResult<()> {
+    let fprog = libc::sock_fprog {
+        len: u16::try_from(prog.len()).map_err(|_| Errno::EINVAL)?,
+        filter: prog.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: `fprog` points at `prog`, which outlives the call; the kernel
+    // copies the instructions and does not write through the pointer.
+    check_int(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&fprog as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    })
+}
+
+/// SO_PASSPIDFD: the receiver gets a pidfd of each message's sender.
+pub const SO_PASSPIDFD: i32 = 76;
+/// The control message that carries that pidfd.
+pub const SCM_PIDFD: i32 = 4;
+
 /// Most fds one message can carry (the kernel's SCM_MAX_FD).
 pub const MAX_FDS_PER_MSG: usize = 253;
 
+/// The credentials a unix socket message carries (SCM_CREDENTIALS), as
+/// the kernel shows them to the process that asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ucred {
+    pub pid: i32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
 /// What one `recvmsg` got: its length, whether the data or the control
-/// messages were cut short, and the fds it carried (SCM_RIGHTS), now
-/// owned by the caller.
+/// messages were cut short, the fds it carried (SCM_RIGHTS), now owned by
+/// the caller, and its sender's credentials (SCM_CREDENTIALS, only when
+/// the socket has SO_PASSCRED).
 #[derive(Debug)]
 pub struct Received {
     pub bytes: usize,
     pub truncated: bool,
     pub ctrunc: bool,
     pub fds: Vec<std::os::fd::OwnedFd>,
+    pub creds: Option<Ucred>,
 }
 
 /// One `recvmsg(fd, buf, flags)` that keeps the fds passed with the message.
@@ -238,7 +316,7 @@ pub fn recv_with_fds(
 ) -> SysResult<Received> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     use std::os::fd::{FromRawFd, OwnedFd, RawFd};
-    let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS_PER_MSG]);
+    let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS_PER_MSG], libc::ucred, libc::c_int);
     let mut iov = [std::io::IoSliceMut::new(buf)];
     let msg = recvmsg::<()>(
         fd.as_raw_fd(),
@@ -247,12 +325,36 @@ pub fn recv_with_fds(
         flags | MsgFlags::MSG_CMSG_CLOEXEC,
     )?;
     let mut fds = Vec::new();
+    let mut creds = None;
     if let Ok(cms) = msg.cmsgs() {
         for c in cms {
-            if let ControlMessageOwned::ScmRights(raw) = c {
-                // SAFETY: the kernel installed these fds in this process for
-                // this message; nothing else owns them.
-                fds.extend(raw.into_iter().map(|f| unsafe { OwnedFd::from_raw_fd(f) }));
+            match c {
+                ControlMessageOwned::ScmRights(raw) => {
+                    // SAFETY: the kernel installed these fds in this process
+                    // for this message; nothing else owns them.
+                    fds.extend(raw.into_iter().map(|f| unsafe { OwnedFd::from_raw_fd(f) }));
+                }
+                ControlMessageOwned::ScmCredentials(u) => {
+                    creds = Some(Ucred {
+                        pid: u.pid(),
+                        uid: u.uid(),
+                        gid: u.gid(),
+                    });
+                }
+                ControlMessageOwned::Unknown(u)
+                    if u.cmsg_header.cmsg_level == libc::SOL_SOCKET
+                        && u.cmsg_header.cmsg_type == SCM_PIDFD =>
+                {
+                    // A pidfd of the sender (SO_PASSPIDFD): its pid is in
+                    // the credentials; the fd the kernel made is closed.
+                    if let Some(b) = u.data_bytes.get(0..4) {
+                        let raw = RawFd::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+                        // SAFETY: the kernel installed this pidfd in this
+                        // process for this message; nothing else owns it.
+                        drop(unsafe { OwnedFd::from_raw_fd(raw) });
+                    }
+                }
+                _ => {}
             }
         }
     }
@@ -261,6 +363,7 @@ pub fn recv_with_fds(
         truncated: msg.flags.contains(MsgFlags::MSG_TRUNC),
         ctrunc: msg.flags.contains(MsgFlags::MSG_CTRUNC),
         fds,
+        creds,
     })
 }
 
@@ -272,12 +375,37 @@ pub fn send_with_fds(
     fds: &[BorrowedFd<'_>],
     flags: nix::sys::socket::MsgFlags,
 ) -> SysResult<usize> {
-    use nix::sys::socket::{sendmsg, ControlMessage};
+    send_msg(fd, data, fds, None, flags)
+}
+
+/// One `sendmsg(fd, data, flags)` carrying `fds` (SCM_RIGHTS, when any)
+/// and the sender credentials `creds` (SCM_CREDENTIALS, when given; the
+/// kernel lets only a privileged sender name another pid, uid or gid).
+pub fn send_msg(
+    fd: BorrowedFd<'_>,
+    data: &[u8],
+    fds: &[BorrowedFd<'_>],
+    creds: Option<Ucred>,
+    flags: nix::sys::socket::MsgFlags,
+) -> SysResult<usize> {
+    use nix::sys::socket::{sendmsg, ControlMessage, UnixCredentials};
     let raw: Vec<std::os::fd::RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
     let iov = [std::io::IoSlice::new(data)];
-    let rights = [ControlMessage::ScmRights(&raw)];
-    let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &rights };
-    sendmsg::<()>(fd.as_raw_fd(), &iov, cmsgs, flags, None)
+    let ucred = creds.map(|c| {
+        UnixCredentials::from(libc::ucred {
+            pid: c.pid,
+            uid: c.uid,
+            gid: c.gid,
+        })
+    });
+    let mut cmsgs: Vec<ControlMessage<'_>> = Vec::with_capacity(2);
+    if !raw.is_empty() {
+        cmsgs.push(ControlMessage::ScmRights(&raw));
+    }
+    if let Some(u) = &ucred {
+        cmsgs.push(ControlMessage::ScmCredentials(u));
+    }
+    sendmsg::<()>(fd.as_raw_fd(), &iov, &cmsgs, flags, None)
 }
 
 /// `socket(domain, ty | SOCK_CLOEXEC, proto)` for protocols the typed

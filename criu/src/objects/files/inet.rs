@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use nix::sys::socket::{listen, socket, AddressFamily, Backlog, SockFlag, SockProtocol};
@@ -112,7 +112,7 @@ pub fn dump(
     if proto == libc::IPPROTO_TCP {
         match state {
             TCP_LISTEN | TCP_CLOSE => {}
-            s if super::tcp::connected(s as u8) && st.tcp_established => {}
+            s if super::tcp::connected(s as u8) && (st.tcp_established || st.tcp_close) => {}
             s if super::tcp::connected(s as u8) => {
                 return Err(unsupported(format!(
                 "fd {fd} is an established TCP connection ({show}, state {s}); dump it with --tcp-established"
@@ -151,7 +151,7 @@ pub fn dump(
     } else {
         None
     };
-    if proto == libc::IPPROTO_TCP && super::tcp::connected(state as u8) {
+    if proto == libc::IPPROTO_TCP && super::tcp::connected(state as u8) && !st.tcp_close {
         if let (Some(s), Some(t)) = (src, dst) {
             let c = super::netlock::Conn {
                 src: s,
@@ -328,34 +328,42 @@ fn raw_peer(text: &str, ino: u32) -> Option<IpAddr> {
     }
 }
 
+/// The inet options of `e` on its new socket, before it is bound: IP (and
+/// raw) and TCP options, and IPV6_V6ONLY.
+fn restore_inet_opts(fd: BorrowedFd<'_>, e: &pb::InetSkEntry, what: &str) -> Result<()> {
+    let at = At { pid: 0, what };
+    if let Some(ip) = &e.ip_opts {
+        sockopt::restore_ip(fd, e.family as i32, ip, &at)?;
+        if let Some(raw) = &ip.raw {
+            sockopt::restore_raw(fd, e.family as i32, raw, &at)?;
+        }
+    }
+    if let Some(t) = &e.tcp_opts {
+        sockopt::restore_tcp(fd, t, &at)?;
+    }
+    if let Some(v) = e.v6only {
+        sock::set_int(fd, libc::SOL_IPV6, libc::IPV6_V6ONLY, i32::from(v)).map_err(|errno| {
+            Error::Mismatch {
+                what: format!("setting IPV6_V6ONLY on {what}: {errno}"),
+            }
+        })?;
+    }
+    Ok(())
+}
+
 /// Restore half for a raw IP socket: bound to its address (if any) and
 /// connected to its peer (if any).
 fn open_raw(e: &pb::InetSkEntry, opened: &mut HashMap<u32, OwnedFd>) -> Result<()> {
     let what = format!("raw socket id {} (protocol {})", e.id, e.proto);
-    let fd =
-        sock::socket_raw(e.family as i32, libc::SOCK_RAW, e.proto as i32).map_err(|errno| {
-            Error::Mismatch {
-                what: format!("making {what} (needs CAP_NET_RAW): {errno}"),
-            }
-        })?;
-    let at = At {
-        pid: 0,
-        what: &what,
-    };
-    sockopt::restore(fd.as_fd(), &e.opts, &at)?;
-    if let Some(ip) = &e.ip_opts {
-        sockopt::restore_ip(fd.as_fd(), e.family as i32, ip, &at)?;
-        if let Some(raw) = &ip.raw {
-            sockopt::restore_raw(fd.as_fd(), e.family as i32, raw, &at)?;
-        }
-    }
-    if let Some(v) = e.v6only {
-        sock::set_int(fd.as_fd(), libc::SOL_IPV6, libc::IPV6_V6ONLY, i32::from(v)).map_err(
-            |errno| Error::Mismatch {
-                what: format!("setting IPV6_V6ONLY on {what}: {errno}"),
-            },
-        )?;
-    }
+    let fd = super::socket::new_raw_socket(
+        e.family as i32,
+        libc::SOCK_RAW,
+        e.proto as i32,
+        &e.opts,
+        &what,
+        " (needs CAP_NET_RAW)",
+    )?;
+    restore_inet_opts(fd.as_fd(), e, &what)?;
     let src = sockaddr(e.family, &e.src_addr, 0, &what)?;
     if !src.ip().is_unspecified() {
         sock::bind_inet(fd.as_fd(), &src).map_err(|errno| Error::Mismatch {
@@ -368,9 +376,7 @@ fn open_raw(e: &pb::InetSkEntry, opened: &mut HashMap<u32, OwnedFd>) -> Result<(
             what: format!("connecting {what} to {}: {errno}", dst.ip()),
         })?;
     }
-    apply_flags(fd.as_fd(), e.flags, &what)?;
-    opened.insert(e.id, fd);
-    Ok(())
+    super::socket::hand_over(fd, e.id, e.flags, &what, opened)
 }
 
 fn sockaddr(family: u32, words: &[u32], port: u32, what: &str) -> Result<SocketAddr> {
@@ -417,24 +423,15 @@ pub fn open(
     let fd = socket(fam, ty, SockFlag::SOCK_CLOEXEC, proto).map_err(|errno| Error::Mismatch {
         what: format!("making {what}: {errno}"),
     })?;
-    let at = At {
-        pid: 0,
-        what: &what,
-    };
-    sockopt::restore(fd.as_fd(), &e.opts, &at)?;
-    if let Some(ip) = &e.ip_opts {
-        sockopt::restore_ip(fd.as_fd(), e.family as i32, ip, &at)?;
-    }
-    if let Some(t) = &e.tcp_opts {
-        sockopt::restore_tcp(fd.as_fd(), t, &at)?;
-    }
-    if let Some(v) = e.v6only {
-        sock::set_int(fd.as_fd(), libc::SOL_IPV6, libc::IPV6_V6ONLY, i32::from(v)).map_err(
-            |errno| Error::Mismatch {
-                what: format!("setting IPV6_V6ONLY on {what}: {errno}"),
-            },
-        )?;
-    }
+    sockopt::restore(
+        fd.as_fd(),
+        &e.opts,
+        &At {
+            pid: 0,
+            what: &what,
+        },
+    )?;
+    restore_inet_opts(fd.as_fd(), e, &what)?;
     let src = sockaddr(e.family, &e.src_addr, e.src_port, &what)?;
     let bound = e.src_port != 0;
     let established =
@@ -450,7 +447,20 @@ pub fn open(
         let dst = sockaddr(e.family, &e.dst_addr, e.dst_port, &what)?;
         super::tcp::restore(rs, fd.as_fd(), e, &src, &dst, &what)?;
     } else if established {
-        // --tcp-close: the connection comes back closed (a fresh socket).
+        // --tcp-close: the connection comes back closed: a fresh socket
+        // shut both ways, so reads end and writes fail (the kernel says
+        // ENOTCONN for an unconnected socket but keeps the shutdown). A
+        // network lock the dump left for the connection goes with the
+        // others (none is no error).
+        rs.tcp_inos.push(e.ino);
+        match nix::sys::socket::shutdown(fd.as_raw_fd(), nix::sys::socket::Shutdown::Both) {
+            Ok(()) | Err(nix::errno::Errno::ENOTCONN) => {}
+            Err(errno) => {
+                return Err(Error::Mismatch {
+                    what: format!("shutting {what} (restored closed, --tcp-close): {errno}"),
+                })
+            }
+        }
     } else if bound {
         // The dumped socket (or its connections in TIME_WAIT) may still hold
         // the port for a moment: bind with SO_REUSEADDR, then put it back.

@@ -405,6 +405,7 @@ impl FileTable {
                 info.flags,
                 file,
                 st.st_ino as u32,
+                &self.tree,
             )?;
             for (index, fds) in std::mem::take(&mut self.sk.carried) {
                 let mut ids = Vec::with_capacity(fds.len());
@@ -963,6 +964,7 @@ impl Opened {
     ) -> Result<()> {
         self.host_pids = pids.into_iter().collect();
         self.root_host = Some(root);
+        self.sk.set_tree(root, self.host_pids.clone());
         let ino = |p: &str| std::fs::metadata(p).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
         let theirs = format!("/proc/{root}/ns/pid");
         let io = |what: &str, source| Error::Io {

@@ -1,6 +1,7 @@
 //! Netlink sockets (`netlink_sk_entry`): protocol, port id, multicast
-//! groups and the peer a socket is connected to. Queued messages are not
-//! kept (they are answers and notifications of the dumped moment).
+//! groups and the peer a socket is connected to. A socket with messages
+//! queued to read is refused, as upstream does (they are answers and
+//! notifications of the dumped moment).
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -11,7 +12,7 @@ use crate::image::pb;
 use crate::sys::sock;
 
 use super::super::{Error, Result};
-use super::socket::{apply_flags, no_owner, SkDump};
+use super::socket::{hand_over, new_raw_socket, no_owner, rx_queued, SkDump};
 use super::sockopt::{self, At};
 
 const NETLINK_CONNECTED: u32 = 1;
@@ -49,6 +50,14 @@ pub fn dump(
             what: format!("{what} is in multicast groups but has no port id"),
         });
     }
+    if let Some(bytes) = rx_queued(file, pid, &what)? {
+        return Err(Error::Unsupported {
+            pid,
+            what: format!(
+                "{what} has messages queued to read ({bytes} bytes in its receive queue); criu does not dump queued netlink messages"
+            ),
+        });
+    }
     let opts = sockopt::dump(file, libc::AF_NETLINK, &At { pid, what: &what })?;
     Ok(pb::FileEntry {
         r#type: pb::FdTypes::Netlinksk as i32,
@@ -78,19 +87,13 @@ pub fn open(e: &pb::NetlinkSkEntry, opened: &mut HashMap<u32, OwnedFd>) -> Resul
         "netlink socket id {} (inode {}, protocol {})",
         e.id, e.ino, e.protocol
     );
-    let fd =
-        sock::socket_raw(libc::AF_NETLINK, libc::SOCK_RAW, e.protocol as i32).map_err(|errno| {
-            Error::Mismatch {
-                what: format!("making {what}: {errno}"),
-            }
-        })?;
-    sockopt::restore(
-        fd.as_fd(),
+    let fd = new_raw_socket(
+        libc::AF_NETLINK,
+        libc::SOCK_RAW,
+        e.protocol as i32,
         &e.opts,
-        &At {
-            pid: 0,
-            what: &what,
-        },
+        &what,
+        "",
     )?;
     if e.portid != 0 {
         let first = e.groups.first().copied().unwrap_or(0);
@@ -127,7 +130,5 @@ pub fn open(e: &pb::NetlinkSkEntry, opened: &mut HashMap<u32, OwnedFd>) -> Resul
             }
         })?;
     }
-    apply_flags(fd.as_fd(), e.flags, &what)?;
-    opened.insert(e.id, fd);
-    Ok(())
+    hand_over(fd, e.id, e.flags, &what, opened)
 }

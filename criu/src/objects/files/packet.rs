@@ -10,7 +10,7 @@ use crate::sys::sock;
 
 use super::super::{Error, Result};
 use super::sk_diag::{PDI_AUXDATA, PDI_LOSS, PDI_ORIGDEV, PDI_VNETHDR};
-use super::socket::{apply_flags, no_owner, SkDump};
+use super::socket::{hand_over, new_raw_socket, no_owner, rx_queued, SkDump};
 use super::sockopt::{self, At};
 
 /// Dump half for one packet socket.
@@ -33,6 +33,11 @@ pub fn dump(
             pid,
             what: format!("{what} has an mmap'ed ring, which criu-rs cannot dump yet"),
         });
+    }
+    if let Some(bytes) = rx_queued(file, pid, &what)? {
+        // As upstream: frames waiting to be read are dropped, as if lost
+        // on the wire.
+        tracing::warn!("{what}: {bytes} bytes of queued frames are not dumped");
     }
     let opts = sockopt::dump(file, libc::AF_PACKET, &At { pid, what: &what })?;
     Ok(pb::FileEntry {
@@ -85,16 +90,14 @@ pub fn open(e: &pb::PacketSockEntry, opened: &mut HashMap<u32, OwnedFd>) -> Resu
         });
     }
     let proto = e.protocol as u16;
-    let fd = sock::socket_raw(libc::AF_PACKET, e.r#type as i32, i32::from(proto.to_be())).map_err(
-        |errno| Error::Mismatch {
-            what: format!("making {what} (needs CAP_NET_RAW): {errno}"),
-        },
+    let fd = new_raw_socket(
+        libc::AF_PACKET,
+        e.r#type as i32,
+        i32::from(proto.to_be()),
+        &e.opts,
+        &what,
+        " (needs CAP_NET_RAW)",
     )?;
-    let at = At {
-        pid: 0,
-        what: &what,
-    };
-    sockopt::restore(fd.as_fd(), &e.opts, &at)?;
     let set = |opt: i32, name: &str, v: u32| {
         sock::set_int(fd.as_fd(), libc::SOL_PACKET, opt, v as i32).map_err(|errno| {
             Error::Mismatch {
@@ -150,7 +153,5 @@ pub fn open(e: &pb::PacketSockEntry, opened: &mut HashMap<u32, OwnedFd>) -> Resu
     if let Some(f) = e.fanout.filter(|&f| f != u32::MAX) {
         set(libc::PACKET_FANOUT, "PACKET_FANOUT", f)?;
     }
-    apply_flags(fd.as_fd(), e.flags, &what)?;
-    opened.insert(e.id, fd);
-    Ok(())
+    hand_over(fd, e.id, e.flags, &what, opened)
 }

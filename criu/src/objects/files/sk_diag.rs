@@ -3,21 +3,13 @@
 //! criu's network namespace. One dump per family, indexed by inode.
 
 use std::collections::HashMap;
-use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::errno::Errno;
+use nix::sys::socket::SockProtocol;
 
 use crate::sys::netlink::{self, u16_at, u32_at};
-use nix::sys::socket::{
-    recv, sendto, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
-};
 
-const NLMSG_HDR: usize = 16;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
-const NLM_F_REQUEST: u16 = 1;
-const NLM_F_DUMP: u16 = 0x300;
 
 const UDIAG_SHOW_NAME: u32 = 0x01;
 const UDIAG_SHOW_VFS: u32 = 0x02;
@@ -119,58 +111,17 @@ pub fn parse_inet(p: &[u8]) -> Option<InetDiag> {
     Some(d)
 }
 
-fn request(body: &[u8]) -> Vec<u8> {
-    let mut m = Vec::with_capacity(NLMSG_HDR + body.len());
-    m.extend_from_slice(&((NLMSG_HDR + body.len()) as u32).to_ne_bytes());
-    m.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-    m.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-    m.extend_from_slice(&1u32.to_ne_bytes()); // seq
-    m.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel
-    m.extend_from_slice(body);
-    m
-}
-
-/// Sends one dump request and collects the payloads of every answer.
+/// Sends one sock_diag dump request and collects the payloads of every
+/// answer.
 fn dump(body: &[u8]) -> Result<Vec<Vec<u8>>, Errno> {
-    let sk: OwnedFd = socket(
-        AddressFamily::Netlink,
-        SockType::Raw,
-        SockFlag::SOCK_CLOEXEC,
-        SockProtocol::NetlinkSockDiag,
-    )?;
-    sendto(
-        sk.as_raw_fd(),
-        &request(body),
-        &NetlinkAddr::new(0, 0),
-        MsgFlags::empty(),
-    )?;
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    // A dump ends with NLMSG_DONE; bound the loop anyway.
-    for _ in 0..1_000_000 {
-        let n = recv(sk.as_raw_fd(), &mut buf, MsgFlags::empty())?;
-        if n == 0 {
-            return Ok(out);
-        }
-        for m in netlink::messages(&buf[..n]) {
-            let p = m.payload;
-            match m.ty {
-                NLMSG_DONE => return Ok(out),
-                NLMSG_ERROR => {
-                    let code = p
-                        .get(0..4)
-                        .and_then(|b| b.try_into().ok())
-                        .map_or(0, i32::from_ne_bytes);
-                    if code != 0 {
-                        return Err(Errno::from_raw(-code));
-                    }
-                }
-                SOCK_DIAG_BY_FAMILY => out.push(p.to_vec()),
-                _ => {}
-            }
-        }
-    }
-    Err(Errno::EOVERFLOW)
+    let mut nl = netlink::Route::open_protocol(SockProtocol::NetlinkSockDiag)?;
+    let answers = nl.dump(SOCK_DIAG_BY_FAMILY, body)?;
+    Ok(answers
+        .iter()
+        .flat_map(|raw| netlink::messages(raw))
+        .filter(|m| m.ty == SOCK_DIAG_BY_FAMILY)
+        .map(|m| m.payload.to_vec())
+        .collect())
 }
 
 /// Every unix socket of criu's network namespace, by inode.
@@ -364,6 +315,8 @@ pub fn packet_sockets() -> Result<HashMap<u32, PacketDiag>, Errno> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    use std::os::fd::AsRawFd;
     use std::os::unix::fs::MetadataExt;
     use std::os::unix::net::{UnixListener, UnixStream};
 

@@ -10,7 +10,7 @@ use nix::errno::Errno;
 use nix::sys::socket::{MsgFlags, SockType};
 
 use crate::image::{self, magic, pb};
-use crate::sys::sock;
+use crate::sys::sock::{self, Ucred};
 
 use super::super::{Error, Result};
 
@@ -21,29 +21,126 @@ const MAX_MESSAGES: usize = 1 << 20;
 /// `scm_entry.type` of passed fds (the kernel's SCM_RIGHTS).
 pub const SCM_RIGHTS: u32 = libc::SCM_RIGHTS as u32;
 
-/// One queued message: its bytes and the fds it carries (SCM_RIGHTS), as
-/// criu got them by peeking (new fds of the same open files).
+/// One queued message: its bytes, the fds it carries (SCM_RIGHTS), as
+/// criu got them by peeking (new fds of the same open files), and its
+/// sender's credentials when the socket shows them (SO_PASSCRED).
 #[derive(Debug, Default)]
 pub struct Msg {
     pub data: Vec<u8>,
     pub fds: Vec<OwnedFd>,
+    pub creds: Option<Ucred>,
 }
 
-/// One queued message read back from `sk-queues.img`: its bytes and the
-/// file ids (in `files.img`) of the fds it carries.
+/// One queued message read back from `sk-queues.img`: its bytes, the file
+/// ids (in `files.img`) of the fds it carries and its sender's
+/// credentials (as the dumped tree saw them).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Queued {
     pub data: Vec<u8>,
     pub rights: Vec<u32>,
+    pub creds: Option<Ucred>,
 }
 
 impl Queued {
     pub fn plain(data: Vec<u8>) -> Self {
         Queued {
             data,
-            rights: Vec::new(),
+            ..Default::default()
         }
     }
+}
+
+/// The id of the parent user namespace that `inner` is inside, by the
+/// `map` of the child namespace (None: `inner` is not mapped).
+fn to_outer(map: &[pb::UidGidExtent], inner: u32) -> Option<u32> {
+    map.iter()
+        .find(|e| inner >= e.first && inner - e.first < e.count)
+        .map(|e| e.lower_first + (inner - e.first))
+}
+
+/// Puts the credentials of peeked messages into the dumped tree's terms:
+/// the pid criu saw through `tree` (criu's pid -> the tree's pid), uid
+/// and gid through the user namespace maps of the receiver (`userns`;
+/// None: criu's own). A sender outside the tree cannot be named on
+/// restore, so it is refused.
+pub fn creds_to_tree(
+    msgs: &mut [Msg],
+    tree: &HashMap<i32, i32>,
+    userns: Option<&pb::UsernsEntry>,
+    pid: i32,
+    what: &str,
+) -> Result<()> {
+    for m in msgs.iter_mut() {
+        let Some(c) = m.creds.as_mut() else {
+            continue;
+        };
+        let inner = if tree.is_empty() {
+            Some(c.pid)
+        } else {
+            tree.get(&c.pid).copied()
+        };
+        let Some(inner) = inner.filter(|&p| p > 0) else {
+            return Err(Error::Unsupported {
+                pid,
+                what: format!(
+                    "{what} has a queued message whose sender credentials (SO_PASSCRED) name pid {}, which is not in the dumped tree (gone or outside): it cannot be restored",
+                    c.pid
+                ),
+            });
+        };
+        c.pid = inner;
+        if let Some(u) = userns {
+            c.uid = crate::objects::ns::user::to_inner(&u.uid_map, c.uid);
+            c.gid = crate::objects::ns::user::to_inner(&u.gid_map, c.gid);
+        }
+    }
+    Ok(())
+}
+
+/// Puts the credentials of messages read from the image into criu's
+/// terms, to send them with: the pid through `host_pids` (the tree's pid
+/// -> criu's pid; empty: the same), uid and gid through the maps of the
+/// restored tree's user namespace (`userns`; None: criu's own).
+pub fn creds_to_host(
+    msgs: &mut [Queued],
+    host_pids: &HashMap<i32, i32>,
+    userns: Option<&pb::UsernsEntry>,
+    what: &str,
+) -> Result<()> {
+    for m in msgs.iter_mut() {
+        let Some(c) = m.creds.as_mut() else {
+            continue;
+        };
+        let host = if host_pids.is_empty() {
+            Some(c.pid)
+        } else {
+            host_pids.get(&c.pid).copied()
+        };
+        let host = host.ok_or_else(|| Error::Mismatch {
+            what: format!(
+                "a message queued for {what} was sent by pid {}, which is not in the restored tree",
+                c.pid
+            ),
+        })?;
+        let (uid, gid) = match userns {
+            Some(u) => (to_outer(&u.uid_map, c.uid), to_outer(&u.gid_map, c.gid)),
+            None => (Some(c.uid), Some(c.gid)),
+        };
+        let (Some(uid), Some(gid)) = (uid, gid) else {
+            return Err(Error::Mismatch {
+                what: format!(
+                    "a message queued for {what} was sent as uid {} gid {}, which the restored user namespace does not map",
+                    c.uid, c.gid
+                ),
+            });
+        };
+        *c = Ucred {
+            pid: host,
+            uid,
+            gid,
+        };
+    }
+    Ok(())
 }
 
 /// Reads the receive queue of `fd` without consuming it: one chunk per
@@ -138,15 +235,18 @@ fn peek_all(
             out.push(Msg {
                 data: buf[..n - 1].to_vec(),
                 fds: Vec::new(),
+                creds: r.creds,
             });
             out.push(Msg {
                 data: buf[n - 1..n].to_vec(),
                 fds: r.fds,
+                creds: r.creds,
             });
         } else {
             out.push(Msg {
                 data: buf[..n].to_vec(),
                 fds: r.fds,
+                creds: r.creds,
             });
         }
     }
@@ -179,10 +279,11 @@ pub fn requeue_with<'a>(
         // fds go with the first part.
         for _ in 0..=m.data.len() {
             let passing: &[BorrowedFd<'_>] = if off == 0 { &fds } else { &[] };
-            let n = sock::send_with_fds(
+            let n = sock::send_msg(
                 from,
                 &m.data[off..],
                 passing,
+                m.creds,
                 MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
             )
             .map_err(|errno| Error::Mismatch {
@@ -232,6 +333,11 @@ impl Queues {
                     id_for,
                     length: m.data.len() as u32,
                     scm: Vec::new(),
+                    ucred: m.creds.map(|c| pb::SkUcredEntry {
+                        uid: c.uid,
+                        gid: c.gid,
+                        pid: c.pid as u32,
+                    }),
                 },
                 m.data,
             ));
@@ -285,9 +391,16 @@ impl Queues {
                 rights.extend_from_slice(&s.rights);
             }
             let data = r.read_raw(u64::from(e.length))?;
-            out.entry(e.id_for)
-                .or_default()
-                .push(Queued { data, rights });
+            let creds = e.ucred.map(|c| Ucred {
+                pid: c.pid as i32,
+                uid: c.uid,
+                gid: c.gid,
+            });
+            out.entry(e.id_for).or_default().push(Queued {
+                data,
+                rights,
+                creds,
+            });
         }
         Ok(out)
     }
@@ -313,7 +426,7 @@ mod tests {
         v.iter()
             .map(|d| Msg {
                 data: d.to_vec(),
-                fds: Vec::new(),
+                ..Default::default()
             })
             .collect()
     }
@@ -396,8 +509,107 @@ mod tests {
         nine.push(Queued {
             data: b"fds".to_vec(),
             rights: vec![4, 5],
+            creds: None,
         });
         assert_eq!(back[&9], nine);
+    }
+
+    #[test]
+    fn creds_are_peeked_kept_in_the_image_and_sent_again() {
+        let (a, b) = UnixDatagram::pair().unwrap();
+        sock::set_int(b.as_fd(), libc::SOL_SOCKET, libc::SO_PASSCRED, 1).unwrap();
+        a.send(b"who").unwrap();
+        let mut got = peek(b.as_fd(), SockType::Datagram, false, 0, "test").unwrap();
+        let me = Ucred {
+            pid: std::process::id() as i32,
+            uid: nix::unistd::getuid().as_raw(),
+            gid: nix::unistd::getgid().as_raw(),
+        };
+        assert_eq!(got[0].creds, Some(me));
+        // In the tree, criu's pid is 7; the user namespace maps 1000 up.
+        let tree = HashMap::from([(me.pid, 7)]);
+        let userns = pb::UsernsEntry {
+            uid_map: vec![pb::UidGidExtent {
+                first: 0,
+                lower_first: me.uid.saturating_sub(1000),
+                count: 4000,
+            }],
+            gid_map: vec![pb::UidGidExtent {
+                first: 0,
+                lower_first: me.gid.saturating_sub(1000),
+                count: 4000,
+            }],
+        };
+        creds_to_tree(&mut got, &tree, Some(&userns), 0, "test").unwrap();
+        let inner = got[0].creds.unwrap();
+        assert_eq!(inner.pid, 7);
+        assert_eq!(inner.uid, me.uid - me.uid.saturating_sub(1000));
+        let dir = tempfile::tempdir().unwrap();
+        let mut q = Queues::default();
+        q.add(3, got);
+        q.write(dir.path()).unwrap();
+        let mut back = Queues::load(dir.path()).unwrap().remove(&3).unwrap();
+        assert_eq!(back[0].creds, Some(inner));
+        let hosts = HashMap::from([(7, me.pid)]);
+        creds_to_host(&mut back, &hosts, Some(&userns), "test").unwrap();
+        assert_eq!(back[0].creds, Some(me));
+        let (c, d) = UnixDatagram::pair().unwrap();
+        sock::set_int(d.as_fd(), libc::SOL_SOCKET, libc::SO_PASSCRED, 1).unwrap();
+        requeue(c.as_fd(), &back, "test").unwrap();
+        let mut buf = [0u8; 8];
+        let r = sock::recv_with_fds(d.as_fd(), &mut buf, MsgFlags::empty()).unwrap();
+        assert_eq!((&buf[..r.bytes], r.creds), (&b"who"[..], Some(me)));
+    }
+
+    #[test]
+    fn a_sender_outside_the_tree_is_refused() {
+        let mut m = vec![Msg {
+            data: b"x".to_vec(),
+            creds: Some(Ucred {
+                pid: 12345,
+                uid: 0,
+                gid: 0,
+            }),
+            ..Default::default()
+        }];
+        let tree = HashMap::from([(1, 1)]);
+        let e = creds_to_tree(&mut m, &tree, None, 5, "fd 3").unwrap_err();
+        assert!(e.to_string().contains("pid 12345"), "{e}");
+        let mut q = vec![Queued {
+            creds: Some(Ucred {
+                pid: 2,
+                uid: 5000,
+                gid: 0,
+            }),
+            ..Default::default()
+        }];
+        let ident = pb::UsernsEntry {
+            uid_map: vec![pb::UidGidExtent {
+                first: 0,
+                lower_first: 100_000,
+                count: 100,
+            }],
+            gid_map: vec![pb::UidGidExtent {
+                first: 0,
+                lower_first: 100_000,
+                count: 100,
+            }],
+        };
+        assert!(creds_to_host(&mut q, &HashMap::new(), Some(&ident), "t").is_err());
+        q[0].creds = Some(Ucred {
+            pid: 2,
+            uid: 5,
+            gid: 6,
+        });
+        creds_to_host(&mut q, &HashMap::new(), Some(&ident), "t").unwrap();
+        assert_eq!(
+            q[0].creds,
+            Some(Ucred {
+                pid: 2,
+                uid: 100_005,
+                gid: 100_006
+            })
+        );
     }
 
     #[test]

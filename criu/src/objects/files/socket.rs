@@ -30,6 +30,9 @@ pub struct SkDump {
     pub(super) tcp_repaired: tcp::Repaired,
     /// `--tcp-established`: dump established TCP connections in repair mode.
     pub tcp_established: bool,
+    /// `--tcp-close`: established TCP connections are kept without their
+    /// state (neither repaired nor locked); they come back closed.
+    pub tcp_close: bool,
     /// `--ext-unix-sk`: unix sockets connected outside the tree are kept.
     pub ext_unix_sk: bool,
     /// `--network-lock`: how TCP connections are kept from the network.
@@ -314,6 +317,10 @@ pub struct SkRestore {
     /// Inodes of the TCP connections restored: the lock tables named after
     /// them go before the connections leave repair mode.
     pub(super) tcp_inos: Vec<u32>,
+    /// The restored tree: its pids -> criu's, and its root as criu sees
+    /// it (credentials of queued messages are sent in criu's terms).
+    host_pids: HashMap<i32, i32>,
+    root_host: Option<i32>,
 }
 
 impl SkRestore {
@@ -327,12 +334,26 @@ impl SkRestore {
     /// Puts `msgs` (queued for `what`) back by sending them from `from`:
     /// now when they carry no fds, or once the files they carry are made
     /// (`deferred`).
+    /// Where the restored tree is: `root` and its pids (the tree's ->
+    /// criu's).
+    pub fn set_tree(&mut self, root: i32, host_pids: HashMap<i32, i32>) {
+        self.root_host = Some(root);
+        self.host_pids = host_pids;
+    }
+
     pub(super) fn requeue(
         &mut self,
         from: BorrowedFd<'_>,
-        msgs: Vec<Queued>,
+        mut msgs: Vec<Queued>,
         what: &str,
     ) -> Result<()> {
+        if msgs.iter().any(|m| m.creds.is_some()) {
+            let userns = match self.root_host {
+                Some(root) => Some(crate::objects::ns::user::maps(root)?),
+                None => None,
+            };
+            super::sk_queue::creds_to_host(&mut msgs, &self.host_pids, userns.as_ref(), what)?;
+        }
         if msgs.iter().all(|m| m.rights.is_empty()) {
             return super::sk_queue::requeue(from, &msgs, what);
         }
@@ -444,6 +465,38 @@ pub(super) fn apply_shutdown(fd: BorrowedFd<'_>, sh: Option<i32>, what: &str) ->
     })
 }
 
+/// Restore preamble of the sockets made with `socket_raw` (netlink,
+/// packet, raw IP): the new socket, with the generic options of `opts`.
+/// `need` says what the kernel may ask for (a capability) in the error.
+pub(super) fn new_raw_socket(
+    domain: i32,
+    ty: i32,
+    proto: i32,
+    opts: &pb::SkOptsEntry,
+    what: &str,
+    need: &str,
+) -> Result<OwnedFd> {
+    let fd = sock::socket_raw(domain, ty, proto).map_err(|errno| Error::Mismatch {
+        what: format!("making {what}{need}: {errno}"),
+    })?;
+    super::sockopt::restore(fd.as_fd(), opts, &super::sockopt::At { pid: 0, what })?;
+    Ok(fd)
+}
+
+/// Restore epilogue: the file flags, then the socket is handed over as
+/// file `id`.
+pub(super) fn hand_over(
+    fd: OwnedFd,
+    id: u32,
+    flags: u32,
+    what: &str,
+    opened: &mut HashMap<u32, OwnedFd>,
+) -> Result<()> {
+    apply_flags(fd.as_fd(), flags, what)?;
+    opened.insert(id, fd);
+    Ok(())
+}
+
 /// Sets the O_NONBLOCK (and O_ASYNC-free) file status flags of `flags`.
 pub(super) fn apply_flags(fd: BorrowedFd<'_>, flags: u32, what: &str) -> Result<()> {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
@@ -455,7 +508,40 @@ pub(super) fn apply_flags(fd: BorrowedFd<'_>, flags: u32, what: &str) -> Result<
     Ok(())
 }
 
-/// Dump half: `file` is fd `fd` of `pid`, a socket with inode `ino`.
+/// Bytes waiting in the receive queue of `file` (None: nothing to read),
+/// as the memory the queue holds (SO_MEMINFO; else the size of the next
+/// message, FIONREAD), for sockets whose queue
+/// criu cannot read without taking it (netlink, packet).
+pub(super) fn rx_queued(file: BorrowedFd<'_>, pid: i32, what: &str) -> Result<Option<u32>> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut fds = [PollFd::new(file, PollFlags::POLLIN)];
+    let n = poll(&mut fds, PollTimeout::ZERO).map_err(|errno| Error::Sys {
+        pid,
+        what: format!("poll of {what}"),
+        errno,
+    })?;
+    if n == 0 {
+        return Ok(None);
+    }
+    // SO_MEMINFO's first word: the memory the receive queue holds.
+    let mem = sock::get_bytes(file, libc::SOL_SOCKET, libc::SO_MEMINFO, 36).unwrap_or_default();
+    let rmem = mem
+        .get(0..4)
+        .map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+    // Where the queue is charged to the sender (unix), the size of the
+    // next message instead.
+    let n = if rmem == 0 {
+        sock::ioctl_int(file, libc::FIONREAD as libc::c_ulong).map_or(0, |v| v.max(0) as u32)
+    } else {
+        rmem
+    };
+    Ok(Some(n))
+}
+
+/// Dump half: `file` is fd `fd` of `pid`, a socket with inode `ino`;
+/// `tree` maps criu's pids to the dumped tree's (credentials of queued
+/// messages name their sender by it).
+#[allow(clippy::too_many_arguments)]
 pub fn dump(
     st: &mut SkDump,
     pid: i32,
@@ -464,6 +550,7 @@ pub fn dump(
     flags: u32,
     file: BorrowedFd<'_>,
     ino: u32,
+    tree: &HashMap<i32, i32>,
 ) -> Result<pb::FileEntry> {
     let opt = |o, name: &str| {
         sock::get_int(file, libc::SOL_SOCKET, o).map_err(|errno| Error::Sys {
@@ -477,7 +564,7 @@ pub fn dump(
     let proto = opt(libc::SO_PROTOCOL, "SO_PROTOCOL")?;
     let flags = flags & !(libc::O_CLOEXEC as u32);
     match domain {
-        libc::AF_UNIX => unix::dump(st, pid, fd, id, flags, file, ino, ty),
+        libc::AF_UNIX => unix::dump(st, pid, fd, id, flags, file, ino, ty, tree),
         libc::AF_INET | libc::AF_INET6 => {
             inet::dump(st, pid, fd, id, flags, file, ino, domain, ty, proto)
         }
@@ -525,4 +612,22 @@ pub fn open(
     Err(Error::Mismatch {
         what: format!("file id {} is a socket without its entry", entry.id),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixDatagram;
+
+    #[test]
+    fn rx_queued_sees_waiting_data_without_taking_it() {
+        let (a, b) = UnixDatagram::pair().unwrap();
+        assert_eq!(rx_queued(b.as_fd(), 0, "test").unwrap(), None);
+        a.send(b"waiting").unwrap();
+        let n = rx_queued(b.as_fd(), 0, "test").unwrap();
+        assert!(n.is_some_and(|n| n >= 7), "{n:?}");
+        let mut buf = [0u8; 16];
+        assert_eq!(b.recv(&mut buf).unwrap(), 7);
+        assert_eq!(rx_queued(b.as_fd(), 0, "test").unwrap(), None);
+    }
 }

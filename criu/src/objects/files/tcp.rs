@@ -41,6 +41,7 @@ const TCPOPT_TIMESTAMP: u32 = 8;
 const SIOCOUTQNSD: libc::c_ulong = 0x894B;
 
 const TCP_ESTABLISHED: u8 = 1;
+const TCP_SYN_SENT: u8 = 2;
 const TCP_FIN_WAIT1: u8 = 4;
 const TCP_FIN_WAIT2: u8 = 5;
 const TCP_CLOSE_WAIT: u8 = 8;
@@ -48,11 +49,14 @@ const TCP_LAST_ACK: u8 = 9;
 const TCP_CLOSING: u8 = 11;
 
 /// Whether TCP state `s` is a connection criu dumps in repair mode:
-/// established, or half closed on one side or both.
+/// established, half closed on one side or both, or still connecting
+/// (SYN_SENT: restored by connecting again with the same first sequence
+/// number, as upstream does).
 pub fn connected(s: u8) -> bool {
     matches!(
         s,
         TCP_ESTABLISHED
+            | TCP_SYN_SENT
             | TCP_FIN_WAIT1
             | TCP_FIN_WAIT2
             | TCP_CLOSE_WAIT
@@ -163,6 +167,12 @@ fn set(fd: BorrowedFd<'_>, opt: i32, v: i32, name: &str, what: &str) -> Result<(
     sock::set_int(fd, libc::SOL_TCP, opt, v).map_err(|errno| Error::Mismatch {
         what: format!("setsockopt {name} = {v} on {what}: {errno}"),
     })
+}
+
+/// Sets the sequence number of queue `q` (a socket in repair mode).
+fn set_seq(fd: BorrowedFd<'_>, q: i32, v: u32, what: &str) -> Result<()> {
+    set(fd, libc::TCP_REPAIR_QUEUE, q, "TCP_REPAIR_QUEUE", what)?;
+    set(fd, libc::TCP_QUEUE_SEQ, v as i32, "TCP_QUEUE_SEQ", what)
 }
 
 fn u32_at(b: &[u8], i: usize) -> u32 {
@@ -357,6 +367,60 @@ fn repair_options(e: &pb::TcpStreamEntry) -> Vec<u8> {
         .collect()
 }
 
+/// A connect that was waiting for its SYN to be answered: in repair mode
+/// the socket gets the dumped first sequence number (the send sequence
+/// counts the SYN) and its address; out of repair mode it connects again
+/// (without blocking: the SYN goes out now, and is sent again by the
+/// kernel until answered); then back in repair mode until every socket
+/// exists.
+fn restore_syn_sent(
+    fd: BorrowedFd<'_>,
+    t: &pb::TcpStreamEntry,
+    src: &SocketAddr,
+    dst: &SocketAddr,
+    what: &str,
+) -> Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let seq = |q: i32, v: u32| set_seq(fd, q, v, what);
+    seq(RECV_QUEUE, t.inq_seq)?;
+    seq(SEND_QUEUE, t.outq_seq.wrapping_sub(1))?;
+    set(
+        fd,
+        libc::TCP_REPAIR_QUEUE,
+        NO_QUEUE,
+        "TCP_REPAIR_QUEUE",
+        what,
+    )?;
+    sock::bind_inet(fd, src).map_err(|errno| Error::Mismatch {
+        what: format!("binding {what} to {src}: {errno}"),
+    })?;
+    let fl = fcntl(fd, FcntlArg::F_GETFL).map_err(|errno| Error::Mismatch {
+        what: format!("F_GETFL of {what}: {errno}"),
+    })?;
+    let fl = OFlag::from_bits_truncate(fl);
+    let setfl = |f: OFlag| {
+        fcntl(fd, FcntlArg::F_SETFL(f)).map_err(|errno| Error::Mismatch {
+            what: format!("F_SETFL of {what}: {errno}"),
+        })
+    };
+    setfl(fl | OFlag::O_NONBLOCK)?;
+    set(fd, libc::TCP_REPAIR, REPAIR_OFF, "TCP_REPAIR off", what)?;
+    let connected = match sock::connect_inet(fd, dst) {
+        Ok(()) | Err(nix::errno::Errno::EINPROGRESS) => Ok(()),
+        Err(errno) => Err(Error::Mismatch {
+            what: format!("connecting {what} to {dst} again (it was in SYN_SENT): {errno}"),
+        }),
+    };
+    let back = set(fd, libc::TCP_REPAIR, REPAIR_ON, "TCP_REPAIR", what);
+    setfl(fl)?;
+    connected?;
+    back?;
+    if let Some(ts) = t.timestamp {
+        set(fd, libc::TCP_TIMESTAMP, ts as i32, "TCP_TIMESTAMP", what)?;
+    }
+    Ok(())
+}
+
 /// Restore half: the connection of `e`, put back in repair mode on `fd`
 /// (a new TCP socket of the right family); it leaves repair mode when
 /// `rs.tcp_repaired` is released.
@@ -385,6 +449,10 @@ pub fn restore(
             what: format!("{what} is in TCP state {}, which is no connection", e.state),
         });
     }
+    if state == TCP_SYN_SENT {
+        rs.tcp_repaired.add(held, Vec::new(), 0, what);
+        return restore_syn_sent(fd, &t, src, dst, what);
+    }
     // The connection comes back established; the FINs are replayed when
     // it leaves repair mode, so the sequences go back before them.
     let mut shut = e.shutdown.unwrap_or(0) as u8 & 3;
@@ -402,10 +470,7 @@ pub fn restore(
         shut,
         what,
     );
-    let seq = |q: i32, v: u32| -> Result<()> {
-        set(fd, libc::TCP_REPAIR_QUEUE, q, "TCP_REPAIR_QUEUE", what)?;
-        set(fd, libc::TCP_QUEUE_SEQ, v as i32, "TCP_QUEUE_SEQ", what)
-    };
+    let seq = |q: i32, v: u32| set_seq(fd, q, v, what);
     seq(RECV_QUEUE, inq_seq.wrapping_sub(t.inq_len))?;
     seq(SEND_QUEUE, outq_seq.wrapping_sub(t.outq_len))?;
     // In repair mode the port may be shared with the listener (and with the

@@ -44,6 +44,7 @@ pub fn dump(
     file: BorrowedFd<'_>,
     ino: u32,
     ty: i32,
+    tree: &HashMap<i32, i32>,
 ) -> Result<pb::FileEntry> {
     let d = st.unix(pid, fd, ino)?.clone();
     let what = format!("unix socket fd {fd} of pid {pid} (inode {ino})");
@@ -102,7 +103,13 @@ pub fn dump(
     let opts = sockopt::dump(file, libc::AF_UNIX, &At { pid, what: &what })?;
     if state != TCP_LISTEN {
         let stype = sock_type(ty).unwrap_or(SockType::Stream);
-        let msgs = sk_queue::peek(file, stype, d.shutdown & 1 != 0, pid, &what)?;
+        let mut msgs = peek_with_creds(file, stype, d.shutdown & 1 != 0, pid, &what)?;
+        if msgs.iter().any(|m| m.creds.is_some()) {
+            // The receiver's user namespace (that of the task whose fd
+            // carries this socket, when criu holds it from a queue).
+            let userns = crate::objects::ns::user::maps(st.net_pid.unwrap_or(pid))?;
+            sk_queue::creds_to_tree(&mut msgs, tree, Some(&userns), pid, &what)?;
+        }
         let carried = st.queues.add(id, msgs);
         st.carried.extend(carried);
     }
@@ -131,6 +138,38 @@ pub fn dump(
         }),
         ..Default::default()
     })
+}
+
+/// Peeks the queue of `file`. A receiver that takes a pidfd of each
+/// sender (SO_PASSPIDFD) but not its credentials is peeked with
+/// SO_PASSCRED on for the while: the sender's pid is what restores the
+/// pidfd.
+fn peek_with_creds(
+    file: BorrowedFd<'_>,
+    stype: SockType,
+    rcv_shutdown: bool,
+    pid: i32,
+    what: &str,
+) -> Result<Vec<sk_queue::Msg>> {
+    let get = |opt| crate::sys::sock::get_int(file, libc::SOL_SOCKET, opt).unwrap_or(0) != 0;
+    let lend = get(crate::sys::sock::SO_PASSPIDFD) && !get(libc::SO_PASSCRED);
+    let set = |v: i32| {
+        crate::sys::sock::set_int(file, libc::SOL_SOCKET, libc::SO_PASSCRED, v).map_err(|errno| {
+            Error::Sys {
+                pid,
+                what: format!("setting SO_PASSCRED = {v} on {what} (it has SO_PASSPIDFD)"),
+                errno,
+            }
+        })
+    };
+    if lend {
+        set(1)?;
+    }
+    let got = sk_queue::peek(file, stype, rcv_shutdown, pid, what);
+    if lend {
+        set(0)?;
+    }
+    got
 }
 
 /// The path of a unix socket name (raw bytes as the kernel gave them,

@@ -12,9 +12,9 @@ pub const DESC: Desc = Desc {
 };
 
 const ETH_P_ALL: u16 = 0x0003;
-const ETH_P_IP: u16 = 0x0800;
+pub const ETH_P_IP: u16 = 0x0800;
 
-fn packet_socket(ty: i32, proto: u16) -> Result<OwnedFd> {
+pub fn packet_socket(ty: i32, proto: u16) -> Result<OwnedFd> {
     // SAFETY: plain socket(2); the fd is owned right away.
     let fd = unsafe { libc::socket(libc::AF_PACKET, ty | libc::SOCK_CLOEXEC, i32::from(proto.to_be())) };
     ensure!(fd >= 0, "socket(AF_PACKET, {ty}): {}", nix::errno::Errno::last());
@@ -22,7 +22,7 @@ fn packet_socket(ty: i32, proto: u16) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn bind_to(fd: &OwnedFd, proto: u16, ifindex: i32) -> Result<()> {
+pub fn bind_to(fd: &OwnedFd, proto: u16, ifindex: i32) -> Result<()> {
     // SAFETY: a zeroed sockaddr_ll is valid; fields set below.
     let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     sll.sll_family = libc::AF_PACKET as u16;
@@ -65,7 +65,7 @@ fn set_int(fd: &OwnedFd, opt: i32, v: i32) -> Result<()> {
 
 /// Sends a UDP datagram with `marker` over loopback and waits for `fd` to
 /// capture a frame that holds it.
-fn captures(fd: &OwnedFd, marker: &[u8], what: &str) -> Result<()> {
+pub fn captures(fd: &OwnedFd, marker: &[u8], what: &str) -> Result<()> {
     let rx = std::net::UdpSocket::bind("127.0.0.1:0").context("udp bind")?;
     let tx = std::net::UdpSocket::bind("127.0.0.1:0").context("udp bind")?;
     let end = Instant::now() + Duration::from_secs(5);
