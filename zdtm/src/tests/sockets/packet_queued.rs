@@ -8,7 +8,7 @@ pub const DESC: Desc = Desc {
     name: "sockets/packet_queued",
     family: "sockets",
     description: "frames queued on a packet socket at dump time are dropped as upstream does (the dump goes through, as if they were lost on the wire), and the socket captures again after restore",
-    flags: &[Flag::Suid],
+    flags: &[Flag::Suid, Flag::Cronly],
     ..Desc::DEFAULT
 };
 

@@ -9,6 +9,7 @@ pub const DESC: Desc = Desc {
     name: "sockets/tcp_close",
     family: "sockets",
     description: "with --tcp-close (dump and restore), an established loopback TCP connection with data queued comes back closed (reads end, writes fail) while its listener still listens",
+    flags: &[Flag::Cronly],
     dump_opts: &["--tcp-close"],
     restore_opts: &["--tcp-close"],
     ..Desc::DEFAULT
