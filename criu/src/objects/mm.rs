@@ -179,8 +179,11 @@ fn classify(
                 Pages::Anon
             }
         }
-        _ if s.vm_flags.contains(VmFlag::Hugetlb) => {
-            return Err(unsupported("a hugetlbfs file mapping"))
+        // A memfd made with MFD_HUGETLB or an unlinked file of a hugetlbfs
+        // mount: neither the memfd nor the ghost file code keeps huge
+        // pages.
+        MapName::File { deleted: true, .. } if s.vm_flags.contains(VmFlag::Hugetlb) => {
+            return Err(unsupported("a hugetlb memfd or an unlinked hugetlbfs file"))
         }
         _ if m.is_anon_shmem() => {
             anon(&mut e);
@@ -214,6 +217,12 @@ fn classify(
                 e.shmid = u64::from(files.by_path(pid, &path)?);
             }
             e.pgoff = m.offset;
+            // A file of a hugetlbfs mount stays a file mapping (its pages
+            // are the file's, kept by the mount): the mmap flags say the
+            // page size, which mmap of a hugetlbfs file accepts.
+            if s.vm_flags.contains(VmFlag::Hugetlb) {
+                e.flags |= hugetlb_flags(pid, s)?;
+            }
             if m.perms.shared {
                 e.status |= VMA_FILE_SHARED;
                 e.fdflags = Some(if m.perms.write || s.vm_flags.contains(VmFlag::MayWrite) {
@@ -378,7 +387,20 @@ pub fn dump(
     for s in &smaps {
         let (e, want) = classify(pid, s, files)?;
         if e.status & VMA_ANON_SHARED != 0 {
-            shared.dump(pid, e.shmid, (e.start, e.end), dir, pages_ids)?;
+            // Its content is written once every mapping of it is known.
+            let clean = match incr.as_deref_mut() {
+                Some(inc) if super::mm_track::shmem_trackable(s) => inc.shmem_clean(s, e.shmid)?,
+                _ => None,
+            };
+            let parent = incr.as_deref().map(|i| i.parent_dir().to_path_buf());
+            shared.add(
+                pid,
+                e.shmid,
+                (e.start, e.end),
+                e.pgoff,
+                clean,
+                parent.as_deref(),
+            );
         }
         // [vvar] and [vvar_vclock] are one area in the image, as the kernel
         // maps them side by side.
