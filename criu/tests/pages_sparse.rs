@@ -99,6 +99,7 @@ fn a_tib_reservation_with_a_few_touched_pages_costs_those_pages() {
             written: vec![0, 1, 262_144, 134_217_728, last],
             read: vec![],
             hidden: vec![1],
+            shared: false,
         },
         // One read-write VMA of 1 TiB, three pages written.
         MapSpec {
@@ -107,6 +108,7 @@ fn a_tib_reservation_with_a_few_touched_pages_costs_those_pages() {
             written: vec![7, 100_000_000, last],
             read: vec![],
             hidden: vec![],
+            shared: false,
         },
     ])
     .expect("spawn the sparse child");
@@ -153,6 +155,7 @@ fn pages_that_map_the_zero_page_are_left_out() {
         written: vec![5, 6, 300],
         read: (0..256).chain(400..512).collect(),
         hidden: vec![],
+        shared: false,
     }])
     .expect("spawn the zero-page child");
     // The child did map the zero page in those 368 pages.

@@ -62,6 +62,7 @@ struct Pages {
     written: u64,
     in_parent: u64,
     sh_written: u64,
+    sh_in_parent: u64,
     /// pages of every private VMA (upstream's `pages_scanned`)
     scanned: u64,
 }
@@ -95,7 +96,8 @@ fn count_pages(dir: &Path) -> Result<Pages> {
                 let n = pe.nr_pages.unwrap_or(u64::from(pe.compat_nr_pages));
                 let parent = pe.in_parent == Some(true) || pe.flags.unwrap_or(0) & PE_PARENT != 0;
                 match (shmem, parent) {
-                    (true, _) => p.sh_written += n,
+                    (true, true) => p.sh_in_parent += n,
+                    (true, false) => p.sh_written += n,
                     (false, true) => p.in_parent += n,
                     (false, false) => p.written += n,
                 }
@@ -138,8 +140,8 @@ pub(super) fn write_stats(dir: &Path, t: Times) -> Result<()> {
             pages_lazy: 0,
             page_pipes: Some(0),
             page_pipe_bufs: Some(0),
-            shpages_scanned: Some(pages.sh_written),
-            shpages_skipped_parent: Some(0),
+            shpages_scanned: Some(pages.sh_written + pages.sh_in_parent),
+            shpages_skipped_parent: Some(pages.sh_in_parent),
             shpages_written: Some(pages.sh_written),
         }),
         restore: None,
@@ -169,6 +171,20 @@ mod tests {
             .expect("pe");
         }
         w.finish().expect("finish");
+        // Shared memory: 5 pages here, 6 left to the parent.
+        let mut w =
+            image::ImageWriter::create(d, "pagemap-shmem-9.img", magic::PAGEMAP).expect("w");
+        w.write(&head).expect("head");
+        for (n, flags) in [(5u64, 4u32), (6, PE_PARENT)] {
+            w.write(&pb::PagemapEntry {
+                vaddr: 0,
+                nr_pages: Some(n),
+                flags: Some(flags),
+                ..Default::default()
+            })
+            .expect("pe");
+        }
+        w.finish().expect("finish");
         let vma = |start: u64, end: u64, status: u32| pb::VmaEntry {
             start,
             end,
@@ -190,7 +206,8 @@ mod tests {
             Pages {
                 written: 3,
                 in_parent: 2,
-                sh_written: 0,
+                sh_written: 5,
+                sh_in_parent: 6,
                 scanned: 4
             }
         );

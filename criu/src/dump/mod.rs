@@ -279,6 +279,8 @@ pub fn dump_with(opts: &DumpOpts, notify: &dyn scripts::Notify) -> Result<()> {
             }
             pstree.push(entry);
         }
+        // Shared anonymous memory, once every mapping of it is known.
+        shared.finish(dir, &mut pages_ids)?;
         check_job(&pstree, opts.shell_job)?;
         let root_cg_set = ns_ids.cgroups.set_of(opts.pid, opts.pid)?;
         ns_ids.cgroups.write(dir)?;

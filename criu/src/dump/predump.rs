@@ -21,6 +21,7 @@ fn pre_dump_process(
     p: &mut freeze::Proc,
     dir: &std::path::Path,
     parent: Option<&Parent>,
+    shared: &mut shmem::Dumped,
     pages_ids: &mut IdGen,
 ) -> Result<()> {
     let pid = p.pid;
@@ -42,15 +43,15 @@ fn pre_dump_process(
         .iter()
         .filter_map(|th| objects::thread::restart_record(th.tracee.pid(), &th.regs, &prev_restarts))
         .collect();
-    // Only the pages matter here; the files and shared memory the mappings
-    // name are dumped by the final dump.
+    // Only the pages matter here (shared anonymous memory's too, written
+    // once the whole tree is seen); the files the mappings name are
+    // dumped by the final dump.
     let mut files = FileTable::default();
-    let mut shared = shmem::Dumped::default();
     mm::dump(
         pid,
         dir,
         &mut files,
-        &mut shared,
+        shared,
         pages_ids,
         &mm::MmExtra {
             brk: 0,
@@ -116,9 +117,11 @@ pub fn pre_dump(opts: &DumpOpts) -> Result<()> {
             "tree frozen for a pre-dump"
         );
         let mut pages_ids = IdGen::default();
+        let mut shared = shmem::Dumped::default();
         for p in tree.procs.iter_mut().filter(|p| !p.threads.is_empty()) {
-            pre_dump_process(p, dir, parent.as_ref(), &mut pages_ids)?;
+            pre_dump_process(p, dir, parent.as_ref(), &mut shared, &mut pages_ids)?;
         }
+        shared.finish(dir, &mut pages_ids)?;
         let uptime = std::fs::read_to_string("/proc/uptime")
             .ok()
             .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())

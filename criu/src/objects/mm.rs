@@ -179,8 +179,11 @@ fn classify(
                 Pages::Anon
             }
         }
-        _ if s.vm_flags.contains(VmFlag::Hugetlb) => {
-            return Err(unsupported("a hugetlbfs file mapping"))
+        // A memfd made with MFD_HUGETLB or an unlinked file of a hugetlbfs
+        // mount: neither the memfd nor the ghost file code keeps huge
+        // pages.
+        MapName::File { deleted: true, .. } if s.vm_flags.contains(VmFlag::Hugetlb) => {
+            return Err(unsupported("a hugetlb memfd or an unlinked hugetlbfs file"))
         }
         _ if m.is_anon_shmem() => {
             anon(&mut e);
@@ -214,6 +217,12 @@ fn classify(
                 e.shmid = u64::from(files.by_path(pid, &path)?);
             }
             e.pgoff = m.offset;
+            // A file of a hugetlbfs mount stays a file mapping (its pages
+            // are the file's, kept by the mount): the mmap flags say the
+            // page size, which mmap of a hugetlbfs file accepts.
+            if s.vm_flags.contains(VmFlag::Hugetlb) {
+                e.flags |= hugetlb_flags(pid, s)?;
+            }
             if m.perms.shared {
                 e.status |= VMA_FILE_SHARED;
                 e.fdflags = Some(if m.perms.write || s.vm_flags.contains(VmFlag::MayWrite) {
@@ -378,7 +387,20 @@ pub fn dump(
     for s in &smaps {
         let (e, want) = classify(pid, s, files)?;
         if e.status & VMA_ANON_SHARED != 0 {
-            shared.dump(pid, e.shmid, (e.start, e.end), dir, pages_ids)?;
+            // Its content is written once every mapping of it is known.
+            let clean = match incr.as_deref_mut() {
+                Some(inc) if super::mm_track::shmem_trackable(s) => inc.shmem_clean(s, e.shmid)?,
+                _ => None,
+            };
+            let parent = incr.as_deref().map(|i| i.parent_dir().to_path_buf());
+            shared.add(
+                pid,
+                e.shmid,
+                (e.start, e.end),
+                e.pgoff,
+                clean,
+                parent.as_deref(),
+            );
         }
         // [vvar] and [vvar_vclock] are one area in the image, as the kernel
         // maps them side by side.
@@ -627,6 +649,30 @@ fn move_vdso(
     Ok(Some(img_vdso.start))
 }
 
+/// The ranges to munmap so that only the mappings `keep` says are left of
+/// `maps` (sorted): each stretch from the first dropped mapping after a
+/// kept one (or the start) to the end of the last one before the next kept
+/// one. The gaps inside a stretch are unmapped already.
+fn unmap_stretches(
+    maps: &[proc::MapsEntry],
+    keep: impl Fn(&proc::MapsEntry) -> bool,
+) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    let mut open = false;
+    for m in maps {
+        if keep(m) {
+            open = false;
+            continue;
+        }
+        match out.last_mut() {
+            Some(last) if open => last.1 = m.end,
+            _ => out.push((m.start, m.end)),
+        }
+        open = true;
+    }
+    out
+}
+
 /// Opens (in the puppet) the file of image id `id` with `flags`; returns the
 /// puppet's fd. `scratch_off` is where the path may be written.
 fn remote_open(
@@ -691,16 +737,18 @@ pub fn restore(
         what: "criu itself has no vDSO to give the restored task".into(),
     })?;
 
-    // 1. Drop criu's mappings, keeping the scratch area, vDSO and vvar.
-    for m in &puppet {
-        let keep = overlaps((m.start, m.end), (scratch, scratch + scratch_len))
+    // 1. Drop criu's mappings, keeping the scratch area, vDSO and vvar:
+    // one munmap per stretch between kept areas (gaps included), not one
+    // per mapping.
+    let keep = |m: &proc::MapsEntry| {
+        overlaps((m.start, m.end), (scratch, scratch + scratch_len))
             || matches!(
                 m.name,
                 MapName::Vdso | MapName::Vvar | MapName::VvarVclock | MapName::Vsyscall
-            );
-        if !keep {
-            p.syscall(libc::SYS_munmap, &[m.start, m.end - m.start])?;
-        }
+            )
+    };
+    for (start, end) in unmap_stretches(&puppet, keep) {
+        p.syscall(libc::SYS_munmap, &[start, end - start])?;
     }
     // 2. vDSO and vvar where the task had them; remote syscalls follow.
     let parking = pick_scratch(
@@ -714,6 +762,9 @@ pub fn restore(
 
     // 3. Every other mapping, writable while its pages are filled.
     let mut opened: Vec<(u64, u32, u64)> = Vec::new(); // (file id, flags, remote fd)
+                                                       // Mappings made with their final protection already (no mprotect in
+                                                       // step 5), by start address.
+    let mut prot_done: Vec<u64> = Vec::new();
     let pages = PagesReader::open(dir, pid as u32)?;
     for v in &mm.vmas {
         if v.status & (VMA_AREA_VDSO | VMA_AREA_VVAR | VMA_AREA_VSYSCALL | VMA_AREA_GUARD) != 0 {
@@ -791,6 +842,9 @@ pub fn restore(
                 what: format!("pid {pid}: mapping {:#x} landed at {got:#x}", v.start),
             });
         }
+        if prot == v.prot {
+            prot_done.push(v.start);
+        }
         // Huge page advice before the pages are written, so that they
         // fault in as the task had them (huge where it asked for it).
         let thp = v.madv.unwrap_or(0) & (1 << libc::MADV_HUGEPAGE | 1 << libc::MADV_NOHUGEPAGE);
@@ -801,6 +855,7 @@ pub fn restore(
     for (_, _, fd) in opened {
         p.syscall(libc::SYS_close, &[fd])?;
     }
+    prot_done.sort_unstable();
 
     // 4. The pages, but the vDSO's: the kernel's own is there now.
     let vdso_at: Vec<(u64, u64)> = mm
@@ -818,10 +873,12 @@ pub fn restore(
         })
     };
     for v in real() {
-        p.syscall(
-            libc::SYS_mprotect,
-            &[v.start, v.end - v.start, u64::from(v.prot)],
-        )?;
+        if prot_done.binary_search(&v.start).is_err() {
+            p.syscall(
+                libc::SYS_mprotect,
+                &[v.start, v.end - v.start, u64::from(v.prot)],
+            )?;
+        }
         let madv = v.madv.unwrap_or(0);
         for bit in 0..64u64 {
             if madv & (1 << bit) != 0 {
@@ -976,6 +1033,33 @@ mod tests {
 
     fn words(v: &[u64]) -> Vec<u8> {
         v.iter().flat_map(|w| w.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn criu_mappings_go_in_one_munmap_per_stretch_between_kept_ones() {
+        let text = [
+            "00400000-00401000 r--p 00000000 00:00 0 ",
+            "00401000-00402000 r-xp 00000000 00:00 0 ",
+            "00500000-00501000 rw-p 00000000 00:00 0 ",
+            "7f0000000000-7f0000001000 rw-p 00000000 00:00 0 ",
+            "7ffd00000000-7ffd00002000 r-xp 00000000 00:00 0                          [vdso]",
+            "7ffd00002000-7ffd00003000 rw-p 00000000 00:00 0 ",
+            "7ffe00000000-7ffe00021000 rw-p 00000000 00:00 0                          [stack]",
+            "ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]",
+        ]
+        .join("\n");
+        let maps = proc::parse_maps(&text).expect("maps");
+        let keep = |m: &proc::MapsEntry| matches!(m.name, MapName::Vdso | MapName::Vsyscall);
+        assert_eq!(
+            unmap_stretches(&maps, keep),
+            [(0x400000, 0x7f0000001000), (0x7ffd00002000, 0x7ffe00021000)]
+        );
+        // Nothing kept: one stretch; everything kept: none.
+        assert_eq!(
+            unmap_stretches(&maps, |_| false),
+            [(0x400000, 0xffffffffff601000)]
+        );
+        assert!(unmap_stretches(&maps, |_| true).is_empty());
     }
 
     #[test]

@@ -125,6 +125,20 @@ pub fn trackable(s: &proc::SmapsEntry) -> bool {
         && !m.is_anon_shmem()
 }
 
+/// Whether write tracking is armed on a mapping of shared anonymous memory
+/// (see [`super::shmem`]): every such mapping but hugetlb ones.
+pub fn shmem_trackable(s: &proc::SmapsEntry) -> bool {
+    let odd = [
+        VmFlag::Io,
+        VmFlag::PfnMap,
+        VmFlag::Hugetlb,
+        VmFlag::UffdMissing,
+    ]
+    .iter()
+    .any(|&f| s.vm_flags.contains(f));
+    s.map.perms.shared && s.map.is_anon_shmem() && !odd
+}
+
 // ---------------------------------------------------------------------------
 // Reading back what the pre-dump left.
 
@@ -150,6 +164,9 @@ pub struct Armed {
     pub uffd: Option<i32>,
     /// Mappings registered for tracking then, `(start, end)`.
     pub vmas: Vec<(u64, u64)>,
+    /// Of those, the mappings of shared anonymous memory, `(start, end,
+    /// shmid)`.
+    pub shmem: Vec<(u64, u64, u64)>,
 }
 
 impl Armed {
@@ -186,6 +203,11 @@ impl Armed {
         Ok(Armed {
             uffd: Some(e.uffd),
             vmas: e.vmas.iter().map(|v| (v.start, v.end)).collect(),
+            shmem: e
+                .vmas
+                .iter()
+                .filter_map(|v| Some((v.start, v.end, v.shmid?)))
+                .collect(),
         })
     }
 
@@ -305,6 +327,39 @@ pub fn inherited(pid: i32, parent_dir: &Path) -> Result<Vec<i32>> {
     Ok(out)
 }
 
+/// Every mapping of shared anonymous memory a pre-dump in `parent_dir`
+/// armed tracking on, in any task: `(host pid, start, end, shmid)`.
+pub fn recorded_shmem(parent_dir: &Path) -> Result<Vec<(i32, u64, u64, u64)>> {
+    let Ok(rd) = std::fs::read_dir(parent_dir) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(img_pid) = name.to_str().and_then(|n| {
+            n.strip_prefix("uffd-track-")?
+                .strip_suffix(".img")?
+                .parse()
+                .ok()
+        }) else {
+            continue;
+        };
+        let Some(t) = read_entry(parent_dir, img_pid)? else {
+            continue;
+        };
+        if t.uffd < 0 {
+            continue;
+        }
+        for v in &t.vmas {
+            if let Some(shmid) = v.shmid {
+                out.push((t.pid as i32, v.start, v.end, shmid));
+            }
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
 /// Decides, for one process dumped with parent images, which pages are
 /// left to the parent.
 #[derive(Debug)]
@@ -315,6 +370,8 @@ pub struct Incremental {
     /// `(addr, pages)` the parent images have, sorted.
     parent: Vec<(u64, u64)>,
     regions: Vec<PageRegion>,
+    /// The parent images.
+    parent_dir: std::path::PathBuf,
     /// Pages left to the parent so far.
     pub pages_parent: u64,
     /// Pages of tracked mappings found written (or not present) so far.
@@ -350,6 +407,7 @@ impl Incremental {
             armed,
             parent,
             regions: Vec::new(),
+            parent_dir: parent_dir.to_path_buf(),
             pages_parent: 0,
             pages_written: 0,
         })
@@ -390,6 +448,88 @@ impl Incremental {
                     return Err(Error::Sys {
                         pid: self.pid,
                         what: format!("PAGEMAP_SCAN for written pages of {start:#x}-{end:#x}"),
+                        errno,
+                    })
+                }
+            };
+            for r in &self.regions[..n] {
+                if r.end <= r.start {
+                    continue;
+                }
+                let pages = (r.end - r.start) / PAGE_SIZE;
+                match out.last_mut() {
+                    Some((a, m)) if *a + *m * PAGE_SIZE == r.start => *m += pages,
+                    _ => out.push((r.start, pages)),
+                }
+            }
+            if walk_end <= at {
+                break;
+            }
+            at = walk_end;
+        }
+        Ok(Some(out))
+    }
+
+    /// The parent images this process is dumped against.
+    pub fn parent_dir(&self) -> &Path {
+        &self.parent_dir
+    }
+
+    /// For a mapping `s` of shared anonymous memory `shmid`: the pages
+    /// (`(addr, pages)`) not written through it since the parent was made,
+    /// or `None` when it is not tracked (made or replaced since, or the
+    /// tracking is gone). Clean means write-protected still: present with
+    /// the uffd-wp bit, or a uffd-wp marker. A page not mapped here (a
+    /// hole) is never clean: a written page that was unmapped since, by
+    /// reclaim or MADV_DONTNEED, leaves a hole too.
+    pub fn shmem_clean(
+        &mut self,
+        s: &proc::SmapsEntry,
+        shmid: u64,
+    ) -> Result<Option<Vec<(u64, u64)>>> {
+        let (start, end) = (s.map.start, s.map.end);
+        let recorded = self.armed.uffd.is_some()
+            && self
+                .armed
+                .shmem
+                .iter()
+                .any(|&(a, b, id)| a == start && b == end && id == shmid);
+        if !recorded || !s.vm_flags.contains(VmFlag::UffdWp) {
+            debug!(
+                pid = self.pid,
+                "shared memory {shmid} at {start:#x}-{end:#x} is mapped anew since the parent"
+            );
+            return Ok(None);
+        }
+        if self.regions.is_empty() {
+            self.regions = vec![PageRegion::default(); 1024];
+        }
+        let q = Query {
+            inverted: PAGE_IS_WRITTEN,
+            all: PAGE_IS_WRITTEN,
+            any: PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+            returned: PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+        };
+        let mut out: Vec<(u64, u64)> = Vec::new();
+        let mut at = start;
+        while at < end {
+            let r = pagemap_scan::scan_flags(
+                &self.pagemap,
+                at,
+                end,
+                &q,
+                &mut self.regions,
+                pagemap_scan::PM_SCAN_CHECK_WPASYNC,
+            );
+            let (n, walk_end) = match r {
+                Ok(x) => x,
+                Err(Errno::EPERM) | Err(Errno::ENOTTY) | Err(Errno::EINVAL) => return Ok(None),
+                Err(errno) => {
+                    return Err(Error::Sys {
+                        pid: self.pid,
+                        what: format!(
+                            "PAGEMAP_SCAN for clean pages of shared memory {shmid} at {start:#x}-{end:#x}"
+                        ),
                         errno,
                     })
                 }
@@ -567,8 +707,9 @@ fn register_all(
 ) -> Result<()> {
     let scratch = t.scratch().unwrap_or((0, 0));
     let mut skipped = 0usize;
-    for s in smaps.iter().filter(|s| trackable(s)) {
+    for s in smaps.iter().filter(|s| trackable(s) || shmem_trackable(s)) {
         let (start, end) = (s.map.start, s.map.end);
+        let shmid = shmem_trackable(s).then_some(s.map.inode);
         if start < scratch.0 + scratch.1 && scratch.0 < end {
             continue;
         }
@@ -590,7 +731,7 @@ fn register_all(
             skipped += 1;
             continue;
         }
-        entry.vmas.push(pb::MmTrackVma { start, end });
+        entry.vmas.push(pb::MmTrackVma { start, end, shmid });
     }
     protect(pid, &mut entry.vmas, &mut skipped)?;
     if skipped > 0 {
@@ -618,13 +759,20 @@ fn protect(pid: i32, vmas: &mut Vec<pb::MmTrackVma>, skipped: &mut usize) -> Res
         returned: PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
         ..Query::default()
     };
+    // Shared memory: every page, holes included (the kernel leaves a
+    // uffd-wp marker there), so that a hole later means "unmapped since".
+    let q_shmem = Query {
+        returned: PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+        ..Query::default()
+    };
     let flags = pagemap_scan::PM_SCAN_WP_MATCHING | pagemap_scan::PM_SCAN_CHECK_WPASYNC;
     let mut regions = vec![PageRegion::default(); 1024];
     let mut keep = Vec::with_capacity(vmas.len());
     'vma: for v in vmas.drain(..) {
         let mut at = v.start;
+        let q = if v.shmid.is_some() { &q_shmem } else { &q };
         while at < v.end {
-            match pagemap_scan::scan_flags(&pagemap, at, v.end, &q, &mut regions, flags) {
+            match pagemap_scan::scan_flags(&pagemap, at, v.end, q, &mut regions, flags) {
                 Ok((_, walk_end)) if walk_end > at => at = walk_end,
                 Ok(_) => break,
                 Err(errno @ (Errno::EPERM | Errno::EINVAL | Errno::ENOTTY)) => {
@@ -698,6 +846,7 @@ mod tests {
         let a = Armed {
             uffd: Some(1000),
             vmas: vec![(0x1000, 0x3000), (0x3000, 0x5000), (0x8000, 0x9000)],
+            shmem: Vec::new(),
         };
         assert!(a.registered(0x1000, 0x5000));
         assert!(a.registered(0x2000, 0x4000));

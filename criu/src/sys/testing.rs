@@ -21,6 +21,8 @@ pub struct MapSpec {
     pub read: Vec<u64>,
     /// Pages (indexes) made PROT_NONE after all of the above.
     pub hidden: Vec<u64>,
+    /// MAP_SHARED instead of MAP_PRIVATE (shared anonymous memory).
+    pub shared: bool,
 }
 
 /// A forked child holding mappings made from [`MapSpec`]s.
@@ -58,7 +60,12 @@ fn child_body(specs: &[MapSpec], out: i32) -> ! {
                 std::ptr::null_mut(),
                 s.len as usize,
                 s.prot,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                if s.shared {
+                    libc::MAP_SHARED
+                } else {
+                    libc::MAP_PRIVATE
+                } | libc::MAP_ANONYMOUS
+                    | libc::MAP_NORESERVE,
                 -1,
                 0,
             )
@@ -231,6 +238,7 @@ mod tests {
             written: vec![1, 3],
             read: vec![],
             hidden: vec![3],
+            shared: false,
         }])
         .unwrap();
         let maps = std::fs::read_to_string(format!("/proc/{}/maps", c.pid)).unwrap();

@@ -24,7 +24,7 @@ macro_rules! catalogue {
 
 catalogue! {
     basic { loop00, env00, pid00, umask00, cwd00, rlimits00 }
-    memory { maps00, mprotect00, prot_wx00, brk00, big64m, sparse, shm_anon_fork, file_shared, deleted_file_map, madvise_dontfork, mlock00, vdso00, predump_touch, guard_region, mlockall00, mlockall_onfault, thp00, hugetlb00 }
+    memory { maps00, mprotect00, prot_wx00, brk00, big64m, sparse, shm_anon_fork, file_shared, deleted_file_map, madvise_dontfork, mlock00, vdso00, predump_touch, guard_region, mlockall00, mlockall_onfault, thp00, hugetlb00, hugetlbfs_file, predump_shmem }
     threads { threads_few, thread_tls, thread_sigmask, futex_wait, thread_bomb, blocked }
     signals { sigaction00, sigpending00, sigaltstack00, sigstop, stopped_tree }
     timers { itimer00, posix_timers, nanosleep }

@@ -15,7 +15,7 @@ pub const DESC: Desc = Desc {
 const HUGE: usize = 2 << 20;
 const NR: &str = "/proc/sys/vm/nr_hugepages";
 
-fn meminfo(key: &str) -> Result<u64> {
+pub fn meminfo(key: &str) -> Result<u64> {
     let s = std::fs::read_to_string("/proc/meminfo").context("read /proc/meminfo")?;
     s.lines()
         .find_map(|l| l.strip_prefix(key))
@@ -24,12 +24,12 @@ fn meminfo(key: &str) -> Result<u64> {
 }
 
 /// Huge pages this test added to the pool, given back on drop.
-struct Reserved {
+pub struct Reserved {
     old: Option<u64>,
 }
 
 impl Reserved {
-    fn make(want: u64) -> Result<Reserved> {
+    pub fn make(want: u64) -> Result<Reserved> {
         let free = meminfo("HugePages_Free:")?;
         if free >= want {
             return Ok(Reserved { old: None });
