@@ -522,3 +522,72 @@ fn join_ns_of_the_wrong_kind_is_refused() {
         "task {pid} left behind"
     );
 }
+
+/// A dump with `--network-lock nftables` that will never be restored
+/// leaves its connections locked; `criu network-unlock -D DIR` releases the
+/// lock the inventory names (once: a second call finds none).
+#[test]
+#[serial]
+fn network_unlock_releases_the_lock_of_a_dump_never_restored() {
+    subreaper();
+    let tmp = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut child = Command::new("setsid")
+        .args([
+            "bash",
+            "-c",
+            &format!("exec 3<>/dev/tcp/127.0.0.1/{port} && exec sleep 1000"),
+        ])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("bash");
+    let pid = child.id() as i32;
+    let (_peer, _) = listener.accept().unwrap();
+    wait_for("the sleeper", || {
+        read(Path::new(&format!("/proc/{pid}/comm"))).trim() == "sleep"
+    });
+    let images = tmp.path().join("img");
+    let img = images.to_str().unwrap();
+    struct Unlock<'a>(&'a str);
+    impl Drop for Unlock<'_> {
+        fn drop(&mut self) {
+            let _ = criu(&["network-unlock", "-D", self.0]);
+        }
+    }
+    let _guard = Unlock(img);
+    let o = dump(
+        pid,
+        &images,
+        &["--tcp-established", "--network-lock", "nftables"],
+    );
+    assert_ok(&o, &images, "dump");
+    child.wait().unwrap();
+
+    let first = criu(&["network-unlock", "-D", img]);
+    let second = criu(&["network-unlock", "-D", img]);
+    let text = |o: &Output| String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(first.status.success(), "{first:?}");
+    assert!(text(&first).contains("is released"), "{}", text(&first));
+    assert!(second.status.success(), "{second:?}");
+    assert!(
+        text(&second).contains("holds no network lock"),
+        "{}",
+        text(&second)
+    );
+}
+
+/// A dump without the nftables lock has nothing to release: said so.
+#[test]
+#[serial]
+fn network_unlock_of_a_dump_without_a_lock_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (images, _) = dumped_images(tmp.path());
+    let o = criu(&["network-unlock", "-D", images.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("did not lock the network with nftables"),
+        "{err}"
+    );
+}

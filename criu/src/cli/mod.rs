@@ -281,6 +281,10 @@ pub enum Command {
     Swrk(SwrkArgs),
     /// Serve CRIU RPC requests on a listening unix socket.
     Service(ServiceArgs),
+    /// Release the network lock (`--network-lock nftables`) of the dump in
+    /// the images directory, for a dump that will not be restored.
+    #[command(name = "network-unlock")]
+    NetworkUnlock,
 }
 
 #[derive(Debug, Args)]
@@ -351,6 +355,8 @@ pub enum Error {
     Restore(#[from] restore::Error),
     #[error(transparent)]
     Rpc(#[from] crate::rpc::Error),
+    #[error("network-unlock: {0}")]
+    Unlock(#[source] crate::objects::Error),
     #[error("log file {path}: {source}")]
     Log {
         path: PathBuf,
@@ -763,6 +769,23 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
         }
         Command::Service(a) => {
             crate::rpc::service(&a.address, a.daemon, c.pidfile.as_deref())?;
+            Ok(0)
+        }
+        Command::NetworkUnlock => {
+            let dir = images_dir(c)?;
+            setup_log(c)?;
+            let table = crate::objects::files::netlock::unlock_dump(&dir).map_err(Error::Unlock)?;
+            if table {
+                println!(
+                    "the network lock of the dump in {} is released",
+                    dir.display()
+                );
+            } else {
+                println!(
+                    "the dump in {} holds no network lock any more (restored, or released already)",
+                    dir.display()
+                );
+            }
             Ok(0)
         }
     }

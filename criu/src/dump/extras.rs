@@ -27,6 +27,7 @@ pub(super) fn fill_inventory(
     inv: &mut pb::InventoryEntry,
     root_cg_set: Option<u32>,
     ids: &mut IdGen,
+    run_id: &str,
 ) {
     if let Some(r) = inv.root_ids.as_mut() {
         r.vm_id = ids.next_id();
@@ -37,10 +38,21 @@ pub(super) fn fill_inventory(
     inv.root_cg_set = root_cg_set;
     inv.network_lock_method = Some(NETWORK_LOCK_SKIP);
     inv.plugins_entry = Some(pb::PluginsEntry::default());
-    // A random UUID, which the kernel makes for us.
-    inv.dump_criu_run_id = std::fs::read_to_string("/proc/sys/kernel/random/uuid")
-        .ok()
-        .map(|s| s.trim().to_owned());
+    inv.dump_criu_run_id = Some(run_id.to_owned());
+}
+
+/// The dump's run id (`dump_criu_run_id`): a random UUID, which the kernel
+/// makes for us; it names the network lock table.
+pub(super) fn run_id() -> String {
+    match std::fs::read_to_string("/proc/sys/kernel/random/uuid") {
+        Ok(s) => s.trim().to_owned(),
+        Err(_) => {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            format!("{}-{}", std::process::id(), t.as_nanos())
+        }
+    }
 }
 
 /// Times of one dump, taken by the orchestrator.

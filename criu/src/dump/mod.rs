@@ -239,6 +239,8 @@ pub fn dump_with(opts: &DumpOpts, notify: &dyn scripts::Notify) -> Result<()> {
         files.sk.tcp_close = opts.tcp_close;
         files.sk.ext_unix_sk = opts.ext_unix_sk;
         files.sk.network_lock = opts.network_lock;
+        let run_id = extras::run_id();
+        files.sk.run_id = run_id.clone();
         files.locks.enabled = opts.file_locks;
         files.file_validation = opts.file_validation;
         files.link_remap = opts.link_remap;
@@ -297,7 +299,7 @@ pub fn dump_with(opts: &DumpOpts, notify: &dyn scripts::Notify) -> Result<()> {
             lsmtype: Some(pb::Lsmtype::NoLsm as i32),
             ..Default::default()
         };
-        extras::fill_inventory(&mut inventory, Some(root_cg_set), &mut ids);
+        extras::fill_inventory(&mut inventory, Some(root_cg_set), &mut ids, &run_id);
         if opts.network_lock == objects::files::netlock::Method::Nftables {
             // upstream's NETWORK_LOCK_NFTABLES
             inventory.network_lock_method = Some(1);

@@ -315,7 +315,7 @@ pub fn restore_with(
     let mut opened = Opened::new(dir);
     opened.set_sk_opts(opts.tcp_established, opts.tcp_close);
     opened.set_ext_unix_sk(opts.ext_unix_sk);
-    opened.set_network_lock(opts.network_lock);
+    opened.set_network_lock(opts.network_lock, inventory.dump_criu_run_id.clone());
     opened.file_locks = opts.file_locks;
     opened.file_validation = opts.file_validation;
     opened.set_inherited(&opts.inherit_fds);

@@ -942,10 +942,11 @@ impl Opened {
         self.sk.ext_unix_sk = on;
     }
 
-    /// `--network-lock`: with nftables, a lock left by the dump that cannot
-    /// be removed fails the restore.
-    pub fn set_network_lock(&mut self, m: netlock::Method) {
+    /// `--network-lock`: with nftables, a lock left by the dump (named
+    /// after its run id) that cannot be removed fails the restore.
+    pub fn set_network_lock(&mut self, m: netlock::Method, run_id: Option<String>) {
         self.sk.network_lock = m;
+        self.sk.run_id = run_id;
     }
 
     /// Called once every file of the restore is made: TCP connections

@@ -3,11 +3,12 @@
 //! dropped, so that their peers neither get an RST from a kernel that no
 //! longer knows the connection nor lose data the dump already read.
 //!
-//! It is an nftables table (`inet criu-rs-<inode>`, named after the first
-//! connection locked) with an input and an output chain, one drop rule per
-//! connection and direction, made through NFNETLINK batches (no external
-//! command). Restore deletes the table of every connection it restores
-//! before the connections leave repair mode.
+//! It is an nftables table (`inet criu-rs-<run id>`, named after the
+//! dump's `dump_criu_run_id`, which the inventory keeps) with an input and
+//! an output chain, one drop rule per connection and direction, made
+//! through NFNETLINK batches (no external command). Restore deletes it
+//! before the connections leave repair mode; `criu network-unlock -D DIR`
+//! deletes it for a dump that will never be restored.
 
 use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -129,10 +130,10 @@ pub struct Conn {
     pub dport: u16,
 }
 
-/// The name of the lock table for a dump whose first locked connection
-/// is socket inode `ino`.
-pub fn table_name(ino: u32) -> String {
-    format!("criu-rs-{ino}")
+/// The name of the lock table of the dump whose run id (the inventory's
+/// `dump_criu_run_id`, as upstream names its table after it) is `run_id`.
+pub fn table_name(run_id: &str) -> String {
+    format!("criu-rs-{run_id}")
 }
 
 /// A netlink message builder: attributes appended, nests closed by offset.
@@ -376,6 +377,41 @@ pub fn add(table: &str, c: &Conn) -> Result<(), Errno> {
         drop_rule(table, "output", 1, c),
         drop_rule(table, "input", 2, &back),
     ])
+}
+
+/// upstream's NETWORK_LOCK_NFTABLES, in the inventory's
+/// `network_lock_method`.
+pub const INVENTORY_NFTABLES: u32 = 1;
+
+/// `criu network-unlock -D DIR`: deletes, from criu's network namespace,
+/// the lock table of the dump in `dir` (for a dump that will not be
+/// restored). True if the table was there, false if it was gone already.
+pub fn unlock_dump(dir: &std::path::Path) -> crate::objects::Result<bool> {
+    use crate::image::{self, magic, pb};
+    let inv: pb::InventoryEntry = image::read_one(dir, "inventory.img", magic::INVENTORY)?;
+    if inv.network_lock_method != Some(INVENTORY_NFTABLES) {
+        return Err(crate::objects::Error::Mismatch {
+            what: format!(
+                "the dump in {} did not lock the network with nftables (its inventory's network_lock_method is {:?}): there is no lock to release",
+                dir.display(),
+                inv.network_lock_method
+            ),
+        });
+    }
+    let run_id = inv
+        .dump_criu_run_id
+        .ok_or_else(|| crate::objects::Error::Mismatch {
+            what: format!(
+                "{}/inventory.img has no dump_criu_run_id, which names the lock table",
+                dir.display()
+            ),
+        })?;
+    let table = table_name(&run_id);
+    delete(&table).map_err(|errno| crate::objects::Error::Sys {
+        pid: 0,
+        what: format!("deleting the nftables table {table} of the network lock"),
+        errno,
+    })
 }
 
 /// Deletes the lock table; true if it existed.

@@ -37,6 +37,9 @@ pub struct SkDump {
     pub ext_unix_sk: bool,
     /// `--network-lock`: how TCP connections are kept from the network.
     pub network_lock: netlock::Method,
+    /// The dump's run id (the inventory's `dump_criu_run_id`), which names
+    /// the lock table.
+    pub run_id: String,
     /// The network lock, once a connection is locked.
     pub(super) lock: Option<netlock::Held>,
     /// Fds found in queued messages of the socket just dumped, as (message
@@ -165,7 +168,13 @@ impl SkDump {
         }
         if self.lock.is_none() {
             let net = self.net_pid.unwrap_or(pid);
-            self.lock = Some(netlock::Held::create(netlock::table_name(ino), net)?);
+            let table = netlock::table_name(&self.run_id);
+            tracing::debug!(
+                ino,
+                table,
+                "the first connection locked makes the lock table"
+            );
+            self.lock = Some(netlock::Held::create(table, net)?);
         }
         match &self.lock {
             Some(l) => l.add(c),
@@ -314,8 +323,10 @@ pub struct SkRestore {
     pub ext_unix_sk: bool,
     /// `--network-lock`: a failure to remove the lock fails the restore.
     pub network_lock: netlock::Method,
-    /// Inodes of the TCP connections restored: the lock tables named after
-    /// them go before the connections leave repair mode.
+    /// The dump's run id (inventory), whose lock table goes before the
+    /// restored connections leave repair mode.
+    pub run_id: Option<String>,
+    /// Inodes of the TCP connections restored.
     pub(super) tcp_inos: Vec<u32>,
     /// The restored tree: its pids -> criu's, and its root as criu sees
     /// it (credentials of queued messages are sent in criu's terms).
@@ -391,8 +402,9 @@ impl SkRestore {
     /// Every socket of the restore exists: the TCP connections leave
     /// repair mode (and send what was never sent).
     pub fn release_tcp(&mut self) -> Result<()> {
-        for ino in std::mem::take(&mut self.tcp_inos) {
-            let table = netlock::table_name(ino);
+        let restored = !std::mem::take(&mut self.tcp_inos).is_empty();
+        if let (true, Some(run_id)) = (restored, &self.run_id) {
+            let table = netlock::table_name(run_id);
             match netlock::delete(&table) {
                 Ok(_) => {}
                 Err(errno) if self.network_lock == netlock::Method::Nftables => {
