@@ -464,7 +464,7 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let (mut s, _) = l.accept().unwrap();
-        let table = table_name(std::process::id());
+        let table = table_name(&format!("test-{}", std::process::id()));
         match create(&table) {
             Err(Errno::EPERM) => {
                 eprintln!("no CAP_NET_ADMIN: the network lock cannot be tried here");
