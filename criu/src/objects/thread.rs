@@ -108,9 +108,15 @@ fn resume_sleep(pid: i32, r: &mut Regs) -> Result<()> {
     }
     let mut ts = [0u8; 16];
     let from = if rem != 0 { rem } else { req };
-    if mem::read(pid, from, &mut ts).is_err() {
-        return Ok(()); // leave the EINTR the images say
+    if let Err(e) = mem::read(pid, from, &mut ts) {
+        // Leave the EINTR the images say.
+        tracing::warn!(
+            pid,
+            "the time left of an interrupted sleep cannot be read at {from:#x} ({e}): it will see EINTR"
+        );
+        return Ok(());
     }
+    tracing::debug!(pid, "an interrupted relative sleep goes on for the time it had left");
     let at = (r.rsp - 256) & !15;
     mem::write(pid, at, &ts).map_err(|source| Error::Io {
         pid,
