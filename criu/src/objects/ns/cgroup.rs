@@ -12,6 +12,16 @@
 //! writing its PID to `cgroup.procs` under the mount of each hierarchy in
 //! criu's mount namespace. The cgroups are not made: in the default mode
 //! (soft) a cgroup that does not exist is left out with a warning.
+//!
+//! Cgroup namespace (of the root, one per tree): the paths are the full
+//! ones (criu reads them from its own cgroup namespace), and a member
+//! below the namespace's root carries the length of that root's path
+//! (`cgns_prefix`, as upstream). The namespace's root per hierarchy is
+//! found by reading the root task's cgroup file from a helper thread that
+//! joined its cgroup namespace: the path seen there is the full one with
+//! the root cut off. At restore the root puppet is moved into those roots,
+//! unshares a cgroup namespace there, and only then goes into its own
+//! cgroups (see [`Restore::enter_ns_roots`]).
 
 use std::path::{Path, PathBuf};
 
@@ -33,6 +43,9 @@ pub const CRIU_SET: u32 = 1;
 pub struct Member {
     pub name: String,
     pub path: String,
+    /// Length of the path of the task's cgroup namespace root in this
+    /// hierarchy, when that root is not criu's.
+    pub cgns_prefix: Option<u32>,
 }
 
 /// Parses a /proc/PID/cgroup text (`ID:CONTROLLERS:PATH` lines), sorted by
@@ -45,6 +58,7 @@ pub fn parse(text: &str) -> Option<Vec<Member>> {
         v.push(Member {
             name: name.to_owned(),
             path: path.to_owned(),
+            cgns_prefix: None,
         });
     }
     v.sort();
@@ -62,21 +76,111 @@ fn read(pid: i32, path: &str) -> Result<Vec<Member>> {
     })
 }
 
+/// `path` is `root` or below it.
+fn is_below(path: &str, root: &str) -> bool {
+    root == "/"
+        || path
+            .strip_prefix(root)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// The roots of a cgroup namespace, per hierarchy, from the paths of one
+/// task as criu sees them (`outer`, full paths) and as the task sees them
+/// from inside its namespace (`inner`). Hierarchies whose root is the
+/// same as criu's (equal paths) are left out.
+pub fn ns_roots(
+    outer: &[Member],
+    inner: &[Member],
+) -> std::result::Result<Vec<(String, String)>, String> {
+    let mut v = Vec::new();
+    for o in outer {
+        let Some(i) = inner.iter().find(|i| i.name == o.name) else {
+            continue;
+        };
+        if i.path == o.path {
+            continue;
+        }
+        if i.path == "/.." || i.path.starts_with("/../") {
+            return Err(format!(
+                "hierarchy {:?}: the task is in {} outside the root of its cgroup namespace ({})",
+                o.name, o.path, i.path
+            ));
+        }
+        let root = if i.path == "/" {
+            Some(o.path.as_str())
+        } else {
+            o.path
+                .strip_suffix(i.path.as_str())
+                .filter(|r| r.is_empty() || !r.ends_with('/'))
+        };
+        match root {
+            Some(r) if !r.is_empty() && r != "/" => v.push((o.name.clone(), r.to_owned())),
+            _ => {
+                return Err(format!(
+                    "hierarchy {:?}: {} seen from inside the cgroup namespace does not end {}",
+                    o.name, i.path, o.path
+                ))
+            }
+        }
+    }
+    Ok(v)
+}
+
 /// The cgroup sets seen during a dump.
 #[derive(Debug, Default)]
 pub struct Sets {
     criu: Option<Vec<Member>>,
     /// Sets other than criu's, with their ids (2 up).
     others: Vec<(u32, Vec<Member>)>,
+    /// The roots of the tree's cgroup namespace (hierarchy, path) where
+    /// they are not criu's.
+    ns_roots: Vec<(String, String)>,
 }
 
 impl Sets {
+    /// Finds the roots of the cgroup namespace of `pid` (the root of the
+    /// tree, in another cgroup namespace than criu's): every set met
+    /// afterwards records them (`cgns_prefix`).
+    pub fn find_ns_roots(&mut self, pid: i32) -> Result<()> {
+        let path = format!("/proc/{pid}/cgroup");
+        let outer = read(pid, &path)?;
+        let inner = super::in_ns(pid, &[super::Kind::Cgroup], || read(pid, &path))?;
+        self.ns_roots = ns_roots(&outer, &inner).map_err(|what| Error::Unsupported {
+            pid,
+            what: format!("its cgroup namespace cannot be dumped: {what}"),
+        })?;
+        debug!(pid, roots = ?self.ns_roots, "cgroup namespace roots");
+        Ok(())
+    }
+
+    /// Marks the members of `set` (of task `pid`) below the roots of the
+    /// cgroup namespace.
+    fn mark_ns_roots(&self, pid: i32, set: &mut [Member]) -> Result<()> {
+        for m in set.iter_mut() {
+            let Some((_, root)) = self.ns_roots.iter().find(|(n, _)| *n == m.name) else {
+                continue;
+            };
+            if !is_below(&m.path, root) {
+                return Err(Error::Unsupported {
+                    pid,
+                    what: format!(
+                        "is in cgroup {} (hierarchy {:?}), outside the root {root} of the tree's cgroup namespace",
+                        m.path, m.name
+                    ),
+                });
+            }
+            m.cgns_prefix = Some(root.len() as u32);
+        }
+        Ok(())
+    }
+
     /// The id of the cgroup set of thread `tid` (host ids) of `pid`.
     pub fn set_of(&mut self, pid: i32, tid: i32) -> Result<u32> {
         if self.criu.is_none() {
             self.criu = Some(read(0, "/proc/self/cgroup")?);
         }
-        let theirs = read(pid, &format!("/proc/{pid}/task/{tid}/cgroup"))?;
+        let mut theirs = read(pid, &format!("/proc/{pid}/task/{tid}/cgroup"))?;
+        self.mark_ns_roots(pid, &mut theirs)?;
         if self.criu.as_ref() == Some(&theirs) {
             return Ok(CRIU_SET);
         }
@@ -103,7 +207,7 @@ impl Sets {
                     .map(|m| pb::CgMemberEntry {
                         name: m.name.clone(),
                         path: m.path.clone(),
-                        cgns_prefix: None,
+                        cgns_prefix: m.cgns_prefix,
                     })
                     .collect(),
             })
@@ -267,10 +371,91 @@ impl Restore {
             {
                 if let Some(p) = moved(&m.path, &old.path, &new.path) {
                     debug!(hierarchy = %m.name, from = %m.path, to = %p, "cgroup root rewritten");
+                    // The root of the cgroup namespace moves along when
+                    // it lies below the old root.
+                    let ns_root = m
+                        .cgns_prefix
+                        .and_then(|n| m.path.get(..n as usize))
+                        .and_then(|r| moved(r, &old.path, &new.path));
+                    if let Some(r) = ns_root {
+                        m.cgns_prefix = Some(r.len() as u32);
+                    }
                     m.path = p;
                 }
             }
         }
+    }
+
+    /// The roots of the tree's cgroup namespace (hierarchy, path), from
+    /// the members that record one; empty when the tree shared criu's
+    /// cgroup namespace (or its root was criu's cgroups).
+    pub fn ns_roots(&self) -> Result<Vec<(String, String)>> {
+        let mut v: Vec<(String, String)> = Vec::new();
+        for m in self.sets.iter().flat_map(|s| s.ctls.iter()) {
+            let Some(n) = m.cgns_prefix.filter(|&n| n > 0) else {
+                continue;
+            };
+            let root = m
+                .path
+                .get(..n as usize)
+                .filter(|r| is_below(&m.path, r))
+                .ok_or_else(|| Error::Mismatch {
+                    what: format!(
+                        "{FILE}: cgns_prefix {n} does not cut cgroup path {:?} (hierarchy {:?}) at a directory",
+                        m.path, m.name
+                    ),
+                })?;
+            match v.iter().find(|(name, _)| *name == m.name) {
+                Some((_, r)) if r != root => {
+                    return Err(Error::Mismatch {
+                        what: format!(
+                            "{FILE}: two cgroup namespace roots in hierarchy {:?}: {r} and {root}",
+                            m.name
+                        ),
+                    })
+                }
+                Some(_) => {}
+                None => v.push((m.name.clone(), root.to_owned())),
+            }
+        }
+        Ok(v)
+    }
+
+    /// Moves process `host` (the root puppet, PID `pid` in the images)
+    /// into the roots of the tree's cgroup namespace, where it is to
+    /// unshare one. False when there is nothing to do (no cgroup
+    /// namespace of its own, or cgroups ignored).
+    pub fn enter_ns_roots(&self, pid: i32, host: i32) -> Result<bool> {
+        if self.mode == Mode::Ignore {
+            return Ok(false);
+        }
+        let roots = self.ns_roots()?;
+        if roots.is_empty() {
+            return Ok(false);
+        }
+        let mounts =
+            proc::read_mountinfo(std::process::id() as i32).map_err(|e| Error::Mismatch {
+                what: format!("reading criu's mountinfo to find the cgroup mounts: {e}"),
+            })?;
+        for (name, root) in &roots {
+            let procs = dir_of(&mounts, name, root)
+                .ok_or_else(|| Error::Mismatch {
+                    what: format!(
+                        "no mount of cgroup hierarchy {name:?} to put task {pid} into the root {root} of its cgroup namespace"
+                    ),
+                })?
+                .join("cgroup.procs");
+            std::fs::write(&procs, host.to_string()).map_err(|source| Error::Io {
+                pid,
+                what: format!(
+                    "moving the task (host pid {host}) into {} (the root of its cgroup namespace; it is not made)",
+                    procs.display()
+                ),
+                source,
+            })?;
+            debug!(pid, cgroup = %procs.display(), "task moved into its cgroup namespace's root");
+        }
+        Ok(true)
     }
 
     /// Puts process `host` (PID `pid` in the images) into the cgroups of
@@ -323,6 +508,7 @@ mod tests {
         Member {
             name: name.into(),
             path: path.into(),
+            cgns_prefix: None,
         }
     }
 
@@ -342,6 +528,7 @@ mod tests {
         let mut s = Sets {
             criu: Some(vec![m("", "/")]),
             others: Vec::new(),
+            ns_roots: Vec::new(),
         };
         assert!(s.entry().is_none());
         let me = std::process::id() as i32;
@@ -464,5 +651,93 @@ mod tests {
         );
         assert_eq!(dir_of(&mounts, "memory", "/other"), None);
         assert_eq!(dir_of(&mounts, "pids", "/"), None);
+    }
+
+    #[test]
+    fn cgroup_namespace_roots_from_both_views() {
+        let outer = parse("2:cpu:/\n1:name=systemd:/a/b\n0::/t/ct/sub\n").unwrap();
+        let inner = parse("2:cpu:/\n1:name=systemd:/\n0::/sub\n").unwrap();
+        assert_eq!(
+            ns_roots(&outer, &inner).unwrap(),
+            vec![
+                ("".to_string(), "/t/ct".to_string()),
+                ("name=systemd".to_string(), "/a/b".to_string())
+            ]
+        );
+        // the same view: criu's own namespace
+        assert!(ns_roots(&outer, &outer).unwrap().is_empty());
+        // a task moved above its namespace's root
+        let above = parse("0::/../x\n").unwrap();
+        assert!(ns_roots(&parse("0::/x\n").unwrap(), &above)
+            .unwrap_err()
+            .contains("outside"));
+        // inner view that is no suffix of the outer one
+        let bad = parse("0::/other\n").unwrap();
+        assert!(ns_roots(&parse("0::/t/sub\n").unwrap(), &bad).is_err());
+        assert!(ns_roots(
+            &parse("0::/t/xsub\n").unwrap(),
+            &parse("0::/sub\n").unwrap()
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn members_below_the_namespace_root_record_it() {
+        let mut s = Sets {
+            ns_roots: vec![("".into(), "/t/ct".into())],
+            ..Default::default()
+        };
+        let mut set = vec![m("", "/t/ct/sub"), m("cpu", "/x")];
+        s.mark_ns_roots(1, &mut set).unwrap();
+        assert_eq!(set[0].cgns_prefix, Some(5));
+        assert_eq!(set[1].cgns_prefix, None);
+        assert!(s.mark_ns_roots(1, &mut [m("", "/t/ctx")]).is_err());
+        s.others.push((2, set));
+        let e = s.entry().unwrap();
+        assert_eq!(e.sets[0].ctls[0].cgns_prefix, Some(5));
+    }
+
+    fn ctl(name: &str, path: &str, prefix: Option<u32>) -> pb::CgMemberEntry {
+        pb::CgMemberEntry {
+            name: name.into(),
+            path: path.into(),
+            cgns_prefix: prefix,
+        }
+    }
+
+    #[test]
+    fn namespace_roots_at_restore() {
+        let mut r = Restore {
+            sets: vec![
+                pb::CgSetEntry {
+                    id: 2,
+                    ctls: vec![ctl("", "/t/ct", Some(5)), ctl("cpu", "/", None)],
+                },
+                pb::CgSetEntry {
+                    id: 3,
+                    ctls: vec![ctl("", "/t/ct/sub", Some(5))],
+                },
+            ],
+            mode: Mode::Soft,
+        };
+        assert_eq!(r.ns_roots().unwrap(), vec![("".into(), "/t/ct".into())]);
+        r.rewrite_roots(2, &[NewRoot::parse("/n").unwrap()]);
+        assert_eq!(r.sets[1].ctls[0].path, "/n/sub");
+        assert_eq!(r.ns_roots().unwrap(), vec![("".into(), "/n".into())]);
+        r.sets[1].ctls[0].cgns_prefix = Some(3);
+        assert!(r.ns_roots().is_err(), "a prefix that cuts a name");
+        r.sets[1].ctls[0].cgns_prefix = Some(99);
+        assert!(r.ns_roots().is_err(), "a prefix past the path");
+        r.mode = Mode::Ignore;
+        assert!(!r.enter_ns_roots(1, 1).unwrap());
+        let none = Restore {
+            sets: vec![pb::CgSetEntry {
+                id: 2,
+                ctls: vec![ctl("", "/t", None)],
+            }],
+            mode: Mode::Soft,
+        };
+        assert!(none.ns_roots().unwrap().is_empty());
+        assert!(!none.enter_ns_roots(1, 1).unwrap());
     }
 }

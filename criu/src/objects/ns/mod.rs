@@ -6,16 +6,16 @@
 //! same id). For each namespace of the root that is not criu's own, the kind
 //! module writes its image (`utsns-ID.img`, `mountpoints-ID.img`, …). Trees
 //! with nested namespaces (a task in another namespace than the root) are
-//! refused before that task is seized ([`check_not_nested`]), as is a
-//! cgroup namespace. Cgroup membership (not a namespace, but kept beside
-//! them) is in [`cgroup`].
+//! refused before that task is seized ([`check_not_nested`]). A cgroup
+//! namespace has no image: its roots go with the cgroup membership (not a
+//! namespace, but kept beside them) in [`cgroup`].
 //!
 //! Restore: [`Plan::read`] says which namespaces the root puppet must be
 //! born in (the kinds with an image, and a new pid namespace when the root
 //! is PID 1); [`Plan::clone_flags`] is for clone3, and the kind modules fill
 //! the new namespaces before any task runs (a time namespace is made then
-//! too, see [`time`]). [`Plan::join_cgroup`] puts each process into its
-//! cgroups as it is made.
+//! too, see [`time`], and a cgroup namespace, see [`cgroup`]).
+//! [`Plan::join_cgroup`] puts each process into its cgroups as it is made.
 
 pub mod cgroup;
 pub mod ipc;
@@ -185,6 +185,9 @@ impl NsIds {
             let Some(ino) = inode(pid, k)? else { continue };
             if first {
                 self.root.push((k, ino));
+                if k == Kind::Cgroup && own_inode(k)? != Some(ino) {
+                    self.cgroups.find_ns_roots(pid)?;
+                }
             } else if !self.root.contains(&(k, ino)) {
                 return Err(Error::Unsupported {
                     pid,
@@ -271,15 +274,8 @@ pub fn check_not_nested(pid: i32, root: &[(Kind, u64)]) -> Result<()> {
 pub fn check_root(root: i32) -> Result<Vec<Kind>> {
     let foreign = foreign(root)?;
     for &k in &foreign {
-        match k {
-            Kind::Cgroup => {
-                return Err(Error::Unsupported {
-                    pid: root,
-                    what: "lives in another cgroup namespace than criu; dumping cgroup namespaces is not supported yet".into(),
-                })
-            }
-            Kind::Pid => pid::check_root(root)?,
-            _ => {}
+        if k == Kind::Pid {
+            pid::check_root(root)?;
         }
     }
     Ok(foreign)
@@ -495,6 +491,13 @@ impl Plan {
     /// The namespaces' state, made from criu (through a helper thread) or
     /// inside the root puppet `t` (host PID `host`) with remote syscalls.
     pub fn fill(&self, host: i32, t: &mut Tracee) -> Result<()> {
+        // First the cgroup namespace: a cgroup file system mounted in the
+        // new mount namespace shows the one it is mounted from.
+        if let Some(c) = &self.cgroup {
+            if c.enter_ns_roots(host, host)? {
+                t.syscall(libc::SYS_unshare, &[libc::CLONE_NEWCGROUP as u64])?;
+            }
+        }
         if let Some(e) = &self.time {
             time::restore(t, host, e)?;
         }
