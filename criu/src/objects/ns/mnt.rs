@@ -21,7 +21,9 @@
 //! a tree with a root entry gets its tree built from nothing under the
 //! `--root` directory, then `pivot_root` into it. Read-only (of a mount or
 //! of a superblock) is applied last, once every mount and file is in place.
-//! Other filesystems and shared or slave propagation are refused at dump.
+//! The tree is built private; peer groups, masters and unbindable are
+//! given afterwards ([`propagation`]). Other filesystems, and propagation
+//! to or from mounts outside the tree, are refused at dump.
 
 use std::ffi::CString;
 use std::os::fd::OwnedFd;
