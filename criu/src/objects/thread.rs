@@ -116,7 +116,10 @@ fn resume_sleep(pid: i32, r: &mut Regs) -> Result<()> {
         );
         return Ok(());
     }
-    tracing::debug!(pid, "an interrupted relative sleep goes on for the time it had left");
+    tracing::debug!(
+        pid,
+        "an interrupted relative sleep goes on for the time it had left"
+    );
     let at = (r.rsp - 256) & !15;
     mem::write(pid, at, &ts).map_err(|source| Error::Io {
         pid,

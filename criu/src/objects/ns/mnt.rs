@@ -21,7 +21,9 @@
 //! a tree with a root entry gets its tree built from nothing under the
 //! `--root` directory, then `pivot_root` into it. Read-only (of a mount or
 //! of a superblock) is applied last, once every mount and file is in place.
-//! Other filesystems and shared or slave propagation are refused at dump.
+//! The tree is built private; peer groups, masters and unbindable are
+//! given afterwards ([`propagation`]). Other filesystems, and propagation
+//! to or from mounts outside the tree, are refused at dump.
 
 use std::ffi::CString;
 use std::os::fd::OwnedFd;
@@ -291,11 +293,14 @@ pub fn entries(
     let mut out: Vec<pb::MntEntry> = Vec::with_capacity(theirs.len());
     for (n, &i) in order.iter().enumerate() {
         let m = &theirs[i];
-        if m.shared().is_some() || m.master().is_some() {
+        if let Some(g) = m
+            .shared()
+            .filter(|&g| ours.iter().any(|o| o.shared() == Some(g)))
+        {
             return Err(Error::Unsupported {
                 pid,
                 what: format!(
-                    "the mount at {} is shared or a slave; only private mounts can be restored yet",
+                    "the mount at {} is in peer group {g}, shared with criu's mount namespace: propagation to mounts outside the tree cannot be restored (upstream CRIU: --external mnt[] with --ext-sharing)",
                     m.mount_point.display()
                 ),
             });
@@ -311,7 +316,12 @@ pub fn entries(
             mnt_id: m.mnt_id as u32,
             root_dev: (m.dev.major << 20) | m.dev.minor,
             parent_mnt_id: m.parent_id as u32,
-            flags: mount_flags(&m.options),
+            flags: mount_flags(&m.options)
+                | if m.unbindable() {
+                    libc::MS_UNBINDABLE as u32
+                } else {
+                    0
+                },
             root: m.root.to_string_lossy().into_owned(),
             mountpoint,
             source: m.source.to_string_lossy().into_owned(),
@@ -320,9 +330,12 @@ pub fn entries(
             ext_mount: (inherited || key.is_some()).then_some(true),
             ext_key: key.map(|k| k.val.clone()),
             sb_flags: Some(sb_flags(&m.super_options)),
+            shared_id: m.shared(),
+            master_id: m.master(),
             ..Default::default()
         });
     }
+    propagation(&out).map_err(|what| Error::Unsupported { pid, what })?;
     for (m, o) in out.iter().zip(origins(&out)) {
         let fresh_ok = fs_name(m).is_some() && m.root == "/";
         if o == Origin::Fresh && !fresh_ok {
@@ -376,6 +389,181 @@ pub fn origins(mounts: &[pb::MntEntry]) -> Vec<Origin> {
         });
     }
     out
+}
+
+/// The propagation flags among an entry's `flags` (only `MS_UNBINDABLE`
+/// is kept there; peer groups and masters have fields of their own).
+const PROPAGATION: u32 =
+    (libc::MS_UNBINDABLE | libc::MS_SHARED | libc::MS_SLAVE | libc::MS_PRIVATE) as u32;
+
+/// One step of giving the made (private) mounts their propagation, on
+/// their mount points as the restored tree sees them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prop {
+    /// `mount(NULL, target, NULL, flag)`: `MS_SHARED` (a new peer group),
+    /// `MS_SLAVE` (of the group it is in) or `MS_UNBINDABLE`.
+    Make { target: String, flag: u64 },
+    /// `move_mount(from, to, MOVE_MOUNT_SET_GROUP)`: `to` (private) joins
+    /// the peer group of `from` and gets its master.
+    SetGroup { from: String, to: String },
+}
+
+/// Whether entry `a`'s root holds entry `b`'s (same filesystem, `b`'s
+/// root at or below `a`'s): what `MOVE_MOUNT_SET_GROUP` from `a` to `b`
+/// needs.
+fn holds(a: &pb::MntEntry, b: &pb::MntEntry) -> bool {
+    a.root_dev == b.root_dev && Path::new(&b.root).starts_with(&a.root)
+}
+
+/// The steps that give `mounts` (all made, all private) their peer
+/// groups, masters and unbindable flag, or why they cannot be given.
+/// Each peer group gets a leader (the member whose root holds the others'):
+/// the leader is first made a slave of its master group if it has one
+/// (by joining that group, then `MS_SLAVE`), then `MS_SHARED`, and the
+/// other members join its group. A slave that is no peer joins its
+/// master group the same way and is made `MS_SLAVE`. Unbindable last.
+pub fn propagation(mounts: &[pb::MntEntry]) -> std::result::Result<Vec<Prop>, String> {
+    struct Plan<'a> {
+        mounts: &'a [pb::MntEntry],
+        /// peer group -> its members, in entry order
+        groups: Vec<(u32, Vec<usize>)>,
+        done: Vec<u32>,
+        busy: Vec<u32>,
+        out: Vec<Prop>,
+    }
+    impl Plan<'_> {
+        fn mp(&self, i: usize) -> String {
+            self.mounts[i].mountpoint.clone()
+        }
+        fn leader(&self, g: u32) -> std::result::Result<usize, String> {
+            let members = self
+                .groups
+                .iter()
+                .find(|(id, _)| *id == g)
+                .map(|(_, v)| v.as_slice())
+                .unwrap_or_default();
+            members
+                .iter()
+                .copied()
+                .find(|&l| {
+                    members
+                        .iter()
+                        .all(|&o| holds(&self.mounts[l], &self.mounts[o]))
+                })
+                .ok_or_else(|| {
+                    let mps: Vec<String> = members.iter().map(|&i| self.mp(i)).collect();
+                    format!("the mounts of peer group {g} ({mps:?}) have no member whose root holds the others' roots; such a group cannot be remade yet")
+                })
+        }
+        fn group(&mut self, g: u32) -> std::result::Result<(), String> {
+            if self.done.contains(&g) {
+                return Ok(());
+            }
+            if self.busy.contains(&g) {
+                return Err(format!("peer group {g} is its own master"));
+            }
+            self.busy.push(g);
+            let l = self.leader(g)?;
+            if let Some(m) = self.mounts[l].master_id {
+                self.slave(l, m)?;
+            }
+            self.out.push(Prop::Make {
+                target: self.mp(l),
+                flag: libc::MS_SHARED,
+            });
+            let members = self
+                .groups
+                .iter()
+                .find(|(id, _)| *id == g)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            for o in members.into_iter().filter(|&o| o != l) {
+                self.out.push(Prop::SetGroup {
+                    from: self.mp(l),
+                    to: self.mp(o),
+                });
+            }
+            self.done.push(g);
+            Ok(())
+        }
+        fn slave(&mut self, x: usize, master: u32) -> std::result::Result<(), String> {
+            if !self.groups.iter().any(|(id, _)| *id == master) {
+                return Err(format!(
+                    "the mount at {} is a slave of peer group {master}, which has no mount in the tree's mount namespace: a master outside cannot be restored (upstream CRIU: --external mnt[] with --ext-masters)",
+                    self.mp(x)
+                ));
+            }
+            self.group(master)?;
+            let l = self.leader(master)?;
+            if !holds(&self.mounts[l], &self.mounts[x]) {
+                return Err(format!(
+                    "the mount at {} (root {}) is a slave of peer group {master}, whose mount at {} (root {}) does not hold its root; it cannot be made its slave yet",
+                    self.mp(x),
+                    self.mounts[x].root,
+                    self.mp(l),
+                    self.mounts[l].root
+                ));
+            }
+            self.out.push(Prop::SetGroup {
+                from: self.mp(l),
+                to: self.mp(x),
+            });
+            self.out.push(Prop::Make {
+                target: self.mp(x),
+                flag: libc::MS_SLAVE,
+            });
+            Ok(())
+        }
+    }
+    let mut p = Plan {
+        mounts,
+        groups: Vec::new(),
+        done: Vec::new(),
+        busy: Vec::new(),
+        out: Vec::new(),
+    };
+    for (i, m) in mounts.iter().enumerate() {
+        let has_prop = m.shared_id.is_some()
+            || m.master_id.is_some()
+            || m.flags & libc::MS_UNBINDABLE as u32 != 0;
+        // a mount's path reaches the topmost of those on its mount point
+        if has_prop && mounts[i + 1..].iter().any(|o| o.mountpoint == m.mountpoint) {
+            return Err(format!(
+                "the mount at {} has propagation and another mount on top of it; this cannot be restored yet",
+                m.mountpoint
+            ));
+        }
+        if let Some(g) = m.shared_id {
+            match p.groups.iter_mut().find(|(id, _)| *id == g) {
+                Some((_, v)) => v.push(i),
+                None => p.groups.push((g, vec![i])),
+            }
+        }
+    }
+    let ids: Vec<u32> = p.groups.iter().map(|(id, _)| *id).collect();
+    for g in ids {
+        p.group(g)?;
+    }
+    for (i, m) in mounts.iter().enumerate() {
+        if let (None, Some(master)) = (m.shared_id, m.master_id) {
+            p.slave(i, master)?;
+        }
+    }
+    for m in mounts {
+        if m.flags & libc::MS_UNBINDABLE as u32 != 0 {
+            if m.shared_id.is_some() {
+                return Err(format!(
+                    "the mount at {} is both shared and unbindable",
+                    m.mountpoint
+                ));
+            }
+            p.out.push(Prop::Make {
+                target: m.mountpoint.clone(),
+                flag: libc::MS_UNBINDABLE,
+            });
+        }
+    }
+    Ok(p.out)
 }
 
 /// The name of the image with the files of the tmpfs of device `dev`.
@@ -923,7 +1111,7 @@ pub fn plan(
         } else {
             0
         };
-        let per_mount = (m.flags & !relatime) | strict;
+        let per_mount = (m.flags & !relatime & !PROPAGATION) | strict;
         match *o {
             Origin::Inherited => {}
             Origin::Root => {
@@ -1019,6 +1207,7 @@ pub fn plan(
 /// and the puppet's root moved there with `pivot_root`.
 pub fn restore(t: &mut Tracee, i: &Images, user: Option<&pb::UsernsEntry>) -> Result<()> {
     let mounts = &i.mounts;
+    let props = propagation(mounts).map_err(|what| Error::Unsupported { pid: t.pid(), what })?;
     remote_mount(t, "", "/", None, libc::MS_REC | libc::MS_PRIVATE, None)?;
     let own_root = has_own_root(mounts);
     let prefix = if own_root {
@@ -1120,8 +1309,43 @@ pub fn restore(t: &mut Tracee, i: &Images, user: Option<&pb::UsernsEntry>) -> Re
         })?;
         set_tree_root(Some(fd));
     }
+    // (after pivot_root, which refuses a shared root)
+    for p in props {
+        apply_prop(t, &p)?;
+    }
     Ok(())
 }
+
+/// Does one [`Prop`] step inside the puppet.
+fn apply_prop(t: &mut Tracee, p: &Prop) -> Result<()> {
+    match p {
+        Prop::Make { target, flag } => remote_mount(t, "", target, None, *flag, None),
+        Prop::SetGroup { from, to } => {
+            let mut b = cstr(from)?;
+            let to_at = b.len() as u64;
+            b.extend(cstr(to)?);
+            let base = t.scratch_put(ARGS_OFF, &b)?;
+            let cwd = libc::AT_FDCWD as i64 as u64;
+            let ret = t.syscall_raw(
+                libc::SYS_move_mount,
+                &[cwd, base, cwd, base + to_at, MOVE_MOUNT_SET_GROUP],
+            )?;
+            match i32::try_from(-ret).unwrap_or(libc::EIO) {
+                0 => Ok(()),
+                e => Err(Error::Sys {
+                    pid: t.pid(),
+                    what: format!(
+                        "making the mount at {to} join the peer group of the mount at {from} (move_mount MOVE_MOUNT_SET_GROUP, Linux 5.15+)"
+                    ),
+                    errno: nix::errno::Errno::from_raw(e),
+                }),
+            }
+        }
+    }
+}
+
+/// `move_mount` flag: copy the sharing group (linux/mount.h).
+const MOVE_MOUNT_SET_GROUP: u64 = 0x100;
 
 /// Makes `dir` (a mount) the puppet's root, and detaches the old one.
 fn pivot(t: &mut Tracee, dir: &str) -> Result<()> {
@@ -1189,8 +1413,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(why.contains("/x") && why.contains("fuse.sshfs"), "{why}");
+        // a peer group shared with criu's namespace is refused
         let shared = "99 98 254:0 / / rw shared:1 - ext4 /dev/vda rw\n100 99 0:21 / /proc rw - proc proc rw\n";
-        assert!(entries(1, &mi(shared), &mi(HOST), &[]).is_err());
+        let host_shared = HOST.replace("rw,relatime - ext4", "rw,relatime shared:1 - ext4");
+        let why = entries(1, &mi(shared), &mi(&host_shared), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            why.contains("peer group 1") && why.contains("ext-sharing"),
+            "{why}"
+        );
     }
 
     /// A runc busybox container's mounts (cgroup v1), listed as the
@@ -1384,6 +1616,91 @@ mod tests {
             })
         );
         assert!(ExtMount::from_map("/a").is_err());
+    }
+
+    fn show_props(p: &[Prop]) -> Vec<String> {
+        p.iter()
+            .map(|p| match p {
+                Prop::Make { target, flag } => {
+                    let f = match *flag {
+                        libc::MS_SHARED => "shared",
+                        libc::MS_SLAVE => "slave",
+                        libc::MS_UNBINDABLE => "unbindable",
+                        _ => "?",
+                    };
+                    format!("{f} {target}")
+                }
+                Prop::SetGroup { from, to } => format!("join {to} to {from}"),
+            })
+            .collect()
+    }
+
+    const PROP_NS: &str = "\
+99 98 254:0 / / rw - ext4 /dev/vda rw
+100 99 0:21 / /proc rw - proc proc rw
+110 99 0:60 / /m rw shared:5 - tmpfs t rw
+111 99 0:60 / /p rw shared:5 - tmpfs t rw
+112 99 0:60 / /s rw master:5 - tmpfs t rw
+117 99 0:60 /x /q rw shared:7 master:5 - tmpfs t rw
+118 99 0:60 /x/y /r rw shared:7 master:5 - tmpfs t rw
+113 110 0:61 / /m/pre rw shared:6 - tmpfs t rw
+114 111 0:61 / /p/pre rw shared:6 - tmpfs t rw
+115 112 0:61 / /s/pre rw master:6 - tmpfs t rw
+116 99 0:62 / /u rw unbindable - tmpfs t rw
+";
+
+    #[test]
+    fn propagation_peers_slaves_unbindable() {
+        let e = entries(1, &mi(PROP_NS), &mi(HOST), &[]).unwrap();
+        let m = e.iter().find(|m| m.mountpoint == "/q").unwrap();
+        assert_eq!((m.shared_id, m.master_id), (Some(7), Some(5)));
+        let u = e.iter().find(|m| m.mountpoint == "/u").unwrap();
+        assert_eq!(u.flags & PROPAGATION, libc::MS_UNBINDABLE as u32);
+        assert_eq!(u.shared_id, None);
+        assert_eq!(
+            show_props(&propagation(&e).unwrap()),
+            [
+                "shared /m",
+                "join /p to /m",
+                "join /q to /m",
+                "slave /q",
+                "shared /q",
+                "join /r to /q",
+                "shared /m/pre",
+                "join /p/pre to /m/pre",
+                "join /s to /m",
+                "slave /s",
+                "join /s/pre to /m/pre",
+                "slave /s/pre",
+                "unbindable /u",
+            ]
+        );
+        // unbindable is no per-mount flag of the remounts
+        let steps = plan(&e, "", &[], None).unwrap();
+        assert!(steps.iter().all(|s| !matches!(s,
+            Step::Mount { flags, .. } if *flags & u64::from(PROPAGATION) != 0)));
+    }
+
+    #[test]
+    fn propagation_refusals_name_the_mount() {
+        let why = |ns: &str| entries(1, &mi(ns), &mi(HOST), &[]).unwrap_err().to_string();
+        let base = "99 98 254:0 / / rw - ext4 /dev/vda rw\n";
+        let outside = format!("{base}110 99 0:60 / /s rw master:9 - tmpfs t rw\n");
+        let w = why(&outside);
+        assert!(w.contains("/s") && w.contains("ext-masters"), "{w}");
+        // the slave's root is not below its master's
+        let wide = format!("{base}110 99 0:60 /a /m rw shared:5 - tmpfs t rw\n111 99 0:60 / /s rw master:5 - tmpfs t rw\n");
+        let w = why(&wide);
+        assert!(w.contains("/s") && w.contains("/m"), "{w}");
+        // two peers, neither holding the other's root
+        let apart = format!("{base}110 99 0:60 /a /m rw shared:5 - tmpfs t rw\n111 99 0:60 /b /p rw shared:5 - tmpfs t rw\n");
+        let w = why(&apart);
+        assert!(w.contains("peer group 5") && w.contains("/p"), "{w}");
+        let stacked = format!(
+            "{base}110 99 0:60 / /m rw shared:5 - tmpfs t rw\n111 110 0:61 / /m rw - tmpfs t rw\n"
+        );
+        let w = why(&stacked);
+        assert!(w.contains("/m") && w.contains("on top"), "{w}");
     }
 
     #[test]
