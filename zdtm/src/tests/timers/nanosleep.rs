@@ -16,6 +16,15 @@ fn now() -> Result<TimeSpec> {
 }
 
 fn sleeper(abs: bool, stop: Arc<AtomicBool>, count: Arc<AtomicU32>) -> Result<()> {
+    // No handler runs in this thread: the runner's SIGTERM is for the whole
+    // process, and the kernel gives such a signal to any thread that does
+    // not block it when the main thread cannot take it at that instant.
+    nix::sys::signal::pthread_sigmask(
+        nix::sys::signal::SigmaskHow::SIG_BLOCK,
+        Some(&nix::sys::signal::SigSet::all()),
+        None,
+    )
+    .context("blocking signals in the sleeper")?;
     let step = TimeSpec::from(Duration::from_millis(300));
     while !stop.load(Ordering::SeqCst) {
         let t0 = now()?;
@@ -25,7 +34,8 @@ fn sleeper(abs: bool, stop: Arc<AtomicBool>, count: Arc<AtomicU32>) -> Result<()
         } else {
             clock_nanosleep(ClockId::CLOCK_MONOTONIC, ClockNanosleepFlags::empty(), &step)
         };
-        // no handler runs in this thread, so the sleep must not be cut short
+        // no handler runs in this thread (all blocked), so the sleep must
+        // not be cut short
         r.map_err(|e| anyhow!("clock_nanosleep (abs={abs}) failed: {e}"))?;
         let t1 = now()?;
         ensure!(t1 >= target, "woke early: at {t1:?}, target {target:?} (abs={abs})");
