@@ -6,16 +6,14 @@
 //! parent, criu, exits) become its children and are reaped here.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 use serial_test::serial;
 
-const CRIU: &str = env!("CARGO_BIN_EXE_criu");
-const VICTIM: &str = env!("CARGO_BIN_EXE_criu-test-victim");
+mod support;
+use support::*;
 
 /// The victim's memory: 64 MiB, of which every 256th page is rewritten
 /// (a page of the victim's buffer, which the allocator's header shifts off
@@ -23,48 +21,10 @@ const VICTIM: &str = env!("CARGO_BIN_EXE_criu-test-victim");
 const MIB: u64 = 64;
 const TOUCHED: u64 = (MIB << 20) / 4096 / 256;
 
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn read(p: &Path) -> String {
-    std::fs::read_to_string(p).unwrap_or_default()
-}
-
-fn criu(args: &[&str]) -> Output {
-    Command::new(CRIU)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run criu")
-}
-
-fn assert_ok(o: &Output, images: &Path, what: &str, log: &str) {
-    assert!(
-        o.status.success(),
-        "{what} failed: {}\n{}",
-        String::from_utf8_lossy(&o.stderr),
-        read(&images.join(log))
-    );
-}
-
 /// The dump counters of `stats-dump`: (pages written, pages left to the
 /// parent).
 fn stats(dir: &Path) -> (u64, u64) {
-    let e: Vec<criu::image::pb::StatsEntry> =
-        criu::image::read_image(dir, "stats-dump", criu::image::magic::STATS).expect("stats-dump");
-    let d = e
-        .into_iter()
-        .next()
-        .and_then(|e| e.dump)
-        .expect("dump stats");
+    let d = dump_stats(dir);
     (d.pages_written, d.pages_skipped_parent)
 }
 
@@ -98,17 +58,6 @@ fn signal_and_wait(pid: i32, sig: Signal, out: &Path, want: &str) {
     assert_eq!(read(out).trim_end(), want);
 }
 
-/// Kills and reaps a restored task (our child through the subreaper).
-fn finish(pid: i32) {
-    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-    wait_for("the restored task to be reaped", || {
-        matches!(
-            waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)),
-            Err(_) | Ok(nix::sys::wait::WaitStatus::Signaled(..))
-        )
-    });
-}
-
 #[test]
 #[serial]
 fn pre_dump_then_dump_writes_only_changed_pages_and_restores_every_byte() {
@@ -138,7 +87,7 @@ fn pre_dump_then_dump_writes_only_changed_pages_and_restores_every_byte() {
         "pre-dump.log",
         "-v4",
     ]);
-    assert_ok(&o, &pre, "pre-dump", "pre-dump.log");
+    assert_criu_ok(&o, &pre, "pre-dump", "pre-dump.log");
     assert!(pre.join(format!("uffd-track-{pid}.img")).exists());
     let full = pages_bytes(&pre);
     assert!(
@@ -165,7 +114,7 @@ fn pre_dump_then_dump_writes_only_changed_pages_and_restores_every_byte() {
         "../pre",
         "--track-mem",
     ]);
-    assert_ok(&o, &img, "dump", "dump.log");
+    assert_criu_ok(&o, &img, "dump", "dump.log");
     child.wait().unwrap();
     assert_eq!(
         std::fs::read_link(img.join("parent")).unwrap(),
@@ -204,7 +153,7 @@ fn pre_dump_then_dump_writes_only_changed_pages_and_restores_every_byte() {
         "--pidfile",
         pidfile.to_str().unwrap(),
     ]);
-    assert_ok(&o, &img, "restore", "restore.log");
+    assert_criu_ok(&o, &img, "restore", "restore.log");
     assert_eq!(read(&pidfile).trim(), pid_s);
     assert_eq!(uffd_fds(pid), 0, "the tracking fd came back");
     signal_and_wait(pid, Signal::SIGUSR1, &out, "ok 2");
@@ -237,7 +186,7 @@ fn dump_without_track_mem_writes_everything_and_drops_the_tracking_fd() {
         "-o",
         "pre-dump.log",
     ]);
-    assert_ok(&o, &pre, "pre-dump", "pre-dump.log");
+    assert_criu_ok(&o, &pre, "pre-dump", "pre-dump.log");
     signal_and_wait(pid, Signal::SIGUSR2, &out, "touched 1");
     let img = tmp.path().join("img");
     let o = criu(&[
@@ -251,7 +200,7 @@ fn dump_without_track_mem_writes_everything_and_drops_the_tracking_fd() {
         "--prev-images-dir",
         "../pre",
     ]);
-    assert_ok(&o, &img, "dump", "dump.log");
+    assert_criu_ok(&o, &img, "dump", "dump.log");
     child.wait().unwrap();
     let (written, parent) = stats(&img);
     assert_eq!(parent, 0);
@@ -267,7 +216,7 @@ fn dump_without_track_mem_writes_everything_and_drops_the_tracking_fd() {
         "--pidfile",
         pidfile.to_str().unwrap(),
     ]);
-    assert_ok(&o, &img, "restore", "restore.log");
+    assert_criu_ok(&o, &img, "restore", "restore.log");
     assert_eq!(uffd_fds(pid), 0);
     signal_and_wait(pid, Signal::SIGUSR1, &out, "ok 1");
     finish(pid);
@@ -303,7 +252,7 @@ fn plain_dump_after_a_pre_dump_drops_the_tracking_fd() {
         "pre-dump.log",
         "-v4",
     ]);
-    assert_ok(&o, &pre, "pre-dump", "pre-dump.log");
+    assert_criu_ok(&o, &pre, "pre-dump", "pre-dump.log");
     let tracked = uffd_fds(pid);
     eprintln!("tracking fds left in the victim: {tracked}");
     signal_and_wait(pid, Signal::SIGUSR2, &out, "touched 1");
@@ -320,7 +269,7 @@ fn plain_dump_after_a_pre_dump_drops_the_tracking_fd() {
         "dump.log",
         "-v4",
     ]);
-    assert_ok(&o, &img, "dump", "dump.log");
+    assert_criu_ok(&o, &img, "dump", "dump.log");
     child.wait().unwrap();
     assert!(!img.join("parent").exists());
     let (written, parent) = stats(&img);
@@ -338,7 +287,7 @@ fn plain_dump_after_a_pre_dump_drops_the_tracking_fd() {
         "--pidfile",
         pidfile.to_str().unwrap(),
     ]);
-    assert_ok(&o, &img, "restore", "restore.log");
+    assert_criu_ok(&o, &img, "restore", "restore.log");
     assert_eq!(read(&pidfile).trim(), pid_s);
     assert_eq!(uffd_fds(pid), 0, "the tracking fd came back");
     // Memory as the victim last wrote it (the pattern after one touch).
@@ -452,7 +401,7 @@ fn pre_dump_and_dump_over_rpc() {
         "--pidfile",
         pidfile.to_str().unwrap(),
     ]);
-    assert_ok(&o, &img, "restore", "restore.log");
+    assert_criu_ok(&o, &img, "restore", "restore.log");
     signal_and_wait(pid, Signal::SIGUSR1, &out, "ok 1");
     finish(pid);
 }

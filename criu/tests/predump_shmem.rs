@@ -8,50 +8,24 @@
 
 use std::io::IoSlice;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use criu::sys::testing::{spawn_mem_child, MapSpec};
 use criu::sys::PAGE_SIZE;
-use nix::sys::signal::{kill, Signal};
 use nix::sys::uio::{process_vm_writev, RemoteIoVec};
-use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 use serial_test::serial;
 
-const CRIU: &str = env!("CARGO_BIN_EXE_criu");
+mod support;
+use support::*;
 
 /// Pages of the shared area, every one written by the child.
 const PAGES: u64 = 4096;
 /// Pages rewritten between the pre-dump and the dump.
 const TOUCHED: [u64; 3] = [0, 1000, PAGES - 1];
 
-fn criu(args: &[&str]) -> Output {
-    Command::new(CRIU)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run criu")
-}
-
-fn assert_ok(o: &Output, images: &Path, what: &str, log: &str) {
-    assert!(
-        o.status.success(),
-        "{what} failed: {}\n{}",
-        String::from_utf8_lossy(&o.stderr),
-        std::fs::read_to_string(images.join(log)).unwrap_or_default()
-    );
-}
-
 /// `stats-dump`'s shared memory counters: (written, left to the parent).
 fn shmem_stats(dir: &Path) -> (u64, u64) {
-    let e: Vec<criu::image::pb::StatsEntry> =
-        criu::image::read_image(dir, "stats-dump", criu::image::magic::STATS).expect("stats-dump");
-    let d = e
-        .into_iter()
-        .next()
-        .and_then(|e| e.dump)
-        .expect("dump stats");
+    let d = dump_stats(dir);
     (
         d.shpages_written.unwrap_or(0),
         d.shpages_skipped_parent.unwrap_or(0),
@@ -94,21 +68,6 @@ fn expected() -> Vec<u8> {
         .collect()
 }
 
-fn reap(pid: i32) {
-    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-    let start = Instant::now();
-    while !matches!(
-        waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)),
-        Err(_) | Ok(nix::sys::wait::WaitStatus::Signaled(..))
-    ) {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "{pid} not reaped"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 #[test]
 #[serial]
 fn shared_memory_pages_unchanged_since_the_pre_dump_are_left_to_it() {
@@ -137,7 +96,7 @@ fn shared_memory_pages_unchanged_since_the_pre_dump_are_left_to_it() {
         "pre-dump.log",
         "-v4",
     ]);
-    assert_ok(&o, &pre, "pre-dump", "pre-dump.log");
+    assert_criu_ok(&o, &pre, "pre-dump", "pre-dump.log");
     let (pre_written, _) = shmem_stats(&pre);
     assert_eq!(pre_written, PAGES, "the pre-dump writes the whole area");
     let track: Vec<criu::image::pb::MmTrackEntry> = criu::image::read_image(
@@ -180,8 +139,8 @@ fn shared_memory_pages_unchanged_since_the_pre_dump_are_left_to_it() {
         "../pre",
         "--track-mem",
     ]);
-    assert_ok(&o, &img, "dump", "dump.log");
-    reap(pid);
+    assert_criu_ok(&o, &img, "dump", "dump.log");
+    finish(pid);
     let (written, parent) = shmem_stats(&img);
     eprintln!("shared memory: {written} pages written, {parent} left to the parent");
     if tracked {
@@ -210,6 +169,6 @@ fn shared_memory_pages_unchanged_since_the_pre_dump_are_left_to_it() {
         "-v4",
         "-d",
     ]);
-    assert_ok(&o, &img, "restore", "restore.log");
-    reap(pid);
+    assert_criu_ok(&o, &img, "restore", "restore.log");
+    finish(pid);
 }

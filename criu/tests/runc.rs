@@ -174,22 +174,24 @@ fn runc_checkpoint_and_restore_a_busybox_container() {
     let wrk = work.path().to_str().unwrap();
     let log = |name: &str| read(&work.path().join(name));
 
-    let out = c.runc(&[
-        "--criu",
-        CRIU,
-        "checkpoint",
-        "--image-path",
-        img,
-        "--work-path",
-        wrk,
-        &c.id,
-    ]);
-    assert!(
-        out.status.success(),
-        "runc checkpoint: {}\ndump.log:\n{}",
-        text(&out),
-        log("dump.log")
-    );
+    // `runc --criu OURS ACTION [-d] --image-path I --work-path W ID`,
+    // which must succeed; criu's log is shown when it does not.
+    let cr = |action: &str, detach: bool, log_name: &str| {
+        let mut args = vec!["--criu", CRIU, action];
+        if detach {
+            args.push("-d");
+        }
+        args.extend(["--image-path", img, "--work-path", wrk, &c.id]);
+        let out = c.runc(&args);
+        assert!(
+            out.status.success(),
+            "runc {action}: {}\n{log_name}:\n{}",
+            text(&out),
+            log(log_name)
+        );
+    };
+
+    cr("checkpoint", false, "dump.log");
     assert_eq!(
         c.status(),
         "absent",
@@ -203,23 +205,7 @@ fn runc_checkpoint_and_restore_a_busybox_container() {
         "nothing counts while it is checkpointed"
     );
 
-    let out = c.runc(&[
-        "--criu",
-        CRIU,
-        "restore",
-        "-d",
-        "--image-path",
-        img,
-        "--work-path",
-        wrk,
-        &c.id,
-    ]);
-    assert!(
-        out.status.success(),
-        "runc restore: {}\nrestore.log:\n{}",
-        text(&out),
-        log("restore.log")
-    );
+    cr("restore", true, "restore.log");
     assert_eq!(c.status(), "running");
     assert!(c.pid() > 0, "no init PID in runc state: {}", c.state());
     // The count lives in the shell's memory only: a container started

@@ -37,12 +37,12 @@ pub fn spawn_env(args: &[&str], env: &[(&str, &str)]) -> Child {
         .expect("spawn victim")
 }
 
-/// Polls `f` until it holds; fails the test after 20 s, naming `what`.
+/// Polls `f` until it holds; fails the test after 30 s, naming `what`.
 pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
         assert!(
-            start.elapsed() < Duration::from_secs(20),
+            start.elapsed() < Duration::from_secs(30),
             "timed out waiting for {what}"
         );
         std::thread::sleep(Duration::from_millis(10));
@@ -63,7 +63,32 @@ pub fn counter(p: &Path) -> u64 {
 }
 
 pub fn criu(args: &[&str]) -> Output {
-    Command::new(CRIU).args(args).output().expect("run criu")
+    Command::new(CRIU)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run criu")
+}
+
+/// Fails the test unless criu's `what` succeeded, showing its stderr and
+/// its log `log` in `images`.
+pub fn assert_criu_ok(o: &Output, images: &Path, what: &str, log: &str) {
+    assert!(
+        o.status.success(),
+        "{what} failed: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        read(&images.join(log))
+    );
+}
+
+/// The dump counters of `stats-dump` in `dir`.
+pub fn dump_stats(dir: &Path) -> criu::image::pb::DumpStatsEntry {
+    let e: Vec<criu::image::pb::StatsEntry> =
+        criu::image::read_image(dir, "stats-dump", criu::image::magic::STATS).expect("stats-dump");
+    e.into_iter()
+        .next()
+        .and_then(|e| e.dump)
+        .expect("dump stats")
 }
 
 /// Runs and is not a zombie.

@@ -85,39 +85,45 @@ impl ExtMount {
     }
 }
 
-/// `stat` of `path` as /proc shows the paths of task `pid` to criu: from
-/// the top of the task's mount namespace (as criu's own when it is
-/// criu's; else from a helper thread that joined it: a container's paths
-/// are below its root).
-pub fn stat_in_ns_of(pid: i32, path: &str) -> Result<nix::sys::stat::FileStat> {
-    let stat = || {
-        nix::sys::stat::stat(path).map_err(|errno| Error::Sys {
+/// Runs `f` where paths are as /proc shows the paths of task `pid` to
+/// criu: from the top of the task's mount namespace (in criu itself when
+/// that is criu's own; else in a helper thread that joined it: a
+/// container's paths are below its root).
+fn in_mnt_ns_of<T: Send>(
+    pid: i32,
+    f: impl FnOnce() -> nix::Result<T> + Send,
+    what: &str,
+) -> Result<T> {
+    let run = || {
+        f().map_err(|errno| Error::Sys {
             pid,
-            what: format!("stat of {path}"),
+            what: what.to_owned(),
             errno,
         })
     };
     if super::inode(pid, super::Kind::Mnt)? == super::own_inode(super::Kind::Mnt)? {
-        stat()
+        run()
     } else {
-        super::in_ns(pid, &[super::Kind::Mnt], stat)
+        super::in_ns(pid, &[super::Kind::Mnt], run)
     }
+}
+
+/// `stat` of `path` as the mount namespace of `pid` sees it.
+pub fn stat_in_ns_of(pid: i32, path: &str) -> Result<nix::sys::stat::FileStat> {
+    in_mnt_ns_of(
+        pid,
+        || nix::sys::stat::stat(path),
+        &format!("stat of {path}"),
+    )
 }
 
 /// Opens `path` as the mount namespace of `pid` sees it.
 pub fn open_in_ns_of(pid: i32, path: &str, flags: nix::fcntl::OFlag) -> Result<OwnedFd> {
-    let open = || {
-        nix::fcntl::open(path, flags, nix::sys::stat::Mode::empty()).map_err(|errno| Error::Sys {
-            pid,
-            what: format!("opening {path}"),
-            errno,
-        })
-    };
-    if super::inode(pid, super::Kind::Mnt)? == super::own_inode(super::Kind::Mnt)? {
-        open()
-    } else {
-        super::in_ns(pid, &[super::Kind::Mnt], open)
-    }
+    in_mnt_ns_of(
+        pid,
+        || nix::fcntl::open(path, flags, nix::sys::stat::Mode::empty()),
+        &format!("opening {path}"),
+    )
 }
 
 /// The tree's root as criu reaches it during a restore whose tree has a
