@@ -7,7 +7,8 @@ pub const DESC: Desc = Desc {
     // Reserves huge pages for itself through /proc/sys/vm/nr_hugepages
     // when none are free: root outside a user namespace.
     flavors: &[Flavor::Host, Flavor::Ns],
-    flags: &[Flag::Suid],
+    // Alone: hugetlb tests share the host's pool of huge pages (nr_hugepages).
+    flags: &[Flag::Suid, Flag::Excl],
     feature: Some("hugetlb"),
     ..Desc::DEFAULT
 };

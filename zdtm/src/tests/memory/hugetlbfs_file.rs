@@ -12,7 +12,8 @@ pub const DESC: Desc = Desc {
     // Mounts hugetlbfs in the host's mount namespace and may raise
     // /proc/sys/vm/nr_hugepages: root, host only.
     flavors: &[Flavor::Host],
-    flags: &[Flag::Suid],
+    // Alone: hugetlb tests share the host's pool of huge pages (nr_hugepages).
+    flags: &[Flag::Suid, Flag::Excl],
     feature: Some("hugetlb"),
     ..Desc::DEFAULT
 };
