@@ -61,9 +61,11 @@ prop_compose! {
 }
 
 prop_compose! {
-    fn pstree()(pid in any::<u32>(), ppid in any::<u32>(), threads in prop::collection::vec(any::<u32>(), 0..5))
+    fn pstree()(pid in any::<u32>(), ppid in any::<u32>(), threads in prop::collection::vec(any::<u32>(), 0..5),
+                nested_pids in prop::collection::vec(any::<u32>(), 0..3), pid_for_children in any::<Option<u32>>())
         -> pb::PstreeEntry {
-        pb::PstreeEntry { pid, ppid, pgid: pid, sid: ppid, threads }
+        let nested_tids = threads.iter().flat_map(|&t| nested_pids.iter().map(move |&n| n ^ t)).collect();
+        pb::PstreeEntry { pid, ppid, pgid: pid, sid: ppid, threads, nested_pids, nested_tids, pid_for_children }
     }
 }
 
@@ -132,6 +134,7 @@ fn write_pstree(dir: &Path) -> Vec<u8> {
         pgid: 1,
         sid: 1,
         threads: vec![1],
+        ..Default::default()
     };
     let mut w = ImageWriter::create(dir, "pstree.img", magic::PSTREE).unwrap();
     w.write(&e).unwrap();

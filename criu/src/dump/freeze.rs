@@ -17,8 +17,12 @@ pub(super) struct Thread {
 /// A process of the tree: its threads, leader first; none for a zombie.
 pub(super) struct Proc {
     pub pid: i32,
-    /// Its PIDs in its own pid namespace (what the images keep).
+    /// Its PIDs in the tree's pid namespace (what the images keep), and in
+    /// the pid namespaces nested below it.
     pub inner: ns::pid::Inner,
+    /// The tree's PID of a task in the pid namespace its children are born
+    /// into, when that is not its own (see [`ns::pid::children_ns_task`]).
+    pub children_ns: Option<i32>,
     /// The parent's PID in the tree's pid namespace, 0 for the root.
     pub inner_ppid: i32,
     pub threads: Vec<Thread>,
@@ -52,6 +56,9 @@ fn reap_traced(tid: i32, deadline: std::time::Instant) {
 #[derive(Default)]
 pub(super) struct Tree {
     pub procs: Vec<Proc>,
+    /// The level of the `NSpid` lines that is the tree's own (see
+    /// [`ns::pid::tree_level`]).
+    pub level: usize,
 }
 
 fn list_dir_numbers(pid: i32, dir: &str) -> Result<Vec<i32>> {
@@ -176,6 +183,7 @@ impl Tree {
         }
         check_namespaces(root)?;
         let root_ns = ns::all_of(root)?;
+        self.level = ns::pid::tree_level(root)?;
         let mut todo = vec![(root, 0)];
         while let Some((pid, ppid)) = todo.pop() {
             if self.known(pid) {
@@ -190,9 +198,9 @@ impl Tree {
                 });
             }
             if !zombie {
-                ns::check_not_nested(pid, &root_ns)?;
+                ns::check_not_nested(pid, &root_ns, ppid)?;
             }
-            let inner = ns::pid::inner(pid)?;
+            let inner = ns::pid::inner_at(pid, self.level)?;
             let inner_ppid = self
                 .procs
                 .iter()
@@ -202,6 +210,7 @@ impl Tree {
                 pid,
                 inner,
                 inner_ppid,
+                children_ns: None,
                 threads: Vec::new(),
                 stopped: state == Some(proc::ProcState::Stopped),
             });
@@ -215,6 +224,16 @@ impl Tree {
             }
         }
         // Parents before children, in the order they were found.
+        let hosts: Vec<i32> = self.procs.iter().map(|p| p.pid).collect();
+        for i in 0..self.procs.len() {
+            if self.procs[i].threads.is_empty() {
+                continue;
+            }
+            if let Some(t) = ns::pid::children_ns_task(self.procs[i].pid, &hosts)? {
+                self.procs[i].children_ns =
+                    self.procs.iter().find(|p| p.pid == t).map(|p| p.inner.pid);
+            }
+        }
         Ok(())
     }
 

@@ -326,14 +326,16 @@ pub(super) fn dump_process(
         .to_string();
     let shared_signals = objects::sigqueue::dump(&p.threads[0].tracee, true)?;
     let mut tids = Vec::with_capacity(p.threads.len());
+    let mut nested_tids = Vec::new();
     for (i, (th, inside)) in p.threads.iter().zip(&threads_inside).enumerate() {
         let host_tid = th.tracee.pid();
-        let tid = if host_tid == pid {
-            vpid
+        let (tid, nested) = if host_tid == pid {
+            (vpid, p.inner.nested.clone())
         } else {
-            ns::pid::inner_tid(pid, host_tid)?
+            ns::pid::inner_tid_like(pid, host_tid, &p.inner)?
         };
         tids.push(tid as u32);
+        nested_tids.extend(nested.iter().map(|&t| t as u32));
         let sc = seccomp_fields.get(i).copied().unwrap_or((None, None));
         let (info, mut tcore) = thread_core(pid, th, inside, sc, userns, &restarts)?;
         tcore.cg_set = Some(ns_ids.cgroups.set_of(pid, host_tid)?);
@@ -375,6 +377,9 @@ pub(super) fn dump_process(
         pgid: p.inner.pgid as u32,
         sid: p.inner.sid as u32,
         threads: tids,
+        nested_pids: p.inner.nested.iter().map(|&t| t as u32).collect(),
+        nested_tids,
+        pid_for_children: p.children_ns.map(|t| t as u32),
     };
     Ok((pstree, Some(kobj)))
 }
@@ -408,6 +413,8 @@ pub(super) fn dump_zombie(
             pgid: p.inner.pgid as u32,
             sid: p.inner.sid as u32,
             threads: vec![0],
+            nested_pids: p.inner.nested.iter().map(|&t| t as u32).collect(),
+            ..Default::default()
         },
         None,
     ))

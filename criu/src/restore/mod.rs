@@ -146,6 +146,46 @@ impl TaskImages {
         self.pstree.pid as i32
     }
 
+    /// How many pid namespaces below the tree's this process lives in.
+    pub fn depth(&self) -> usize {
+        self.pstree.nested_pids.len()
+    }
+
+    /// Its PID in level `level` of the tree's pid namespaces (0: the
+    /// tree's own, then the nested ones); None below its own.
+    pub fn pid_at(&self, level: usize) -> Option<i32> {
+        match level {
+            0 => Some(self.pid()),
+            l => self.pstree.nested_pids.get(l - 1).map(|&p| p as i32),
+        }
+    }
+
+    /// Its PID in its own pid namespace, as it sees itself.
+    pub fn own_pid(&self) -> i32 {
+        self.pid_at(self.depth()).unwrap_or_else(|| self.pid())
+    }
+
+    /// The `set_tid` array of clone3 for the process: its PIDs from its
+    /// own pid namespace up to the tree's.
+    pub fn set_pid(&self) -> Vec<i32> {
+        set_tid_of(self.pid(), &self.pstree.nested_pids)
+    }
+
+    /// The `set_tid` array of clone3 for thread `i` of `pstree.threads`
+    /// (not the leader): its TIDs from its own pid namespace up to the
+    /// tree's.
+    pub fn set_tid(&self, i: usize) -> Result<Vec<i32>> {
+        let n = self.depth();
+        let tid = self.pstree.threads.get(i).copied().unwrap_or_default();
+        let nested = self.pstree.nested_tids.get(i * n..(i + 1) * n).ok_or_else(|| {
+            Error::Images(format!(
+                "pstree.img: task {} has {n} nested pid levels but no nested TIDs for its thread {tid}",
+                self.pid(),
+            ))
+        })?;
+        Ok(set_tid_of(tid as i32, nested))
+    }
+
     /// The leader's task core (process-wide state).
     pub fn tc(&self) -> Result<&pb::TaskCoreEntry> {
         self.cores[0]
@@ -153,6 +193,17 @@ impl TaskImages {
             .as_ref()
             .ok_or_else(|| Error::Images(format!("core-{}.img has no task core", self.pid())))
     }
+}
+
+/// A `set_tid` array: the IDs of the nested levels, innermost first, then
+/// the tree's.
+fn set_tid_of(tid: i32, nested: &[u32]) -> Vec<i32> {
+    nested
+        .iter()
+        .rev()
+        .map(|&t| t as i32)
+        .chain(std::iter::once(tid))
+        .collect()
 }
 
 fn load_task(dir: &Path, pstree: pb::PstreeEntry) -> Result<TaskImages> {
@@ -427,5 +478,61 @@ pub fn restore_with(
                 })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(pstree: pb::PstreeEntry) -> TaskImages {
+        TaskImages {
+            pstree,
+            cores: Vec::new(),
+            live: None,
+        }
+    }
+
+    #[test]
+    fn set_tid_is_innermost_first() {
+        let t = task(pb::PstreeEntry {
+            pid: 900,
+            threads: vec![900, 901],
+            nested_pids: vec![40, 1],
+            nested_tids: vec![40, 1, 41, 2],
+            ..Default::default()
+        });
+        assert_eq!(t.depth(), 2);
+        assert_eq!(t.own_pid(), 1);
+        assert_eq!(t.pid_at(0), Some(900));
+        assert_eq!(t.pid_at(1), Some(40));
+        assert_eq!(t.pid_at(3), None);
+        assert_eq!(t.set_pid(), vec![1, 40, 900]);
+        assert_eq!(t.set_tid(1).unwrap(), vec![2, 41, 901]);
+    }
+
+    #[test]
+    fn a_task_of_the_trees_namespace_has_one_level() {
+        let t = task(pb::PstreeEntry {
+            pid: 7,
+            threads: vec![7, 8],
+            ..Default::default()
+        });
+        assert_eq!(t.own_pid(), 7);
+        assert_eq!(t.set_pid(), vec![7]);
+        assert_eq!(t.set_tid(1).unwrap(), vec![8]);
+    }
+
+    #[test]
+    fn missing_nested_tids_are_an_image_error() {
+        let t = task(pb::PstreeEntry {
+            pid: 900,
+            threads: vec![900, 901],
+            nested_pids: vec![1],
+            nested_tids: vec![1],
+            ..Default::default()
+        });
+        let e = t.set_tid(1).unwrap_err().to_string();
+        assert!(e.contains("901"), "{e}");
     }
 }

@@ -340,9 +340,12 @@ pub(super) fn restore_all(
         restore_process(leader, dir, task, live, files, opened, &mut shared, chan)?;
 
         // The other threads, born from the leader with their own TIDs.
-        for &tid in task.pstree.threads.iter().filter(|&&t| t as i32 != pid) {
+        for (i, &tid) in task.pstree.threads.iter().enumerate() {
+            if tid as i32 == pid {
+                continue;
+            }
             let leader = &mut proc.threads[0];
-            let t = clone_in(leader, tid as i32, THREAD_FLAGS)?;
+            let t = clone_in(leader, tid as i32, &task.set_tid(i)?, THREAD_FLAGS)?;
             proc.threads.push(t);
         }
         // POSIX timers may signal any of the threads: made once they exist.

@@ -63,9 +63,16 @@ fn pid_in_use(pid: i32) -> String {
     format!("the PID is already in use{holder}; cannot restore the task with it")
 }
 
-/// Runs clone3 inside `parent` to make task `pid` with `flags` (a process
-/// when 0, else a thread); returns the new task, stopped and traced.
-pub(super) fn clone_in(parent: &mut Tracee, pid: i32, flags: u64) -> Result<Tracee> {
+/// Runs clone3 inside `parent` to make task `pid` (the tree's PID) with
+/// `flags` (a process when without CLONE_THREAD, else a thread) and the
+/// TIDs of `set_tid` (its own namespace's first); returns the new task,
+/// stopped and traced.
+pub(super) fn clone_in(
+    parent: &mut Tracee,
+    pid: i32,
+    set_tid: &[i32],
+    flags: u64,
+) -> Result<Tracee> {
     let exit_signal = if flags & libc::CLONE_THREAD as u64 != 0 {
         0
     } else {
@@ -77,9 +84,25 @@ pub(super) fn clone_in(parent: &mut Tracee, pid: i32, flags: u64) -> Result<Trac
     })?;
     // struct clone_args, then the set_tid array.
     let tid_at = base + 88;
-    let args: [u64; 11] = [flags, 0, 0, 0, exit_signal, 0, 0, 0, tid_at, 1, 0];
-    let mut bytes: Vec<u8> = args.iter().flat_map(|v| v.to_le_bytes()).collect();
-    bytes.extend_from_slice(&u64::from(pid as u32).to_le_bytes());
+    let args: [u64; 11] = [
+        flags,
+        0,
+        0,
+        0,
+        exit_signal,
+        0,
+        0,
+        0,
+        tid_at,
+        set_tid.len() as u64,
+        0,
+    ];
+    // set_tid is an array of pid_t.
+    let bytes: Vec<u8> = args
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .chain(set_tid.iter().flat_map(|t| t.to_le_bytes()))
+        .collect();
     parent.scratch_put(0, &bytes)?;
     let ret = parent.syscall_raw(libc::SYS_clone3, &[base, 88])?;
     if ret == -(libc::EEXIST as i64) {
@@ -92,7 +115,7 @@ pub(super) fn clone_in(parent: &mut Tracee, pid: i32, flags: u64) -> Result<Trac
         return Err(Error::Task {
             pid,
             what: format!(
-                "clone3 in {} failed: {}",
+                "clone3 in {} with TIDs {set_tid:?} failed: {}",
                 parent.pid(),
                 nix::errno::Errno::from_raw(-ret as i32)
             ),
@@ -218,6 +241,8 @@ impl Puppets {
         plan: &ns::Plan,
         on_session: &mut dyn FnMut(&mut Tracee, i32) -> Result<()>,
     ) -> Result<()> {
+        // Tasks already in the pid namespace their children are born into.
+        let mut joined = Vec::new();
         for t in tasks {
             let pid = t.pid();
             if t.pstree.ppid == 0 {
@@ -225,12 +250,19 @@ impl Puppets {
                 let host = self.get_mut(pid)?.host;
                 plan.join_cgroup(pid, host, cg_set_of(t))?;
             } else {
-                let parent = self.get_mut(t.pstree.ppid as i32)?;
+                let ppid = t.pstree.ppid as i32;
+                let parent_task = tasks.iter().find(|p| p.pid() == ppid).ok_or_else(|| {
+                    Error::Images(format!(
+                        "pstree.img: the parent {ppid} of {pid} is not in the tree"
+                    ))
+                })?;
+                let flags = self.pid_ns_flags(t, parent_task, tasks, &mut joined)?;
+                let parent = self.get_mut(ppid)?;
                 let leader = parent.threads.first_mut().ok_or_else(|| Error::Task {
                     pid,
                     what: "parent has no thread".into(),
                 })?;
-                let child = clone_in(leader, pid, 0)?;
+                let child = clone_in(leader, pid, &t.set_pid(), flags)?;
                 let host = child.pid();
                 self.procs.push(PuppetProc {
                     pid,
@@ -246,6 +278,12 @@ impl Puppets {
             }
             debug!(pid, "puppet made");
         }
+        // The pid namespace for children of those that unshared one.
+        for t in tasks.iter().filter(|t| t.live.is_some()) {
+            if t.pstree.pid_for_children.is_some() && !joined.contains(&t.pid()) {
+                self.join_children_ns(t, tasks)?;
+            }
+        }
         // Process groups, once every would-be leader exists: leaders first.
         for t in tasks
             .iter()
@@ -255,8 +293,10 @@ impl Puppets {
         }
         for t in tasks.iter().filter(|t| t.pstree.pgid != t.pstree.pid) {
             let pid = t.pid();
-            let r = self.get_mut(pid)?.threads[0]
-                .syscall_raw(libc::SYS_setpgid, &[0, u64::from(t.pstree.pgid)])?;
+            let Some(pgid) = self.pgid_to_join(t, tasks)? else {
+                continue;
+            };
+            let r = self.get_mut(pid)?.threads[0].syscall_raw(libc::SYS_setpgid, &[0, pgid])?;
             if r < 0 {
                 return Err(Error::Task {
                     pid,
@@ -286,6 +326,101 @@ impl Puppets {
         Ok(())
     }
 
+    /// The clone3 flags that put child `t` of `parent` in its pid
+    /// namespace: its parent's, or a new one it is the init of. A child
+    /// born into a namespace its parent unshared for its children but is
+    /// not the init of needs the parent in that namespace first.
+    fn pid_ns_flags(
+        &mut self,
+        t: &TaskImages,
+        parent: &TaskImages,
+        tasks: &[TaskImages],
+        joined: &mut Vec<i32>,
+    ) -> Result<u64> {
+        let (depth, up) = (t.depth(), parent.depth());
+        if depth == up {
+            return Ok(0);
+        }
+        if depth != up + 1 {
+            return Err(Error::Images(format!(
+                "pstree.img: task {} is {depth} pid namespaces below the tree's, its parent {} is {up}",
+                t.pid(),
+                parent.pid()
+            )));
+        }
+        if t.own_pid() == 1 {
+            return Ok(libc::CLONE_NEWPID as u64);
+        }
+        if !joined.contains(&parent.pid()) {
+            self.join_children_ns(parent, tasks)?;
+            joined.push(parent.pid());
+        }
+        Ok(0)
+    }
+
+    /// Makes the children of `t` born in the pid namespace of the task its
+    /// image names (`pid_for_children`): setns on a pidfd of that task.
+    fn join_children_ns(&mut self, t: &TaskImages, tasks: &[TaskImages]) -> Result<()> {
+        let pid = t.pid();
+        let target = t.pstree.pid_for_children.ok_or_else(|| {
+            Error::Images(format!(
+                "pstree.img: task {pid} has a child born in a nested pid namespace it is not the init of, and no pid_for_children"
+            ))
+        })? as i32;
+        let seen = tasks
+            .iter()
+            .find(|o| o.pid() == target)
+            .and_then(|o| o.pid_at(t.depth()))
+            .filter(|_| self.host_of(target).is_some())
+            .ok_or_else(|| Error::Task {
+                pid,
+                what: format!(
+                    "its children are born in the pid namespace of task {target}, which is not remade yet or not below it"
+                ),
+            })?;
+        let p = &mut self.get_mut(pid)?.threads[0];
+        let fd = p.syscall(libc::SYS_pidfd_open, &[seen as u64, 0])?;
+        let r = p.syscall_raw(libc::SYS_setns, &[fd, libc::CLONE_NEWPID as u64]);
+        p.syscall(libc::SYS_close, &[fd])?;
+        let r = r?;
+        if r < 0 {
+            return Err(Error::Task {
+                pid,
+                what: format!(
+                    "setns into the pid namespace of task {target} for its children: {}",
+                    nix::errno::Errno::from_raw(-r as i32)
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// The process group `t` must join, as `t` names it in its own pid
+    /// namespace; None when it is in that group already (born there).
+    fn pgid_to_join(&self, t: &TaskImages, tasks: &[TaskImages]) -> Result<Option<u64>> {
+        let pgid = t.pstree.pgid as i32;
+        let (host, leader) = (self.host_of(t.pid()), self.host_of(pgid));
+        if let (Some(h), Some(l)) = (host, leader) {
+            if nix::unistd::getpgid(Some(Pid::from_raw(h))).is_ok_and(|g| g.as_raw() == l) {
+                return Ok(None);
+            }
+        }
+        if t.depth() == 0 {
+            return Ok(Some(u64::from(pgid as u32)));
+        }
+        tasks
+            .iter()
+            .find(|o| o.pid() == pgid)
+            .and_then(|o| o.pid_at(t.depth()))
+            .map(|g| Some(u64::from(g as u32)))
+            .ok_or_else(|| Error::Task {
+                pid: t.pid(),
+                what: format!(
+                    "cannot join process group {pgid} from a pid namespace nested in the tree's: its leader is outside that namespace"
+                ),
+            })
+    }
+
     /// Lets a zombie's puppet die with the task's exit status; its parent
     /// (a puppet, released later) has not reaped it.
     fn make_zombie(&mut self, t: &TaskImages) -> Result<()> {
@@ -307,7 +442,7 @@ impl Puppets {
             th.syscall(libc::SYS_rt_sigaction, &[u64::from(sig), base, 0, 8])?;
             th.syscall(libc::SYS_prlimit64, &[0, libc::RLIMIT_CORE as u64, base, 0])?;
             regs.rax = libc::SYS_kill as u64;
-            regs.rdi = pid as u64;
+            regs.rdi = t.own_pid() as u64;
             regs.rsi = u64::from(sig);
         } else {
             regs.rax = libc::SYS_exit_group as u64;

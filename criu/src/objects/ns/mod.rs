@@ -6,7 +6,8 @@
 //! same id). For each namespace of the root that is not criu's own, the kind
 //! module writes its image (`utsns-ID.img`, `mountpoints-ID.img`, …). Trees
 //! with nested namespaces (a task in another namespace than the root) are
-//! refused before that task is seized ([`check_not_nested`]). A cgroup
+//! refused before that task is seized ([`check_not_nested`]), but for pid
+//! namespaces nested in the tree's, which [`pid`] keeps. A cgroup
 //! namespace has no image: its roots go with the cgroup membership (not a
 //! namespace, but kept beside them) in [`cgroup`].
 //!
@@ -178,7 +179,7 @@ impl NsIds {
 
     /// Fills the namespace ids of `pid` into `ids`. The first task given is
     /// the root; a later one in another namespace than the root's (nested
-    /// namespaces) is refused.
+    /// namespaces) is refused, but for pid namespaces (see [`pid`]).
     pub fn fill(&mut self, pid: i32, ids: &mut pb::TaskKobjIdsEntry) -> Result<()> {
         let first = self.root.is_empty();
         for k in Kind::ALL {
@@ -188,7 +189,7 @@ impl NsIds {
                 if k == Kind::Cgroup && own_inode(k)? != Some(ino) {
                     self.cgroups.find_ns_roots(pid)?;
                 }
-            } else if !self.root.contains(&(k, ino)) {
+            } else if k != Kind::Pid && !self.root.contains(&(k, ino)) {
                 return Err(Error::Unsupported {
                     pid,
                     what: format!(
@@ -241,30 +242,25 @@ pub fn all_of(pid: i32) -> Result<Vec<(Kind, u64)>> {
 
 /// Checks, before task `pid` of the tree is seized, that it lives in the
 /// namespaces of the root (`root`, from [`all_of`]): nested namespaces are
-/// refused, with the tree left as it was.
-pub fn check_not_nested(pid: i32, root: &[(Kind, u64)]) -> Result<()> {
+/// refused, with the tree left as it was. A nested pid namespace is the
+/// exception, checked against the parent (host PID `parent`) by
+/// [`pid::check_nested`].
+pub fn check_not_nested(pid: i32, root: &[(Kind, u64)], parent: i32) -> Result<()> {
     for (k, ino) in all_of(pid)? {
         if root.contains(&(k, ino)) || !root.iter().any(|&(rk, _)| rk == k) {
             continue;
         }
-        let what = if k == Kind::Pid {
-            let st = crate::proc::read_status(pid)?;
-            let here = pid::innermost(&st.ns_pid, pid);
-            let how = if here == 1 {
-                "is the init of a pid namespace nested in the tree's".to_string()
-            } else {
-                format!("lives in a pid namespace nested in the tree's (as PID {here})")
-            };
-            format!(
-                "{how}; nested pid namespaces cannot be dumped (the images keep one PID per task, as upstream CRIU's)"
-            )
-        } else {
-            format!(
+        if k == Kind::Pid {
+            pid::check_nested(pid, parent)?;
+            continue;
+        }
+        return Err(Error::Unsupported {
+            pid,
+            what: format!(
                 "lives in another {} namespace than the root of the tree; nested namespaces are not supported yet",
                 k.proc_name()
-            )
-        };
-        return Err(Error::Unsupported { pid, what });
+            ),
+        });
     }
     Ok(())
 }

@@ -1,25 +1,55 @@
-//! Pid namespaces. The images keep every PID as the tree sees it, in its
-//! own pid namespace (the last of the `NSpid` levels); criu works on the
-//! host PIDs. A tree in a pid namespace must be rooted at its init (PID 1),
-//! which the restore makes by clone3 with `CLONE_NEWPID`; the others are
-//! born inside with `set_tid` of their own level.
+//! Pid namespaces. The images keep every PID as the tree sees it, in the
+//! pid namespace of its root (its level of the `NSpid` lines); criu works
+//! on the host PIDs. A tree in a pid namespace must be rooted at its init
+//! (PID 1), which the restore makes by clone3 with `CLONE_NEWPID`; the
+//! others are born inside with `set_tid` of their own levels.
+//!
+//! Pid namespaces nested in the tree's: a task born as the init of a new
+//! one (`unshare(CLONE_NEWPID)` or `clone(CLONE_NEWPID)` in its parent) and
+//! its descendants keep their PIDs of the deeper levels too ([`Inner::nested`],
+//! the pstree's `nested_pids`/`nested_tids`), and a task whose children are
+//! born in another pid namespace than its own (`pid_for_children` after an
+//! unshare) names a task of that namespace (`pid_for_children` of the
+//! pstree), which the restore joins with `setns` on a pidfd of it.
+
+use std::os::unix::fs::MetadataExt;
 
 use super::{Error, Result};
 use crate::proc;
 
-/// The PIDs of a task as the tree sees them: pid, pgid and sid in the
-/// innermost pid namespace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The PIDs of a task as the tree sees them: pid, pgid and sid in the pid
+/// namespace of the tree's root, and its PIDs in the namespaces nested
+/// below that one.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inner {
     pub pid: i32,
     pub pgid: i32,
     pub sid: i32,
+    /// Its PIDs in the pid namespaces below the tree's, outermost first
+    /// (empty for a task of the tree's own namespace).
+    pub nested: Vec<i32>,
 }
 
 /// The innermost level of an `NS*` line of status (the whole value when
 /// the kernel shows one level only).
 pub fn innermost(levels: &[i32], outer: i32) -> i32 {
     levels.last().copied().unwrap_or(outer)
+}
+
+/// Level `level` of an `NS*` line of status (`outer` when the kernel shows
+/// no levels).
+fn at(levels: &[i32], level: usize, outer: i32) -> i32 {
+    if levels.is_empty() {
+        outer
+    } else {
+        levels.get(level).copied().unwrap_or(0)
+    }
+}
+
+/// The level of the `NS*` lines that is the tree's: that of the
+/// innermost pid namespace of its root.
+pub fn tree_level(root: i32) -> Result<usize> {
+    Ok(proc::read_status(root)?.ns_pid.len().saturating_sub(1))
 }
 
 /// `pid`'s ids in its own pid namespace. A pgid or sid outside that
@@ -30,6 +60,19 @@ pub fn inner(pid: i32) -> Result<Inner> {
         pid: innermost(&st.ns_pid, st.pid),
         pgid: innermost(&st.ns_pgid, 0),
         sid: innermost(&st.ns_sid, 0),
+        nested: Vec::new(),
+    })
+}
+
+/// `pid`'s ids as a tree whose pid namespace is at `level` sees them (see
+/// [`tree_level`]), with its PIDs in the namespaces nested below.
+pub fn inner_at(pid: i32, level: usize) -> Result<Inner> {
+    let st = proc::read_status(pid)?;
+    Ok(Inner {
+        pid: at(&st.ns_pid, level, st.pid),
+        pgid: at(&st.ns_pgid, level, 0),
+        sid: at(&st.ns_sid, level, 0),
+        nested: st.ns_pid.get(level + 1..).unwrap_or_default().to_vec(),
     })
 }
 
@@ -37,6 +80,83 @@ pub fn inner(pid: i32) -> Result<Inner> {
 pub fn inner_tid(pid: i32, tid: i32) -> Result<i32> {
     let st = proc::read_task_status(pid, tid)?;
     Ok(innermost(&st.ns_pid, tid))
+}
+
+/// The TID of thread `tid` of the process whose ids are `leader`, as the
+/// tree sees it, and its TIDs in the namespaces nested below (a thread
+/// lives in its leader's pid namespace, with as many levels).
+pub fn inner_tid_like(pid: i32, tid: i32, leader: &Inner) -> Result<(i32, Vec<i32>)> {
+    let st = proc::read_task_status(pid, tid)?;
+    let deeper = leader.nested.len();
+    if st.ns_pid.len() <= deeper {
+        return Ok((tid, Vec::new()));
+    }
+    let split = st.ns_pid.len() - deeper;
+    Ok((st.ns_pid[split - 1], st.ns_pid[split..].to_vec()))
+}
+
+/// The inode of `pid`'s `ns/pid` or `ns/pid_for_children` (None when the
+/// link cannot be read: a zombie, or no children's namespace yet).
+fn ns_inode(pid: i32, which: &str) -> Option<u64> {
+    std::fs::metadata(format!("/proc/{pid}/ns/{which}"))
+        .ok()
+        .map(|m| m.ino())
+}
+
+/// Checks that task `pid`, in another pid namespace than the tree's root,
+/// can be remade: born into its parent's namespace (`parent`, host PID), or
+/// as the init of a new one right below it.
+pub fn check_nested(pid: i32, parent: i32) -> Result<()> {
+    let st = proc::read_status(pid)?;
+    let here = innermost(&st.ns_pid, pid);
+    if ns_inode(pid, "pid") == ns_inode(parent, "pid") {
+        return Ok(());
+    }
+    let pst = proc::read_status(parent)?;
+    if here == 1 && st.ns_pid.len() == pst.ns_pid.len() + 1 {
+        return Ok(());
+    }
+    // Born into the namespace its parent unshared for its children, whose
+    // init is found (and checked) by [`children_ns_task`].
+    if st.ns_pid.len() == pst.ns_pid.len() + 1
+        && ns_inode(pid, "pid") == ns_inode(parent, "pid_for_children")
+    {
+        return Ok(());
+    }
+    Err(Error::Unsupported {
+        pid,
+        what: format!(
+            "lives in a pid namespace nested in the tree's as PID {here}, neither its parent's ({parent}) nor one it is the init of; only tasks born into their parent's pid namespace or as init of a new one can be dumped"
+        ),
+    })
+}
+
+/// The task of `tree` (host PIDs, parents first) whose pid namespace the
+/// children of `pid` are born into, when that is not `pid`'s own; an error
+/// when no task of the tree is in it yet (an unshare with no fork after).
+pub fn children_ns_task(pid: i32, tree: &[i32]) -> Result<Option<i32>> {
+    let (Some(own), Some(kids)) = (ns_inode(pid, "pid"), ns_inode(pid, "pid_for_children")) else {
+        return Ok(None);
+    };
+    if own == kids {
+        return Ok(None);
+    }
+    // Its init, made first at restore, rather than any other task of it.
+    let inside: Vec<i32> = tree
+        .iter()
+        .copied()
+        .filter(|&t| ns_inode(t, "pid") == Some(kids))
+        .collect();
+    inside
+        .iter()
+        .copied()
+        .find(|&t| proc::read_status(t).is_ok_and(|st| innermost(&st.ns_pid, t) == 1))
+        .or(inside.first().copied())
+        .map(Some)
+        .ok_or_else(|| Error::Unsupported {
+            pid,
+            what: "has unshared its pid namespace for children that no task of the tree lives in yet; such a namespace cannot be remade".into(),
+        })
 }
 
 /// A root in another pid namespace than criu must be its init.
@@ -63,6 +183,26 @@ mod tests {
         assert_eq!(innermost(&[4242, 7, 1], 4242), 1);
         assert_eq!(innermost(&[], 99), 99);
         assert_eq!(innermost(&[5], 0), 5);
+    }
+
+    #[test]
+    fn level_of_the_tree() {
+        // A task two levels below the tree's, seen from a host where the
+        // tree's namespace is level 1.
+        assert_eq!(at(&[4242, 7, 1, 3], 1, 4242), 7);
+        assert_eq!(at(&[4242, 7], 3, 4242), 0);
+        assert_eq!(at(&[], 1, 99), 99);
+    }
+
+    #[test]
+    fn tree_level_ids_of_a_task_in_the_trees_namespace() {
+        let me = std::process::id() as i32;
+        let level = tree_level(me).unwrap();
+        let i = inner_at(me, level).unwrap();
+        assert_eq!(i, inner(me).unwrap());
+        assert!(i.nested.is_empty());
+        assert_eq!(inner_tid_like(me, me, &i).unwrap(), (i.pid, Vec::new()));
+        assert_eq!(children_ns_task(me, &[me]).unwrap(), None);
     }
 
     #[test]
