@@ -288,6 +288,12 @@ pub fn dump_with(opts: &DumpOpts, notify: &dyn scripts::Notify) -> Result<()> {
         ns_ids.cgroups.write(dir)?;
         if let Some(r) = &root_ids {
             objects::ns::dump(opts.pid, r, dir, &opts.ext_mounts)?;
+            if tree.procs[0].inner.pid == 1
+                && objects::ns::foreign(opts.pid)?.contains(&objects::ns::Kind::Pid)
+            {
+                let id = objects::ns::id_in(r, objects::ns::Kind::Pid);
+                objects::ns::pid::dump(&mut tree.procs[0].threads[0].tracee, id, dir)?;
+            }
         }
         files.write(dir)?;
         image::write_image(dir, "pstree.img", magic::PSTREE, &pstree)?;

@@ -399,6 +399,8 @@ pub struct Plan {
     pub ipc: Option<ipc::Images>,
     pub net: Option<net::Images>,
     pub time: Option<pb::TimensEntry>,
+    /// The new pid namespace's `ns_last_pid`.
+    pub pid: Option<pb::PidnsEntry>,
     pub mnt: Option<mnt::Images>,
     /// The cgroup sets of the tasks (`cgroup.img`).
     pub cgroup: Option<cgroup::Restore>,
@@ -426,6 +428,9 @@ impl Plan {
         p.ipc = ipc::read(dir, id(Kind::Ipc))?;
         p.net = net::read(dir, id(Kind::Net))?;
         p.time = time::read(dir, id(Kind::Time))?;
+        if p.new.contains(&Kind::Pid) {
+            p.pid = pid::read(dir, id(Kind::Pid))?;
+        }
         p.mnt = mnt::read(dir, id(Kind::Mnt))?;
         for (k, there) in [
             (Kind::User, p.user.is_some()),
@@ -487,6 +492,10 @@ impl Plan {
     /// The namespaces' state, made from criu (through a helper thread) or
     /// inside the root puppet `t` (host PID `host`) with remote syscalls.
     pub fn fill(&self, host: i32, t: &mut Tracee) -> Result<()> {
+        // Through the criu's /proc the puppet still has.
+        if let Some(e) = &self.pid {
+            pid::restore(t, e)?;
+        }
         // First the cgroup namespace: a cgroup file system mounted in the
         // new mount namespace shows the one it is mounted from.
         if let Some(c) = &self.cgroup {

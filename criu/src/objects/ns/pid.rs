@@ -13,9 +13,106 @@
 //! pstree), which the restore joins with `setns` on a pidfd of it.
 
 use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 
 use super::{Error, Result};
+use crate::image::{self, magic, pb};
 use crate::proc;
+use crate::remote::Tracee;
+
+/// The sysctl of the last PID given out, which answers for the pid
+/// namespace of whoever reads or writes it (not that of the /proc).
+const LAST_PID: &[u8] = b"/proc/sys/kernel/ns_last_pid\0";
+/// Room of the scratch area used here: the path, then the number.
+const LAST_PID_LEN: u64 = 64;
+
+fn file(id: u32) -> String {
+    format!("pidns-{id}.img")
+}
+
+/// Dump half, for a tree rooted at the init of its own pid namespace (id
+/// `id`): its `ns_last_pid`, read inside the init `t` (stopped, with its
+/// syscall instruction found), so that the next task it makes after the
+/// restore gets the PID it would have got. Without a /proc in the init's
+/// root there is nothing to read: the image is written without it.
+pub fn dump(t: &mut Tracee, id: u32, dir: &Path) -> Result<()> {
+    let pid = t.pid();
+    let base = t.map_scratch(None, crate::sys::PAGE_SIZE)?;
+    let read = (|| -> Result<Option<u32>> {
+        let path = t.scratch_put(0, LAST_PID)?;
+        let fd = t.syscall_raw(
+            libc::SYS_openat,
+            &[
+                libc::AT_FDCWD as u64,
+                path,
+                (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
+            ],
+        )?;
+        if fd < 0 {
+            tracing::warn!(
+                pid,
+                "ns_last_pid not kept: the init cannot open /proc/sys/kernel/ns_last_pid: {}",
+                nix::errno::Errno::from_raw(-fd as i32)
+            );
+            return Ok(None);
+        }
+        let n = t.syscall_raw(libc::SYS_read, &[fd as u64, base + LAST_PID_LEN, 32]);
+        t.syscall(libc::SYS_close, &[fd as u64])?;
+        let n = n?;
+        let mut buf = vec![0u8; n.clamp(0, 32) as usize];
+        t.scratch_get(LAST_PID_LEN, &mut buf)?;
+        let text = String::from_utf8_lossy(&buf);
+        text.trim().parse().map(Some).map_err(|_| Error::Mismatch {
+            what: format!("pid {pid}: ns_last_pid read inside it is {text:?}, not a number"),
+        })
+    })();
+    t.unmap_scratch()?;
+    let e = pb::PidnsEntry {
+        ext_key: None,
+        last_pid: read?,
+    };
+    image::write_image(dir, &file(id), magic::PIDNS, [&e])?;
+    Ok(())
+}
+
+pub fn read(dir: &Path, id: u32) -> Result<Option<pb::PidnsEntry>> {
+    if id == 0 || !dir.join(file(id)).exists() {
+        return Ok(None);
+    }
+    Ok(Some(image::read_one(dir, &file(id), magic::PIDNS)?))
+}
+
+/// Restore half: sets `ns_last_pid` of the new pid namespace from inside
+/// its init `t`, before any other task of it is made (they get their
+/// PIDs by `set_tid`, which leaves it alone).
+pub fn restore(t: &mut Tracee, e: &pb::PidnsEntry) -> Result<()> {
+    let Some(last) = e.last_pid else {
+        return Ok(());
+    };
+    let pid = t.pid();
+    let path = t.scratch_put(0, LAST_PID)?;
+    let text = last.to_string();
+    let val = t.scratch_put(LAST_PID_LEN, text.as_bytes())?;
+    let fd = t.syscall(
+        libc::SYS_openat,
+        &[
+            libc::AT_FDCWD as u64,
+            path,
+            (libc::O_WRONLY | libc::O_CLOEXEC) as u64,
+        ],
+    )?;
+    let n = t.syscall_raw(libc::SYS_write, &[fd, val, text.len() as u64]);
+    t.syscall(libc::SYS_close, &[fd])?;
+    let n = n?;
+    if n < 0 {
+        return Err(Error::Sys {
+            pid,
+            what: format!("writing {last} to ns_last_pid of its pid namespace"),
+            errno: nix::errno::Errno::from_raw(-n as i32),
+        });
+    }
+    Ok(())
+}
 
 /// The PIDs of a task as the tree sees them: pid, pgid and sid in the pid
 /// namespace of the tree's root, and its PIDs in the namespaces nested
