@@ -411,7 +411,7 @@ fn runc_options_not_honoured_are_refused_with_a_reason() {
         ..Default::default()
     };
     type Case = (CriuReqType, fn(&mut CriuOpts), &'static str, &'static str);
-    let cases: [Case; 6] = [
+    let cases: [Case; 5] = [
         (
             CriuReqType::Dump,
             |o| {
@@ -444,15 +444,6 @@ fn runc_options_not_honoured_are_refused_with_a_reason() {
             |o| o.manage_cgroups_mode = Some(CriuCgMode::Strict as i32),
             "manage_cgroups_mode STRICT",
             "missing cgroups are not made",
-        ),
-        (
-            CriuReqType::Restore,
-            |o| {
-                o.root = Some("/run/runc/rootfs".into());
-                o.ext_masters = Some(true);
-            },
-            "ext_masters",
-            "made private",
         ),
         (
             CriuReqType::Restore,

@@ -161,6 +161,22 @@ pub struct Common {
     /// rootfs) is made of.
     #[arg(long = "root", short = 'r', global = true, value_name = "DIR")]
     pub root: Option<PathBuf>,
+    /// Dump and restore: an external mount in a peer group shared with
+    /// mounts outside the tree stays shared with them.
+    #[arg(long = "ext-sharing", global = true)]
+    pub ext_sharing: bool,
+    /// Dump and restore: an external mount that is a slave of a mount
+    /// outside the tree stays one.
+    #[arg(long = "ext-masters", global = true)]
+    pub ext_masters: bool,
+}
+
+/// `--ext-sharing` and `--ext-masters`.
+fn ext_prop(c: &Common) -> crate::objects::ns::mnt::ExtPropagation {
+    crate::objects::ns::mnt::ExtPropagation {
+        sharing: c.ext_sharing,
+        masters: c.ext_masters,
+    }
 }
 
 /// The external mounts of `--external mnt[KEY]:VAL` and `--ext-mount-map`.
@@ -660,6 +676,7 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
                 prev_images_dir: c.prev_images_dir.clone(),
                 track_mem: c.track_mem,
                 ext_mounts: ext_mounts(c)?,
+                ext_prop: ext_prop(c),
                 file_validation: file_validation(c).unwrap_or_default(),
                 link_remap: c.link_remap,
             };
@@ -722,6 +739,7 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
                 veths,
                 root: c.root.clone(),
                 ext_mounts: ext_mounts(c)?,
+                ext_prop: ext_prop(c),
                 images_dir: dir,
                 detach: a.restore_detached,
                 shell_job: c.shell_job,

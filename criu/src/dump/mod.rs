@@ -78,6 +78,9 @@ pub struct DumpOpts {
     /// `--external mnt[MOUNTPOINT]:KEY` (RPC `ext_mnt`): mounts recorded
     /// by key, without their contents.
     pub ext_mounts: Vec<objects::ns::mnt::ExtMount>,
+    /// `--ext-sharing`, `--ext-masters`: external mounts may keep their
+    /// propagation with mounts outside the tree.
+    pub ext_prop: objects::ns::mnt::ExtPropagation,
     /// `--file-validation`: what restore will check files against (the
     /// build-ids of ELF files are recorded with `buildid`).
     pub file_validation: objects::files::reg::Validation,
@@ -287,13 +290,7 @@ pub fn dump_with(opts: &DumpOpts, notify: &dyn scripts::Notify) -> Result<()> {
         let root_cg_set = ns_ids.cgroups.set_of(opts.pid, opts.pid)?;
         ns_ids.cgroups.write(dir)?;
         if let Some(r) = &root_ids {
-            objects::ns::dump(opts.pid, r, dir, &opts.ext_mounts)?;
-            if tree.procs[0].inner.pid == 1
-                && objects::ns::foreign(opts.pid)?.contains(&objects::ns::Kind::Pid)
-            {
-                let id = objects::ns::id_in(r, objects::ns::Kind::Pid);
-                objects::ns::pid::dump(&mut tree.procs[0].threads[0].tracee, id, dir)?;
-            }
+            objects::ns::dump(opts.pid, r, dir, &opts.ext_mounts, opts.ext_prop)?;
         }
         files.write(dir)?;
         image::write_image(dir, "pstree.img", magic::PSTREE, &pstree)?;

@@ -305,6 +305,13 @@ pub(super) fn dump_process(
         ..Default::default()
     };
     ns_ids.fill(pid, &mut kobj)?;
+    // The init of a pid namespace of the tree's (its root's, or one nested
+    // below) keeps the namespace's ns_last_pid.
+    if p.inner.nested.last().copied().unwrap_or(p.inner.pid) == 1 {
+        if let Some(id) = kobj.pid_ns_id {
+            ns::pid::dump(&mut p.threads[0].tracee, id, dir)?;
+        }
+    }
     image::write_image(
         dir,
         &format!("fdinfo-{}.img", kobj.files_id),

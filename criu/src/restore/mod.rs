@@ -105,6 +105,9 @@ pub struct RestoreOpts {
     /// `--external mnt[KEY]:PATH` (RPC `ext_mnt`): the host paths of the
     /// external mounts.
     pub ext_mounts: Vec<objects::ns::mnt::ExtMount>,
+    /// `--ext-sharing`, `--ext-masters`: external mounts keep the
+    /// propagation their copies bring from outside, as dumped.
+    pub ext_prop: objects::ns::mnt::ExtPropagation,
     /// `--file-validation`: None compares whatever the dump recorded
     /// (size, build-ids); `filesize` only sizes.
     pub file_validation: Option<objects::files::reg::Validation>,
@@ -139,6 +142,9 @@ pub(crate) struct LiveImages {
     pub mm: pb::MmEntry,
     pub fs: pb::FsEntry,
     pub fdinfo: Vec<pb::FdinfoEntry>,
+    /// The init of a pid namespace nested in the tree's: that namespace's
+    /// `pidns-ID.img`.
+    pub pidns: Option<pb::PidnsEntry>,
 }
 
 impl TaskImages {
@@ -239,6 +245,10 @@ fn load_task(dir: &Path, pstree: pb::PstreeEntry) -> Result<TaskImages> {
         mm: image::read_one(dir, &mm::mm_file(pid), magic::MM)?,
         fs: image::read_one(dir, &format!("fs-{pid}.img"), magic::FS)?,
         fdinfo: image::read_image(dir, &format!("fdinfo-{}.img", ids.files_id), magic::FDINFO)?,
+        pidns: match ids.pid_ns_id {
+            Some(id) if pstree.nested_pids.last() == Some(&1) => objects::ns::pid::read(dir, id)?,
+            _ => None,
+        },
     };
     Ok(TaskImages {
         pstree,
@@ -359,6 +369,7 @@ pub fn restore_with(
     }
     if let Some(m) = plan.mnt.as_mut() {
         m.configure(opts.root.as_deref(), &opts.ext_mounts)?;
+        m.prop = opts.ext_prop;
     }
     info!(root, tasks = tasks.len(), namespaces = ?plan.new, "restoring");
     let chan = task::FdChannel::new(&tasks)?;

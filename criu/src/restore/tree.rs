@@ -262,7 +262,12 @@ impl Puppets {
                     pid,
                     what: "parent has no thread".into(),
                 })?;
-                let child = clone_in(leader, pid, &t.set_pid(), flags)?;
+                let mut child = clone_in(leader, pid, &t.set_pid(), flags)?;
+                // A new pid namespace's ns_last_pid, before anything else
+                // is born in it.
+                if let Some(e) = t.live.as_ref().and_then(|l| l.pidns.as_ref()) {
+                    ns::pid::restore(&mut child, e)?;
+                }
                 let host = child.pid();
                 self.procs.push(PuppetProc {
                     pid,

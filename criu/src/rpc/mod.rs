@@ -454,6 +454,10 @@ impl Conn {
             prev_images_dir: o.parent_img.clone().map(PathBuf::from),
             track_mem: o.track_mem() || pre,
             ext_mounts: ext_mounts(&o),
+            ext_prop: crate::objects::ns::mnt::ExtPropagation {
+                sharing: o.ext_sharing(),
+                masters: o.ext_masters(),
+            },
             link_remap: o.link_remap.unwrap_or(false),
             ..Default::default()
         };
@@ -574,6 +578,10 @@ impl Conn {
             },
             root: o.root.clone().map(PathBuf::from),
             ext_mounts: ext_mounts(&o),
+            ext_prop: crate::objects::ns::mnt::ExtPropagation {
+                sharing: o.ext_sharing(),
+                masters: o.ext_masters(),
+            },
             ..Default::default()
         };
         let rpc = self.notifier();

@@ -76,14 +76,6 @@ pub fn unsupported(o: &CriuOpts, action: Action) -> Vec<String> {
         "auto_ext_mnt (each external mount must be named in ext_mnt)",
         on(o.auto_ext_mnt),
     );
-    flag(
-        "ext_sharing (external mounts are made private)",
-        on(o.ext_sharing),
-    );
-    flag(
-        "ext_masters (external mounts are made private)",
-        on(o.ext_masters),
-    );
     flag("skip_mnt", !o.skip_mnt.is_empty());
     flag("enable_fs", !o.enable_fs.is_empty());
     flag("unix_sk_ino", !o.unix_sk_ino.is_empty());

@@ -12,6 +12,7 @@ pub mod fanotify;
 pub mod fd;
 pub mod fown;
 pub mod kcmp;
+pub mod mount_api;
 pub mod netlink;
 pub mod pagemap_scan;
 pub mod pidfd;

@@ -26,7 +26,7 @@
 //! to or from mounts outside the tree, are refused at dump.
 
 use std::ffi::CString;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Mutex;
@@ -83,6 +83,22 @@ impl ExtMount {
             _ => Err(format!("{s}: mnt[KEY]:VALUE expected")),
         })
     }
+}
+
+/// `--ext-sharing` and `--ext-masters` (RPC `ext_sharing`, `ext_masters`):
+/// whether external mounts may keep propagation with mounts outside the
+/// tree. Without them such a tree is refused at dump, and external mounts
+/// are made private at restore.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExtPropagation {
+    /// A peer group the tree shares with criu's mount namespace, through
+    /// an external mount of it: the restored external mount is a peer of
+    /// the mount it is made of, and the tree's other members join it.
+    pub sharing: bool,
+    /// An external mount that is a slave of a peer group outside the tree:
+    /// the restored one is a slave of the mount it is made of (or of that
+    /// mount's master).
+    pub masters: bool,
 }
 
 /// Runs `f` where paths are as /proc shows the paths of task `pid` to
@@ -286,6 +302,7 @@ pub fn entries(
     theirs: &[MountInfo],
     ours: &[MountInfo],
     ext: &[ExtMount],
+    prop: ExtPropagation,
 ) -> Result<Vec<pb::MntEntry>> {
     let order = tree_order(theirs).ok_or_else(|| Error::Unsupported {
         pid,
@@ -297,19 +314,15 @@ pub fn entries(
         .first()
         .is_some_and(|&r| !ours.iter().any(|o| same_mount(o, &theirs[r])));
     let mut out: Vec<pb::MntEntry> = Vec::with_capacity(theirs.len());
+    // Peer groups shared with criu's mount namespace.
+    let mut outside = Vec::new();
     for (n, &i) in order.iter().enumerate() {
         let m = &theirs[i];
         if let Some(g) = m
             .shared()
             .filter(|&g| ours.iter().any(|o| o.shared() == Some(g)))
         {
-            return Err(Error::Unsupported {
-                pid,
-                what: format!(
-                    "the mount at {} is in peer group {g}, shared with criu's mount namespace: propagation to mounts outside the tree cannot be restored (upstream CRIU: --external mnt[] with --ext-sharing)",
-                    m.mount_point.display()
-                ),
-            });
+            outside.push((g, m.mount_point.to_string_lossy().into_owned()));
         }
         let mountpoint = m.mount_point.to_string_lossy().into_owned();
         let key = (n > 0)
@@ -341,7 +354,22 @@ pub fn entries(
             ..Default::default()
         });
     }
-    propagation(&out).map_err(|what| Error::Unsupported { pid, what })?;
+    // Sharing with mounts outside goes through an external mount of the
+    // group, which the restore makes of a mount of that group.
+    for (g, mp) in &outside {
+        let through = out
+            .iter()
+            .any(|m| m.shared_id == Some(*g) && m.ext_key.is_some());
+        if !prop.sharing || !through {
+            return Err(Error::Unsupported {
+                pid,
+                what: format!(
+                    "the mount at {mp} is in peer group {g}, shared with criu's mount namespace: propagation to mounts outside the tree is restored only through an external mount of that group (--external mnt[MOUNTPOINT]:KEY) with --ext-sharing"
+                ),
+            });
+        }
+    }
+    propagation(&out, prop).map_err(|what| Error::Unsupported { pid, what })?;
     for (m, o) in out.iter().zip(origins(&out)) {
         let fresh_ok = fs_name(m).is_some() && m.root == "/";
         if o == Origin::Fresh && !fresh_ok {
@@ -414,6 +442,12 @@ pub enum Prop {
     SetGroup { from: String, to: String },
 }
 
+/// Whether an entry is an external mount named by a key (made at restore
+/// of a path of criu's).
+fn is_external(m: &pb::MntEntry) -> bool {
+    m.ext_mount == Some(true) && m.ext_key.is_some()
+}
+
 /// Whether entry `a`'s root holds entry `b`'s (same filesystem, `b`'s
 /// root at or below `a`'s): what `MOVE_MOUNT_SET_GROUP` from `a` to `b`
 /// needs.
@@ -428,9 +462,13 @@ fn holds(a: &pb::MntEntry, b: &pb::MntEntry) -> bool {
 /// (by joining that group, then `MS_SLAVE`), then `MS_SHARED`, and the
 /// other members join its group. A slave that is no peer joins its
 /// master group the same way and is made `MS_SLAVE`. Unbindable last.
-pub fn propagation(mounts: &[pb::MntEntry]) -> std::result::Result<Vec<Prop>, String> {
+pub fn propagation(
+    mounts: &[pb::MntEntry],
+    prop: ExtPropagation,
+) -> std::result::Result<Vec<Prop>, String> {
     struct Plan<'a> {
         mounts: &'a [pb::MntEntry],
+        prop: ExtPropagation,
         /// peer group -> its members, in entry order
         groups: Vec<(u32, Vec<usize>)>,
         done: Vec<u32>,
@@ -448,9 +486,14 @@ pub fn propagation(mounts: &[pb::MntEntry]) -> std::result::Result<Vec<Prop>, St
                 .find(|(id, _)| *id == g)
                 .map(|(_, v)| v.as_slice())
                 .unwrap_or_default();
+            // With --ext-sharing an external member leads: it is made of a
+            // mount outside, in the group to join.
+            let external = |&l: &usize| self.prop.sharing && is_external(&self.mounts[l]);
             members
                 .iter()
                 .copied()
+                .filter(external)
+                .chain(members.iter().copied().filter(|l| !external(l)))
                 .find(|&l| {
                     members
                         .iter()
@@ -494,8 +537,17 @@ pub fn propagation(mounts: &[pb::MntEntry]) -> std::result::Result<Vec<Prop>, St
         }
         fn slave(&mut self, x: usize, master: u32) -> std::result::Result<(), String> {
             if !self.groups.iter().any(|(id, _)| *id == master) {
+                if self.prop.masters && is_external(&self.mounts[x]) {
+                    // Made of a mount of the master group, or of one of
+                    // its slaves: a slave of that group once made one.
+                    self.out.push(Prop::Make {
+                        target: self.mp(x),
+                        flag: libc::MS_SLAVE,
+                    });
+                    return Ok(());
+                }
                 return Err(format!(
-                    "the mount at {} is a slave of peer group {master}, which has no mount in the tree's mount namespace: a master outside cannot be restored (upstream CRIU: --external mnt[] with --ext-masters)",
+                    "the mount at {} is a slave of peer group {master}, which has no mount in the tree's mount namespace: a master outside is restored only for an external mount (--external mnt[MOUNTPOINT]:KEY) with --ext-masters",
                     self.mp(x)
                 ));
             }
@@ -523,6 +575,7 @@ pub fn propagation(mounts: &[pb::MntEntry]) -> std::result::Result<Vec<Prop>, St
     }
     let mut p = Plan {
         mounts,
+        prop,
         groups: Vec::new(),
         done: Vec::new(),
         busy: Vec::new(),
@@ -676,9 +729,9 @@ fn own_mounts() -> Result<Vec<MountInfo>> {
 
 /// Dump half: the mounts of the namespace of `pid` (image id `id`), with
 /// the external mounts `ext` (mount point → key), into `dir`.
-pub fn dump(pid: i32, id: u32, dir: &Path, ext: &[ExtMount]) -> Result<()> {
+pub fn dump(pid: i32, id: u32, dir: &Path, ext: &[ExtMount], prop: ExtPropagation) -> Result<()> {
     let theirs = proc::read_mountinfo(pid)?;
-    let e = entries(pid, &theirs, &own_mounts()?, ext)?;
+    let e = entries(pid, &theirs, &own_mounts()?, ext, prop)?;
     for (m, o) in e.iter().zip(origins(&e)) {
         if o == Origin::Fresh && m.fstype == pb::Fstype::Tmpfs as u32 {
             dump_tmpfs(pid, &m.mountpoint, m.root_dev, dir)?;
@@ -699,6 +752,8 @@ pub struct Images {
     pub root: Option<PathBuf>,
     /// `--external mnt[KEY]:PATH`: the host paths of external mounts.
     pub ext: Vec<ExtMount>,
+    /// `--ext-sharing`, `--ext-masters` of the restore.
+    pub prop: ExtPropagation,
 }
 
 impl Images {
@@ -811,6 +866,7 @@ pub fn read(dir: &Path, id: u32) -> Result<Option<Images>> {
         dir: dir.to_path_buf(),
         root: None,
         ext: Vec::new(),
+        prop: ExtPropagation::default(),
     }))
 }
 
@@ -1072,6 +1128,14 @@ pub enum Step {
     },
     /// Unpack the files of entry `entry` (a tmpfs just mounted) at `target`.
     Fill { entry: usize, target: String },
+    /// A copy of criu's mount at `source` (an external mount's path),
+    /// attached at `target`: in `source`'s peer group or a slave of its
+    /// master, as a bind mount of it would be; made private unless `keep`.
+    Attach {
+        source: String,
+        target: String,
+        keep: bool,
+    },
 }
 
 /// The mounts to make for `mounts` (their `origins`), under `prefix`:
@@ -1082,6 +1146,7 @@ pub fn plan(
     mounts: &[pb::MntEntry],
     prefix: &str,
     ext: &[ExtMount],
+    prop: ExtPropagation,
     user: Option<&pb::UsernsEntry>,
 ) -> Result<Vec<Step>> {
     let origins = origins(mounts);
@@ -1099,6 +1164,11 @@ pub fn plan(
         }
     };
     let bind = |from: &str, to: &str| mount(from, to, None, libc::MS_BIND as u32, None);
+    // An external mount keeps the propagation its copy brings from the
+    // outside when that is what it had (and the restore allows it).
+    let kept = |m: &pb::MntEntry| {
+        (prop.sharing && m.shared_id.is_some()) || (prop.masters && m.master_id.is_some())
+    };
     let remount_bind = |to: &str, f: u32| {
         mount(
             "",
@@ -1139,7 +1209,11 @@ pub fn plan(
                             m.mountpoint
                         ),
                     })?;
-                made.push(bind(from, &to));
+                made.push(Step::Attach {
+                    source: from.to_string(),
+                    target: to.clone(),
+                    keep: kept(m),
+                });
                 if per_mount != 0 {
                     flags.push(remount_bind(&to, per_mount));
                 }
@@ -1195,6 +1269,11 @@ pub fn plan(
                     format!("{}/{}", base.trim_end_matches('/'), below.display())
                 };
                 made.push(bind(&from, &to));
+                // a bind of a mount that kept its propagation with the
+                // outside would share it: its own is given at the end
+                if origins[src] == Origin::External && kept(s) {
+                    made.push(mount("", &to, None, libc::MS_PRIVATE as u32, None));
+                }
                 if per_mount != 0 {
                     flags.push(remount_bind(&to, per_mount));
                 }
@@ -1213,7 +1292,8 @@ pub fn plan(
 /// and the puppet's root moved there with `pivot_root`.
 pub fn restore(t: &mut Tracee, i: &Images, user: Option<&pb::UsernsEntry>) -> Result<()> {
     let mounts = &i.mounts;
-    let props = propagation(mounts).map_err(|what| Error::Unsupported { pid: t.pid(), what })?;
+    let props = propagation(&outside_dropped(mounts, i.prop), i.prop)
+        .map_err(|what| Error::Unsupported { pid: t.pid(), what })?;
     remote_mount(t, "", "/", None, libc::MS_REC | libc::MS_PRIVATE, None)?;
     let own_root = has_own_root(mounts);
     let prefix = if own_root {
@@ -1264,7 +1344,7 @@ pub fn restore(t: &mut Tracee, i: &Images, user: Option<&pb::UsernsEntry>) -> Re
         }
         String::new()
     };
-    for step in plan(mounts, &prefix, &i.ext, user)? {
+    for step in plan(mounts, &prefix, &i.ext, i.prop, user)? {
         match step {
             Step::Mount {
                 source,
@@ -1296,6 +1376,11 @@ pub fn restore(t: &mut Tracee, i: &Images, user: Option<&pb::UsernsEntry>) -> Re
             Step::Fill { entry, target } => {
                 restore_tmpfs(t.pid(), &mounts[entry], &target, &i.dir, user)?
             }
+            Step::Attach {
+                source,
+                target,
+                keep,
+            } => attach(t.pid(), &source, &target, keep)?,
         }
     }
     if own_root {
@@ -1318,6 +1403,79 @@ pub fn restore(t: &mut Tracee, i: &Images, user: Option<&pb::UsernsEntry>) -> Re
     // (after pivot_root, which refuses a shared root)
     for p in props {
         apply_prop(t, &p)?;
+    }
+    Ok(())
+}
+
+/// The entries as a restore without `--ext-masters` makes them: an
+/// external mount whose master is outside the tree is private (with a
+/// warning) rather than refused.
+fn outside_dropped(mounts: &[pb::MntEntry], prop: ExtPropagation) -> Vec<pb::MntEntry> {
+    let mut out = mounts.to_vec();
+    if prop.masters {
+        return out;
+    }
+    for m in out.iter_mut().filter(|m| is_external(m)) {
+        let Some(master) = m.master_id else { continue };
+        if !mounts.iter().any(|o| o.shared_id == Some(master)) {
+            tracing::warn!(
+                mountpoint = %m.mountpoint,
+                "external mount dumped as a slave of a mount outside the tree: made private (restore with --ext-masters to keep it a slave)"
+            );
+            m.master_id = None;
+        }
+    }
+    out
+}
+
+/// Attaches a copy of criu's mount at `source` at `target` in the mount
+/// namespace of puppet `pid` (made private unless `keep`): the copy is
+/// made in criu's namespace, where the path was given, and attached by a
+/// helper thread that joined the puppet's.
+fn attach(pid: i32, source: &str, target: &str, keep: bool) -> Result<()> {
+    let copy =
+        crate::sys::mount_api::clone_mount(Path::new(source)).map_err(|errno| Error::Sys {
+            pid,
+            what: format!("copying the mount at {source}, to be attached at {target} (open_tree)"),
+            errno,
+        })?;
+    let what = |step: &str| format!("{step} the copy of the mount at {source} at {target}");
+    let mut attached = super::in_ns(pid, &[super::Kind::Mnt], || {
+        Ok(crate::sys::mount_api::attach(
+            copy.as_fd(),
+            Path::new(target),
+        ))
+    })?;
+    if attached == Err(nix::errno::Errno::ENOENT) {
+        make_mountpoint(pid, Some(source), target)?;
+        tracing::debug!(target, "mount point made");
+        attached = super::in_ns(pid, &[super::Kind::Mnt], || {
+            Ok(crate::sys::mount_api::attach(
+                copy.as_fd(),
+                Path::new(target),
+            ))
+        })?;
+    }
+    attached.map_err(|errno| Error::Sys {
+        pid,
+        what: what("attaching (move_mount)"),
+        errno,
+    })?;
+    if !keep {
+        super::in_ns(pid, &[super::Kind::Mnt], || {
+            nix::mount::mount(
+                None::<&str>,
+                target,
+                None::<&str>,
+                nix::mount::MsFlags::MS_PRIVATE,
+                None::<&str>,
+            )
+            .map_err(|errno| Error::Sys {
+                pid,
+                what: what("making private"),
+                errno,
+            })
+        })?;
     }
     Ok(())
 }
@@ -1387,7 +1545,7 @@ mod tests {
     fn inherited_and_fresh_proc() {
         let ns = "100 99 0:21 / /proc rw,relatime - proc proc rw\n99 98 254:0 / / rw,relatime - ext4 /dev/vda rw\n101 100 0:50 / /proc rw,nosuid,nodev,noexec,relatime - proc proc rw\n";
         // the fresh proc looks like the host's but for its device
-        let e = entries(1, &mi(ns), &mi(HOST), &[]).unwrap();
+        let e = entries(1, &mi(ns), &mi(HOST), &[], ExtPropagation::default()).unwrap();
         assert_eq!(e.len(), 3);
         assert_eq!(e[0].ext_mount, Some(true));
         assert_eq!(e[2].ext_mount, None);
@@ -1402,7 +1560,7 @@ mod tests {
     #[test]
     fn fresh_bind_and_refused_mounts() {
         let ns = "99 98 254:0 / / rw - ext4 /dev/vda rw\n100 99 0:21 / /proc rw - proc proc rw\n102 99 0:60 / /tmp rw - tmpfs tmpfs rw\n103 99 0:60 /sub /mnt ro - tmpfs tmpfs rw\n104 99 254:0 /etc /e rw - ext4 /dev/vda rw\n";
-        let e = entries(1, &mi(ns), &mi(HOST), &[]).unwrap();
+        let e = entries(1, &mi(ns), &mi(HOST), &[], ExtPropagation::default()).unwrap();
         assert_eq!(
             origins(&e),
             [
@@ -1415,16 +1573,22 @@ mod tests {
         );
         assert_eq!(e[3].flags, libc::MS_RDONLY as u32);
         let other_fs = "99 98 254:0 / / rw - ext4 /dev/vda rw\n100 99 0:21 / /proc rw - proc proc rw\n105 99 0:70 / /x rw - fuse.sshfs host:/ rw\n";
-        let why = entries(1, &mi(other_fs), &mi(HOST), &[])
+        let why = entries(1, &mi(other_fs), &mi(HOST), &[], ExtPropagation::default())
             .unwrap_err()
             .to_string();
         assert!(why.contains("/x") && why.contains("fuse.sshfs"), "{why}");
         // a peer group shared with criu's namespace is refused
         let shared = "99 98 254:0 / / rw shared:1 - ext4 /dev/vda rw\n100 99 0:21 / /proc rw - proc proc rw\n";
         let host_shared = HOST.replace("rw,relatime - ext4", "rw,relatime shared:1 - ext4");
-        let why = entries(1, &mi(shared), &mi(&host_shared), &[])
-            .unwrap_err()
-            .to_string();
+        let why = entries(
+            1,
+            &mi(shared),
+            &mi(&host_shared),
+            &[],
+            ExtPropagation::default(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             why.contains("peer group 1") && why.contains("ext-sharing"),
             "{why}"
@@ -1468,7 +1632,14 @@ mod tests {
 
     #[test]
     fn container_tree_order_origins_and_keys() {
-        let e = entries(1, &mi(RUNC), &mi(HOST), &runc_ext()).unwrap();
+        let e = entries(
+            1,
+            &mi(RUNC),
+            &mi(HOST),
+            &runc_ext(),
+            ExtPropagation::default(),
+        )
+        .unwrap();
         let mps: Vec<&str> = e.iter().map(|m| m.mountpoint.as_str()).collect();
         assert_eq!(
             mps,
@@ -1516,7 +1687,7 @@ mod tests {
         assert_eq!(e[1].sb_flags, Some(0));
         // without the key, /proc/keys is a file bind of /dev/null of the
         // container's /dev, and the cgroup mounts cannot be restored
-        let why = entries(1, &mi(RUNC), &mi(HOST), &[])
+        let why = entries(1, &mi(RUNC), &mi(HOST), &[], ExtPropagation::default())
             .unwrap_err()
             .to_string();
         assert!(
@@ -1528,7 +1699,7 @@ mod tests {
             .filter(|l| !l.contains("cgroup cgroup"))
             .map(|l| format!("{l}\n"))
             .collect();
-        let e = entries(1, &mi(&no_cg), &mi(HOST), &[]).unwrap();
+        let e = entries(1, &mi(&no_cg), &mi(HOST), &[], ExtPropagation::default()).unwrap();
         let keys = e.iter().position(|m| m.mountpoint == "/proc/keys").unwrap();
         let dev = e.iter().position(|m| m.mountpoint == "/dev").unwrap();
         assert_eq!(origins(&e)[keys], Origin::Bind(dev));
@@ -1536,11 +1707,25 @@ mod tests {
 
     #[test]
     fn container_plan_mounts_then_fills_then_flags() {
-        let e = entries(1, &mi(RUNC), &mi(HOST), &runc_ext()).unwrap();
+        let e = entries(
+            1,
+            &mi(RUNC),
+            &mi(HOST),
+            &runc_ext(),
+            ExtPropagation::default(),
+        )
+        .unwrap();
         let mut ext = runc_ext();
         // restore: key -> host path
         ext[0].val = "/sys/fs/cgroup/cpu/x".into();
-        let steps = plan(&e, "/run/r/criu-root", &ext, None).unwrap();
+        let steps = plan(
+            &e,
+            "/run/r/criu-root",
+            &ext,
+            ExtPropagation::default(),
+            None,
+        )
+        .unwrap();
         let show: Vec<String> = steps
             .iter()
             .map(|s| match s {
@@ -1556,6 +1741,11 @@ mod tests {
                     data.as_deref().unwrap_or("-")
                 ),
                 Step::Fill { entry, target } => format!("fill {entry} {target}"),
+                Step::Attach {
+                    source,
+                    target,
+                    keep,
+                } => format!("attach {source} {target} keep={keep}"),
             })
             .collect();
         insta::assert_snapshot!(show.join("\n"));
@@ -1567,7 +1757,9 @@ mod tests {
         assert!(steps[first..].iter().all(remount));
         assert!(steps.iter().all(|s| !matches!(s,
             Step::Mount { fs: Some(fs), flags, .. } if fs == "tmpfs" && flags & libc::MS_RDONLY != 0)));
-        let missing = plan(&e, "/r", &[], None).unwrap_err().to_string();
+        let missing = plan(&e, "/r", &[], ExtPropagation::default(), None)
+            .unwrap_err()
+            .to_string();
         assert!(
             missing.contains("/proc/keys") && missing.contains("/dev/null"),
             "{missing}"
@@ -1576,12 +1768,20 @@ mod tests {
 
     #[test]
     fn restore_needs_root_and_keys() {
-        let e = entries(1, &mi(RUNC), &mi(HOST), &runc_ext()).unwrap();
+        let e = entries(
+            1,
+            &mi(RUNC),
+            &mi(HOST),
+            &runc_ext(),
+            ExtPropagation::default(),
+        )
+        .unwrap();
         let mut i = Images {
             mounts: e,
             dir: PathBuf::from("/nonexistent"),
             root: None,
             ext: Vec::new(),
+            prop: ExtPropagation::default(),
         };
         let why = i.configure(None, &runc_ext()).unwrap_err().to_string();
         assert!(why.contains("--root"), "{why}");
@@ -1657,14 +1857,14 @@ mod tests {
 
     #[test]
     fn propagation_peers_slaves_unbindable() {
-        let e = entries(1, &mi(PROP_NS), &mi(HOST), &[]).unwrap();
+        let e = entries(1, &mi(PROP_NS), &mi(HOST), &[], ExtPropagation::default()).unwrap();
         let m = e.iter().find(|m| m.mountpoint == "/q").unwrap();
         assert_eq!((m.shared_id, m.master_id), (Some(7), Some(5)));
         let u = e.iter().find(|m| m.mountpoint == "/u").unwrap();
         assert_eq!(u.flags & PROPAGATION, libc::MS_UNBINDABLE as u32);
         assert_eq!(u.shared_id, None);
         assert_eq!(
-            show_props(&propagation(&e).unwrap()),
+            show_props(&propagation(&e, ExtPropagation::default()).unwrap()),
             [
                 "shared /m",
                 "join /p to /m",
@@ -1682,14 +1882,18 @@ mod tests {
             ]
         );
         // unbindable is no per-mount flag of the remounts
-        let steps = plan(&e, "", &[], None).unwrap();
+        let steps = plan(&e, "", &[], ExtPropagation::default(), None).unwrap();
         assert!(steps.iter().all(|s| !matches!(s,
             Step::Mount { flags, .. } if *flags & u64::from(PROPAGATION) != 0)));
     }
 
     #[test]
     fn propagation_refusals_name_the_mount() {
-        let why = |ns: &str| entries(1, &mi(ns), &mi(HOST), &[]).unwrap_err().to_string();
+        let why = |ns: &str| {
+            entries(1, &mi(ns), &mi(HOST), &[], ExtPropagation::default())
+                .unwrap_err()
+                .to_string()
+        };
         let base = "99 98 254:0 / / rw - ext4 /dev/vda rw\n";
         let outside = format!("{base}110 99 0:60 / /s rw master:9 - tmpfs t rw\n");
         let w = why(&outside);

@@ -285,6 +285,7 @@ pub fn dump(
     ids: &pb::TaskKobjIdsEntry,
     dir: &Path,
     ext_mounts: &[mnt::ExtMount],
+    ext_prop: mnt::ExtPropagation,
 ) -> Result<()> {
     let foreign = check_root(root)?;
     let has = |k: Kind| foreign.contains(&k);
@@ -309,7 +310,7 @@ pub fn dump(
         time::dump(root, 0, dir)?;
     }
     if has(Kind::Mnt) {
-        mnt::dump(root, id_in(ids, Kind::Mnt), dir, ext_mounts)?;
+        mnt::dump(root, id_in(ids, Kind::Mnt), dir, ext_mounts, ext_prop)?;
     }
     Ok(())
 }

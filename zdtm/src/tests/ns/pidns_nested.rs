@@ -21,6 +21,11 @@ const SIBLING_UP: usize = 8;
 /// The unsharer's other children in the namespace are done: its init may
 /// go (all of the namespace dies with it).
 const OTHERS_DONE: usize = 9;
+const MEMBER_PID: usize = 10;
+const ZOMBIE_PID: usize = 11;
+const SIBLING_PID: usize = 12;
+/// The PIDs given out in the nested namespace before the dump.
+const NESTED_PIDS: [usize; 5] = [GRANDCHILD_PID, MEMBER_PID, THREAD_TID, ZOMBIE_PID, SIBLING_PID];
 
 /// The `NSpid` levels of a task, as /proc/PID/status shows them.
 fn ns_pids(pid: nix::unistd::Pid) -> Result<Vec<i32>> {
@@ -54,6 +59,7 @@ fn grandchild(page: &SharedPage) -> Result<()> {
         ensure!(nix::unistd::getppid().as_raw() == me, "the member's parent is no longer {me}");
         Ok(())
     })?;
+    page.word(MEMBER_PID).store(member.pid.as_raw() as u32, Ordering::SeqCst);
     std::thread::scope(|s| -> Result<()> {
         let th = s.spawn(|| -> Result<()> {
             sync::set_and_wake(page.word(THREAD_TID), nix::unistd::gettid().as_raw() as u32)?;
@@ -82,6 +88,7 @@ fn nested_init(page: &SharedPage) -> Result<()> {
     page.word(GRANDCHILD_PID).store(gc.pid.as_raw() as u32, Ordering::SeqCst);
     // A zombie of the nested namespace, reaped only after the restore.
     let zombie = fork_child(|| sys::exit_now(7))?;
+    page.word(ZOMBIE_PID).store(zombie.pid.as_raw() as u32, Ordering::SeqCst);
     // /proc is the outer namespace's: wait for the death without reaping.
     nix::sys::wait::waitid(
         nix::sys::wait::Id::Pid(zombie.pid),
@@ -114,6 +121,7 @@ fn unsharer(page: &SharedPage) -> Result<()> {
     let sibling = fork_child(|| {
         let me = nix::unistd::getpid().as_raw();
         ensure!(me > 1, "the unsharer's second child is PID {me} of the nested namespace");
+        page.word(SIBLING_PID).store(me as u32, Ordering::SeqCst);
         sync::set_and_wake(page.word(SIBLING_UP), 1)?;
         sync::wait_until(page.word(GO), |v| v != 0)?;
         let after = nix::unistd::getpid().as_raw();
@@ -138,13 +146,13 @@ fn unsharer(page: &SharedPage) -> Result<()> {
         ensure!(children == inside, "the unsharer's children are now born in {children:?}, not in the nested {inside:?}");
         let own = pid_ns("/proc/self/ns/pid")?;
         ensure!(own != inside, "the unsharer itself moved into the nested pid namespace");
-        let late = fork_child(|| {
-            let me = nix::unistd::getpid().as_raw();
-            ensure!(me > 2, "a task born after restore in the nested namespace got PID {me}");
-            Ok(())
-        })?;
+        let late = fork_child(|| Ok(()))?;
         let levels = ns_pids(late.pid)?;
         ensure!(levels.len() == before.len(), "a child made after restore has NSpid {levels:?}, not as deep as the nested init's {before:?}");
+        // The nested namespace's ns_last_pid is what it was.
+        let last = NESTED_PIDS.iter().map(|&w| page.word(w).load(Ordering::SeqCst) as i32).max().unwrap_or(0);
+        let got = levels.last().copied().unwrap_or(0);
+        ensure!(got == last + 1, "the first child born in the nested namespace after restore is PID {got} there, not {} (the last given out before the dump + 1)", last + 1);
         late.wait_ok().context("the child born after restore")
     })();
     sync::set_and_wake(page.word(OTHERS_DONE), 1)?;
