@@ -35,23 +35,7 @@ fn restore(dir: &Path) -> (Output, Option<i32>) {
 }
 
 fn restore_with(dir: &Path, extra: &[&str]) -> (Output, Option<i32>) {
-    let d = dir.to_str().unwrap();
-    let pidfile = dir.join("restored.pid");
-    let mut args = vec![
-        "restore",
-        "-D",
-        d,
-        "-o",
-        "restore.log",
-        "-v4",
-        "-d",
-        "--pidfile",
-        pidfile.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let out = criu(&args);
-    let pid = read(&pidfile).trim().parse().ok();
-    (out, pid)
+    support::restore_detached(dir, extra)
 }
 
 /// A victim counting in `mode` (`loop` or `unsupported`) under `dir`, once

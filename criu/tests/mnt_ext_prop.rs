@@ -179,29 +179,13 @@ fn external_mounts_keep_sharing_and_masters_with_the_options() {
     let _ = g.shell.take().unwrap().wait();
 
     let restore = |extra: &[&str]| -> String {
-        let pidfile = img.join("restored.pid");
-        let _ = std::fs::remove_file(&pidfile);
         let ka = format!("mnt[ka]:{}", a.display());
         let kb = format!("mnt[kb]:{}", b.display());
-        let mut args = vec![
-            "restore",
-            "-D",
-            img.to_str().unwrap(),
-            "-o",
-            "restore.log",
-            "-v4",
-            "-d",
-            "--pidfile",
-            pidfile.to_str().unwrap(),
-            "--external",
-            &ka,
-            "--external",
-            &kb,
-        ];
+        let mut args = vec!["--external", &ka, "--external", &kb];
         args.extend(extra);
-        let o = criu(&args);
+        let (o, pid) = support::restore_detached(&img, &args);
         assert_criu_ok(&o, &img, "restore", "restore.log");
-        read(&pidfile).trim().to_string()
+        pid.expect("restored pid").to_string()
     };
     // Without the options the external mounts keep nothing with the
     // outside: a is shared only within a group of its own, b is no slave.

@@ -141,20 +141,9 @@ fn pre_dump_then_dump_writes_only_changed_pages_and_restores_every_byte() {
     }
 
     // Every byte comes back, from both image sets.
-    let pidfile = img.join("restored.pid");
-    let o = criu(&[
-        "restore",
-        "-D",
-        img.to_str().unwrap(),
-        "-o",
-        "restore.log",
-        "-v4",
-        "-d",
-        "--pidfile",
-        pidfile.to_str().unwrap(),
-    ]);
+    let (o, restored) = support::restore_detached(&img, &[]);
     assert_criu_ok(&o, &img, "restore", "restore.log");
-    assert_eq!(read(&pidfile).trim(), pid_s);
+    assert_eq!(restored, Some(pid));
     assert_eq!(uffd_fds(pid), 0, "the tracking fd came back");
     signal_and_wait(pid, Signal::SIGUSR1, &out, "ok 2");
     finish(pid);

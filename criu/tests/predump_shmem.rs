@@ -174,15 +174,7 @@ fn shared_memory_pages_unchanged_since_the_pre_dump_are_left_to_it() {
         // And the restore takes them (the child then dies with its parent,
         // criu, by its PR_SET_PDEATHSIG: the zdtm test memory/predump_shmem
         // checks a running restored tree).
-        let o = criu(&[
-            "restore",
-            "-D",
-            img.to_str().unwrap(),
-            "-o",
-            "restore.log",
-            "-v4",
-            "-d",
-        ]);
+        let (o, _) = support::restore_detached(&img, &[]);
         assert_criu_ok(&o, &img, "restore", "restore.log");
         finish(pid);
         if !(tracked && written == PAGES) {

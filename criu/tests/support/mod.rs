@@ -70,6 +70,29 @@ pub fn criu(args: &[&str]) -> Output {
         .expect("run criu")
 }
 
+/// `criu restore -d` of the images in `dir` (log `restore.log` there, at
+/// -v4) with `extra` options; its output, and the restored root's PID
+/// from the pidfile when it wrote one.
+pub fn restore_detached(dir: &Path, extra: &[&str]) -> (Output, Option<i32>) {
+    let pidfile = dir.join("restored.pid");
+    let _ = std::fs::remove_file(&pidfile);
+    let mut args = vec![
+        "restore",
+        "-D",
+        dir.to_str().expect("images dir is UTF-8"),
+        "-o",
+        "restore.log",
+        "-v4",
+        "-d",
+        "--pidfile",
+        pidfile.to_str().expect("pidfile is UTF-8"),
+    ];
+    args.extend_from_slice(extra);
+    let out = criu(&args);
+    let pid = read(&pidfile).trim().parse().ok();
+    (out, pid)
+}
+
 /// Fails the test unless criu's `what` succeeded, showing its stderr and
 /// its log `log` in `images`.
 pub fn assert_criu_ok(o: &Output, images: &Path, what: &str, log: &str) {

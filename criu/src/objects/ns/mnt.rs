@@ -1614,6 +1614,18 @@ mod tests {
 51 71 0:47 / /sys/firmware ro,relatime - tmpfs tmpfs ro
 ";
 
+    /// The entries of runc's container, with its external mounts.
+    fn runc_entries() -> Vec<pb::MntEntry> {
+        entries(
+            1,
+            &mi(RUNC),
+            &mi(HOST),
+            &runc_ext(),
+            ExtPropagation::default(),
+        )
+        .unwrap()
+    }
+
     fn runc_ext() -> Vec<ExtMount> {
         [
             ("/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu"),
@@ -1632,14 +1644,7 @@ mod tests {
 
     #[test]
     fn container_tree_order_origins_and_keys() {
-        let e = entries(
-            1,
-            &mi(RUNC),
-            &mi(HOST),
-            &runc_ext(),
-            ExtPropagation::default(),
-        )
-        .unwrap();
+        let e = runc_entries();
         let mps: Vec<&str> = e.iter().map(|m| m.mountpoint.as_str()).collect();
         assert_eq!(
             mps,
@@ -1707,14 +1712,7 @@ mod tests {
 
     #[test]
     fn container_plan_mounts_then_fills_then_flags() {
-        let e = entries(
-            1,
-            &mi(RUNC),
-            &mi(HOST),
-            &runc_ext(),
-            ExtPropagation::default(),
-        )
-        .unwrap();
+        let e = runc_entries();
         let mut ext = runc_ext();
         // restore: key -> host path
         ext[0].val = "/sys/fs/cgroup/cpu/x".into();
@@ -1768,14 +1766,7 @@ mod tests {
 
     #[test]
     fn restore_needs_root_and_keys() {
-        let e = entries(
-            1,
-            &mi(RUNC),
-            &mi(HOST),
-            &runc_ext(),
-            ExtPropagation::default(),
-        )
-        .unwrap();
+        let e = runc_entries();
         let mut i = Images {
             mounts: e,
             dir: PathBuf::from("/nonexistent"),

@@ -39,15 +39,7 @@ pub fn dump(t: &mut Tracee, id: u32, dir: &Path) -> Result<()> {
     let pid = t.pid();
     let base = t.map_scratch(None, crate::sys::PAGE_SIZE)?;
     let read = (|| -> Result<Option<u32>> {
-        let path = t.scratch_put(0, LAST_PID)?;
-        let fd = t.syscall_raw(
-            libc::SYS_openat,
-            &[
-                libc::AT_FDCWD as u64,
-                path,
-                (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
-            ],
-        )?;
+        let fd = open_last_pid(t, libc::O_RDONLY)?;
         if fd < 0 {
             tracing::warn!(
                 pid,
@@ -75,6 +67,21 @@ pub fn dump(t: &mut Tracee, id: u32, dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Opens the `ns_last_pid` sysctl inside `t` (path at the start of its
+/// scratch area) with `flags`; the raw result (a negative errno on
+/// failure).
+fn open_last_pid(t: &mut Tracee, flags: i32) -> Result<i64> {
+    let path = t.scratch_put(0, LAST_PID)?;
+    Ok(t.syscall_raw(
+        libc::SYS_openat,
+        &[
+            libc::AT_FDCWD as u64,
+            path,
+            (flags | libc::O_CLOEXEC) as u64,
+        ],
+    )?)
+}
+
 pub fn read(dir: &Path, id: u32) -> Result<Option<pb::PidnsEntry>> {
     if id == 0 || !dir.join(file(id)).exists() {
         return Ok(None);
@@ -90,17 +97,17 @@ pub fn restore(t: &mut Tracee, e: &pb::PidnsEntry) -> Result<()> {
         return Ok(());
     };
     let pid = t.pid();
-    let path = t.scratch_put(0, LAST_PID)?;
     let text = last.to_string();
     let val = t.scratch_put(LAST_PID_LEN, text.as_bytes())?;
-    let fd = t.syscall(
-        libc::SYS_openat,
-        &[
-            libc::AT_FDCWD as u64,
-            path,
-            (libc::O_WRONLY | libc::O_CLOEXEC) as u64,
-        ],
-    )?;
+    let fd = open_last_pid(t, libc::O_WRONLY)?;
+    if fd < 0 {
+        return Err(Error::Sys {
+            pid,
+            what: "opening /proc/sys/kernel/ns_last_pid of its pid namespace".into(),
+            errno: nix::errno::Errno::from_raw(-fd as i32),
+        });
+    }
+    let fd = fd as u64;
     let n = t.syscall_raw(libc::SYS_write, &[fd, val, text.len() as u64]);
     t.syscall(libc::SYS_close, &[fd])?;
     let n = n?;
