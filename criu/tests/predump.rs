@@ -50,6 +50,34 @@ fn uffd_fds(pid: i32) -> usize {
         .unwrap_or(0)
 }
 
+/// A `touch` victim of `mib` MiB, ready, in a fresh temp dir (the test
+/// made a child subreaper, for the restored victim): the dir, the child,
+/// its PID and its state file.
+fn start(
+    mib: u64,
+) -> (
+    tempfile::TempDir,
+    std::process::Child,
+    i32,
+    std::path::PathBuf,
+) {
+    subreaper();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("state");
+    let child = spawn(&["touch", &mib.to_string(), out.to_str().unwrap()]);
+    let pid = child.id() as i32;
+    wait_for("the pattern", || read(&out).starts_with("ready"));
+    (tmp, child, pid, out)
+}
+
+/// Restores `img`: the victim is back as `pid`, without the tracking fd.
+fn restore_ok(img: &Path, pid: i32) {
+    let (o, restored) = restore_detached(img, &[]);
+    assert_criu_ok(&o, img, "restore", "restore.log");
+    assert_eq!(restored, Some(pid));
+    assert_eq!(uffd_fds(pid), 0, "the tracking fd came back");
+}
+
 fn signal_and_wait(pid: i32, sig: Signal, out: &Path, want: &str) {
     kill(Pid::from_raw(pid), sig).unwrap();
     wait_for(want, || {
@@ -61,33 +89,11 @@ fn signal_and_wait(pid: i32, sig: Signal, out: &Path, want: &str) {
 #[test]
 #[serial]
 fn pre_dump_then_dump_writes_only_changed_pages_and_restores_every_byte() {
-    nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("state");
-    let mut child = Command::new(VICTIM)
-        .args(["touch", &MIB.to_string(), out.to_str().unwrap()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn victim");
-    let pid = child.id() as i32;
-    let pid_s = pid.to_string();
-    wait_for("the pattern", || read(&out).starts_with("ready"));
+    let (tmp, mut child, pid, out) = start(MIB);
 
     // Pre-dump: the victim runs on, with the tracking fd left in it.
     let pre = tmp.path().join("pre");
-    let o = criu(&[
-        "pre-dump",
-        "-t",
-        &pid_s,
-        "-D",
-        pre.to_str().unwrap(),
-        "-o",
-        "pre-dump.log",
-        "-v4",
-    ]);
-    assert_criu_ok(&o, &pre, "pre-dump", "pre-dump.log");
+    criu_on_ok("pre-dump", pid, &pre, &[]);
     assert!(pre.join(format!("uffd-track-{pid}.img")).exists());
     let full = pages_bytes(&pre);
     assert!(
@@ -100,21 +106,12 @@ fn pre_dump_then_dump_writes_only_changed_pages_and_restores_every_byte() {
     // Change some memory, then the dump proper.
     signal_and_wait(pid, Signal::SIGUSR2, &out, "touched 1");
     let img = tmp.path().join("img");
-    std::fs::create_dir(&img).unwrap();
-    let o = criu(&[
+    criu_on_ok(
         "dump",
-        "-t",
-        &pid_s,
-        "-D",
-        img.to_str().unwrap(),
-        "-o",
-        "dump.log",
-        "-v4",
-        "--prev-images-dir",
-        "../pre",
-        "--track-mem",
-    ]);
-    assert_criu_ok(&o, &img, "dump", "dump.log");
+        pid,
+        &img,
+        &["--prev-images-dir", "../pre", "--track-mem"],
+    );
     child.wait().unwrap();
     assert_eq!(
         std::fs::read_link(img.join("parent")).unwrap(),
@@ -141,10 +138,7 @@ fn pre_dump_then_dump_writes_only_changed_pages_and_restores_every_byte() {
     }
 
     // Every byte comes back, from both image sets.
-    let (o, restored) = support::restore_detached(&img, &[]);
-    assert_criu_ok(&o, &img, "restore", "restore.log");
-    assert_eq!(restored, Some(pid));
-    assert_eq!(uffd_fds(pid), 0, "the tracking fd came back");
+    restore_ok(&img, pid);
     signal_and_wait(pid, Signal::SIGUSR1, &out, "ok 2");
     finish(pid);
 }
@@ -152,61 +146,17 @@ fn pre_dump_then_dump_writes_only_changed_pages_and_restores_every_byte() {
 #[test]
 #[serial]
 fn dump_without_track_mem_writes_everything_and_drops_the_tracking_fd() {
-    nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("state");
-    let mut child = Command::new(VICTIM)
-        .args(["touch", "8", out.to_str().unwrap()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn victim");
-    let pid = child.id() as i32;
-    let pid_s = pid.to_string();
-    wait_for("the pattern", || read(&out).starts_with("ready"));
+    let (tmp, mut child, pid, out) = start(8);
     let pre = tmp.path().join("pre");
-    let o = criu(&[
-        "pre-dump",
-        "-t",
-        &pid_s,
-        "-D",
-        pre.to_str().unwrap(),
-        "-o",
-        "pre-dump.log",
-    ]);
-    assert_criu_ok(&o, &pre, "pre-dump", "pre-dump.log");
+    criu_on_ok("pre-dump", pid, &pre, &[]);
     signal_and_wait(pid, Signal::SIGUSR2, &out, "touched 1");
     let img = tmp.path().join("img");
-    let o = criu(&[
-        "dump",
-        "-t",
-        &pid_s,
-        "-D",
-        img.to_str().unwrap(),
-        "-o",
-        "dump.log",
-        "--prev-images-dir",
-        "../pre",
-    ]);
-    assert_criu_ok(&o, &img, "dump", "dump.log");
+    criu_on_ok("dump", pid, &img, &["--prev-images-dir", "../pre"]);
     child.wait().unwrap();
     let (written, parent) = stats(&img);
     assert_eq!(parent, 0);
     assert!(written >= (8 << 20) / 4096);
-    let pidfile = img.join("restored.pid");
-    let o = criu(&[
-        "restore",
-        "-D",
-        img.to_str().unwrap(),
-        "-o",
-        "restore.log",
-        "-d",
-        "--pidfile",
-        pidfile.to_str().unwrap(),
-    ]);
-    assert_criu_ok(&o, &img, "restore", "restore.log");
-    assert_eq!(uffd_fds(pid), 0);
+    restore_ok(&img, pid);
     signal_and_wait(pid, Signal::SIGUSR1, &out, "ok 1");
     finish(pid);
 }
@@ -217,68 +167,22 @@ fn dump_without_track_mem_writes_everything_and_drops_the_tracking_fd() {
 #[test]
 #[serial]
 fn plain_dump_after_a_pre_dump_drops_the_tracking_fd() {
-    nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("state");
-    let mut child = Command::new(VICTIM)
-        .args(["touch", "8", out.to_str().unwrap()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn victim");
-    let pid = child.id() as i32;
-    let pid_s = pid.to_string();
-    wait_for("the pattern", || read(&out).starts_with("ready"));
+    let (tmp, mut child, pid, out) = start(8);
     let pre = tmp.path().join("pre");
-    let o = criu(&[
-        "pre-dump",
-        "-t",
-        &pid_s,
-        "-D",
-        pre.to_str().unwrap(),
-        "-o",
-        "pre-dump.log",
-        "-v4",
-    ]);
-    assert_criu_ok(&o, &pre, "pre-dump", "pre-dump.log");
+    criu_on_ok("pre-dump", pid, &pre, &[]);
     let tracked = uffd_fds(pid);
     eprintln!("tracking fds left in the victim: {tracked}");
     signal_and_wait(pid, Signal::SIGUSR2, &out, "touched 1");
     // Another directory, no --prev-images-dir: criu cannot read the
     // pre-dump's record of the fd.
     let img = tmp.path().join("img");
-    let o = criu(&[
-        "dump",
-        "-t",
-        &pid_s,
-        "-D",
-        img.to_str().unwrap(),
-        "-o",
-        "dump.log",
-        "-v4",
-    ]);
-    assert_criu_ok(&o, &img, "dump", "dump.log");
+    criu_on_ok("dump", pid, &img, &[]);
     child.wait().unwrap();
     assert!(!img.join("parent").exists());
     let (written, parent) = stats(&img);
     assert_eq!(parent, 0);
     assert!(written >= (8 << 20) / 4096, "{written} pages written");
-    let pidfile = img.join("restored.pid");
-    let o = criu(&[
-        "restore",
-        "-D",
-        img.to_str().unwrap(),
-        "-o",
-        "restore.log",
-        "-v4",
-        "-d",
-        "--pidfile",
-        pidfile.to_str().unwrap(),
-    ]);
-    assert_criu_ok(&o, &img, "restore", "restore.log");
-    assert_eq!(read(&pidfile).trim(), pid_s);
-    assert_eq!(uffd_fds(pid), 0, "the tracking fd came back");
+    restore_ok(&img, pid);
     // Memory as the victim last wrote it (the pattern after one touch).
     signal_and_wait(pid, Signal::SIGUSR1, &out, "ok 1");
     finish(pid);
@@ -324,18 +228,7 @@ fn swrk(req: &criu::rpc::pb::CriuReq) -> criu::rpc::pb::CriuResp {
 fn pre_dump_and_dump_over_rpc() {
     use criu::rpc::pb::{CriuOpts, CriuReq, CriuReqType};
     use std::os::fd::AsRawFd;
-    nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("state");
-    let mut child = Command::new(VICTIM)
-        .args(["touch", "8", out.to_str().unwrap()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn victim");
-    let pid = child.id() as i32;
-    wait_for("the pattern", || read(&out).starts_with("ready"));
+    let (tmp, mut child, pid, out) = start(8);
     let (pre, img) = (tmp.path().join("pre"), tmp.path().join("img"));
     std::fs::create_dir(&pre).unwrap();
     std::fs::create_dir(&img).unwrap();
@@ -379,18 +272,9 @@ fn pre_dump_and_dump_over_rpc() {
         assert!(parent > 0, "nothing left to the parent");
         assert!(written < (8 << 20) / 4096 / 4, "{written} pages written");
     }
-    let pidfile = img.join("restored.pid");
-    let o = criu(&[
-        "restore",
-        "-D",
-        img.to_str().unwrap(),
-        "-o",
-        "restore.log",
-        "-d",
-        "--pidfile",
-        pidfile.to_str().unwrap(),
-    ]);
+    let (o, restored) = restore_detached(&img, &[]);
     assert_criu_ok(&o, &img, "restore", "restore.log");
+    assert_eq!(restored, Some(pid));
     signal_and_wait(pid, Signal::SIGUSR1, &out, "ok 1");
     finish(pid);
 }

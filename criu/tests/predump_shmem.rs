@@ -84,21 +84,10 @@ fn shared_memory_pages_unchanged_since_the_pre_dump_are_left_to_it() {
         }])
         .expect("spawn the child");
         let (pid, base) = (c.pid, c.bases[0]);
-        let pid_s = pid.to_string();
         let tmp = tempfile::tempdir().unwrap();
 
         let pre = tmp.path().join("pre");
-        let o = criu(&[
-            "pre-dump",
-            "-t",
-            &pid_s,
-            "-D",
-            pre.to_str().unwrap(),
-            "-o",
-            "pre-dump.log",
-            "-v4",
-        ]);
-        assert_criu_ok(&o, &pre, "pre-dump", "pre-dump.log");
+        criu_on_ok("pre-dump", pid, &pre, &[]);
         let (pre_written, _) = shmem_stats(&pre);
         assert_eq!(pre_written, PAGES, "the pre-dump writes the whole area");
         let track: Vec<criu::image::pb::MmTrackEntry> = criu::image::read_image(
@@ -127,21 +116,12 @@ fn shared_memory_pages_unchanged_since_the_pre_dump_are_left_to_it() {
         }
 
         let img = tmp.path().join("img");
-        std::fs::create_dir(&img).unwrap();
-        let o = criu(&[
+        criu_on_ok(
             "dump",
-            "-t",
-            &pid_s,
-            "-D",
-            img.to_str().unwrap(),
-            "-o",
-            "dump.log",
-            "-v4",
-            "--prev-images-dir",
-            "../pre",
-            "--track-mem",
-        ]);
-        assert_criu_ok(&o, &img, "dump", "dump.log");
+            pid,
+            &img,
+            &["--prev-images-dir", "../pre", "--track-mem"],
+        );
         finish(pid);
         let (written, parent) = shmem_stats(&img);
         eprintln!("shared memory: {written} pages written, {parent} left to the parent");

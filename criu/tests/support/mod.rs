@@ -70,6 +70,25 @@ pub fn criu(args: &[&str]) -> Output {
         .expect("run criu")
 }
 
+/// `criu CMD -t PID -D DIR -o CMD.log -v4 EXTRA` (CMD `pre-dump` or
+/// `dump`), which must succeed; DIR is made when missing.
+pub fn criu_on_ok(cmd: &str, pid: i32, dir: &Path, extra: &[&str]) {
+    std::fs::create_dir_all(dir).expect("images dir");
+    let (pid, log) = (pid.to_string(), format!("{cmd}.log"));
+    let mut args = vec![
+        cmd,
+        "-t",
+        &pid,
+        "-D",
+        dir.to_str().expect("images dir is UTF-8"),
+        "-o",
+        &log,
+        "-v4",
+    ];
+    args.extend_from_slice(extra);
+    assert_criu_ok(&criu(&args), dir, cmd, &log);
+}
+
 /// `criu restore -d` of the images in `dir` (log `restore.log` there, at
 /// -v4) with `extra` options; its output, and the restored root's PID
 /// from the pidfile when it wrote one.
