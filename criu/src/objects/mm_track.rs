@@ -422,14 +422,30 @@ impl Incremental {
     /// were write-protected, or not present (swapped, or a marker); `None`
     /// when the mapping is not (or no longer) tracked.
     fn must_copy(&mut self, start: u64, end: u64) -> Result<Option<Vec<(u64, u64)>>> {
-        if self.regions.is_empty() {
-            self.regions = vec![PageRegion::default(); 1024];
-        }
         let q = Query {
             any: PAGE_IS_WRITTEN | PAGE_IS_SWAPPED,
             returned: PAGE_IS_WRITTEN | PAGE_IS_SWAPPED,
             ..Query::default()
         };
+        self.scan_runs(start, end, &q, || {
+            format!("PAGEMAP_SCAN for written pages of {start:#x}-{end:#x}")
+        })
+    }
+
+    /// The pages of `[start, end)` matching `q`, as runs `(addr, pages)`;
+    /// `None` when the kernel cannot answer for the range (not tracked
+    /// with write-protection: the caller then copies it whole). `what`
+    /// names the scan in errors.
+    fn scan_runs(
+        &mut self,
+        start: u64,
+        end: u64,
+        q: &Query,
+        what: impl Fn() -> String,
+    ) -> Result<Option<Vec<(u64, u64)>>> {
+        if self.regions.is_empty() {
+            self.regions = vec![PageRegion::default(); 1024];
+        }
         let mut out: Vec<(u64, u64)> = Vec::new();
         let mut at = start;
         while at < end {
@@ -437,17 +453,20 @@ impl Incremental {
                 &self.pagemap,
                 at,
                 end,
-                &q,
+                q,
                 &mut self.regions,
                 pagemap_scan::PM_SCAN_CHECK_WPASYNC,
             );
             let (n, walk_end) = match r {
                 Ok(x) => x,
-                Err(Errno::EPERM) | Err(Errno::ENOTTY) | Err(Errno::EINVAL) => return Ok(None),
+                Err(errno @ (Errno::EPERM | Errno::ENOTTY | Errno::EINVAL)) => {
+                    debug!(pid = self.pid, "{}: {errno}: taken as untracked", what());
+                    return Ok(None);
+                }
                 Err(errno) => {
                     return Err(Error::Sys {
                         pid: self.pid,
-                        what: format!("PAGEMAP_SCAN for written pages of {start:#x}-{end:#x}"),
+                        what: what(),
                         errno,
                     })
                 }
@@ -501,55 +520,15 @@ impl Incremental {
             );
             return Ok(None);
         }
-        if self.regions.is_empty() {
-            self.regions = vec![PageRegion::default(); 1024];
-        }
         let q = Query {
             inverted: PAGE_IS_WRITTEN,
             all: PAGE_IS_WRITTEN,
             any: PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
             returned: PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
         };
-        let mut out: Vec<(u64, u64)> = Vec::new();
-        let mut at = start;
-        while at < end {
-            let r = pagemap_scan::scan_flags(
-                &self.pagemap,
-                at,
-                end,
-                &q,
-                &mut self.regions,
-                pagemap_scan::PM_SCAN_CHECK_WPASYNC,
-            );
-            let (n, walk_end) = match r {
-                Ok(x) => x,
-                Err(Errno::EPERM) | Err(Errno::ENOTTY) | Err(Errno::EINVAL) => return Ok(None),
-                Err(errno) => {
-                    return Err(Error::Sys {
-                        pid: self.pid,
-                        what: format!(
-                            "PAGEMAP_SCAN for clean pages of shared memory {shmid} at {start:#x}-{end:#x}"
-                        ),
-                        errno,
-                    })
-                }
-            };
-            for r in &self.regions[..n] {
-                if r.end <= r.start {
-                    continue;
-                }
-                let pages = (r.end - r.start) / PAGE_SIZE;
-                match out.last_mut() {
-                    Some((a, m)) if *a + *m * PAGE_SIZE == r.start => *m += pages,
-                    _ => out.push((r.start, pages)),
-                }
-            }
-            if walk_end <= at {
-                break;
-            }
-            at = walk_end;
-        }
-        Ok(Some(out))
+        self.scan_runs(start, end, &q, || {
+            format!("PAGEMAP_SCAN for clean pages of shared memory {shmid} at {start:#x}-{end:#x}")
+        })
     }
 
     /// Splits the pages of mapping `s` the image needs (`runs`) into pages
