@@ -31,6 +31,17 @@ pub fn fork() -> io::Result<nix::unistd::ForkResult> {
 }
 
 /// Leave the process immediately, without running destructors or atexit.
+/// Bytes readable on `fd` now (FIONREAD).
+pub fn queued(fd: impl std::os::fd::AsRawFd) -> io::Result<i32> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int into `n`, which lives for the call.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n as *mut libc::c_int) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n)
+}
+
 pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns and touches no Rust state.
     unsafe { libc::_exit(code) }

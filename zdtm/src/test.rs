@@ -101,6 +101,34 @@ impl Test {
         let _ = sync::wait_until(&TERM, |v| v != 0);
     }
 
+    /// The frame of a test whose checks run in `child`: once `ready` holds
+    /// (within 5 s, else the test fails saying `what` did not start), it
+    /// reports ready and waits for the runner's signal, then sets `go` for
+    /// the child to check and waits for it to exit 0. The child is killed
+    /// on any failure.
+    pub fn checks_in_child(
+        &mut self,
+        child: &crate::child::Child,
+        what: &str,
+        ready: impl FnMut() -> bool,
+        go: &AtomicU32,
+    ) -> anyhow::Result<()> {
+        let res = (|| {
+            anyhow::ensure!(
+                crate::prelude::wait_for(5000, ready),
+                "{what} did not start"
+            );
+            self.daemon()?;
+            self.wait_sig();
+            sync::set_and_wake(go, 1)?;
+            child.wait_ok()
+        })();
+        if res.is_err() {
+            child.kill();
+        }
+        res
+    }
+
     /// Has SIGTERM arrived? (for tests that keep busy until then)
     pub fn sig_received(&self) -> bool {
         TERM.load(Ordering::SeqCst) != 0

@@ -24,10 +24,8 @@ pub fn run(t: &mut Test) -> Result<()> {
     let tx = std::net::UdpSocket::bind("127.0.0.1:0").context("udp bind")?;
     tx.send_to(MARKER, rx.local_addr().context("addr")?).context("udp send")?;
     std::thread::sleep(Duration::from_millis(50));
-    let mut n: libc::c_int = 0;
-    // SAFETY: `n` is valid for the int FIONREAD writes.
-    let r = unsafe { libc::ioctl(p.as_raw_fd(), libc::FIONREAD, &mut n) };
-    ensure!(r == 0 && n > 0, "no frame queued before the dump (FIONREAD {n}, ret {r})");
+    let n = sys::queued(p.as_raw_fd()).context("FIONREAD")?;
+    ensure!(n > 0, "no frame queued before the dump (FIONREAD {n})");
     t.daemon()?;
     t.wait_sig();
     let mut buf = vec![0u8; 65536];

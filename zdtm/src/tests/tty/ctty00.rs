@@ -59,15 +59,6 @@ pub fn run(t: &mut Test) -> Result<()> {
             Ok(())
         })?
     };
-    let res = (|| {
-        ensure!(wait_for(5000, || page.word(0).load(Ordering::SeqCst) == 1), "the session leader did not start");
-        t.daemon()?;
-        t.wait_sig();
-        sync::set_and_wake(page.word(1), 1)?;
-        leader.wait_ok()
-    })();
-    if res.is_err() {
-        leader.kill();
-    }
+    let res = t.checks_in_child(&leader, "the session leader", || page.word(0).load(Ordering::SeqCst) == 1, page.word(1));
     res
 }

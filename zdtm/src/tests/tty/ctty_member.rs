@@ -38,15 +38,6 @@ pub fn run(t: &mut Test) -> Result<()> {
             r
         })?
     };
-    let res = (|| {
-        ensure!(wait_for(5000, || page.word(0).load(Ordering::SeqCst) == 1), "the session did not start");
-        t.daemon()?;
-        t.wait_sig();
-        sync::set_and_wake(page.word(1), 1)?;
-        leader.wait_ok()
-    })();
-    if res.is_err() {
-        leader.kill();
-    }
+    let res = t.checks_in_child(&leader, "the session", || page.word(0).load(Ordering::SeqCst) == 1, page.word(1));
     res
 }

@@ -14,14 +14,6 @@ pub const DESC: Desc = Desc {
     ..Desc::DEFAULT
 };
 
-/// Bytes readable on `fd` now (FIONREAD).
-fn queued(fd: &OwnedFd) -> Result<i32> {
-    let mut n: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one int into `n`, which lives for the call.
-    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n as *mut libc::c_int) };
-    ensure!(r == 0, "FIONREAD: {}", std::io::Error::last_os_error());
-    Ok(n)
-}
 
 fn read_now(f: &mut std::fs::File) -> Result<Option<Vec<u8>>> {
     let mut buf = [0u8; 256];
@@ -34,7 +26,7 @@ fn read_now(f: &mut std::fs::File) -> Result<Option<Vec<u8>>> {
 
 /// Reads and drops `n` bytes of echo from the master.
 fn eat_echo(master: &mut std::fs::File, fd: &OwnedFd, n: usize) -> Result<Vec<u8>> {
-    ensure!(wait_for(2000, || queued(fd).is_ok_and(|q| q as usize >= n)), "the echo of {n} bytes did not come");
+    ensure!(wait_for(2000, || sys::queued(fd.as_raw_fd()).is_ok_and(|q| q as usize >= n)), "the echo of {n} bytes did not come");
     let mut got = vec![0u8; n];
     master.read_exact(&mut got).context("read echo")?;
     Ok(got)
@@ -51,15 +43,15 @@ pub fn run(t: &mut Test) -> Result<()> {
     master.write_all(b"line one\rline two\npartial").context("write master")?;
     let echo = eat_echo(&mut master, &pty.master, b"line one\r\nline two\r\npartial".len())?;
     ensure!(echo == b"line one\r\nline two\r\npartial", "echo {:?}", String::from_utf8_lossy(&echo));
-    ensure!(wait_for(2000, || queued(&pty.slave).is_ok_and(|n| n == 18)), "slave has {:?} bytes of whole lines", queued(&pty.slave));
+    ensure!(wait_for(2000, || sys::queued(pty.slave.as_raw_fd()).is_ok_and(|n| n == 18)), "slave has {:?} bytes of whole lines", sys::queued(pty.slave.as_raw_fd()));
     t.daemon()?;
     t.wait_sig();
     let tio = tcgetattr(&pty.slave).context("tcgetattr after")?;
     ensure!(tio.local_flags.contains(LocalFlags::ICANON | LocalFlags::ECHO), "the pty left canonical mode or echo: {:?}", tio.local_flags);
     ensure!(tio.input_flags.contains(InputFlags::ICRNL), "ICRNL is gone: {:?}", tio.input_flags);
-    let q = queued(&pty.master)?;
+    let q = sys::queued(pty.master.as_raw_fd())?;
     ensure!(q == 0, "{q} bytes wait on the master (echoed again?)");
-    let q = queued(&pty.slave)?;
+    let q = sys::queued(pty.slave.as_raw_fd())?;
     ensure!(q == 18, "the slave has {q} bytes of whole lines, expected 18");
     for want in [&b"line one\n"[..], b"line two\n"] {
         let got = read_now(&mut slave)?;
@@ -69,7 +61,7 @@ pub fn run(t: &mut Test) -> Result<()> {
     ensure!(got.is_none(), "the partial line is readable before its end: {:?}", got.map(|g| String::from_utf8_lossy(&g).into_owned()));
     master.write_all(b" end\n").context("write end")?;
     eat_echo(&mut master, &pty.master, b" end\r\n".len())?;
-    ensure!(wait_for(2000, || queued(&pty.slave).is_ok_and(|n| n > 0)), "the finished line does not come");
+    ensure!(wait_for(2000, || sys::queued(pty.slave.as_raw_fd()).is_ok_and(|n| n > 0)), "the finished line does not come");
     let got = read_now(&mut slave)?;
     ensure!(got.as_deref() == Some(&b"partial end\n"[..]), "slave read {:?}", got.map(|g| String::from_utf8_lossy(&g).into_owned()));
     Ok(())

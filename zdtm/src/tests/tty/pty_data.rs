@@ -2,7 +2,7 @@ use crate::prelude::*;
 use nix::pty::openpty;
 use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 
 pub const DESC: Desc = Desc {
     name: "tty/pty_data",
@@ -13,14 +13,6 @@ pub const DESC: Desc = Desc {
     ..Desc::DEFAULT
 };
 
-/// Bytes readable on `fd` now (FIONREAD).
-fn queued(fd: &OwnedFd) -> Result<i32> {
-    let mut n: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one int into `n`, which lives for the call.
-    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n as *mut libc::c_int) };
-    ensure!(r == 0, "FIONREAD: {}", std::io::Error::last_os_error());
-    Ok(n)
-}
 
 pub fn run(t: &mut Test) -> Result<()> {
     let pty = openpty(None, None).context("openpty")?;
@@ -34,11 +26,11 @@ pub fn run(t: &mut Test) -> Result<()> {
     let mut slave = std::fs::File::from(pty.slave.try_clone().context("dup slave")?);
     master.write_all(&to_slave).context("write master")?;
     slave.write_all(&to_master).context("write slave")?;
-    ensure!(wait_for(2000, || queued(&pty.slave).is_ok_and(|n| n as usize == to_slave.len())), "slave side did not queue {} bytes", to_slave.len());
-    ensure!(wait_for(2000, || queued(&pty.master).is_ok_and(|n| n as usize == to_master.len())), "master side did not queue {} bytes", to_master.len());
+    ensure!(wait_for(2000, || sys::queued(pty.slave.as_raw_fd()).is_ok_and(|n| n as usize == to_slave.len())), "slave side did not queue {} bytes", to_slave.len());
+    ensure!(wait_for(2000, || sys::queued(pty.master.as_raw_fd()).is_ok_and(|n| n as usize == to_master.len())), "master side did not queue {} bytes", to_master.len());
     t.daemon()?;
     t.wait_sig();
-    let (qs, qm) = (queued(&pty.slave)?, queued(&pty.master)?);
+    let (qs, qm) = (sys::queued(pty.slave.as_raw_fd())?, sys::queued(pty.master.as_raw_fd())?);
     ensure!(qs as usize == to_slave.len(), "{qs} bytes queued for the slave, expected {}", to_slave.len());
     ensure!(qm as usize == to_master.len(), "{qm} bytes queued for the master, expected {}", to_master.len());
     let mut got = vec![0u8; to_slave.len()];
