@@ -36,7 +36,9 @@ fn path_of(files: &[pb::FileEntry], id: u32) -> Result<&str> {
         })
 }
 
-/// Restore half: chroot (when not /), chdir, umask.
+/// Restore half: chdir, chroot (when not /), umask. Both paths are from
+/// the top of the mount namespace (as /proc shows them to criu), so the
+/// working directory is entered before the root moves.
 pub fn restore(
     t: &mut Tracee,
     e: &pb::FsEntry,
@@ -48,14 +50,14 @@ pub fn restore(
         b.push(0);
         t.scratch_put(scratch_off, &b)
     };
+    let cwd = path_of(files, e.cwd_id)?;
+    let a = put(t, cwd)?;
+    t.syscall(libc::SYS_chdir, &[a])?;
     let root = path_of(files, e.root_id)?;
     if root != "/" {
         let a = put(t, root)?;
         t.syscall(libc::SYS_chroot, &[a])?;
     }
-    let cwd = path_of(files, e.cwd_id)?;
-    let a = put(t, cwd)?;
-    t.syscall(libc::SYS_chdir, &[a])?;
     if let Some(umask) = e.umask {
         t.syscall(libc::SYS_umask, &[u64::from(umask)])?;
     }

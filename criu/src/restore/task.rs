@@ -143,7 +143,6 @@ fn restore_process(
     // A session leader takes its controlling terminal back.
     opened.restore_ctty(p, pid, &live.fdinfo, files, DATA_OFF)?;
 
-    objects::fs::restore(p, &live.fs, files, DATA_OFF)?;
     objects::signal::restore(p, &tc.sigactions, DATA_OFF)?;
     if let Some(timers) = &tc.timers {
         objects::timer::restore(p, timers, DATA_OFF)?;
@@ -152,6 +151,9 @@ fn restore_process(
         objects::rlimit::restore(p, pid, rl, DATA_OFF)?;
     }
     mm::restore_fields(p, &live.mm, files, DATA_OFF)?;
+    // After the last file opened by path (the exe link's): a chroot would
+    // hide the paths, which are from the top of the mount namespace.
+    objects::fs::restore(p, &live.fs, files, DATA_OFF)?;
     if tc.child_subreaper == Some(true) {
         prctl(p, libc::PR_SET_CHILD_SUBREAPER, 1)?;
     }

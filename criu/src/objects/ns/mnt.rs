@@ -142,9 +142,9 @@ pub fn open_in_ns_of(pid: i32, path: &str, flags: nix::fcntl::OFlag) -> Result<O
     )
 }
 
-/// The tree's root as criu reaches it during a restore whose tree has a
-/// root of its own (set once that root is in place): files named by path
-/// in the images are found below it.
+/// The tree's root as criu reaches it during a restore of a tree with a
+/// mount namespace of its own (set once its mounts are in place): files
+/// named by path in the images are found below it, in that namespace.
 static TREE_ROOT: Mutex<Option<OwnedFd>> = Mutex::new(None);
 
 fn set_tree_root(fd: Option<OwnedFd>) {
@@ -154,8 +154,8 @@ fn set_tree_root(fd: Option<OwnedFd>) {
 }
 
 /// Opens `path` (a path of the restored tree) with `flags`: below the
-/// tree's root when it has one of its own (symlinks resolved inside it),
-/// else as criu sees it.
+/// tree's root when it has a mount namespace of its own (symlinks
+/// resolved inside it), else as criu sees it.
 pub fn open_in_tree(path: &str, flags: nix::fcntl::OFlag) -> nix::Result<OwnedFd> {
     use nix::fcntl::{OpenHow, ResolveFlag};
     let g = TREE_ROOT.lock().map_err(|_| nix::errno::Errno::EDEADLK)?;
@@ -696,7 +696,11 @@ fn tar_tree<W: std::io::Write>(
 /// Writes the files of the tmpfs mounted at `mp` in the namespace of `pid`
 /// (walked from a helper thread inside that namespace: the mount may be
 /// anywhere in its tree).
-fn dump_tmpfs(pid: i32, mp: &str, dev: u32, dir: &Path) -> Result<()> {
+/// Saves the files of the tmpfs `dev` mounted at `mp` in the mount
+/// namespace of `pid`. When `covered` mounts are stacked on it at `mp`,
+/// the helper thread works in a private copy of the namespace where it
+/// detaches them first.
+fn dump_tmpfs(pid: i32, mp: &str, dev: u32, covered: usize, dir: &Path) -> Result<()> {
     let file = dir.join(tmpfs_file(dev));
     let io = |source: std::io::Error| Error::Io {
         pid,
@@ -707,7 +711,34 @@ fn dump_tmpfs(pid: i32, mp: &str, dev: u32, dir: &Path) -> Result<()> {
         source,
     };
     let out = std::fs::File::create(&file).map_err(io)?;
-    super::in_ns(pid, &[super::Kind::Mnt], || {
+    // A covered tmpfs is reached in a private copy of the namespace where
+    // what covers it is gone, held by a child of criu (joined with the
+    // namespace's owner, so that the copy's mounts are not locked).
+    let copy = if covered > 0 {
+        let user = if super::inode(pid, super::Kind::User)? == super::own_inode(super::Kind::User)?
+        {
+            None
+        } else {
+            Some(super::open_ns(pid, super::Kind::User)?)
+        };
+        let mnt = super::open_ns(pid, super::Kind::Mnt)?;
+        let u = crate::sys::mount_api::uncover(
+            user.as_ref().map(|f| f.as_fd()),
+            mnt.as_fd(),
+            Path::new(mp),
+            covered,
+        )
+        .map_err(|(what, errno)| Error::Sys {
+            pid,
+            what: format!("uncovering the tmpfs at {mp}, under {covered} mount(s): {what}"),
+            errno,
+        })?;
+        Some(u)
+    } else {
+        None
+    };
+    let ns_of = copy.as_ref().map_or(pid, |u| u.pid);
+    super::in_ns(ns_of, &[super::Kind::Mnt], || {
         let gz = flate2::write::GzEncoder::new(
             std::io::BufWriter::new(out),
             flate2::Compression::fast(),
@@ -716,6 +747,17 @@ fn dump_tmpfs(pid: i32, mp: &str, dev: u32, dir: &Path) -> Result<()> {
         tar.follow_symlinks(false);
         let top = Path::new(mp);
         let dev_here = std::fs::metadata(top).map_err(io)?.dev();
+        let (major, minor) = (libc::major(dev_here), libc::minor(dev_here));
+        if (major << 20) | minor != dev {
+            return Err(Error::Unsupported {
+                pid,
+                what: format!(
+                    "the tmpfs at {mp} (device {}:{}) cannot be reached by its path: {mp} leads to device {major}:{minor}",
+                    dev >> 20,
+                    dev & 0xfffff
+                ),
+            });
+        }
         tar_tree(&mut tar, top, Path::new("."), dev_here).map_err(io)?;
         let gz = tar.into_inner().map_err(io)?;
         let mut w = gz.finish().map_err(io)?;
@@ -732,9 +774,13 @@ fn own_mounts() -> Result<Vec<MountInfo>> {
 pub fn dump(pid: i32, id: u32, dir: &Path, ext: &[ExtMount], prop: ExtPropagation) -> Result<()> {
     let theirs = proc::read_mountinfo(pid)?;
     let e = entries(pid, &theirs, &own_mounts()?, ext, prop)?;
-    for (m, o) in e.iter().zip(origins(&e)) {
+    for (i, (m, o)) in e.iter().zip(origins(&e)).enumerate() {
         if o == Origin::Fresh && m.fstype == pb::Fstype::Tmpfs as u32 {
-            dump_tmpfs(pid, &m.mountpoint, m.root_dev, dir)?;
+            let covered = e[i + 1..]
+                .iter()
+                .filter(|x| x.mountpoint == m.mountpoint)
+                .count();
+            dump_tmpfs(pid, &m.mountpoint, m.root_dev, covered, dir)?;
         }
     }
     image::write_image(dir, &file(id), magic::MNTS, &e)?;
@@ -1385,6 +1431,10 @@ pub fn restore(t: &mut Tracee, i: &Images, user: Option<&pb::UsernsEntry>) -> Re
     }
     if own_root {
         pivot(t, &prefix)?;
+    }
+    {
+        // Paths of the tree resolve in its namespace from here on, whether
+        // or not its root is its own.
         let root = format!("/proc/{}/root", t.pid());
         let fd = nix::fcntl::open(
             root.as_str(),
