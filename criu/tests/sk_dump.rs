@@ -15,16 +15,15 @@ fn ino(f: &impl AsFd) -> u32 {
 
 fn dump(st: &mut SkDump, fd: &impl AsFd, id: u32) -> Result<pb::FileEntry, Error> {
     let raw = std::os::fd::AsRawFd::as_raw_fd(&fd.as_fd());
-    socket::dump(
-        st,
-        std::process::id() as i32,
-        raw,
+    let sk = socket::SkFd {
+        pid: std::process::id() as i32,
+        fd: raw,
         id,
-        libc::O_RDWR as u32,
-        fd.as_fd(),
-        ino(fd),
-        &std::collections::HashMap::new(),
-    )
+        flags: libc::O_RDWR as u32,
+        file: fd.as_fd(),
+        ino: ino(fd),
+    };
+    socket::dump(st, sk, &std::collections::HashMap::new())
 }
 
 #[test]

@@ -13,7 +13,7 @@ use crate::sys::sock;
 
 use super::super::{Error, Result};
 use super::socket::{
-    apply_flags, apply_shutdown, no_owner, shutdown_entry, sock_type, SkDump, SkRestore,
+    apply_flags, apply_shutdown, no_owner, shutdown_entry, sock_type, SkDump, SkFd, SkRestore,
 };
 use super::sockopt::{self, At};
 
@@ -74,19 +74,21 @@ fn proto_name(p: i32) -> &'static str {
 }
 
 /// Dump half for one TCP or UDP socket.
-#[allow(clippy::too_many_arguments)]
 pub fn dump(
     st: &mut SkDump,
-    pid: i32,
-    fd: i32,
-    id: u32,
-    flags: u32,
-    file: BorrowedFd<'_>,
-    ino: u32,
+    sk: SkFd<'_>,
     family: i32,
     ty: i32,
     proto: i32,
 ) -> Result<pb::FileEntry> {
+    let SkFd {
+        pid,
+        fd,
+        id,
+        flags,
+        file,
+        ino,
+    } = sk;
     let unsupported = |what: String| Error::Unsupported { pid, what };
     if ty == libc::SOCK_RAW {
         return dump_raw(st.net_pid, pid, fd, id, flags, file, ino, family, proto);

@@ -397,16 +397,15 @@ impl FileTable {
         let link = read_proc_link(pid, &format!("fd/{fd}"))?;
         let fmt = st.st_mode & libc::S_IFMT;
         if fmt == libc::S_IFSOCK {
-            let entry = socket::dump(
-                &mut self.sk,
+            let sk = socket::SkFd {
                 pid,
                 fd,
                 id,
-                info.flags,
+                flags: info.flags,
                 file,
-                st.st_ino as u32,
-                &self.tree,
-            )?;
+                ino: st.st_ino as u32,
+            };
+            let entry = socket::dump(&mut self.sk, sk, &self.tree)?;
             for (index, fds) in std::mem::take(&mut self.sk.carried) {
                 let mut ids = Vec::with_capacity(fds.len());
                 for f in fds {

@@ -4,7 +4,7 @@
 //! notifications of the dumped moment).
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use nix::sys::socket::{bind, connect, NetlinkAddr};
 
@@ -12,22 +12,22 @@ use crate::image::pb;
 use crate::sys::sock;
 
 use super::super::{Error, Result};
-use super::socket::{hand_over, new_raw_socket, no_owner, rx_queued, SkDump};
+use super::socket::{hand_over, new_raw_socket, no_owner, rx_queued, SkDump, SkFd};
 use super::sockopt::{self, At};
 
 const NETLINK_CONNECTED: u32 = 1;
 const NETLINK_ADD_MEMBERSHIP: i32 = 1;
 
 /// Dump half for one netlink socket.
-pub fn dump(
-    st: &mut SkDump,
-    pid: i32,
-    fd: i32,
-    id: u32,
-    flags: u32,
-    file: BorrowedFd<'_>,
-    ino: u32,
-) -> Result<pb::FileEntry> {
+pub fn dump(st: &mut SkDump, sk: SkFd<'_>) -> Result<pb::FileEntry> {
+    let SkFd {
+        pid,
+        fd,
+        id,
+        flags,
+        file,
+        ino,
+    } = sk;
     let d = st.netlink(pid, fd, ino)?.clone();
     let what = format!(
         "netlink socket fd {fd} of pid {pid} (inode {ino}, protocol {})",

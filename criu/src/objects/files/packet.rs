@@ -3,26 +3,26 @@
 //! dump time are not kept (as lost on the wire); mmap'ed rings are refused.
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 
 use crate::image::pb;
 use crate::sys::sock;
 
 use super::super::{Error, Result};
 use super::sk_diag::{PDI_AUXDATA, PDI_LOSS, PDI_ORIGDEV, PDI_VNETHDR};
-use super::socket::{hand_over, new_raw_socket, no_owner, rx_queued, SkDump};
+use super::socket::{hand_over, new_raw_socket, no_owner, rx_queued, SkDump, SkFd};
 use super::sockopt::{self, At};
 
 /// Dump half for one packet socket.
-pub fn dump(
-    st: &mut SkDump,
-    pid: i32,
-    fd: i32,
-    id: u32,
-    flags: u32,
-    file: BorrowedFd<'_>,
-    ino: u32,
-) -> Result<pb::FileEntry> {
+pub fn dump(st: &mut SkDump, sk: SkFd<'_>) -> Result<pb::FileEntry> {
+    let SkFd {
+        pid,
+        fd,
+        id,
+        flags,
+        file,
+        ino,
+    } = sk;
     let d = st.packet(pid, fd, ino)?.clone();
     let what = format!(
         "packet socket fd {fd} of pid {pid} (inode {ino}, protocol {:#06x}, interface {})",

@@ -550,20 +550,23 @@ pub(super) fn rx_queued(file: BorrowedFd<'_>, pid: i32, what: &str) -> Result<Op
     Ok(Some(n))
 }
 
+/// A socket being dumped: fd `fd` of `pid` (file id `id`, open flags
+/// `flags`), criu's copy of it `file`, and its inode `ino`.
+#[derive(Debug, Clone, Copy)]
+pub struct SkFd<'a> {
+    pub pid: i32,
+    pub fd: i32,
+    pub id: u32,
+    pub flags: u32,
+    pub file: BorrowedFd<'a>,
+    pub ino: u32,
+}
+
 /// Dump half: `file` is fd `fd` of `pid`, a socket with inode `ino`;
 /// `tree` maps criu's pids to the dumped tree's (credentials of queued
 /// messages name their sender by it).
-#[allow(clippy::too_many_arguments)]
-pub fn dump(
-    st: &mut SkDump,
-    pid: i32,
-    fd: i32,
-    id: u32,
-    flags: u32,
-    file: BorrowedFd<'_>,
-    ino: u32,
-    tree: &HashMap<i32, i32>,
-) -> Result<pb::FileEntry> {
+pub fn dump(st: &mut SkDump, sk: SkFd<'_>, tree: &HashMap<i32, i32>) -> Result<pb::FileEntry> {
+    let SkFd { pid, fd, file, .. } = sk;
     let opt = |o, name: &str| {
         sock::get_int(file, libc::SOL_SOCKET, o).map_err(|errno| Error::Sys {
             pid,
@@ -574,14 +577,15 @@ pub fn dump(
     let domain = opt(libc::SO_DOMAIN, "SO_DOMAIN")?;
     let ty = opt(libc::SO_TYPE, "SO_TYPE")?;
     let proto = opt(libc::SO_PROTOCOL, "SO_PROTOCOL")?;
-    let flags = flags & !(libc::O_CLOEXEC as u32);
+    let sk = SkFd {
+        flags: sk.flags & !(libc::O_CLOEXEC as u32),
+        ..sk
+    };
     match domain {
-        libc::AF_UNIX => unix::dump(st, pid, fd, id, flags, file, ino, ty, tree),
-        libc::AF_INET | libc::AF_INET6 => {
-            inet::dump(st, pid, fd, id, flags, file, ino, domain, ty, proto)
-        }
-        libc::AF_NETLINK => netlink::dump(st, pid, fd, id, flags, file, ino),
-        libc::AF_PACKET => packet::dump(st, pid, fd, id, flags, file, ino),
+        libc::AF_UNIX => unix::dump(st, sk, ty, tree),
+        libc::AF_INET | libc::AF_INET6 => inet::dump(st, sk, domain, ty, proto),
+        libc::AF_NETLINK => netlink::dump(st, sk),
+        libc::AF_PACKET => packet::dump(st, sk),
         _ => Err(Error::Unsupported {
             pid,
             what: format!("fd {fd} is a socket of family {domain}, which criu-rs cannot dump yet"),

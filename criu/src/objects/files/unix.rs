@@ -15,7 +15,7 @@ use crate::image::pb;
 use super::super::{Error, Result};
 use super::sk_queue;
 use super::socket::{
-    apply_flags, apply_shutdown, no_owner, shutdown_entry, sock_type, SkDump, SkRestore,
+    apply_flags, apply_shutdown, no_owner, shutdown_entry, sock_type, SkDump, SkFd, SkRestore,
 };
 use super::sockopt::{self, At};
 
@@ -34,18 +34,20 @@ pub(super) fn show_name(name: &[u8]) -> String {
 }
 
 /// Dump half for one unix socket.
-#[allow(clippy::too_many_arguments)]
 pub fn dump(
     st: &mut SkDump,
-    pid: i32,
-    fd: i32,
-    id: u32,
-    flags: u32,
-    file: BorrowedFd<'_>,
-    ino: u32,
+    sk: SkFd<'_>,
     ty: i32,
     tree: &HashMap<i32, i32>,
 ) -> Result<pb::FileEntry> {
+    let SkFd {
+        pid,
+        fd,
+        id,
+        flags,
+        file,
+        ino,
+    } = sk;
     let d = st.unix(pid, fd, ino)?.clone();
     let what = format!("unix socket fd {fd} of pid {pid} (inode {ino})");
     let name = d.name.clone().unwrap_or_default();
