@@ -33,10 +33,11 @@ use super::{Error, Result};
 /// Most remote pieces one `process_vm_readv`/`writev` takes (`IOV_MAX`).
 pub const IOV_MAX: usize = 1024;
 
-/// Bytes of pages held in criu at once, on dump and on restore. 1 MiB,
-/// not more: with 4 MiB writes a 512 MiB dump to ext4 spent 3-5 times the
-/// system time in `copy_folio_from_iter_atomic` here (the page cache's
-/// large folios; tmpfs showed no difference), see docs/performance.md.
+/// Bytes of pages in one batch (one `process_vm_readv`), on dump and on
+/// restore. The pages file is written in pieces of at most
+/// [`crate::image::pages::WRITE_CHUNK`] whatever the batch: large writes
+/// made ext4 use large page-cache folios, dear to fill on the development
+/// VM (docs/performance.md).
 pub const BATCH_BYTES: usize = 1 << 20;
 
 // /proc/PID/pagemap entry bits.
