@@ -3,8 +3,11 @@
 //! Each iteration starts a fresh `criu-test-victim pattern MIB` child
 //! (pseudo-random, dirty anonymous memory), dumps it with `criu dump` (which
 //! kills it; we reap it by PID) and times only the criu process. criu's
-//! peak RSS comes from /usr/bin/time run in between (wait4's rusage of a
-//! child we spawn ourselves also counts our own RSS at spawn).
+//! peak RSS and CPU time (user + system, all threads) come from
+//! /usr/bin/time run in between (wait4's rusage of a child we spawn
+//! ourselves also counts our own RSS at spawn). The table shows the median
+//! wall time and, apart, the median CPU time: on a loaded machine the CPU
+//! time is the steadier figure.
 //!
 //! Environment:
 //! - `CRIU_BENCH_2G=1`: add the 2 GiB case (slow here).
@@ -110,6 +113,10 @@ impl Victim {
 struct Run {
     took: Duration,
     maxrss_kb: i64,
+    /// criu's user + system time, all its threads (10 ms resolution;
+    /// `None` without /usr/bin/time). A reference CRIU's parasite runs in
+    /// the victim: its share is not counted here.
+    cpu: Option<Duration>,
 }
 
 fn fresh_dir(p: &Path) {
@@ -141,7 +148,7 @@ fn run_criu(c: &Criu, args: &[&str], dir: &Path, log: &str) -> Result<Run, Strin
     let rss_file = dir.with_extension("rss");
     let mut cmd = if use_time {
         let mut t = Command::new(TIME);
-        t.args(["-f", "%M", "-o"]).arg(&rss_file).arg(&c.path);
+        t.args(["-f", "%M %U %S", "-o"]).arg(&rss_file).arg(&c.path);
         t
     } else {
         Command::new(&c.path)
@@ -163,17 +170,33 @@ fn run_criu(c: &Criu, args: &[&str], dir: &Path, log: &str) -> Result<Run, Strin
     if r.exit_code() != Some(0) {
         return Err(format!("{} failed: {}", args[0], log_tail(dir, log)));
     }
-    let maxrss_kb = if use_time {
+    let (maxrss_kb, cpu) = if use_time {
         let s = std::fs::read_to_string(&rss_file).unwrap_or_default();
         let _ = std::fs::remove_file(&rss_file);
         s.lines()
             .rev()
-            .find_map(|l| l.trim().parse().ok())
-            .unwrap_or(r.maxrss_kb)
+            .find_map(parse_time_line)
+            .map_or((r.maxrss_kb, None), |(m, c)| (m, Some(c)))
     } else {
-        r.maxrss_kb
+        (r.maxrss_kb, None)
     };
-    Ok(Run { took, maxrss_kb })
+    Ok(Run {
+        took,
+        maxrss_kb,
+        cpu,
+    })
+}
+
+/// `MAXRSS_KB USER_S SYS_S`, as `/usr/bin/time -f "%M %U %S"` writes it.
+fn parse_time_line(l: &str) -> Option<(i64, Duration)> {
+    let mut it = l.split_whitespace();
+    let rss = it.next()?.parse().ok()?;
+    let user: f64 = it.next()?.parse().ok()?;
+    let sys: f64 = it.next()?.parse().ok()?;
+    if it.next().is_some() || !(user >= 0.0 && sys >= 0.0) {
+        return None;
+    }
+    Some((rss, Duration::from_secs_f64(user + sys)))
 }
 
 /// Dumps a fresh `mib` MiB victim into `dir`.
@@ -282,19 +305,34 @@ fn cell(runs: Vec<Result<Run, String>>) -> Result<(Run, i64), String> {
     for r in runs {
         ok.push(r?);
     }
-    ok.sort_by_key(|r| r.took);
     let peak = ok.iter().map(|r| r.maxrss_kb).max().unwrap_or(0);
+    // The median CPU time, independently of the median wall time: on a
+    // loaded machine the first is the steadier one.
+    let mut cpus: Vec<Duration> = ok.iter().filter_map(|r| r.cpu).collect();
+    cpus.sort();
+    let cpu = (cpus.len() == ok.len())
+        .then(|| cpus.get(cpus.len() / 2).copied())
+        .flatten();
+    ok.sort_by_key(|r| r.took);
     ok.get(ok.len() / 2)
-        .map(|&r| (r, peak))
+        .map(|&r| (Run { cpu, ..r }, peak))
         .ok_or_else(|| "no runs".into())
+}
+
+fn fmt_cpu(r: &Run) -> String {
+    match r.cpu {
+        Some(c) => format!("{:>5.0} ms CPU", c.as_secs_f64() * 1000.0),
+        None => "CPU n/a".into(),
+    }
 }
 
 fn fmt_dump(c: &Result<(Run, i64), String>, mib: u64) -> String {
     match c {
         Ok((r, peak)) => format!(
-            "{:>8.0} MiB/s {:>6.1} MiB RSS",
+            "{:>8.0} MiB/s {:>6.1} MiB RSS {}",
             mib as f64 / r.took.as_secs_f64(),
-            *peak as f64 / 1024.0
+            *peak as f64 / 1024.0,
+            fmt_cpu(r)
         ),
         Err(e) => format!("n/a ({e})"),
     }
@@ -303,9 +341,10 @@ fn fmt_dump(c: &Result<(Run, i64), String>, mib: u64) -> String {
 fn fmt_restore(c: &Result<(Run, i64), String>) -> String {
     match c {
         Ok((r, peak)) => format!(
-            "{:>8.1} ms {:>6.1} MiB RSS",
+            "{:>8.1} ms {:>6.1} MiB RSS {}",
             r.took.as_secs_f64() * 1000.0,
-            *peak as f64 / 1024.0
+            *peak as f64 / 1024.0,
+            fmt_cpu(r)
         ),
         Err(e) => format!("n/a ({e})"),
     }

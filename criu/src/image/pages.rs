@@ -30,6 +30,13 @@ const MAX_CHAIN: usize = 64;
 /// Size of a page in images.
 pub const PAGE_SIZE: u64 = 4096;
 
+/// Largest single write to a pages file. ext4 (and other file systems with
+/// large folios) sizes its page-cache folios by the write: 1 MiB writes
+/// got 1 MiB folios, whose first filling took 8-10 times the CPU of 256
+/// KiB ones on the development VM (docs/performance.md); tmpfs does not
+/// care.
+pub const WRITE_CHUNK: usize = 256 << 10;
+
 /// Name of the pagemap image of `id` (a pid, or a shmem id).
 pub fn pagemap_file(id: u32) -> String {
     format!("pagemap-{id}.img")
@@ -98,7 +105,8 @@ impl PagesWriter {
         Ok(PagesWriter {
             map,
             pages_path,
-            pages: BufWriter::with_capacity(1 << 20, f),
+            // Writes of WRITE_CHUNK or more bypass the buffer.
+            pages: BufWriter::with_capacity(WRITE_CHUNK, f),
             pending: None,
             offset: 0,
         })
@@ -154,12 +162,21 @@ impl PagesWriter {
         self.check(vaddr, len)?;
         self.push(vaddr, len / PAGE_SIZE, flags)?;
         if flags & PE_PRESENT != 0 {
-            self.pages.write_all(data).map_err(|source| Error::Io {
+            self.write_data(data)?;
+            self.offset += len;
+        }
+        Ok(())
+    }
+
+    /// Appends `data` to the pages file in writes of at most
+    /// [`WRITE_CHUNK`].
+    fn write_data(&mut self, data: &[u8]) -> Result<()> {
+        for chunk in data.chunks(WRITE_CHUNK) {
+            self.pages.write_all(chunk).map_err(|source| Error::Io {
                 file: self.pages_path.clone(),
                 op: "write",
                 source,
             })?;
-            self.offset += len;
         }
         Ok(())
     }
@@ -191,11 +208,7 @@ impl PagesWriter {
             self.push(vaddr, len / PAGE_SIZE, flags)?;
             self.offset += len;
         }
-        self.pages.write_all(data).map_err(|source| Error::Io {
-            file: self.pages_path.clone(),
-            op: "write",
-            source,
-        })
+        self.write_data(data)
     }
 
     /// Records `nr_pages` pages at `vaddr` that have no data here (flags

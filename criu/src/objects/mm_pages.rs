@@ -16,6 +16,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{IoSlice, IoSliceMut};
 use std::os::unix::fs::FileExt;
+use std::sync::mpsc;
 
 use nix::sys::uio::{process_vm_readv, process_vm_writev, RemoteIoVec};
 use nix::unistd::Pid;
@@ -32,10 +33,11 @@ use super::{Error, Result};
 /// Most remote pieces one `process_vm_readv`/`writev` takes (`IOV_MAX`).
 pub const IOV_MAX: usize = 1024;
 
-/// Bytes of pages held in criu at once, on dump and on restore. 1 MiB,
-/// not more: with 4 MiB writes a 512 MiB dump to ext4 spent 3-5 times the
-/// system time in `copy_folio_from_iter_atomic` here (the page cache's
-/// large folios; tmpfs showed no difference), see docs/performance.md.
+/// Bytes of pages in one batch (one `process_vm_readv`), on dump and on
+/// restore. The pages file is written in pieces of at most
+/// [`crate::image::pages::WRITE_CHUNK`] whatever the batch: large writes
+/// made ext4 use large page-cache folios, dear to fill on the development
+/// VM (docs/performance.md).
 pub const BATCH_BYTES: usize = 1 << 20;
 
 // /proc/PID/pagemap entry bits.
@@ -322,108 +324,53 @@ fn mem_file(slot: &mut Option<File>, pid: i32, write: bool) -> Result<&File> {
     })
 }
 
-/// Copies pages out of a task into a [`PagesWriter`], in batches of at most
-/// [`BATCH_BYTES`] and [`IOV_MAX`] pieces.
-pub struct PageCopier {
-    pid: i32,
-    buf: Vec<u8>,
-    cap: usize,
+/// Batches a [`PageCopier`] keeps in flight at once with its reader
+/// thread: one being read, one being written, one queued. Peak memory is
+/// `PIPELINE_DEPTH * BATCH_BYTES`.
+pub const PIPELINE_DEPTH: usize = 3;
+
+/// One batch: remote pieces and the buffer their bytes are read into.
+#[derive(Debug)]
+struct Batch {
     pieces: Vec<Piece>,
+    buf: Vec<u8>,
+    /// Bytes of `buf` the pieces fill.
     used: usize,
-    mem: Option<File>,
-    /// Bytes copied so far.
-    pub copied: u64,
-    /// process_vm_readv calls made so far.
-    pub calls: u64,
+    /// process_vm_readv calls made to fill it.
+    calls: u64,
 }
 
-impl PageCopier {
-    pub fn new(pid: i32) -> Self {
-        Self::with_capacity(pid, BATCH_BYTES)
-    }
-
-    /// A copier holding at most `cap` bytes (rounded up to a page).
-    pub fn with_capacity(pid: i32, cap: usize) -> Self {
-        let cap = cap
-            .max(PAGE_SIZE as usize)
-            .next_multiple_of(PAGE_SIZE as usize);
-        PageCopier {
-            pid,
-            buf: Vec::new(),
-            cap,
+impl Batch {
+    fn new() -> Self {
+        Batch {
             pieces: Vec::with_capacity(IOV_MAX),
+            buf: Vec::new(),
             used: 0,
-            mem: None,
-            copied: 0,
             calls: 0,
         }
     }
 
-    /// Queues `npages` pages at `addr` with pagemap `flags`; `readable`
-    /// says whether the mapping has PROT_READ. Copies (and writes) a batch
-    /// whenever one is full.
-    pub fn add(
-        &mut self,
-        w: &mut PagesWriter,
-        addr: u64,
-        npages: u64,
-        flags: u32,
-        readable: bool,
-    ) -> Result<()> {
-        let mut addr = addr;
-        let mut left = npages * PAGE_SIZE;
-        while left > 0 {
-            if self.used == self.cap || self.pieces.len() == IOV_MAX {
-                self.flush(w)?;
-            }
-            let n = left.min((self.cap - self.used) as u64);
-            self.pieces.push(Piece {
-                addr,
-                len: n,
-                flags,
-                direct: readable,
-                parent_pages: 0,
-            });
-            self.used += n as usize;
-            addr += n;
-            left -= n;
-        }
-        Ok(())
+    fn clear(&mut self) {
+        self.pieces.clear();
+        self.used = 0;
+        self.calls = 0;
     }
 
-    /// Records `npages` pages at `addr` whose data the parent images have
-    /// (`PE_PARENT`), after what is queued, so the pagemap stays in address
-    /// order.
-    pub fn add_parent(&mut self, w: &mut PagesWriter, addr: u64, npages: u64) -> Result<()> {
-        if self.pieces.len() == IOV_MAX {
-            self.flush(w)?;
-        }
-        self.pieces.push(Piece {
-            addr,
-            len: 0,
-            flags: PE_PARENT,
-            direct: true,
-            parent_pages: npages,
-        });
-        Ok(())
-    }
-
-    /// Copies and writes what is queued.
-    pub fn flush(&mut self, w: &mut PagesWriter) -> Result<()> {
-        if self.pieces.is_empty() {
-            return Ok(());
-        }
+    /// Reads the bytes of every piece into `buf`: each stretch of directly
+    /// readable pieces with one `process_vm_readv`, the rest (and what
+    /// that call could not reach) through /proc/PID/mem.
+    fn read(&mut self, pid: i32, cap: usize, mem: &mut Option<File>) -> Result<()> {
         if self.buf.len() < self.used {
-            self.buf.resize(self.cap, 0);
+            self.buf.resize(cap.max(self.used), 0);
         }
-        let pid = self.pid;
         let data = &mut self.buf[..self.used];
+        let pieces = &self.pieces;
         let mut i = 0;
         let mut off = 0usize;
-        while i < self.pieces.len() {
-            let p = self.pieces[i];
+        while i < pieces.len() {
+            let p = pieces[i];
             if !p.direct {
-                let f = mem_file(&mut self.mem, pid, false)?;
+                let f = mem_file(mem, pid, false)?;
                 f.read_exact_at(&mut data[off..off + p.len as usize], p.addr)
                     .map_err(|source| Error::Io {
                         pid,
@@ -435,11 +382,11 @@ impl PageCopier {
                 continue;
             }
             // The longest stretch of directly readable pieces from i.
-            let j = self.pieces[i..]
+            let j = pieces[i..]
                 .iter()
                 .position(|p| !p.direct)
-                .map_or(self.pieces.len(), |k| i + k);
-            let remote: Vec<RemoteIoVec> = self.pieces[i..j]
+                .map_or(pieces.len(), |k| i + k);
+            let remote: Vec<RemoteIoVec> = pieces[i..j]
                 .iter()
                 .filter(|p| p.len > 0)
                 .map(|p| RemoteIoVec {
@@ -462,14 +409,14 @@ impl PageCopier {
             // Skip what arrived; the piece where it stopped is read through
             // /proc/PID/mem, then carry on after it.
             let mut done = got;
-            while i < j && done >= self.pieces[i].len as usize {
-                done -= self.pieces[i].len as usize;
-                off += self.pieces[i].len as usize;
+            while i < j && done >= pieces[i].len as usize {
+                done -= pieces[i].len as usize;
+                off += pieces[i].len as usize;
                 i += 1;
             }
             if i < j {
-                let p = self.pieces[i];
-                let f = mem_file(&mut self.mem, pid, false)?;
+                let p = pieces[i];
+                let f = mem_file(mem, pid, false)?;
                 let at = off + done;
                 f.read_exact_at(&mut data[at..off + p.len as usize], p.addr + done as u64)
                     .map_err(|source| Error::Io {
@@ -481,8 +428,13 @@ impl PageCopier {
                 i += 1;
             }
         }
-        // Into the pagemap in order: runs of copied pieces with one write
-        // each, parent pieces between them.
+        Ok(())
+    }
+
+    /// Into the pagemap and pages file in order: runs of copied pieces
+    /// with one write each, parent pieces between them.
+    fn write(&self, w: &mut PagesWriter) -> Result<()> {
+        let data = &self.buf[..self.used];
         let mut off = 0usize;
         for group in self
             .pieces
@@ -500,15 +452,243 @@ impl PageCopier {
             w.add_many(&runs, &data[off..off + n])?;
             off += n;
         }
-        self.copied += self.used as u64;
-        self.pieces.clear();
-        self.used = 0;
+        Ok(())
+    }
+}
+
+/// The thread that reads batches out of the task while the caller's
+/// thread writes the previous ones: the two copies of every page (task
+/// to criu, criu to the page cache) run on two CPUs at once.
+struct Reader {
+    /// Batches to read, in order; dropped to stop the thread.
+    todo: Option<mpsc::Sender<Batch>>,
+    /// Batches read (or the error that stopped them), in the same order.
+    done: mpsc::Receiver<(Batch, Result<()>)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Reader {
+    fn spawn(pid: i32, cap: usize) -> std::io::Result<Self> {
+        let (todo_tx, todo_rx) = mpsc::channel::<Batch>();
+        let (done_tx, done_rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name(format!("pages-{pid}"))
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let mut mem = None;
+                for mut b in todo_rx {
+                    let r = b.read(pid, cap, &mut mem);
+                    let failed = r.is_err();
+                    if done_tx.send((b, r)).is_err() || failed {
+                        break;
+                    }
+                }
+            })?;
+        Ok(Reader {
+            todo: Some(todo_tx),
+            done: done_rx,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.todo.take();
+        if let Some(t) = self.thread.take() {
+            // Its panic (there is no code that panics on data) has nothing
+            // more to tell than the missing batch already did.
+            let _ = t.join();
+        }
+    }
+}
+
+/// Copies pages out of a task into a [`PagesWriter`], in batches of at most
+/// [`BATCH_BYTES`] and [`IOV_MAX`] pieces. Batches are read by a thread of
+/// its own while the caller writes the ones before, up to
+/// [`PIPELINE_DEPTH`] at once; without that thread (it could not be
+/// started, or [`Self::sequential`]) each batch is read then written.
+pub struct PageCopier {
+    pid: i32,
+    cap: usize,
+    /// The batch being gathered.
+    cur: Batch,
+    /// Read batches ready for reuse.
+    spare: Vec<Batch>,
+    /// Batches sent to the reader and not back yet.
+    in_flight: usize,
+    reader: Option<Reader>,
+    /// Whether to start the reader on the first full batch.
+    threaded: bool,
+    mem: Option<File>,
+    /// Bytes copied so far.
+    pub copied: u64,
+    /// process_vm_readv calls made so far.
+    pub calls: u64,
+}
+
+impl PageCopier {
+    pub fn new(pid: i32) -> Self {
+        Self::with_capacity(pid, BATCH_BYTES)
+    }
+
+    /// A copier holding at most `cap` bytes per batch (rounded up to a
+    /// page).
+    pub fn with_capacity(pid: i32, cap: usize) -> Self {
+        let cap = cap
+            .max(PAGE_SIZE as usize)
+            .next_multiple_of(PAGE_SIZE as usize);
+        PageCopier {
+            pid,
+            cap,
+            cur: Batch::new(),
+            spare: Vec::new(),
+            in_flight: 0,
+            reader: None,
+            threaded: true,
+            mem: None,
+            copied: 0,
+            calls: 0,
+        }
+    }
+
+    /// Reads and writes every batch on the caller's thread, one after the
+    /// other.
+    pub fn sequential(mut self) -> Self {
+        self.threaded = false;
+        self
+    }
+
+    /// Queues `npages` pages at `addr` with pagemap `flags`; `readable`
+    /// says whether the mapping has PROT_READ. Copies (and writes) a batch
+    /// whenever one is full.
+    pub fn add(
+        &mut self,
+        w: &mut PagesWriter,
+        addr: u64,
+        npages: u64,
+        flags: u32,
+        readable: bool,
+    ) -> Result<()> {
+        let mut addr = addr;
+        let mut left = npages * PAGE_SIZE;
+        while left > 0 {
+            if self.cur.used == self.cap || self.cur.pieces.len() == IOV_MAX {
+                self.flush(w)?;
+            }
+            let n = left.min((self.cap - self.cur.used) as u64);
+            self.cur.pieces.push(Piece {
+                addr,
+                len: n,
+                flags,
+                direct: readable,
+                parent_pages: 0,
+            });
+            self.cur.used += n as usize;
+            addr += n;
+            left -= n;
+        }
+        Ok(())
+    }
+
+    /// Records `npages` pages at `addr` whose data the parent images have
+    /// (`PE_PARENT`), after what is queued, so the pagemap stays in address
+    /// order.
+    pub fn add_parent(&mut self, w: &mut PagesWriter, addr: u64, npages: u64) -> Result<()> {
+        if self.cur.pieces.len() == IOV_MAX {
+            self.flush(w)?;
+        }
+        self.cur.pieces.push(Piece {
+            addr,
+            len: 0,
+            flags: PE_PARENT,
+            direct: true,
+            parent_pages: npages,
+        });
+        Ok(())
+    }
+
+    /// Writes one batch the reader has finished, waiting for it.
+    fn write_next_done(&mut self, w: &mut PagesWriter) -> Result<()> {
+        let pid = self.pid;
+        let (b, r) = match &self.reader {
+            Some(rd) => rd.done.recv().map_err(|_| Error::Mismatch {
+                what: format!("pid {pid}: the page reader thread stopped"),
+            })?,
+            None => {
+                return Err(Error::Mismatch {
+                    what: format!("pid {pid}: no page reader thread"),
+                })
+            }
+        };
+        self.in_flight -= 1;
+        r?;
+        self.account_and_write(w, b)
+    }
+
+    fn account_and_write(&mut self, w: &mut PagesWriter, mut b: Batch) -> Result<()> {
+        b.write(w)?;
+        self.copied += b.used as u64;
+        self.calls += b.calls;
+        b.clear();
+        self.spare.push(b);
+        Ok(())
+    }
+
+    /// Hands the gathered batch on: to the reader thread (writing what it
+    /// has finished meanwhile), or reads and writes it here.
+    pub fn flush(&mut self, w: &mut PagesWriter) -> Result<()> {
+        if self.cur.pieces.is_empty() {
+            return Ok(());
+        }
+        if self.reader.is_none() && self.threaded {
+            // Without a thread (none left to the process?) the copy is
+            // done here: slower, no less correct.
+            self.reader = Reader::spawn(self.pid, self.cap).ok();
+            self.threaded = self.reader.is_some();
+        }
+        let next = self.spare.pop().unwrap_or_else(Batch::new);
+        let b = std::mem::replace(&mut self.cur, next);
+        let Some(rd) = &self.reader else {
+            let mut b = b;
+            b.read(self.pid, self.cap, &mut self.mem)?;
+            return self.account_and_write(w, b);
+        };
+        let todo = rd.todo.as_ref().ok_or_else(|| Error::Mismatch {
+            what: format!("pid {}: the page reader thread is stopped", self.pid),
+        })?;
+        todo.send(b).map_err(|_| Error::Mismatch {
+            what: format!("pid {}: the page reader thread stopped", self.pid),
+        })?;
+        self.in_flight += 1;
+        // Keep the reader busy: write what it has finished, and wait only
+        // when every buffer is taken.
+        loop {
+            let ready = match &self.reader {
+                Some(rd) => rd.done.try_recv().ok(),
+                None => None,
+            };
+            match ready {
+                Some((b, r)) => {
+                    self.in_flight -= 1;
+                    r?;
+                    self.account_and_write(w, b)?;
+                }
+                None if self.in_flight >= PIPELINE_DEPTH - 1 => self.write_next_done(w)?,
+                None => break,
+            }
+        }
         Ok(())
     }
 
     /// Copies what is left; the writer is the caller's to finish.
     pub fn finish(mut self, w: &mut PagesWriter) -> Result<(u64, u64)> {
+        // Less than one batch in all: not worth a thread.
+        self.threaded &= self.reader.is_some();
         self.flush(w)?;
+        while self.in_flight > 0 {
+            self.write_next_done(w)?;
+        }
         Ok((self.copied, self.calls))
     }
 }
@@ -647,7 +827,7 @@ fn fill_with_skip(pid: i32, pages: &PagesReader, cap: usize, skip: &[(u64, u64)]
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::pages::PE_PRESENT;
+    use crate::image::pages::{PE_LAZY, PE_PRESENT};
 
     #[test]
     fn pagemap_entries_kept() {
@@ -790,6 +970,68 @@ mod tests {
             rel(f.runs(m.base, end, Kind::Anon).unwrap()),
             [(0, 2), (3, 2), (6, 2)]
         );
+    }
+
+    /// The same pieces through the reader thread (many small batches) and
+    /// on one thread give the same pagemap and pages file, byte for byte.
+    #[test]
+    fn threaded_copy_writes_what_the_sequential_one_does() {
+        let m = own(256, &(0..256).collect::<Vec<_>>(), &[]);
+        let me = std::process::id() as i32;
+        let pg = PAGE_SIZE;
+        let feed = |c: &mut PageCopier, w: &mut PagesWriter| {
+            for k in 0..40u64 {
+                let at = m.base + k * 6 * pg;
+                match k % 4 {
+                    0 => c.add_parent(w, at, 2).unwrap(),
+                    1 => c.add(w, at, 3, PE_PRESENT, false).unwrap(),
+                    _ => c.add(w, at, 5, PE_PRESENT | PE_LAZY, true).unwrap(),
+                }
+            }
+        };
+        let mut out = Vec::new();
+        let mut stats = Vec::new();
+        for threaded in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut w = PagesWriter::create(dir.path(), 8, 8).unwrap();
+            let c = PageCopier::with_capacity(me, 4 * pg as usize);
+            let mut c = if threaded { c } else { c.sequential() };
+            feed(&mut c, &mut w);
+            assert_eq!(c.reader.is_some(), threaded);
+            stats.push(c.finish(&mut w).unwrap());
+            w.finish().unwrap();
+            let read = |n: &str| std::fs::read(dir.path().join(n)).unwrap();
+            out.push((read("pagemap-8.img"), read("pages-8.img")));
+        }
+        assert_eq!(stats[0], stats[1]);
+        assert_eq!(stats[0].0, (10 * 3 + 20 * 5) * pg);
+        assert_eq!(out[0].0, out[1].0, "pagemap differs");
+        assert_eq!(out[0].1, out[1].1, "pages differ");
+        // Page 6 (k = 1, its first page) was written with 7.
+        assert_eq!(out[0].1[0], 7);
+    }
+
+    /// A batch the reader thread cannot read fails the copy (no hang, no
+    /// partial success).
+    #[test]
+    fn reader_thread_error_reaches_the_caller() {
+        let m = own(16, &(0..16).collect::<Vec<_>>(), &[]);
+        // Below vm.mmap_min_addr: never mapped.
+        let gone = 2 * PAGE_SIZE;
+        let me = std::process::id() as i32;
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = PagesWriter::create(dir.path(), 9, 9).unwrap();
+        let mut c = PageCopier::with_capacity(me, 2 * PAGE_SIZE as usize);
+        let mut r = c.add(&mut w, m.base, 4, PE_PRESENT, true);
+        for _ in 0..4 {
+            if r.is_err() {
+                break;
+            }
+            r = c.add(&mut w, gone, 4, PE_PRESENT, true);
+        }
+        let r = r.and_then(|_| c.finish(&mut w).map(|_| ()));
+        let e = r.expect_err("reading unmapped memory succeeded");
+        assert!(e.to_string().contains(&format!("{gone:#x}")), "{e}");
     }
 
     #[test]
