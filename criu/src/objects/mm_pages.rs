@@ -859,7 +859,10 @@ mod tests {
         let len = pages * PAGE_SIZE;
         let base = crate::sys::pagemap_scan::tests_support::map_anon(len as usize);
         for &p in written {
-            crate::sys::pagemap_scan::tests_support::poke(base + p * PAGE_SIZE, p as u8 + 1);
+            crate::sys::pagemap_scan::tests_support::poke(
+                base + p * PAGE_SIZE,
+                (p % 250) as u8 + 1,
+            );
         }
         for &p in read {
             crate::sys::pagemap_scan::tests_support::peek(base + p * PAGE_SIZE);
