@@ -276,7 +276,7 @@ fn restore_benches(cr: &mut Criterion) {
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3));
-    for (name, mib) in [("minimal", 0u64), ("64MiB", 64)] {
+    for (name, mib) in [("minimal", 0u64), ("64MiB", 64), ("512MiB", 512)] {
         let dir = bench_dir(&format!("restore-{name}"), Path::new("/dev/shm"));
         dump_once(&ours, mib, &dir, &work).expect("criu-rs dump for restore");
         let mut peak = 0;
@@ -386,7 +386,7 @@ fn side_by_side(reference: &str) {
             let _ = std::fs::remove_dir_all(&dir);
         }
     }
-    for (name, mib) in [("minimal", 0u64), ("64 MiB", 64)] {
+    for (name, mib) in [("minimal", 0u64), ("64 MiB", 64), ("512 MiB", 512)] {
         let dir = bench_dir("restore", Path::new("/dev/shm"));
         let cells: Vec<String> = tools
             .iter()
