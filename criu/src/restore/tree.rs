@@ -222,8 +222,12 @@ impl Puppets {
             let pid = t.pid();
             if t.pstree.ppid == 0 {
                 self.make_root(pid, plan)?;
-                let host = self.get_mut(pid)?.host;
-                plan.join_cgroup(pid, host, cg_set_of(t))?;
+                let root = self.get_mut(pid)?;
+                let leader = root.threads.first_mut().ok_or_else(|| Error::Task {
+                    pid,
+                    what: "root has no thread".into(),
+                })?;
+                plan.join_cgroup(leader, pid, cg_set_of(t))?;
             } else {
                 let parent = self.get_mut(t.pstree.ppid as i32)?;
                 let leader = parent.threads.first_mut().ok_or_else(|| Error::Task {
@@ -231,13 +235,13 @@ impl Puppets {
                     what: "parent has no thread".into(),
                 })?;
                 let child = clone_in(leader, pid, 0)?;
-                let host = child.pid();
                 self.procs.push(PuppetProc {
                     pid,
                     host: child.pid(),
                     threads: vec![child],
                 });
-                plan.join_cgroup(pid, host, cg_set_of(t))?;
+                let me = self.get_mut(pid)?;
+                plan.join_cgroup(&mut me.threads[0], pid, cg_set_of(t))?;
             }
             if t.pstree.sid == t.pstree.pid {
                 let p = self.get_mut(pid)?;

@@ -13,15 +13,24 @@
 //! criu's mount namespace. The cgroups are not made: in the default mode
 //! (soft) a cgroup that does not exist is left out with a warning.
 //!
-//! Cgroup namespace (of the root, one per tree): the paths are the full
-//! ones (criu reads them from its own cgroup namespace), and a member
-//! below the namespace's root carries the length of that root's path
-//! (`cgns_prefix`, as upstream). The namespace's root per hierarchy is
-//! found by reading the root task's cgroup file from a helper thread that
-//! joined its cgroup namespace: the path seen there is the full one with
-//! the root cut off. At restore the root puppet is moved into those roots,
-//! unshares a cgroup namespace there, and only then goes into its own
-//! cgroups (see [`Restore::enter_ns_roots`]).
+//! Cgroup namespaces (any task may have its own, nested or not): the
+//! paths are the full ones (criu reads them from its own cgroup
+//! namespace), and every member of a task in another cgroup namespace
+//! than criu's carries the length of the path of that namespace's root
+//! (`cgns_prefix`, as upstream; a root where criu's is, `/`, is kept as 1
+//! so that the namespace is not taken for criu's). The roots are found
+//! once per namespace by reading a task's cgroup file from a helper thread
+//! that joined its cgroup namespace: the path seen there is the full one
+//! with the root cut off. Each task's `cgroup_ns_id` (ids image) says
+//! which tasks share one.
+//!
+//! At restore the root puppet is moved into its namespace's roots and
+//! unshares one there before its mount namespace is filled
+//! ([`Restore::enter_root_ns`]). Every other puppet, just born in its
+//! parent's, is put into its own before it makes children
+//! ([`Restore::enter`]): nothing to do when it is the parent's; the first
+//! task of a namespace moves into the roots and unshares, the others join
+//! it with `setns` on a pidfd of that first task.
 
 use std::path::{Path, PathBuf};
 
@@ -31,6 +40,7 @@ use super::Result;
 use crate::image::{self, magic, pb};
 use crate::objects::Error;
 use crate::proc;
+use crate::remote::Tracee;
 
 const FILE: &str = "cgroup.img";
 
@@ -86,8 +96,9 @@ fn is_below(path: &str, root: &str) -> bool {
 
 /// The roots of a cgroup namespace, per hierarchy, from the paths of one
 /// task as criu sees them (`outer`, full paths) and as the task sees them
-/// from inside its namespace (`inner`). Hierarchies whose root is the
-/// same as criu's (equal paths) are left out.
+/// from inside its namespace (`inner`). Equal paths mean the root is
+/// criu's own (`/`): the namespace is another one all the same, and the
+/// root is kept so that the restore makes it.
 pub fn ns_roots(
     outer: &[Member],
     inner: &[Member],
@@ -98,6 +109,7 @@ pub fn ns_roots(
             continue;
         };
         if i.path == o.path {
+            v.push((o.name.clone(), "/".to_owned()));
             continue;
         }
         if i.path == "/.." || i.path.starts_with("/../") {
@@ -130,41 +142,51 @@ pub fn ns_roots(
 #[derive(Debug, Default)]
 pub struct Sets {
     criu: Option<Vec<Member>>,
+    /// The inode of criu's cgroup namespace.
+    criu_ns: Option<u64>,
     /// Sets other than criu's, with their ids (2 up).
     others: Vec<(u32, Vec<Member>)>,
-    /// The roots of the tree's cgroup namespace (hierarchy, path) where
-    /// they are not criu's.
-    ns_roots: Vec<(String, String)>,
+    /// The roots (hierarchy, path) of every cgroup namespace met that is
+    /// not criu's, by inode.
+    ns_roots: Vec<(u64, Vec<(String, String)>)>,
 }
 
 impl Sets {
-    /// Finds the roots of the cgroup namespace of `pid` (the root of the
-    /// tree, in another cgroup namespace than criu's): every set met
-    /// afterwards records them (`cgns_prefix`).
-    pub fn find_ns_roots(&mut self, pid: i32) -> Result<()> {
-        let path = format!("/proc/{pid}/cgroup");
-        let outer = read(pid, &path)?;
-        let inner = super::in_ns(pid, &[super::Kind::Cgroup], || read(pid, &path))?;
-        self.ns_roots = ns_roots(&outer, &inner).map_err(|what| Error::Unsupported {
-            pid,
-            what: format!("its cgroup namespace cannot be dumped: {what}"),
-        })?;
-        debug!(pid, roots = ?self.ns_roots, "cgroup namespace roots");
-        Ok(())
+    /// The roots of the cgroup namespace `ino` of thread `tid` of `pid`,
+    /// found once per namespace by reading the thread's cgroup file from
+    /// a helper thread that joined it: the path seen there is the full
+    /// one with the root cut off.
+    fn roots_of(&mut self, pid: i32, tid: i32, ino: u64) -> Result<&[(String, String)]> {
+        let at = match self.ns_roots.iter().position(|(i, _)| *i == ino) {
+            Some(at) => at,
+            None => {
+                let path = format!("/proc/{pid}/task/{tid}/cgroup");
+                let outer = read(pid, &path)?;
+                let inner = super::in_ns(tid, &[super::Kind::Cgroup], || read(pid, &path))?;
+                let roots = ns_roots(&outer, &inner).map_err(|what| Error::Unsupported {
+                    pid,
+                    what: format!("its cgroup namespace cannot be dumped: {what}"),
+                })?;
+                debug!(pid, tid, ino, ?roots, "cgroup namespace roots");
+                self.ns_roots.push((ino, roots));
+                self.ns_roots.len() - 1
+            }
+        };
+        Ok(&self.ns_roots[at].1)
     }
 
-    /// Marks the members of `set` (of task `pid`) below the roots of the
+    /// Marks the members of `set` (of task `pid`) below the roots of its
     /// cgroup namespace.
-    fn mark_ns_roots(&self, pid: i32, set: &mut [Member]) -> Result<()> {
+    fn mark_ns_roots(pid: i32, roots: &[(String, String)], set: &mut [Member]) -> Result<()> {
         for m in set.iter_mut() {
-            let Some((_, root)) = self.ns_roots.iter().find(|(n, _)| *n == m.name) else {
+            let Some((_, root)) = roots.iter().find(|(n, _)| *n == m.name) else {
                 continue;
             };
             if !is_below(&m.path, root) {
                 return Err(Error::Unsupported {
                     pid,
                     what: format!(
-                        "is in cgroup {} (hierarchy {:?}), outside the root {root} of the tree's cgroup namespace",
+                        "is in cgroup {} (hierarchy {:?}), outside the root {root} of its cgroup namespace",
                         m.path, m.name
                     ),
                 });
@@ -178,9 +200,18 @@ impl Sets {
     pub fn set_of(&mut self, pid: i32, tid: i32) -> Result<u32> {
         if self.criu.is_none() {
             self.criu = Some(read(0, "/proc/self/cgroup")?);
+            self.criu_ns = super::own_inode(super::Kind::Cgroup)?;
         }
         let mut theirs = read(pid, &format!("/proc/{pid}/task/{tid}/cgroup"))?;
-        self.mark_ns_roots(pid, &mut theirs)?;
+        let ns = super::inode_at(
+            &format!("/proc/{pid}/task/{tid}/ns/cgroup"),
+            pid,
+            super::Kind::Cgroup,
+        )?;
+        if let Some(ino) = ns.filter(|&i| Some(i) != self.criu_ns) {
+            let roots = self.roots_of(pid, tid, ino)?.to_vec();
+            Self::mark_ns_roots(pid, &roots, &mut theirs)?;
+        }
         if self.criu.as_ref() == Some(&theirs) {
             return Ok(CRIU_SET);
         }
@@ -294,18 +325,37 @@ fn moved(path: &str, old: &str, new: &str) -> Option<String> {
         return None;
     }
     let joined = format!("{}{rest}", new.trim_end_matches('/'));
+    let joined = joined.trim_end_matches('/');
     Some(if joined.is_empty() {
         "/".into()
     } else {
-        joined
+        joined.to_owned()
     })
 }
 
 /// The cgroup sets of a dump, for the restore.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Restore {
     pub sets: Vec<pb::CgSetEntry>,
     pub mode: Mode,
+    /// The image directory (each task's `ids-PID.img` names its cgroup
+    /// namespace).
+    dir: PathBuf,
+    /// The root task: its PID, cgroup namespace id and set.
+    pub root_pid: i32,
+    pub root_cgns: u32,
+    pub root_set: u32,
+    /// The cgroup namespaces restored so far: key, PID (in the images) of
+    /// a task in it, inode.
+    made: std::sync::Mutex<Vec<(NsKey, i32, u64)>>,
+}
+
+/// Which cgroup namespace a task is in: its id in the images, or (images
+/// without one) the roots it shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum NsKey {
+    Id(u32),
+    Roots(Vec<(String, String)>),
 }
 
 /// Reads `cgroup.img` (None without one: every task goes where criu is).
@@ -316,7 +366,8 @@ pub fn read_image(dir: &Path) -> Result<Option<Restore>> {
     let e: pb::CgroupEntry = image::read_one(dir, FILE, magic::CGROUP)?;
     Ok(Some(Restore {
         sets: e.sets,
-        mode: Mode::default(),
+        dir: dir.to_owned(),
+        ..Default::default()
     }))
 }
 
@@ -348,6 +399,7 @@ impl Restore {
     /// root task's) become the new roots, and whatever lies below them in
     /// every set moves along.
     pub fn rewrite_roots(&mut self, root_set: u32, roots: &[NewRoot]) {
+        self.root_set = root_set;
         if roots.is_empty() {
             return;
         }
@@ -386,12 +438,15 @@ impl Restore {
         }
     }
 
-    /// The roots of the tree's cgroup namespace (hierarchy, path), from
-    /// the members that record one; empty when the tree shared criu's
-    /// cgroup namespace (or its root was criu's cgroups).
-    pub fn ns_roots(&self) -> Result<Vec<(String, String)>> {
+    /// The roots of the cgroup namespace (hierarchy, path) of the tasks in
+    /// set `id`, from its members that record one; empty for criu's set,
+    /// an unknown one or one in criu's cgroup namespace.
+    pub fn ns_roots(&self, id: u32) -> Result<Vec<(String, String)>> {
         let mut v: Vec<(String, String)> = Vec::new();
-        for m in self.sets.iter().flat_map(|s| s.ctls.iter()) {
+        let Some(set) = self.sets.iter().find(|s| s.id == id) else {
+            return Ok(v);
+        };
+        for m in &set.ctls {
             let Some(n) = m.cgns_prefix.filter(|&n| n > 0) else {
                 continue;
             };
@@ -405,39 +460,65 @@ impl Restore {
                         m.path, m.name
                     ),
                 })?;
-            match v.iter().find(|(name, _)| *name == m.name) {
-                Some((_, r)) if r != root => {
-                    return Err(Error::Mismatch {
-                        what: format!(
-                            "{FILE}: two cgroup namespace roots in hierarchy {:?}: {r} and {root}",
-                            m.name
-                        ),
-                    })
-                }
-                Some(_) => {}
-                None => v.push((m.name.clone(), root.to_owned())),
+            if v.iter().any(|(name, _)| *name == m.name) {
+                return Err(Error::Mismatch {
+                    what: format!("{FILE}: set {id} has hierarchy {:?} twice", m.name),
+                });
             }
+            v.push((m.name.clone(), root.to_owned()));
         }
         Ok(v)
     }
 
-    /// Moves process `host` (the root puppet, PID `pid` in the images)
-    /// into the roots of the tree's cgroup namespace, where it is to
-    /// unshare one. False when there is nothing to do (no cgroup
-    /// namespace of its own, or cgroups ignored).
-    pub fn enter_ns_roots(&self, pid: i32, host: i32) -> Result<bool> {
-        if self.mode == Mode::Ignore {
-            return Ok(false);
+    /// The cgroup namespace of task `pid` whose set has the roots `roots`.
+    fn key_of(&self, pid: i32, roots: &[(String, String)]) -> NsKey {
+        let id = if pid == self.root_pid {
+            self.root_cgns
+        } else {
+            image::read_one::<pb::TaskKobjIdsEntry>(
+                &self.dir,
+                &format!("ids-{pid}.img"),
+                magic::IDS,
+            )
+            .ok()
+            .and_then(|ids| ids.cgroup_ns_id)
+            .unwrap_or(0)
+        };
+        if id != 0 {
+            NsKey::Id(id)
+        } else {
+            NsKey::Roots(roots.to_vec())
         }
-        let roots = self.ns_roots()?;
-        if roots.is_empty() {
-            return Ok(false);
+    }
+
+    fn remember(&self, key: NsKey, pid: i32, ino: u64) {
+        if let Ok(mut made) = self.made.lock() {
+            made.push((key, pid, ino));
         }
+    }
+
+    fn made(&self, key: &NsKey) -> Option<(i32, u64)> {
+        let made = self.made.lock().ok()?;
+        made.iter()
+            .find(|(k, _, _)| k == key)
+            .map(|&(_, pid, ino)| (pid, ino))
+    }
+
+    fn made_with_inode(&self, ino: u64) -> Option<i32> {
+        let made = self.made.lock().ok()?;
+        made.iter()
+            .find(|&&(_, _, i)| i == ino)
+            .map(|&(_, pid, _)| pid)
+    }
+
+    /// Moves process `host` (PID `pid` in the images) into `roots`, the
+    /// roots of the cgroup namespace it is to unshare.
+    fn enter_roots(&self, pid: i32, host: i32, roots: &[(String, String)]) -> Result<()> {
         let mounts =
             proc::read_mountinfo(std::process::id() as i32).map_err(|e| Error::Mismatch {
                 what: format!("reading criu's mountinfo to find the cgroup mounts: {e}"),
             })?;
-        for (name, root) in &roots {
+        for (name, root) in roots {
             let procs = dir_of(&mounts, name, root)
                 .ok_or_else(|| Error::Mismatch {
                     what: format!(
@@ -455,7 +536,83 @@ impl Restore {
             })?;
             debug!(pid, cgroup = %procs.display(), "task moved into its cgroup namespace's root");
         }
-        Ok(true)
+        Ok(())
+    }
+
+    /// The root puppet `t` (PID [`Restore::root_pid`] in the images), just
+    /// born in criu's cgroup namespace: when the root had one of its own,
+    /// it moves into that one's roots and unshares one there.
+    pub fn enter_root_ns(&self, t: &mut Tracee) -> Result<()> {
+        if self.mode == Mode::Ignore {
+            return Ok(());
+        }
+        let (pid, host) = (self.root_pid, t.pid());
+        let roots = self.ns_roots(self.root_set)?;
+        let key = self.key_of(pid, &roots);
+        if !roots.is_empty() {
+            self.enter_roots(pid, host, &roots)?;
+            t.syscall(libc::SYS_unshare, &[libc::CLONE_NEWCGROUP as u64])?;
+        }
+        let ino = super::inode(host, super::Kind::Cgroup)?.unwrap_or(0);
+        self.remember(key, pid, ino);
+        Ok(())
+    }
+
+    /// Makes puppet `t` (PID `pid` in the images, in set `id`) enter the
+    /// cgroup namespace of the task it was: the one it was born in (its
+    /// parent's), one another task has already entered, or a new one
+    /// unshared at its roots.
+    fn enter_ns(&self, t: &mut Tracee, pid: i32, id: u32) -> Result<()> {
+        let host = t.pid();
+        let roots = self.ns_roots(id)?;
+        let key = self.key_of(pid, &roots);
+        let now = super::inode(host, super::Kind::Cgroup)?.unwrap_or(0);
+        let join_from = match self.made(&key) {
+            Some((_, ino)) if ino == now => return Ok(()),
+            Some((other, _)) => other,
+            None if roots.is_empty() => {
+                // criu's own namespace (the one the root was born in)
+                let criu = super::own_inode(super::Kind::Cgroup)?.unwrap_or(0);
+                if now == criu {
+                    self.remember(key, pid, now);
+                    return Ok(());
+                }
+                self.made_with_inode(criu).ok_or_else(|| Error::Unsupported {
+                    pid,
+                    what: "was in criu's cgroup namespace below a task in another one, and no restored task is in criu's".into(),
+                })?
+            }
+            None => {
+                self.enter_roots(pid, host, &roots)?;
+                t.syscall(libc::SYS_unshare, &[libc::CLONE_NEWCGROUP as u64])?;
+                let ino = super::inode(host, super::Kind::Cgroup)?.unwrap_or(0);
+                debug!(pid, ino, "cgroup namespace made");
+                self.remember(key, pid, ino);
+                return Ok(());
+            }
+        };
+        // Join the namespace of task `join_from` through a pidfd (its PID
+        // is the one in the images: the puppets live in the tree's pid
+        // namespace).
+        let fd = t.syscall(libc::SYS_pidfd_open, &[join_from as u64, 0])?;
+        let joined = t.syscall(libc::SYS_setns, &[fd, libc::CLONE_NEWCGROUP as u64]);
+        t.syscall(libc::SYS_close, &[fd])?;
+        joined?;
+        debug!(pid, other = join_from, "cgroup namespace joined");
+        Ok(())
+    }
+
+    /// Puppet `t` (PID `pid` in the images), just born: into its cgroup
+    /// namespace and the cgroups of its set `id` (0 or criu's set: it stays
+    /// where it was born).
+    pub fn enter(&self, t: &mut Tracee, pid: i32, id: u32) -> Result<()> {
+        if self.mode == Mode::Ignore || id == 0 {
+            return Ok(());
+        }
+        if pid != self.root_pid {
+            self.enter_ns(t, pid, id)?;
+        }
+        self.join(pid, t.pid(), id)
     }
 
     /// Puts process `host` (PID `pid` in the images) into the cgroups of
@@ -527,13 +684,13 @@ mod tests {
     fn sets_are_numbered_and_imaged() {
         let mut s = Sets {
             criu: Some(vec![m("", "/")]),
-            others: Vec::new(),
-            ns_roots: Vec::new(),
+            ..Default::default()
         };
         assert!(s.entry().is_none());
         let me = std::process::id() as i32;
         // criu's own thread is where criu is
         s.criu = Some(read(0, "/proc/self/cgroup").unwrap());
+        s.criu_ns = super::super::own_inode(super::super::Kind::Cgroup).unwrap();
         assert_eq!(s.set_of(me, me).unwrap(), CRIU_SET);
         s.others.push((2, vec![m("", "/t"), m("cpu,cpuacct", "/")]));
         let e = s.entry().unwrap();
@@ -580,6 +737,8 @@ mod tests {
         assert_eq!(moved("/x/y", "/", "/c2").as_deref(), Some("/c2/x/y"));
         assert_eq!(moved("/c1/sub", "/c1", "/").as_deref(), Some("/sub"));
         assert_eq!(moved("/c1", "/c1", "/").as_deref(), Some("/"));
+        assert_eq!(moved("/", "/", "/n").as_deref(), Some("/n"));
+        assert_eq!(moved("/", "/", "/").as_deref(), Some("/"));
     }
 
     #[test]
@@ -609,6 +768,7 @@ mod tests {
                 },
             ],
             mode: Mode::Soft,
+            ..Default::default()
         };
         r.rewrite_roots(
             2,
@@ -657,15 +817,16 @@ mod tests {
     fn cgroup_namespace_roots_from_both_views() {
         let outer = parse("2:cpu:/\n1:name=systemd:/a/b\n0::/t/ct/sub\n").unwrap();
         let inner = parse("2:cpu:/\n1:name=systemd:/\n0::/sub\n").unwrap();
+        let s = |a: &str, b: &str| (a.to_string(), b.to_string());
         assert_eq!(
             ns_roots(&outer, &inner).unwrap(),
-            vec![
-                ("".to_string(), "/t/ct".to_string()),
-                ("name=systemd".to_string(), "/a/b".to_string())
-            ]
+            vec![s("", "/t/ct"), s("cpu", "/"), s("name=systemd", "/a/b")]
         );
-        // the same view: criu's own namespace
-        assert!(ns_roots(&outer, &outer).unwrap().is_empty());
+        // the same view: a namespace rooted where criu's is
+        assert_eq!(
+            ns_roots(&outer, &outer).unwrap(),
+            vec![s("", "/"), s("cpu", "/"), s("name=systemd", "/")]
+        );
         // a task moved above its namespace's root
         let above = parse("0::/../x\n").unwrap();
         assert!(ns_roots(&parse("0::/x\n").unwrap(), &above)
@@ -683,15 +844,15 @@ mod tests {
 
     #[test]
     fn members_below_the_namespace_root_record_it() {
-        let mut s = Sets {
-            ns_roots: vec![("".into(), "/t/ct".into())],
-            ..Default::default()
-        };
-        let mut set = vec![m("", "/t/ct/sub"), m("cpu", "/x")];
-        s.mark_ns_roots(1, &mut set).unwrap();
+        let mut s = Sets::default();
+        let roots = vec![("".into(), "/t/ct".into()), ("memory".into(), "/".into())];
+        let mut set = vec![m("", "/t/ct/sub"), m("cpu", "/x"), m("memory", "/m")];
+        Sets::mark_ns_roots(1, &roots, &mut set).unwrap();
         assert_eq!(set[0].cgns_prefix, Some(5));
         assert_eq!(set[1].cgns_prefix, None);
-        assert!(s.mark_ns_roots(1, &mut [m("", "/t/ctx")]).is_err());
+        // a root where criu's is: "/", kept all the same
+        assert_eq!(set[2].cgns_prefix, Some(1));
+        assert!(Sets::mark_ns_roots(1, &roots, &mut [m("", "/t/ctx")]).is_err());
         s.others.push((2, set));
         let e = s.entry().unwrap();
         assert_eq!(e.sets[0].ctls[0].cgns_prefix, Some(5));
@@ -715,29 +876,48 @@ mod tests {
                 },
                 pb::CgSetEntry {
                     id: 3,
-                    ctls: vec![ctl("", "/t/ct/sub", Some(5))],
+                    ctls: vec![ctl("", "/t/ct/sub", Some(5)), ctl("cpu", "/c", Some(1))],
                 },
             ],
             mode: Mode::Soft,
+            ..Default::default()
         };
-        assert_eq!(r.ns_roots().unwrap(), vec![("".into(), "/t/ct".into())]);
+        let s = |a: &str, b: &str| (a.to_string(), b.to_string());
+        assert_eq!(r.ns_roots(2).unwrap(), vec![s("", "/t/ct")]);
+        assert_eq!(r.ns_roots(3).unwrap(), vec![s("", "/t/ct"), s("cpu", "/")]);
+        assert!(r.ns_roots(1).unwrap().is_empty(), "criu's set");
+        assert!(r.ns_roots(9).unwrap().is_empty(), "an unknown set");
         r.rewrite_roots(2, &[NewRoot::parse("/n").unwrap()]);
+        assert_eq!(r.root_set, 2);
         assert_eq!(r.sets[1].ctls[0].path, "/n/sub");
-        assert_eq!(r.ns_roots().unwrap(), vec![("".into(), "/n".into())]);
+        assert_eq!(r.ns_roots(3).unwrap()[0], s("", "/n"));
         r.sets[1].ctls[0].cgns_prefix = Some(3);
-        assert!(r.ns_roots().is_err(), "a prefix that cuts a name");
+        assert!(r.ns_roots(3).is_err(), "a prefix that cuts a name");
         r.sets[1].ctls[0].cgns_prefix = Some(99);
-        assert!(r.ns_roots().is_err(), "a prefix past the path");
-        r.mode = Mode::Ignore;
-        assert!(!r.enter_ns_roots(1, 1).unwrap());
-        let none = Restore {
-            sets: vec![pb::CgSetEntry {
-                id: 2,
-                ctls: vec![ctl("", "/t", None)],
-            }],
-            mode: Mode::Soft,
+        assert!(r.ns_roots(3).is_err(), "a prefix past the path");
+    }
+
+    #[test]
+    fn namespaces_are_told_apart_by_id_then_roots() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = pb::TaskKobjIdsEntry {
+            cgroup_ns_id: Some(7),
+            ..Default::default()
         };
-        assert!(none.ns_roots().unwrap().is_empty());
-        assert!(!none.enter_ns_roots(1, 1).unwrap());
+        image::write_image(dir.path(), "ids-5.img", magic::IDS, [&ids]).unwrap();
+        let r = Restore {
+            dir: dir.path().to_owned(),
+            root_pid: 1,
+            root_cgns: 3,
+            ..Default::default()
+        };
+        let roots = vec![("".to_string(), "/x".to_string())];
+        assert_eq!(r.key_of(1, &roots), NsKey::Id(3));
+        assert_eq!(r.key_of(5, &roots), NsKey::Id(7));
+        assert_eq!(r.key_of(6, &roots), NsKey::Roots(roots.clone()));
+        r.remember(NsKey::Id(7), 5, 42);
+        assert_eq!(r.made(&NsKey::Id(7)), Some((5, 42)));
+        assert_eq!(r.made(&NsKey::Id(3)), None);
+        assert_eq!(r.made_with_inode(42), Some(5));
     }
 }
