@@ -138,6 +138,234 @@ pub fn ns_roots(
     Ok(v)
 }
 
+/// Properties of a cgroup v1 hierarchy kept for every controller.
+const V1_GLOBAL: &[&str] = &["cgroup.clone_children", "notify_on_release"];
+/// Properties of a cgroup v2 directory kept whatever it enables
+/// (`cgroup.freeze` is not: a tree dumped frozen would come back frozen).
+const V2_GLOBAL: &[&str] = &[
+    "cgroup.subtree_control",
+    "cgroup.max.descendants",
+    "cgroup.max.depth",
+    "cgroup.type",
+];
+
+/// The properties of v1 controller `ctl` that are kept, in the order they
+/// are set back (limits before the ones that depend on them).
+fn v1_props(ctl: &str) -> &'static [&'static str] {
+    match ctl {
+        "cpu" => &[
+            "cpu.shares",
+            "cpu.cfs_period_us",
+            "cpu.cfs_quota_us",
+            "cpu.rt_period_us",
+            "cpu.rt_runtime_us",
+        ],
+        "memory" => &[
+            "memory.limit_in_bytes",
+            "memory.memsw.limit_in_bytes",
+            "memory.swappiness",
+            "memory.soft_limit_in_bytes",
+            "memory.move_charge_at_immigrate",
+            "memory.use_hierarchy",
+        ],
+        "cpuset" => &[
+            "cpuset.cpus",
+            "cpuset.mems",
+            "cpuset.memory_migrate",
+            "cpuset.cpu_exclusive",
+            "cpuset.mem_exclusive",
+            "cpuset.mem_hardwall",
+            "cpuset.memory_spread_page",
+            "cpuset.memory_spread_slab",
+            "cpuset.sched_load_balance",
+            "cpuset.sched_relax_domain_level",
+        ],
+        "blkio" => &["blkio.weight"],
+        "net_cls" => &["net_cls.classid"],
+        "net_prio" => &["net_prio.ifpriomap"],
+        "pids" => &["pids.max"],
+        _ => &[],
+    }
+}
+
+/// The properties of v2 controller `ctl` (enabled in a directory) that
+/// are kept.
+fn v2_props(ctl: &str) -> &'static [&'static str] {
+    match ctl {
+        "cpu" => &["cpu.weight", "cpu.max"],
+        "cpuset" => &["cpuset.cpus", "cpuset.mems"],
+        "memory" => &[
+            "memory.min",
+            "memory.low",
+            "memory.high",
+            "memory.max",
+            "memory.swap.max",
+        ],
+        "pids" => &["pids.max"],
+        "io" => &["io.weight"],
+        _ => &[],
+    }
+}
+
+/// The names of the properties kept for a directory of hierarchy `name`
+/// (`cpu,cpuacct`, or empty for v2, where `controllers` is the text of
+/// the directory's `cgroup.controllers`).
+pub fn prop_names(name: &str, controllers: &str) -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = Vec::new();
+    if name.is_empty() {
+        v.extend(V2_GLOBAL);
+        for c in controllers.split_whitespace() {
+            v.extend(v2_props(c));
+        }
+    } else {
+        v.extend(V1_GLOBAL);
+        for c in name.split(',') {
+            v.extend(v1_props(c));
+        }
+    }
+    v
+}
+
+fn perms_of(path: &Path) -> Option<pb::CgroupPerms> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some(pb::CgroupPerms {
+        mode: m.mode() & 0o7777,
+        uid: m.uid(),
+        gid: m.gid(),
+    })
+}
+
+/// Reads the kept properties of cgroup directory `dir` of hierarchy
+/// `name` (those the kernel does not show are left out).
+fn read_props(dir: &Path, name: &str) -> Vec<pb::CgroupPropEntry> {
+    let controllers = if name.is_empty() {
+        std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default()
+    } else {
+        String::new()
+    };
+    prop_names(name, &controllers)
+        .into_iter()
+        .filter_map(|p| {
+            let file = dir.join(p);
+            let value = std::fs::read_to_string(&file).ok()?;
+            Some(pb::CgroupPropEntry {
+                name: p.to_owned(),
+                value: value.trim_end_matches('\n').to_owned(),
+                perms: perms_of(&file),
+            })
+        })
+        .collect()
+}
+
+/// Every cgroup directory below `dir` (path `path` in its hierarchy),
+/// `dir` first, parents before children.
+fn walk(dir: &Path, path: &str, out: &mut Vec<String>) -> Result<()> {
+    out.push(path.to_owned());
+    let entries = std::fs::read_dir(dir).map_err(|source| Error::Io {
+        pid: 0,
+        what: format!("listing cgroup directory {}", dir.display()),
+        source,
+    })?;
+    let mut subs: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .collect();
+    subs.sort();
+    for s in subs {
+        let child = format!("{}/{s}", path.trim_end_matches('/'));
+        walk(&dir.join(&s), &child, out)?;
+    }
+    Ok(())
+}
+
+/// The directory entries (upstream's tree: a head's name is its path
+/// without the leading `/`, a child's its last component) of `paths`
+/// (sorted, parents before children) in hierarchy `name`.
+fn dir_tree(
+    mounts: &[proc::MountInfo],
+    name: &str,
+    paths: &[String],
+    parent: Option<&str>,
+) -> Vec<pb::CgroupDirEntry> {
+    let direct = |p: &str| -> bool {
+        match parent {
+            Some(par) => p
+                .strip_prefix(par.trim_end_matches('/'))
+                .and_then(|r| r.strip_prefix('/'))
+                .is_some_and(|r| !r.is_empty() && !r.contains('/')),
+            // a head: no other path is its parent
+            None => !paths
+                .iter()
+                .any(|q| q != p && is_below(p, q) && q.as_str() != "/"),
+        }
+    };
+    paths
+        .iter()
+        .filter(|p| direct(p))
+        .map(|p| {
+            let dir = dir_of(mounts, name, p);
+            let dir_name = match parent {
+                Some(_) => p.rsplit('/').next().unwrap_or_default().to_owned(),
+                None => p.trim_start_matches('/').to_owned(),
+            };
+            pb::CgroupDirEntry {
+                dir_name,
+                children: dir_tree(mounts, name, paths, Some(p)),
+                properties: dir
+                    .as_deref()
+                    .map(|d| read_props(d, name))
+                    .unwrap_or_default(),
+                dir_perms: dir.as_deref().and_then(perms_of),
+            }
+        })
+        .collect()
+}
+
+/// A cgroup directory of the images, with its full path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgDir {
+    /// The hierarchy (`cpu,cpuacct`, or empty for v2).
+    pub name: String,
+    pub path: String,
+    pub props: Vec<(String, String)>,
+    pub perms: Option<pb::CgroupPerms>,
+}
+
+/// The directories of `cgroup.img`'s controllers, parents first.
+pub fn flatten(controllers: &[pb::CgControllerEntry]) -> Vec<CgDir> {
+    fn go(name: &str, parent: &str, d: &pb::CgroupDirEntry, out: &mut Vec<CgDir>) {
+        let rel = d.dir_name.trim_matches('/');
+        let path = if rel.is_empty() {
+            parent.to_owned()
+        } else {
+            format!("{}/{rel}", parent.trim_end_matches('/'))
+        };
+        out.push(CgDir {
+            name: name.to_owned(),
+            path: path.clone(),
+            props: d
+                .properties
+                .iter()
+                .map(|p| (p.name.clone(), p.value.clone()))
+                .collect(),
+            perms: d.dir_perms,
+        });
+        for c in &d.children {
+            go(name, &path, c, out);
+        }
+    }
+    let mut out = Vec::new();
+    for c in controllers {
+        let name = c.cnames.join(",");
+        for d in &c.dirs {
+            go(&name, "/", d, &mut out);
+        }
+    }
+    out
+}
+
 /// The cgroup sets seen during a dump.
 #[derive(Debug, Default)]
 pub struct Sets {
@@ -243,8 +471,8 @@ impl Sets {
                     .collect(),
             })
             .collect::<Vec<_>>();
-        // One controller entry per hierarchy met (no directories: the
-        // cgroups themselves are not dumped).
+        // One controller entry per hierarchy met (its directories are
+        // filled in by [`Sets::write`]).
         let mut names: Vec<&str> = self
             .others
             .iter()
@@ -263,23 +491,110 @@ impl Sets {
         Some(pb::CgroupEntry { sets, controllers })
     }
 
-    /// Writes `cgroup.img` when a task is not where criu is.
-    pub fn write(&self, dir: &Path) -> Result<()> {
-        if let Some(e) = self.entry() {
-            image::write_image(dir, FILE, magic::CGROUP, [&e])?;
+    /// The cgroup directories of hierarchy `name` to keep: those of the
+    /// sets other than criu's, everything below them and the ones above
+    /// them, but neither criu's own cgroup nor those above it (the
+    /// caller's).
+    fn dirs(&self, mounts: &[proc::MountInfo], name: &str) -> Result<Vec<pb::CgroupDirEntry>> {
+        let criu_path = self
+            .criu
+            .iter()
+            .flatten()
+            .find(|m| m.name == name)
+            .map(|m| m.path.as_str());
+        let mut starts: Vec<&str> = self
+            .others
+            .iter()
+            .flat_map(|(_, ms)| ms.iter())
+            .filter(|m| m.name == name)
+            .map(|m| m.path.as_str())
+            .collect();
+        starts.sort_unstable();
+        starts.dedup();
+        let mut paths: Vec<String> = Vec::new();
+        for p in starts {
+            if p == "/" || criu_path.is_some_and(|c| is_below(c, p)) {
+                continue;
+            }
+            if paths.iter().any(|q| q == p) {
+                continue;
+            }
+            let Some(d) = dir_of(mounts, name, p).filter(|d| d.is_dir()) else {
+                continue;
+            };
+            walk(&d, p, &mut paths)?;
+            // and the cgroups above it, up to criu's (or a common one)
+            let mut up = p;
+            while let Some((a, _)) = up.rsplit_once('/') {
+                if a.is_empty() || criu_path.is_some_and(|c| is_below(c, a)) {
+                    break;
+                }
+                paths.push(a.to_owned());
+                up = a;
+            }
         }
+        paths.sort();
+        paths.dedup();
+        Ok(dir_tree(mounts, name, &paths, None))
+    }
+
+    /// Writes `cgroup.img` when a task is not where criu is: the sets,
+    /// and the directories of the tasks' cgroups with their properties.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let Some(mut e) = self.entry() else {
+            return Ok(());
+        };
+        let mounts =
+            proc::read_mountinfo(std::process::id() as i32).map_err(|e| Error::Mismatch {
+                what: format!("reading criu's mountinfo to find the cgroup mounts: {e}"),
+            })?;
+        for c in e.controllers.iter_mut() {
+            c.dirs = self.dirs(&mounts, &c.cnames.join(","))?;
+        }
+        image::write_image(dir, FILE, magic::CGROUP, [&e])?;
         Ok(())
     }
 }
 
-/// What the restore does with cgroups (`--manage-cgroups` modes).
+/// What the restore does with cgroups (`--manage-cgroups` modes, as CRIU
+/// documents them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
     /// Leave every task where it is born (criu's cgroups).
     Ignore,
-    /// Move tasks into their cgroups when these exist (the default).
+    /// The cgroups must exist; their properties are left alone.
+    None,
+    /// The cgroups must exist; their properties are set.
+    Props,
+    /// Missing cgroups are made and get their properties; existing ones
+    /// are left alone (the default).
     #[default]
     Soft,
+    /// Missing cgroups are made; every one gets its properties.
+    Full,
+    /// Every cgroup is made, with its properties: one that exists already
+    /// is an error.
+    Strict,
+}
+
+impl Mode {
+    /// CRIU's name of a mode (`--manage-cgroups=NAME`).
+    pub fn parse(s: &str) -> Option<Mode> {
+        Some(match s {
+            "ignore" => Mode::Ignore,
+            "none" => Mode::None,
+            "props" => Mode::Props,
+            "soft" => Mode::Soft,
+            "full" => Mode::Full,
+            "strict" => Mode::Strict,
+            _ => return Option::None,
+        })
+    }
+
+    /// Whether this mode makes a cgroup that is missing.
+    fn makes(self) -> bool {
+        matches!(self, Mode::Soft | Mode::Full | Mode::Strict)
+    }
 }
 
 /// `--cgroup-root [CONTROLLER:]/PATH` (RPC `cg_root`): the cgroup the
@@ -338,6 +653,8 @@ fn moved(path: &str, old: &str, new: &str) -> Option<String> {
 pub struct Restore {
     pub sets: Vec<pb::CgSetEntry>,
     pub mode: Mode,
+    /// The cgroup directories of the images, parents first.
+    pub dirs: Vec<CgDir>,
     /// The image directory (each task's `ids-PID.img` names its cgroup
     /// namespace).
     dir: PathBuf,
@@ -366,9 +683,76 @@ pub fn read_image(dir: &Path) -> Result<Option<Restore>> {
     let e: pb::CgroupEntry = image::read_one(dir, FILE, magic::CGROUP)?;
     Ok(Some(Restore {
         sets: e.sets,
+        dirs: flatten(&e.controllers),
         dir: dir.to_owned(),
         ..Default::default()
     }))
+}
+
+/// Makes cgroup directory `path` (and its parents), with `perms` when
+/// the images give them.
+fn make_dir(path: &Path, perms: Option<&pb::CgroupPerms>) -> Result<()> {
+    let io = |what: String| {
+        move |source| Error::Io {
+            pid: 0,
+            what,
+            source,
+        }
+    };
+    std::fs::create_dir_all(path).map_err(io(format!("making cgroup {}", path.display())))?;
+    if let Some(p) = perms {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(p.mode))
+            .map_err(io(format!("chmod {:o} cgroup {}", p.mode, path.display())))?;
+        std::os::unix::fs::chown(path, Some(p.uid), Some(p.gid)).map_err(io(format!(
+            "chown {}:{} cgroup {}",
+            p.uid,
+            p.gid,
+            path.display()
+        )))?;
+    }
+    debug!(cgroup = %path.display(), "cgroup made");
+    Ok(())
+}
+
+/// What to write into property file `name` (now holding `now`) for it to
+/// hold `want`; None when nothing is to be written.
+pub fn prop_write(name: &str, want: &str, now: &str) -> Option<String> {
+    if want == now {
+        return Option::None;
+    }
+    match name {
+        // enable what is missing, one `+controller` each
+        "cgroup.subtree_control" => {
+            let add: Vec<String> = want
+                .split_whitespace()
+                .filter(|c| !now.split_whitespace().any(|n| n == *c))
+                .map(|c| format!("+{c}"))
+                .collect();
+            (!add.is_empty()).then(|| add.join(" "))
+        }
+        // only a threaded cgroup is written: "domain" cannot be
+        "cgroup.type" => (want == "threaded").then(|| want.to_owned()),
+        _ => Some(want.to_owned()),
+    }
+}
+
+/// Sets the properties `props` (name, value) of cgroup directory `dir`.
+fn set_props_of(dir: &Path, props: &[(String, String)]) -> Result<()> {
+    for (name, value) in props {
+        let file = dir.join(name);
+        let now = std::fs::read_to_string(&file).unwrap_or_default();
+        let Some(w) = prop_write(name, value, now.trim_end_matches('\n')) else {
+            continue;
+        };
+        std::fs::write(&file, &w).map_err(|source| Error::Io {
+            pid: 0,
+            what: format!("setting cgroup property {} to {w:?}", file.display()),
+            source,
+        })?;
+        debug!(file = %file.display(), value = %w, "cgroup property set");
+    }
+    Ok(())
 }
 
 /// The directory of hierarchy `name` (`""` for cgroup v2) and path `path`
@@ -433,6 +817,11 @@ impl Restore {
                         m.cgns_prefix = Some(r.len() as u32);
                     }
                     m.path = p;
+                }
+            }
+            for d in self.dirs.iter_mut().filter(|d| d.name == old.name) {
+                if let Some(p) = moved(&d.path, &old.path, &new.path) {
+                    d.path = p;
                 }
             }
         }
@@ -546,6 +935,7 @@ impl Restore {
         if self.mode == Mode::Ignore {
             return Ok(());
         }
+        self.prepare()?;
         let (pid, host) = (self.root_pid, t.pid());
         let roots = self.ns_roots(self.root_set)?;
         let key = self.key_of(pid, &roots);
@@ -615,6 +1005,61 @@ impl Restore {
         self.join(pid, t.pid(), id)
     }
 
+    /// Makes the cgroups of the images ready before any task joins one, as
+    /// the mode says: made when missing (soft, full, strict; none and props
+    /// need them to exist), properties set on those made (soft) or on all
+    /// (props, full, strict); strict wants none to exist.
+    pub fn prepare(&self) -> Result<()> {
+        if self.mode == Mode::Ignore || self.dirs.is_empty() {
+            return Ok(());
+        }
+        let mounts =
+            proc::read_mountinfo(std::process::id() as i32).map_err(|e| Error::Mismatch {
+                what: format!("reading criu's mountinfo to find the cgroup mounts: {e}"),
+            })?;
+        self.prepare_in(&mounts)
+    }
+
+    /// [`Restore::prepare`] with the cgroup hierarchies mounted as in
+    /// `mounts`.
+    fn prepare_in(&self, mounts: &[proc::MountInfo]) -> Result<()> {
+        for d in &self.dirs {
+            let Some(path) = dir_of(mounts, &d.name, &d.path) else {
+                warn!(hierarchy = %d.name, cgroup = %d.path, "no mount of this cgroup hierarchy; the cgroup is left out");
+                continue;
+            };
+            let exists = path.is_dir();
+            let set_props = match (exists, self.mode) {
+                (true, Mode::Strict) => {
+                    return Err(Error::Mismatch {
+                        what: format!(
+                            "--manage-cgroups=strict: cgroup {} exists already",
+                            path.display()
+                        ),
+                    })
+                }
+                (true, m) => matches!(m, Mode::Props | Mode::Full),
+                (false, m) if !m.makes() => {
+                    return Err(Error::Mismatch {
+                        what: format!(
+                            "--manage-cgroups={}: cgroup {} does not exist",
+                            if m == Mode::None { "none" } else { "props" },
+                            path.display()
+                        ),
+                    })
+                }
+                (false, _) => {
+                    make_dir(&path, d.perms.as_ref())?;
+                    true
+                }
+            };
+            if set_props {
+                set_props_of(&path, &d.props)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Puts process `host` (PID `pid` in the images) into the cgroups of
     /// set `id` (0 or criu's set: it stays where it was born).
     pub fn join(&self, pid: i32, host: i32, id: u32) -> Result<()> {
@@ -642,8 +1087,21 @@ impl Restore {
                 continue;
             };
             if !dir.is_dir() {
-                warn!(pid, dir = %dir.display(), "cgroup does not exist (it is not made in soft mode); the task stays where it is");
-                continue;
+                match self.mode {
+                    Mode::Soft => {
+                        warn!(pid, dir = %dir.display(), "cgroup does not exist (the images do not have it to make); the task stays where it is");
+                        continue;
+                    }
+                    Mode::Full | Mode::Strict => make_dir(&dir, Option::None)?,
+                    _ => {
+                        return Err(Error::Mismatch {
+                            what: format!(
+                                "cgroup {} of task {pid} does not exist (the mode makes none)",
+                                dir.display()
+                            ),
+                        })
+                    }
+                }
             }
             let procs = dir.join("cgroup.procs");
             std::fs::write(&procs, host.to_string()).map_err(|source| Error::Io {
@@ -919,5 +1377,181 @@ mod tests {
         assert_eq!(r.made(&NsKey::Id(7)), Some((5, 42)));
         assert_eq!(r.made(&NsKey::Id(3)), None);
         assert_eq!(r.made_with_inode(42), Some(5));
+    }
+
+    #[test]
+    fn property_lists() {
+        let v2 = prop_names("", "memory pids hugetlb");
+        assert!(v2.contains(&"cgroup.subtree_control") && v2.contains(&"memory.max"));
+        assert!(v2.contains(&"pids.max") && !v2.contains(&"cpu.max"));
+        assert!(!v2.contains(&"cgroup.freeze"));
+        let v1 = prop_names("cpu,cpuacct", "");
+        assert!(v1.contains(&"cpu.shares") && v1.contains(&"notify_on_release"));
+        assert!(!v1.contains(&"pids.max"));
+        let mem = prop_names("memory", "");
+        let at = |n| mem.iter().position(|p| *p == n).unwrap();
+        assert!(at("memory.limit_in_bytes") < at("memory.memsw.limit_in_bytes"));
+    }
+
+    #[test]
+    fn property_writes() {
+        assert_eq!(prop_write("pids.max", "5", "max").as_deref(), Some("5"));
+        assert_eq!(prop_write("pids.max", "max", "max"), None);
+        assert_eq!(
+            prop_write("cgroup.subtree_control", "memory pids", "pids").as_deref(),
+            Some("+memory")
+        );
+        assert_eq!(
+            prop_write("cgroup.subtree_control", "cpu io", "").as_deref(),
+            Some("+cpu +io")
+        );
+        assert_eq!(prop_write("cgroup.subtree_control", "", "cpu"), None);
+        assert_eq!(prop_write("cgroup.type", "domain", "domain threaded"), None);
+        assert_eq!(
+            prop_write("cgroup.type", "threaded", "domain").as_deref(),
+            Some("threaded")
+        );
+    }
+
+    /// A fake cgroup v2 hierarchy in a temporary directory.
+    fn fake_v2() -> (tempfile::TempDir, Vec<proc::MountInfo>) {
+        let tmp = tempfile::tempdir().unwrap();
+        let text = format!(
+            "31 25 0:27 / {} rw - cgroup2 cgroup2 rw\n",
+            tmp.path().display()
+        );
+        let mounts = proc::parse_mountinfo(&text).unwrap();
+        (tmp, mounts)
+    }
+
+    fn put(dir: &Path, files: &[(&str, &str)]) {
+        std::fs::create_dir_all(dir).unwrap();
+        for (n, v) in files {
+            std::fs::write(dir.join(n), format!("{v}\n")).unwrap();
+        }
+    }
+
+    #[test]
+    fn directories_are_kept_as_a_tree_and_read_back_flat() {
+        let (tmp, mounts) = fake_v2();
+        put(
+            &tmp.path().join("a/b"),
+            &[
+                ("cgroup.controllers", "pids memory"),
+                ("pids.max", "7"),
+                ("memory.max", "max"),
+            ],
+        );
+        put(
+            &tmp.path().join("a/b/c"),
+            &[("cgroup.controllers", "pids"), ("pids.max", "3")],
+        );
+        let mut paths = Vec::new();
+        walk(&tmp.path().join("a/b"), "/a/b", &mut paths).unwrap();
+        assert_eq!(paths, ["/a/b", "/a/b/c"]);
+        let tree = dir_tree(&mounts, "", &paths, None);
+        assert_eq!(tree.len(), 1);
+        assert_eq!(tree[0].dir_name, "a/b");
+        assert_eq!(tree[0].children.len(), 1);
+        assert_eq!(tree[0].children[0].dir_name, "c");
+        assert!(tree[0].dir_perms.is_some());
+        let flat = flatten(&[pb::CgControllerEntry {
+            cnames: vec![String::new()],
+            dirs: tree,
+            is_threaded: None,
+        }]);
+        let got: Vec<(&str, Vec<(&str, &str)>)> = flat
+            .iter()
+            .map(|d| {
+                (
+                    d.path.as_str(),
+                    d.props
+                        .iter()
+                        .map(|(n, v)| (n.as_str(), v.as_str()))
+                        .collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("/a/b", vec![("pids.max", "7"), ("memory.max", "max")]),
+                ("/a/b/c", vec![("pids.max", "3")])
+            ]
+        );
+    }
+
+    fn restore_with(mode: Mode, dirs: &[(&str, &str)]) -> Restore {
+        Restore {
+            mode,
+            dirs: dirs
+                .iter()
+                .map(|(p, v)| CgDir {
+                    name: String::new(),
+                    path: (*p).into(),
+                    props: vec![("pids.max".into(), (*v).into())],
+                    perms: None,
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn modes_make_cgroups_and_set_properties_as_crius() {
+        let read = |d: &Path| std::fs::read_to_string(d.join("pids.max")).unwrap_or_default();
+        for (mode, made_gets, existing_gets) in [(Mode::Soft, "5", "max\n"), (Mode::Full, "5", "6")]
+        {
+            let (tmp, mounts) = fake_v2();
+            put(&tmp.path().join("old"), &[("pids.max", "max")]);
+            // (a real cgroup has the file at once; here the fake gets it)
+            let r = restore_with(mode, &[("/old", "6"), ("/new", "5")]);
+            let mut r2 = restore_with(mode, &[("/old", "6")]);
+            r2.prepare_in(&mounts).unwrap();
+            assert_eq!(read(&tmp.path().join("old")), existing_gets, "{mode:?}");
+            r.prepare_in(&mounts).unwrap();
+            assert!(tmp.path().join("new").is_dir(), "{mode:?}");
+            assert_eq!(read(&tmp.path().join("new")), made_gets, "{mode:?}");
+        }
+        let (tmp, mounts) = fake_v2();
+        put(&tmp.path().join("old"), &[("pids.max", "max")]);
+        let e = restore_with(Mode::Strict, &[("/old", "6")])
+            .prepare_in(&mounts)
+            .unwrap_err();
+        assert!(e.to_string().contains("exists already"), "{e}");
+        restore_with(Mode::Strict, &[("/fresh", "4")])
+            .prepare_in(&mounts)
+            .unwrap();
+        assert_eq!(read(&tmp.path().join("fresh")), "4");
+        for mode in [Mode::None, Mode::Props] {
+            let e = restore_with(mode, &[("/missing", "1")])
+                .prepare_in(&mounts)
+                .unwrap_err();
+            assert!(e.to_string().contains("does not exist"), "{e}");
+            assert!(!tmp.path().join("missing").exists());
+        }
+        restore_with(Mode::Props, &[("/old", "9")])
+            .prepare_in(&mounts)
+            .unwrap();
+        assert_eq!(read(&tmp.path().join("old")), "9");
+        restore_with(Mode::None, &[("/old", "1")])
+            .prepare_in(&mounts)
+            .unwrap();
+        assert_eq!(read(&tmp.path().join("old")), "9");
+        restore_with(Mode::Ignore, &[("/other", "1")])
+            .prepare()
+            .unwrap();
+    }
+
+    #[test]
+    fn cgroup_root_moves_the_directories_too() {
+        let mut r = restore_with(Mode::Soft, &[("/ct1", "1"), ("/ct1/a", "2"), ("/x", "3")]);
+        r.sets = vec![pb::CgSetEntry {
+            id: 2,
+            ctls: vec![ctl("", "/ct1", None)],
+        }];
+        r.rewrite_roots(2, &[NewRoot::parse("/ct2").unwrap()]);
+        let paths: Vec<&str> = r.dirs.iter().map(|d| d.path.as_str()).collect();
+        assert_eq!(paths, ["/ct2", "/ct2/a", "/x"]);
     }
 }
