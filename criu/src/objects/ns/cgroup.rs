@@ -5,13 +5,20 @@
 //! path). The set criu itself is in is id 1, the others count up from 2;
 //! core images carry the ids (`cg_set`), and `cgroup.img` lists every set
 //! other than criu's (none at all when the whole tree lives where criu
-//! does, as upstream). The cgroups' own properties and directories are not
-//! dumped.
+//! does, as upstream). With them go, per hierarchy, the directories of
+//! those cgroups, of the cgroups below them and of those above them up to
+//! criu's own (not criu's nor any above it: they are the caller's), as
+//! upstream's tree of `cgroup_dir_entry`, each with its mode and owner and
+//! the properties criu-rs keeps (see [`prop_names`]: upstream's v1 lists,
+//! for v2 the global ones and those of each enabled controller).
 //!
-//! Restore: each process is put back into the cgroups of its set, by
-//! writing its PID to `cgroup.procs` under the mount of each hierarchy in
-//! criu's mount namespace. The cgroups are not made: in the default mode
-//! (soft) a cgroup that does not exist is left out with a warning.
+//! Restore: first the directories, as the `--manage-cgroups` mode says
+//! ([`Mode`], [`Restore::prepare`]); then each process is put back into the
+//! cgroups of its set, by writing its PID to `cgroup.procs` under the
+//! mount of each hierarchy in criu's mount namespace. A cgroup of a set
+//! that is still missing is left out with a warning in soft mode (images
+//! without directories), made in full and strict mode, an error in the
+//! others.
 //!
 //! Cgroup namespaces (any task may have its own, nested or not): the
 //! paths are the full ones (criu reads them from its own cgroup
