@@ -1125,6 +1125,7 @@ impl Restore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn m(name: &str, path: &str) -> Member {
         Member {
@@ -1558,5 +1559,37 @@ mod tests {
         r.rewrite_roots(2, &[NewRoot::parse("/ct2").unwrap()]);
         let paths: Vec<&str> = r.dirs.iter().map(|d| d.path.as_str()).collect();
         assert_eq!(paths, ["/ct2", "/ct2/a", "/x"]);
+    }
+
+    fn cg_path() -> impl Strategy<Value = String> {
+        proptest::collection::vec("[a-z]{1,4}", 0..4).prop_map(|v| format!("/{}", v.join("/")))
+    }
+
+    proptest! {
+        /// A task at ROOT/REST that sees itself at /REST: its namespace's
+        /// root is ROOT (`/` when it sees the full path), and the prefix
+        /// recorded cuts the full path back to that root.
+        #[test]
+        fn namespace_root_is_what_the_inside_view_cuts_off(root in cg_path(), rest in cg_path()) {
+            let full = if rest == "/" { root.clone() } else { format!("{}{rest}", root.trim_end_matches('/')) };
+            let outer = vec![m("", &full)];
+            let inner = vec![m("", &rest)];
+            let got = ns_roots(&outer, &inner).unwrap();
+            let want = if full == rest { "/".to_string() } else { root.clone() };
+            prop_assert_eq!(&got, &vec![(String::new(), want.clone())]);
+            let mut set = vec![m("", &full)];
+            Sets::mark_ns_roots(1, &got, &mut set).unwrap();
+            let n = set[0].cgns_prefix.unwrap() as usize;
+            prop_assert_eq!(&full[..n], want.as_str());
+        }
+
+        /// Moving a cgroup tree and moving it back gives the paths back.
+        #[test]
+        fn moved_and_back(old in cg_path(), new in cg_path(), rest in cg_path()) {
+            let p = if rest == "/" { old.clone() } else { format!("{}{rest}", old.trim_end_matches('/')) };
+            let there = moved(&p, &old, &new).unwrap();
+            prop_assert!(is_below(&there, &new));
+            prop_assert_eq!(moved(&there, &new, &old).unwrap(), p);
+        }
     }
 }
