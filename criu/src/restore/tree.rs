@@ -241,7 +241,11 @@ impl Puppets {
                     threads: vec![child],
                 });
                 let me = self.get_mut(pid)?;
-                plan.join_cgroup(&mut me.threads[0], pid, cg_set_of(t))?;
+                let born = me.threads.first_mut().ok_or_else(|| Error::Task {
+                    pid,
+                    what: "puppet has no thread".into(),
+                })?;
+                plan.join_cgroup(born, pid, cg_set_of(t))?;
             }
             if t.pstree.sid == t.pstree.pid {
                 let p = self.get_mut(pid)?;

@@ -914,7 +914,11 @@ impl Restore {
             proc::read_mountinfo(std::process::id() as i32).map_err(|e| Error::Mismatch {
                 what: format!("reading criu's mountinfo to find the cgroup mounts: {e}"),
             })?;
+        let now = read(host, &format!("/proc/{host}/cgroup"))?;
         for (name, root) in roots {
+            if now.iter().any(|n| n.name == *name && n.path == *root) {
+                continue;
+            }
             let procs = dir_of(&mounts, name, root)
                 .ok_or_else(|| Error::Mismatch {
                     what: format!(
