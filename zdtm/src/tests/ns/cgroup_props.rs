@@ -9,9 +9,9 @@ const MARK: &str = "/tmp/zdtm-cgroup-props.removed";
 pub const DESC: Desc = Desc {
     name: "ns/cgroup_props",
     family: "ns",
-    // Making cgroups needs root over the host's hierarchies; the script
-    // and its mark have fixed names.
-    flavors: &[Flavor::Host],
+    // Making cgroups needs root over the host's hierarchies (not uns); the
+    // script and its mark have fixed names.
+    flavors: &[Flavor::Host, Flavor::Ns],
     flags: &[Flag::Suid, Flag::Excl],
     restore_opts: &["--manage-cgroups=full", "--action-script", SCRIPT],
     description: "a child in fresh cgroups with limits set (cgroup v2 cgroup.max.descendants/max.depth on a cgroup and its sub-cgroup, v1 pids.max where a pids hierarchy is mounted); the cgroups are removed before restore, which with --manage-cgroups=full makes them again with those limits",
