@@ -12,7 +12,8 @@ pub const DESC: Desc = Desc {
     // Making cgroups needs root over the host's hierarchies (not uns); the
     // script and its mark have fixed names.
     flavors: &[Flavor::Host, Flavor::Ns],
-    flags: &[Flag::Suid, Flag::Excl],
+    // Cronly: without a restore no script removes the cgroups.
+    flags: &[Flag::Suid, Flag::Excl, Flag::Cronly],
     restore_opts: &["--manage-cgroups=full", "--action-script", SCRIPT],
     description: "a child in fresh cgroups with limits set (cgroup v2 cgroup.max.descendants/max.depth on a cgroup and its sub-cgroup, v1 pids.max where a pids hierarchy is mounted); the cgroups are removed before restore, which with --manage-cgroups=full makes them again with those limits",
     ..Desc::DEFAULT
