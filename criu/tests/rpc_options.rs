@@ -428,10 +428,10 @@ fn runc_options_not_honoured_are_refused_with_a_reason() {
             CriuReqType::Dump,
             |o| {
                 o.manage_cgroups = Some(true);
-                o.manage_cgroups_mode = Some(CriuCgMode::Full as i32);
+                o.cgroup_props = Some("\"cpu\":\n - \"strategy\": \"merge\"\n".into());
             },
-            "manage_cgroups_mode FULL",
-            "properties",
+            "cgroup_props",
+            "built-in list",
         ),
         (
             CriuReqType::Dump,
@@ -441,9 +441,9 @@ fn runc_options_not_honoured_are_refused_with_a_reason() {
         ),
         (
             CriuReqType::Restore,
-            |o| o.manage_cgroups_mode = Some(CriuCgMode::Strict as i32),
-            "manage_cgroups_mode STRICT",
-            "missing cgroups are not made",
+            |o| o.manage_cgroups_mode = Some(77),
+            "manage_cgroups_mode 77",
+            "unknown mode",
         ),
         (
             CriuReqType::Restore,

@@ -122,10 +122,11 @@ pub struct Common {
     /// name in CRTOOLS_SCRIPT_ACTION (may be given more than once).
     #[arg(long = "action-script", global = true, value_name = "FILE", action = clap::ArgAction::Append)]
     pub action_script: Vec<PathBuf>,
-    /// What the restore does with the tasks' cgroups: soft (the default of
-    /// a bare --manage-cgroups: into their cgroups when these exist) or
-    /// ignore (they stay in criu's); none, props, full and strict are
-    /// refused.
+    /// What the restore does with the tasks' cgroups: soft (the default:
+    /// missing cgroups are made with their properties), full (properties
+    /// set on all), strict (none may exist), props (all must exist, their
+    /// properties are set), none (all must exist, left alone) or ignore
+    /// (the tasks stay in criu's cgroups).
     #[arg(long = "manage-cgroups", global = true, value_name = "MODE",
           num_args = 0..=1, require_equals = true, default_missing_value = "soft",
           value_parser = ["none", "props", "soft", "full", "strict", "ignore"])]
@@ -137,6 +138,21 @@ pub struct Common {
           value_parser = crate::objects::ns::cgroup::NewRoot::parse,
           action = clap::ArgAction::Append)]
     pub cgroup_root: Vec<crate::objects::ns::cgroup::NewRoot>,
+    /// Refused: criu-rs keeps its built-in list of cgroup properties.
+    #[arg(long = "cgroup-props", global = true, value_name = "SPEC", hide = true)]
+    pub cgroup_props: Option<String>,
+    /// Refused, as --cgroup-props.
+    #[arg(
+        long = "cgroup-props-file",
+        global = true,
+        value_name = "FILE",
+        hide = true
+    )]
+    pub cgroup_props_file: Option<String>,
+    /// Refused, as --cgroup-props.
+    #[arg(long = "cgroup-dump-controller", global = true, value_name = "NAME",
+          hide = true, action = clap::ArgAction::Append)]
+    pub cgroup_dump_controller: Vec<String>,
     /// `NS:PID|FILE`: restore the tree into this existing namespace (net,
     /// uts or ipc) of process PID, or of the namespace file FILE.
     #[arg(long = "join-ns", global = true, value_name = "NS:PID|FILE",
@@ -216,20 +232,26 @@ fn veths(c: &Common) -> Result<Vec<crate::objects::ns::net::VethOutside>, Error>
     Ok(out)
 }
 
-/// `--manage-cgroups[=MODE]`: the modes criu-rs has, the others refused
-/// with why.
+/// `--manage-cgroups[=MODE]` (clap has checked the name); the options
+/// that would change which properties are kept are refused by name.
 fn cgroup_mode(c: &Common) -> Result<CgMode, Error> {
-    let why = match c.manage_cgroups.as_deref() {
-        None | Some("soft") => return Ok(CgMode::Soft),
-        Some("ignore") => return Ok(CgMode::Ignore),
-        Some("none") => "a missing cgroup is not an error here",
-        Some("props") => "cgroup properties are not dumped",
-        Some(_) => "cgroup properties are not dumped and missing cgroups are not made",
-    };
-    Err(Error::Usage(format!(
-        "--manage-cgroups={}: not supported by criu-rs ({why}); use soft or ignore",
-        c.manage_cgroups.as_deref().unwrap_or_default()
-    )))
+    for (opt, set) in [
+        ("--cgroup-props", c.cgroup_props.is_some()),
+        ("--cgroup-props-file", c.cgroup_props_file.is_some()),
+        (
+            "--cgroup-dump-controller",
+            !c.cgroup_dump_controller.is_empty(),
+        ),
+    ] {
+        if set {
+            return Err(Error::Usage(format!(
+                "{opt}: not supported by criu-rs (it keeps its built-in list of cgroup properties)"
+            )));
+        }
+    }
+    let name = c.manage_cgroups.as_deref().unwrap_or("soft");
+    CgMode::parse(name)
+        .ok_or_else(|| Error::Usage(format!("--manage-cgroups={name}: unknown mode")))
 }
 
 /// `--file-validation METHOD` (clap has checked the name).
@@ -658,8 +680,8 @@ pub fn run(cli: Cli) -> Result<i32, Error> {
         Command::Dump(a) => {
             let dir = images_dir(c)?;
             let network_lock = check_network_lock(c)?;
-            // Membership is always recorded; a mode asking for more is
-            // refused here already.
+            // Membership, directories and properties are always recorded
+            // (the mode is for the restore); refused options fail here.
             cgroup_mode(c)?;
             let log = setup_log(c)?;
             let opts = dump::DumpOpts {
@@ -1134,14 +1156,27 @@ mod runc_option_tests {
             mode(&["dump", "-t", "1", "--manage-cgroups=soft"]).ok(),
             Some(CgMode::Soft)
         );
-        for m in ["full", "strict", "props", "none"] {
-            let e = mode(&["restore", &format!("--manage-cgroups={m}")])
+        for (m, want) in [
+            ("full", CgMode::Full),
+            ("strict", CgMode::Strict),
+            ("props", CgMode::Props),
+            ("none", CgMode::None),
+        ] {
+            assert_eq!(
+                mode(&["restore", &format!("--manage-cgroups={m}")]).ok(),
+                Some(want)
+            );
+        }
+        for opt in [
+            "--cgroup-props=x",
+            "--cgroup-props-file=/f",
+            "--cgroup-dump-controller=cpu",
+        ] {
+            let e = mode(&["dump", "-t", "1", opt])
                 .expect_err("refused")
                 .to_string();
-            assert!(
-                e.contains(&format!("--manage-cgroups={m}")) && e.contains("soft or ignore"),
-                "{e}"
-            );
+            let name = opt.split('=').next().unwrap_or_default();
+            assert!(e.contains(name) && e.contains("not supported"), "{e}");
         }
         assert!(Cli::try_parse_from(["criu", "restore", "--manage-cgroups=bogus"]).is_err());
         // A bare --manage-cgroups does not swallow the command after it.

@@ -247,8 +247,12 @@ impl Puppets {
             let pid = t.pid();
             if t.pstree.ppid == 0 {
                 self.make_root(pid, plan)?;
-                let host = self.get_mut(pid)?.host;
-                plan.join_cgroup(pid, host, cg_set_of(t))?;
+                let root = self.get_mut(pid)?;
+                let leader = root.threads.first_mut().ok_or_else(|| Error::Task {
+                    pid,
+                    what: "root has no thread".into(),
+                })?;
+                plan.join_cgroup(leader, pid, cg_set_of(t))?;
             } else {
                 let ppid = t.pstree.ppid as i32;
                 let parent_task = tasks.iter().find(|p| p.pid() == ppid).ok_or_else(|| {
@@ -268,13 +272,17 @@ impl Puppets {
                 if let Some(e) = t.live.as_ref().and_then(|l| l.pidns.as_ref()) {
                     ns::pid::restore(&mut child, e)?;
                 }
-                let host = child.pid();
                 self.procs.push(PuppetProc {
                     pid,
                     host: child.pid(),
                     threads: vec![child],
                 });
-                plan.join_cgroup(pid, host, cg_set_of(t))?;
+                let me = self.get_mut(pid)?;
+                let born = me.threads.first_mut().ok_or_else(|| Error::Task {
+                    pid,
+                    what: "puppet has no thread".into(),
+                })?;
+                plan.join_cgroup(born, pid, cg_set_of(t))?;
             }
             if t.pstree.sid == t.pstree.pid {
                 let p = self.get_mut(pid)?;

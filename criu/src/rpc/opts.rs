@@ -21,9 +21,7 @@ fn on(b: Option<bool>) -> bool {
 
 /// The cgroup mode of a request, as CRIU reads it: `manage_cgroups`
 /// true means soft and false ignore, and `manage_cgroups_mode`, when set,
-/// overrides it; neither means CRIU's default, soft. Modes that restore
-/// cgroup properties or make missing cgroups (`props`, `full`, `strict`)
-/// and `none` (missing cgroups are an error) are refused, with why.
+/// overrides it; neither means CRIU's default, soft.
 pub fn cgroup_mode(o: &CriuOpts) -> Result<cgroup::Mode, String> {
     let from_flag = match o.manage_cgroups {
         Some(false) => cgroup::Mode::Ignore,
@@ -32,25 +30,14 @@ pub fn cgroup_mode(o: &CriuOpts) -> Result<cgroup::Mode, String> {
     let Some(m) = o.manage_cgroups_mode else {
         return Ok(from_flag);
     };
-    let refuse = |name: &str, why: &str| {
-        Err(format!(
-            "manage_cgroups_mode {name} ({why}; criu-rs has soft and ignore)"
-        ))
-    };
     match CriuCgMode::try_from(m) {
         Ok(CriuCgMode::Ignore) => Ok(cgroup::Mode::Ignore),
         Ok(CriuCgMode::Soft) | Ok(CriuCgMode::Default) => Ok(cgroup::Mode::Soft),
-        Ok(CriuCgMode::CgNone) => refuse("NONE", "a missing cgroup is not an error here"),
-        Ok(CriuCgMode::Props) => refuse("PROPS", "cgroup properties are not dumped"),
-        Ok(CriuCgMode::Full) => refuse(
-            "FULL",
-            "cgroup properties are not dumped and missing cgroups are not made",
-        ),
-        Ok(CriuCgMode::Strict) => refuse(
-            "STRICT",
-            "cgroup properties are not dumped and missing cgroups are not made",
-        ),
-        Err(_) => refuse(&m.to_string(), "unknown mode"),
+        Ok(CriuCgMode::CgNone) => Ok(cgroup::Mode::None),
+        Ok(CriuCgMode::Props) => Ok(cgroup::Mode::Props),
+        Ok(CriuCgMode::Full) => Ok(cgroup::Mode::Full),
+        Ok(CriuCgMode::Strict) => Ok(cgroup::Mode::Strict),
+        Err(_) => Err(format!("manage_cgroups_mode {m} (unknown mode)")),
     }
 }
 
@@ -95,8 +82,14 @@ pub fn unsupported(o: &CriuOpts, action: Action) -> Vec<String> {
         "cg_root (on a dump)",
         action == Action::Dump && !o.cg_root.is_empty(),
     );
-    flag("cgroup_props", o.cgroup_props.is_some());
-    flag("cgroup_props_file", o.cgroup_props_file.is_some());
+    flag(
+        "cgroup_props (criu-rs keeps its built-in list of cgroup properties)",
+        o.cgroup_props.is_some(),
+    );
+    flag(
+        "cgroup_props_file (criu-rs keeps its built-in list of cgroup properties)",
+        o.cgroup_props_file.is_some(),
+    );
     flag(
         "cgroup_dump_controller",
         !o.cgroup_dump_controller.is_empty(),
@@ -228,7 +221,7 @@ mod tests {
     }
 
     #[test]
-    fn cgroup_modes_soft_and_ignore_are_taken_the_others_refused() {
+    fn cgroup_modes_are_taken() {
         let mut o = base();
         assert_eq!(cgroup_mode(&o), Ok(cgroup::Mode::Soft));
         o.manage_cgroups = Some(true);
@@ -239,27 +232,18 @@ mod tests {
         o.manage_cgroups_mode = Some(CriuCgMode::Ignore as i32);
         assert_eq!(cgroup_mode(&o), Ok(cgroup::Mode::Ignore));
         assert!(unsupported(&o, Action::Restore).is_empty());
-        for m in [CriuCgMode::Soft, CriuCgMode::Default] {
-            o.manage_cgroups_mode = Some(m as i32);
-            assert_eq!(cgroup_mode(&o), Ok(cgroup::Mode::Soft));
-            assert!(unsupported(&o, Action::Dump).is_empty());
-            assert!(unsupported(&o, Action::Restore).is_empty());
-        }
-        for (m, name) in [
-            (CriuCgMode::Full, "FULL"),
-            (CriuCgMode::Strict, "STRICT"),
-            (CriuCgMode::Props, "PROPS"),
-            (CriuCgMode::CgNone, "NONE"),
+        for (m, want) in [
+            (CriuCgMode::Soft, cgroup::Mode::Soft),
+            (CriuCgMode::Default, cgroup::Mode::Soft),
+            (CriuCgMode::Full, cgroup::Mode::Full),
+            (CriuCgMode::Strict, cgroup::Mode::Strict),
+            (CriuCgMode::Props, cgroup::Mode::Props),
+            (CriuCgMode::CgNone, cgroup::Mode::None),
         ] {
             o.manage_cgroups_mode = Some(m as i32);
-            for a in [Action::Dump, Action::Restore] {
-                let bad = unsupported(&o, a);
-                assert_eq!(bad.len(), 1, "{bad:?}");
-                assert!(
-                    bad[0].starts_with(&format!("manage_cgroups_mode {name} (")),
-                    "{bad:?}"
-                );
-            }
+            assert_eq!(cgroup_mode(&o), Ok(want));
+            assert!(unsupported(&o, Action::Dump).is_empty());
+            assert!(unsupported(&o, Action::Restore).is_empty());
         }
         o.manage_cgroups_mode = Some(77);
         assert!(cgroup_mode(&o).is_err());

@@ -37,7 +37,7 @@ catalogue! {
     events { eventfd00, epoll00, timerfd00, signalfd00, inotify00, fanotify00 }
     sockets { unix_socketpair, tcp_listen, udp00, unix_bound, unix_listen_queued, unix_seqpacket, udp6, sockopts00, tcp_established, tcp6_established, tcp_established_child, unix_scm_rights, unix_shutdown, tcp_shutdown, netlink00, packet00, raw_icmp, unix_ext_dgram, unix_ext_refused, tcp_netlock, unix_scm_creds, tcp_dualstack, netlink_queued, tcp_close, tcp_syn_sent, tcp_fin_states, packet_queued, unix_scm_pidfd }
     tree { children, zombie00, pgrp_session, tree500, vfork00 }
-    ns { uts00, ipc_shm, pidns00, ipc_msg, ipc_sem, timens, pidns_nested, pidns_last_pid, mnt_fs, cgroup00, cgroupns, netns_dev, mnt_tmpfs, netns_sysctl,
+    ns { uts00, ipc_shm, pidns00, ipc_msg, ipc_sem, timens, pidns_nested, pidns_last_pid, mnt_fs, cgroup00, cgroupns, cgroupns_nested, cgroup_props, netns_dev, mnt_tmpfs, netns_sysctl,
         mnt_shared }
     tty { pty00, pty_data, ctty00, ctty01, pty_pkt, ctty_member,
         pty_canon }

@@ -6,10 +6,11 @@
 //! same id). For each namespace of the root that is not criu's own, the kind
 //! module writes its image (`utsns-ID.img`, `mountpoints-ID.img`, …). Trees
 //! with nested namespaces (a task in another namespace than the root) are
-//! refused before that task is seized ([`check_not_nested`]), but for pid
-//! namespaces nested in the tree's, which [`pid`] keeps. A cgroup
-//! namespace has no image: its roots go with the cgroup membership (not a
-//! namespace, but kept beside them) in [`cgroup`].
+//! refused before that task is seized ([`check_not_nested`]), except
+//! pid namespaces nested in the tree's, which [`pid`] keeps, and cgroup
+//! namespaces: these have no image, each task's namespace roots go with
+//! its cgroup membership (not a namespace, but kept beside them) in
+//! [`cgroup`], and any task may have one of its own.
 //!
 //! Restore: [`Plan::read`] says which namespaces the root puppet must be
 //! born in (the kinds with an image, and a new pid namespace when the root
@@ -186,10 +187,10 @@ impl NsIds {
             let Some(ino) = inode(pid, k)? else { continue };
             if first {
                 self.root.push((k, ino));
-                if k == Kind::Cgroup && own_inode(k)? != Some(ino) {
-                    self.cgroups.find_ns_roots(pid)?;
-                }
-            } else if k != Kind::Pid && !self.root.contains(&(k, ino)) {
+            } else if k != Kind::Cgroup && k != Kind::Pid && !self.root.contains(&(k, ino)) {
+                // (a cgroup namespace of its own is kept with the task's
+                // cgroup set, see [`cgroup`]; a nested pid namespace with
+                // the task's PIDs, see [`pid`])
                 return Err(Error::Unsupported {
                     pid,
                     what: format!(
@@ -247,7 +248,8 @@ pub fn all_of(pid: i32) -> Result<Vec<(Kind, u64)>> {
 /// [`pid::check_nested`].
 pub fn check_not_nested(pid: i32, root: &[(Kind, u64)], parent: i32) -> Result<()> {
     for (k, ino) in all_of(pid)? {
-        if root.contains(&(k, ino)) || !root.iter().any(|&(rk, _)| rk == k) {
+        // Cgroup namespaces may nest: each task's is kept with its set.
+        if k == Kind::Cgroup || root.contains(&(k, ino)) || !root.iter().any(|&(rk, _)| rk == k) {
             continue;
         }
         if k == Kind::Pid {
@@ -422,6 +424,10 @@ impl Plan {
             p.new.push(Kind::Pid);
         }
         p.cgroup = cgroup::read_image(dir)?;
+        if let Some(c) = p.cgroup.as_mut() {
+            c.root_pid = root_pid;
+            c.root_cgns = root_ids.and_then(|i| i.cgroup_ns_id).unwrap_or(0);
+        }
         let Some(ids) = root_ids else { return Ok(p) };
         let id = |k| id_in(ids, k);
         p.user = user::read(dir, id(Kind::User))?;
@@ -463,11 +469,12 @@ impl Plan {
         self.joins = joins;
     }
 
-    /// Puts process `host` (PID `pid` in the images) into the cgroups of
-    /// its set `cg_set` (from its core image).
-    pub fn join_cgroup(&self, pid: i32, host: i32, cg_set: Option<u32>) -> Result<()> {
+    /// Puts puppet `t` (PID `pid` in the images), just born, into its
+    /// cgroup namespace and the cgroups of its set `cg_set` (from its core
+    /// image), before it makes any children.
+    pub fn join_cgroup(&self, t: &mut Tracee, pid: i32, cg_set: Option<u32>) -> Result<()> {
         match (&self.cgroup, cg_set) {
-            (Some(c), Some(id)) => c.join(pid, host, id),
+            (Some(c), Some(id)) => c.enter(t, pid, id),
             _ => Ok(()),
         }
     }
@@ -500,9 +507,7 @@ impl Plan {
         // First the cgroup namespace: a cgroup file system mounted in the
         // new mount namespace shows the one it is mounted from.
         if let Some(c) = &self.cgroup {
-            if c.enter_ns_roots(host, host)? {
-                t.syscall(libc::SYS_unshare, &[libc::CLONE_NEWCGROUP as u64])?;
-            }
+            c.enter_root_ns(t)?;
         }
         if let Some(e) = &self.time {
             time::restore(t, host, e)?;

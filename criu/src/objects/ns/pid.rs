@@ -199,6 +199,18 @@ pub fn inner_tid_like(pid: i32, tid: i32, leader: &Inner) -> Result<(i32, Vec<i3
     Ok((st.ns_pid[split - 1], st.ns_pid[split..].to_vec()))
 }
 
+/// The PID process `viewer` sees process `target` under (both criu's
+/// PIDs): `target`'s PID at the level of `viewer`'s own pid namespace;
+/// None when `target` lives above it.
+pub fn seen_by(viewer: i32, target: i32) -> Result<Option<i32>> {
+    let v = proc::read_status(viewer)?.ns_pid.len().max(1);
+    let t = proc::read_status(target)?;
+    if t.ns_pid.is_empty() {
+        return Ok((v == 1).then_some(target));
+    }
+    Ok(t.ns_pid.get(v - 1).copied())
+}
+
 /// The inode of `pid`'s `ns/pid` or `ns/pid_for_children` (None when the
 /// link cannot be read: a zombie, or no children's namespace yet).
 fn ns_inode(pid: i32, which: &str) -> Option<u64> {
@@ -307,6 +319,16 @@ mod tests {
         assert!(i.nested.is_empty());
         assert_eq!(inner_tid_like(me, me, &i).unwrap(), (i.pid, Vec::new()));
         assert_eq!(children_ns_task(me, &[me]).unwrap(), None);
+    }
+
+    #[test]
+    fn a_process_sees_itself_and_its_parent_by_their_pids() {
+        let me = std::process::id() as i32;
+        assert_eq!(seen_by(me, me).unwrap(), Some(me));
+        let parent = nix::unistd::getppid().as_raw();
+        if parent > 0 && std::path::Path::new(&format!("/proc/{parent}")).exists() {
+            assert_eq!(seen_by(me, parent).unwrap(), Some(parent));
+        }
     }
 
     #[test]

@@ -3,10 +3,9 @@ use crate::prelude::*;
 pub const DESC: Desc = Desc {
     name: "ns/cgroupns",
     family: "ns",
-    // The test makes the cgroup namespace itself, so it must be the root of
-    // the dumped tree: in the ns/uns flavors it would be nested under the
-    // runner's init. Making a cgroup needs root over the host's cgroup2.
-    flavors: &[Flavor::Host],
+    // Making a cgroup needs root over the host's cgroup2 (not uns). In the
+    // ns flavor the namespace is nested below the runner's init.
+    flavors: &[Flavor::Host, Flavor::Ns],
     flags: &[Flag::Suid],
     description: "the root moves into a fresh cgroup (v2), unshares a cgroup namespace and forks a child into a sub-cgroup: after restore both see the same /proc/self/cgroup and share that namespace",
     ..Desc::DEFAULT
