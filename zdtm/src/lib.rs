@@ -3,6 +3,7 @@
 //! patterns, futex barriers, children), kernel feature probes, and the
 //! tests themselves under `tests/<family>/<name>.rs`.
 
+pub mod cgroup;
 pub mod child;
 pub mod desc;
 pub mod features;

@@ -81,14 +81,7 @@ pub fn dump(
     ty: i32,
     proto: i32,
 ) -> Result<pb::FileEntry> {
-    let SkFd {
-        pid,
-        fd,
-        id,
-        flags,
-        file,
-        ino,
-    } = sk;
+    let (pid, fd, id, flags, file, ino) = sk.parts();
     let unsupported = |what: String| Error::Unsupported { pid, what };
     if ty == libc::SOCK_RAW {
         return dump_raw(st.net_pid, pid, fd, id, flags, file, ino, family, proto);

@@ -20,14 +20,7 @@ const NETLINK_ADD_MEMBERSHIP: i32 = 1;
 
 /// Dump half for one netlink socket.
 pub fn dump(st: &mut SkDump, sk: SkFd<'_>) -> Result<pb::FileEntry> {
-    let SkFd {
-        pid,
-        fd,
-        id,
-        flags,
-        file,
-        ino,
-    } = sk;
+    let (pid, fd, id, flags, file, ino) = sk.parts();
     let d = st.netlink(pid, fd, ino)?.clone();
     let what = format!(
         "netlink socket fd {fd} of pid {pid} (inode {ino}, protocol {})",

@@ -15,14 +15,7 @@ use super::sockopt::{self, At};
 
 /// Dump half for one packet socket.
 pub fn dump(st: &mut SkDump, sk: SkFd<'_>) -> Result<pb::FileEntry> {
-    let SkFd {
-        pid,
-        fd,
-        id,
-        flags,
-        file,
-        ino,
-    } = sk;
+    let (pid, fd, id, flags, file, ino) = sk.parts();
     let d = st.packet(pid, fd, ino)?.clone();
     let what = format!(
         "packet socket fd {fd} of pid {pid} (inode {ino}, protocol {:#06x}, interface {})",

@@ -562,6 +562,13 @@ pub struct SkFd<'a> {
     pub ino: u32,
 }
 
+impl<'a> SkFd<'a> {
+    /// (pid, fd, id, flags, file, ino).
+    pub fn parts(self) -> (i32, i32, u32, u32, BorrowedFd<'a>, u32) {
+        (self.pid, self.fd, self.id, self.flags, self.file, self.ino)
+    }
+}
+
 /// Dump half: `file` is fd `fd` of `pid`, a socket with inode `ino`;
 /// `tree` maps criu's pids to the dumped tree's (credentials of queued
 /// messages name their sender by it).

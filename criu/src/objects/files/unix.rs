@@ -40,14 +40,7 @@ pub fn dump(
     ty: i32,
     tree: &HashMap<i32, i32>,
 ) -> Result<pb::FileEntry> {
-    let SkFd {
-        pid,
-        fd,
-        id,
-        flags,
-        file,
-        ino,
-    } = sk;
+    let (pid, fd, id, flags, file, ino) = sk.parts();
     let d = st.unix(pid, fd, ino)?.clone();
     let what = format!("unix socket fd {fd} of pid {pid} (inode {ino})");
     let name = d.name.clone().unwrap_or_default();

@@ -1,3 +1,4 @@
+use crate::cgroup;
 use crate::prelude::*;
 
 pub const DESC: Desc = Desc {
@@ -10,30 +11,9 @@ pub const DESC: Desc = Desc {
     ..Desc::DEFAULT
 };
 
-/// The cgroup v2 path of `pid` (`0::/path`), if the kernel shows one.
-fn v2_path(pid: &str) -> Result<String> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).context("read cgroup")?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .map(str::to_owned)
-        .context("no cgroup v2 line in /proc/PID/cgroup")
-}
-
-/// Where the cgroup v2 hierarchy is mounted.
-fn v2_mount() -> Result<String> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").context("read mountinfo")?;
-    for l in text.lines() {
-        let (left, right) = l.split_once(" - ").context("mountinfo line")?;
-        if right.split_whitespace().next() == Some("cgroup2") && left.split_whitespace().nth(3) == Some("/") {
-            return left.split_whitespace().nth(4).map(str::to_owned).context("mountinfo line");
-        }
-    }
-    bail!("no cgroup2 mount")
-}
-
 pub fn run(t: &mut Test) -> Result<()> {
-    let mnt = v2_mount()?;
-    let mine = v2_path("self")?;
+    let mnt = cgroup::v2_mount()?;
+    let mine = cgroup::v2_path("self")?;
     let rel = format!("{}/zdtm-cgroup00-{}", mine.trim_end_matches('/'), std::process::id());
     let dir = format!("{mnt}{rel}");
     std::fs::create_dir(&dir).with_context(|| format!("mkdir {dir}"))?;
@@ -51,9 +31,9 @@ pub fn run(t: &mut Test) -> Result<()> {
         ensure!(wait_for(5000, || page.word(0).load(Ordering::SeqCst) == 1), "the child did not join {dir}");
         t.daemon()?;
         t.wait_sig();
-        let got = v2_path(&kid.pid.to_string())?;
+        let got = cgroup::v2_path(&kid.pid.to_string())?;
         ensure!(got == rel, "the child is in cgroup {got:?}, expected {rel:?}");
-        let me = v2_path("self")?;
+        let me = cgroup::v2_path("self")?;
         ensure!(me == mine, "the test is in cgroup {me:?}, expected {mine:?}");
         sync::set_and_wake(page.word(1), 1)?;
         kid.wait_ok()

@@ -1,3 +1,4 @@
+use crate::cgroup;
 use crate::prelude::*;
 
 pub const DESC: Desc = Desc {
@@ -11,39 +12,10 @@ pub const DESC: Desc = Desc {
     ..Desc::DEFAULT
 };
 
-/// The cgroup v2 path of `who` (`0::/path`) as the reader sees it.
-fn v2_path(who: &str) -> Result<String> {
-    let text = std::fs::read_to_string(format!("/proc/{who}/cgroup")).context("read cgroup")?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .map(str::to_owned)
-        .context("no cgroup v2 line in /proc/PID/cgroup")
-}
-
-/// Where the whole cgroup v2 hierarchy is mounted.
-fn v2_mount() -> Result<String> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").context("read mountinfo")?;
-    for l in text.lines() {
-        let (left, right) = l.split_once(" - ").context("mountinfo line")?;
-        if right.split_whitespace().next() == Some("cgroup2") && left.split_whitespace().nth(3) == Some("/") {
-            return left.split_whitespace().nth(4).map(str::to_owned).context("mountinfo line");
-        }
-    }
-    bail!("no cgroup2 mount")
-}
-
-fn cgns(who: &str) -> Result<std::path::PathBuf> {
-    std::fs::read_link(format!("/proc/{who}/ns/cgroup")).with_context(|| format!("readlink /proc/{who}/ns/cgroup"))
-}
-
-fn self_cgroup() -> Result<String> {
-    std::fs::read_to_string("/proc/self/cgroup").context("read /proc/self/cgroup")
-}
-
 pub fn run(t: &mut Test) -> Result<()> {
-    let mnt = v2_mount()?;
-    let mine = v2_path("self")?;
-    let outer_ns = cgns("self")?;
+    let mnt = cgroup::v2_mount()?;
+    let mine = cgroup::v2_path("self")?;
+    let outer_ns = cgroup::ns("self")?;
     let rel = format!("{}/zdtm-cgroupns-{}", mine.trim_end_matches('/'), std::process::id());
     let dir = format!("{mnt}{rel}");
     let sub = format!("{dir}/sub");
@@ -52,10 +24,10 @@ pub fn run(t: &mut Test) -> Result<()> {
         std::fs::create_dir(&sub).with_context(|| format!("mkdir {sub}"))?;
         std::fs::write(format!("{dir}/cgroup.procs"), "0").with_context(|| format!("joining {dir}"))?;
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).context("unshare(CLONE_NEWCGROUP)")?;
-        let inner_ns = cgns("self")?;
+        let inner_ns = cgroup::ns("self")?;
         ensure!(inner_ns != outer_ns, "unshare did not make a new cgroup namespace");
-        ensure!(v2_path("self")? == "/", "the root of the new cgroup namespace is not \"/\"");
-        let before = self_cgroup()?;
+        ensure!(cgroup::v2_path("self")? == "/", "the root of the new cgroup namespace is not \"/\"");
+        let before = cgroup::own()?;
         let page = SharedPage::new()?;
         let kid = {
             let (page, sub) = (&page, sub.clone());
@@ -63,7 +35,7 @@ pub fn run(t: &mut Test) -> Result<()> {
                 std::fs::write(format!("{sub}/cgroup.procs"), "0").with_context(|| format!("joining {sub}"))?;
                 sync::set_and_wake(page.word(0), 1)?;
                 sync::wait_until(page.word(1), |v| v != 0)?;
-                ensure!(v2_path("self")? == "/sub", "the child sees itself in {:?}, not /sub", v2_path("self")?);
+                ensure!(cgroup::v2_path("self")? == "/sub", "the child sees itself in {:?}, not /sub", cgroup::v2_path("self")?);
                 Ok(())
             })?
         };
@@ -73,15 +45,15 @@ pub fn run(t: &mut Test) -> Result<()> {
             let kid_before = std::fs::read_to_string(format!("/proc/{kid_pid}/cgroup")).context("read child's cgroup")?;
             t.daemon()?;
             t.wait_sig();
-            let now = self_cgroup()?;
+            let now = cgroup::own()?;
             ensure!(now == before, "/proc/self/cgroup was {before:?}, is {now:?}");
             let kid_now = std::fs::read_to_string(format!("/proc/{kid_pid}/cgroup")).context("read child's cgroup")?;
             ensure!(kid_now == kid_before, "the child's cgroup file was {kid_before:?}, is {kid_now:?}");
-            let (me, kid_ns) = (cgns("self")?, cgns(&kid_pid)?);
+            let (me, kid_ns) = (cgroup::ns("self")?, cgroup::ns(&kid_pid)?);
             ensure!(me == kid_ns, "the test is in {me:?}, the child in {kid_ns:?}");
             ensure!(me != outer_ns, "the test is back in the outer cgroup namespace {me:?}");
             let ppid = nix::unistd::getppid().to_string();
-            if let Ok(p) = cgns(&ppid) {
+            if let Ok(p) = cgroup::ns(&ppid) {
                 ensure!(me != p, "the test shares its cgroup namespace {me:?} with its parent");
             }
             sync::set_and_wake(page.word(1), 1)?;

@@ -1,3 +1,4 @@
+use crate::cgroup;
 use crate::prelude::*;
 
 pub const DESC: Desc = Desc {
@@ -10,35 +11,6 @@ pub const DESC: Desc = Desc {
     description: "two children below the root unshare a cgroup namespace each (one after moving into a fresh cgroup v2 where it may make one, with a grandchild in a sub-cgroup), a third joins the second's; after restore every task sees the same /proc/self/cgroup and the namespaces are shared and apart as before",
     ..Desc::DEFAULT
 };
-
-/// The cgroup v2 path of `who` (`0::/path`) as the reader sees it.
-fn v2_path(who: &str) -> Result<String> {
-    let text = std::fs::read_to_string(format!("/proc/{who}/cgroup")).context("read cgroup")?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .map(str::to_owned)
-        .context("no cgroup v2 line in /proc/PID/cgroup")
-}
-
-/// Where the whole cgroup v2 hierarchy is mounted.
-fn v2_mount() -> Result<String> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").context("read mountinfo")?;
-    for l in text.lines() {
-        let (left, right) = l.split_once(" - ").context("mountinfo line")?;
-        if right.split_whitespace().next() == Some("cgroup2") && left.split_whitespace().nth(3) == Some("/") {
-            return left.split_whitespace().nth(4).map(str::to_owned).context("mountinfo line");
-        }
-    }
-    bail!("no cgroup2 mount")
-}
-
-fn cgns(who: &str) -> Result<std::path::PathBuf> {
-    std::fs::read_link(format!("/proc/{who}/ns/cgroup")).with_context(|| format!("readlink /proc/{who}/ns/cgroup"))
-}
-
-fn self_cgroup() -> Result<String> {
-    std::fs::read_to_string("/proc/self/cgroup").context("read /proc/self/cgroup")
-}
 
 /// A name apart from other runs (the test is PID 3 in every ns flavor).
 fn unique() -> String {
@@ -61,10 +33,10 @@ fn make_cgroups(dir: &str) -> Result<bool> {
 // Shared words: 0 A ready, 1 B ready, 2 C ready, 3 checks done (children may
 // verify and leave), 4 B verified, 5 B's pid (once it is in its cgroup), 6 D ready.
 pub fn run(t: &mut Test) -> Result<()> {
-    let me_before = self_cgroup()?;
-    let outer_ns = cgns("self")?;
-    let mnt = v2_mount().ok();
-    let mine = v2_path("self")?;
+    let me_before = cgroup::own()?;
+    let outer_ns = cgroup::ns("self")?;
+    let mnt = cgroup::v2_mount().ok();
+    let mine = cgroup::v2_path("self")?;
     let dir = mnt
         .as_ref()
         .map(|m| format!("{m}{}/zdtm-cgns-nested-{}", mine.trim_end_matches('/'), unique()));
@@ -83,13 +55,13 @@ pub fn run(t: &mut Test) -> Result<()> {
                     std::fs::write(format!("{d}/cgroup.procs"), "0").with_context(|| format!("joining {d}"))?;
                 }
                 nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).context("unshare(CLONE_NEWCGROUP)")?;
-                ensure!(v2_path("self")? == "/", "the root of the new cgroup namespace is not \"/\"");
+                ensure!(cgroup::v2_path("self")? == "/", "the root of the new cgroup namespace is not \"/\"");
                 let b = fork_child(|| {
                     sync::wait_until(page.word(5), |v| v != 0)?;
-                    let before = self_cgroup()?;
+                    let before = cgroup::own()?;
                     sync::set_and_wake(page.word(1), 1)?;
                     sync::wait_until(page.word(3), |v| v != 0)?;
-                    let now = self_cgroup()?;
+                    let now = cgroup::own()?;
                     ensure!(now == before, "B: /proc/self/cgroup was {before:?}, is {now:?}");
                     sync::set_and_wake(page.word(4), 1)?;
                     Ok(())
@@ -102,14 +74,14 @@ pub fn run(t: &mut Test) -> Result<()> {
                     sync::set_and_wake(page.word(5), b.pid.as_raw() as u32)?;
                     ensure!(wait_for(5000, || page.word(1).load(Ordering::SeqCst) == 1), "B did not start");
                     if made {
-                        let got = v2_path(&b.pid.to_string())?;
+                        let got = cgroup::v2_path(&b.pid.to_string())?;
                         ensure!(got == "/sub", "A sees B in {got:?}, not /sub");
                     }
-                    let before = self_cgroup()?;
+                    let before = cgroup::own()?;
                     let b_before = std::fs::read_to_string(format!("/proc/{}/cgroup", b.pid)).context("B's cgroup")?;
                     sync::set_and_wake(page.word(0), 1)?;
                     sync::wait_until(page.word(3), |v| v != 0)?;
-                    let now = self_cgroup()?;
+                    let now = cgroup::own()?;
                     ensure!(now == before, "A: /proc/self/cgroup was {before:?}, is {now:?}");
                     let b_now = std::fs::read_to_string(format!("/proc/{}/cgroup", b.pid)).context("B's cgroup")?;
                     ensure!(b_now == b_before, "A sees B's cgroups as {b_now:?}, was {b_before:?}");
@@ -127,10 +99,10 @@ pub fn run(t: &mut Test) -> Result<()> {
             let page = &page;
             fork_child(move || {
                 nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).context("unshare(CLONE_NEWCGROUP)")?;
-                let before = self_cgroup()?;
+                let before = cgroup::own()?;
                 sync::set_and_wake(page.word(2), 1)?;
                 sync::wait_until(page.word(3), |v| v != 0)?;
-                let now = self_cgroup()?;
+                let now = cgroup::own()?;
                 ensure!(now == before, "C: /proc/self/cgroup was {before:?}, is {now:?}");
                 Ok(())
             })?
@@ -143,10 +115,10 @@ pub fn run(t: &mut Test) -> Result<()> {
                 let f = std::fs::File::open(format!("/proc/{c_pid}/ns/cgroup")).context("open C's cgroup ns")?;
                 nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWCGROUP).context("setns into C's cgroup ns")?;
                 drop(f);
-                let before = self_cgroup()?;
+                let before = cgroup::own()?;
                 sync::set_and_wake(page.word(6), 1)?;
                 sync::wait_until(page.word(3), |v| v != 0)?;
-                let now = self_cgroup()?;
+                let now = cgroup::own()?;
                 ensure!(now == before, "D: /proc/self/cgroup was {before:?}, is {now:?}");
                 Ok(())
             })?
@@ -159,26 +131,26 @@ pub fn run(t: &mut Test) -> Result<()> {
                 "the children did not get ready"
             );
             let d_pid = d.pid.to_string();
-            ensure!(cgns(&d_pid)? == cgns(&c.pid.to_string())?, "D did not join C's cgroup namespace");
+            ensure!(cgroup::ns(&d_pid)? == cgroup::ns(&c.pid.to_string())?, "D did not join C's cgroup namespace");
             let (a_pid, c_pid) = (a.pid.to_string(), c.pid.to_string());
-            let a_ns = cgns(&a_pid)?;
-            let c_ns = cgns(&c_pid)?;
+            let a_ns = cgroup::ns(&a_pid)?;
+            let c_ns = cgroup::ns(&c_pid)?;
             ensure!(a_ns != outer_ns && c_ns != outer_ns && a_ns != c_ns, "the namespaces were not made apart");
             let b_pid = page.word(5).load(Ordering::SeqCst).to_string();
-            ensure!(cgns(&b_pid)? == a_ns, "B is not in A's cgroup namespace");
+            ensure!(cgroup::ns(&b_pid)? == a_ns, "B is not in A's cgroup namespace");
             let a_cg = std::fs::read_to_string(format!("/proc/{a_pid}/cgroup")).context("A's cgroup")?;
             t.daemon()?;
             t.wait_sig();
-            let me_now = self_cgroup()?;
+            let me_now = cgroup::own()?;
             ensure!(me_now == me_before, "the test's /proc/self/cgroup was {me_before:?}, is {me_now:?}");
-            let outer_now = cgns("self")?;
-            let (a_now, c_now) = (cgns(&a_pid)?, cgns(&c_pid)?);
+            let outer_now = cgroup::ns("self")?;
+            let (a_now, c_now) = (cgroup::ns(&a_pid)?, cgroup::ns(&c_pid)?);
             ensure!(a_now != outer_now, "A is in the test's cgroup namespace {a_now:?}");
             ensure!(c_now != outer_now, "C is in the test's cgroup namespace {c_now:?}");
             ensure!(a_now != c_now, "A and C share the cgroup namespace {a_now:?}");
-            let d_now = cgns(&d_pid)?;
+            let d_now = cgroup::ns(&d_pid)?;
             ensure!(d_now == c_now, "D is in {d_now:?}, C in {c_now:?}");
-            let b_now = cgns(&b_pid)?;
+            let b_now = cgroup::ns(&b_pid)?;
             ensure!(b_now == a_now, "B is in {b_now:?}, A in {a_now:?}");
             let a_cg_now = std::fs::read_to_string(format!("/proc/{a_pid}/cgroup")).context("A's cgroup")?;
             ensure!(a_cg_now == a_cg, "the test sees A's cgroups as {a_cg_now:?}, was {a_cg:?}");
