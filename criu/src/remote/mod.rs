@@ -11,6 +11,7 @@
 //! syscall restarted by the kernel's own rules) or with new registers
 //! ([`Tracee::detach`], used by restore).
 
+pub mod blob;
 pub mod fdpass;
 pub mod mem;
 
@@ -36,6 +37,17 @@ pub enum Error {
     },
     #[error("pid {pid}: {what}")]
     Unexpected { pid: i32, what: String },
+    #[error(
+        "pid {pid}: remote {name}({args}) failed: {errno} (call {index} of a batch of {count})"
+    )]
+    RemoteBatch {
+        pid: i32,
+        index: usize,
+        count: usize,
+        name: String,
+        args: String,
+        errno: Errno,
+    },
     #[error("pid {pid}: remote {name}({args}) failed: {errno}")]
     Remote {
         pid: i32,
@@ -91,6 +103,11 @@ pub struct Tracee {
     events: Events,
     /// A page range criu mapped in the task for syscall arguments.
     scratch: Option<(u64, u64)>,
+    /// Where in the scratch area batches of syscalls run as code (see
+    /// [`blob`]), when the area is executable.
+    blob_off: Option<u64>,
+    /// Whether the task ignores SIGTRAP, once known.
+    trap_ignored: Option<bool>,
 }
 
 const OPTIONS: Options = sys::ptrace::SEIZE_OPTIONS;
@@ -198,6 +215,8 @@ impl Tracee {
             regs,
             events: Events::default(),
             scratch: None,
+            blob_off: None,
+            trap_ignored: None,
         })
     }
 
@@ -323,6 +342,9 @@ impl Tracee {
         r.r8 = a(4);
         r.r9 = a(5);
         r.rip = ip;
+        if nr == libc::SYS_rt_sigaction {
+            self.trap_ignored = None;
+        }
         ptrace::setregs(self.pid, r).ctx(self.pid, "PTRACE_SETREGS")?;
         let mut entered = false;
         let mut retraps = 0;
@@ -403,32 +425,48 @@ impl Tracee {
     /// Maps the scratch area criu passes syscall arguments through: `len`
     /// bytes, at `at` exactly when given.
     pub fn map_scratch(&mut self, at: Option<u64>, len: u64) -> Result<u64> {
-        let addr = match at {
-            None => self.mmap_scratch(len)?,
-            Some(at) => {
-                let got = self.syscall(
-                    libc::SYS_mmap,
-                    &[
-                        at,
-                        len,
-                        (libc::PROT_READ | libc::PROT_WRITE) as u64,
-                        (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE)
-                            as u64,
-                        u64::MAX,
-                        0,
-                    ],
-                )?;
-                if got != at {
-                    return Err(Error::Unexpected {
-                        pid: self.pid(),
-                        what: format!("scratch area wanted at {at:#x}, got {got:#x}"),
-                    });
-                }
-                got
-            }
-        };
-        self.scratch = Some((addr, len));
+        self.map_scratch_prot(at, len, libc::PROT_READ | libc::PROT_WRITE)
+    }
+
+    /// Maps the scratch area at `at` (exactly, when given) executable too,
+    /// and lets batches of syscalls run as code in it from `blob_off` to
+    /// its end (see [`blob`]).
+    pub fn map_scratch_with_blobs(
+        &mut self,
+        at: Option<u64>,
+        len: u64,
+        blob_off: u64,
+    ) -> Result<u64> {
+        let prot = libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC;
+        let addr = self.map_scratch_prot(at, len, prot)?;
+        self.enable_blobs(blob_off);
         Ok(addr)
+    }
+
+    fn map_scratch_prot(&mut self, at: Option<u64>, len: u64, prot: i32) -> Result<u64> {
+        let (hint, fixed) = match at {
+            None => (0, 0),
+            Some(at) => (at, libc::MAP_FIXED_NOREPLACE),
+        };
+        let got = self.syscall(
+            libc::SYS_mmap,
+            &[
+                hint,
+                len,
+                prot as u64,
+                (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | fixed) as u64,
+                u64::MAX,
+                0,
+            ],
+        )?;
+        if at.is_some_and(|at| got != at) {
+            return Err(Error::Unexpected {
+                pid: self.pid(),
+                what: format!("scratch area wanted at {hint:#x}, got {got:#x}"),
+            });
+        }
+        self.scratch = Some((got, len));
+        Ok(got)
     }
 
     /// Uses a scratch area another thread of the same address space mapped.

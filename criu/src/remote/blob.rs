@@ -1,0 +1,687 @@
+//! Many remote syscalls for one ptrace stop.
+//!
+//! A remote syscall run through ptrace's syscall-stops costs two stops of
+//! the task (entry and exit), i.e. four ptrace requests and two waits in
+//! criu. A [`Batch`] instead becomes a small piece of x86-64 code written
+//! into the tracee's blob area (a part of its scratch area mapped
+//! executable): for each call it loads the arguments (immediates, or the
+//! result of an earlier call of the batch), runs `syscall`, stores the
+//! result in a table next to the code and, unless the call may fail,
+//! traps when it failed; the code ends in `int3`. The tracee is continued
+//! once and stops on the trap's SIGTRAP, which criu then discards.
+//!
+//! The SIGTRAP of `int3` is forced on the task: were SIGTRAP blocked or
+//! ignored there, the kernel would unblock it and reset its disposition to
+//! SIG_DFL. So a batch runs with SIGTRAP taken out of the blocked mask
+//! (and the mask put back after), and never while the task ignores
+//! SIGTRAP (then its calls run one by one instead). A handler the task has
+//! for SIGTRAP is kept: ptrace stops the task before the handler is called
+//! and criu cancels the signal.
+
+use nix::errno::Errno;
+use nix::sys::ptrace;
+use nix::sys::signal::Signal;
+use nix::sys::wait::WaitStatus;
+
+use super::{syscall_name, wait_stop, Ctx, Error, Result, Stop, Tracee};
+
+/// One argument of a call in a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arg {
+    /// A value known in advance.
+    Imm(u64),
+    /// What an earlier call of the same batch (by index) returned.
+    Ret(usize),
+}
+
+impl From<u64> for Arg {
+    fn from(v: u64) -> Self {
+        Arg::Imm(v)
+    }
+}
+
+/// One syscall of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub nr: i64,
+    pub args: [Arg; 6],
+    /// A failure of this call is only returned, not an error, and the
+    /// calls after it run all the same.
+    pub may_fail: bool,
+}
+
+impl Call {
+    /// The call with every argument known (missing ones are 0).
+    pub fn new(nr: i64, args: &[u64]) -> Self {
+        let mut a = [Arg::Imm(0); 6];
+        for (slot, &v) in a.iter_mut().zip(args) {
+            *slot = Arg::Imm(v);
+        }
+        Call {
+            nr,
+            args: a,
+            may_fail: false,
+        }
+    }
+
+    /// The call with arguments that may refer to earlier results.
+    pub fn with_args(nr: i64, args: &[Arg]) -> Self {
+        let mut a = [Arg::Imm(0); 6];
+        for (slot, &v) in a.iter_mut().zip(args) {
+            *slot = v;
+        }
+        Call {
+            nr,
+            args: a,
+            may_fail: false,
+        }
+    }
+}
+
+/// Syscalls to run in a tracee in this order, as few stops as possible.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Batch {
+    calls: Vec<Call>,
+}
+
+impl Batch {
+    pub fn new() -> Self {
+        Batch::default()
+    }
+
+    /// Adds `nr(args…)`, which must succeed; returns its index.
+    pub fn push(&mut self, nr: i64, args: &[u64]) -> usize {
+        self.push_call(Call::new(nr, args))
+    }
+
+    /// Adds `nr(args…)`, whose failure is only returned; returns its index.
+    pub fn push_may_fail(&mut self, nr: i64, args: &[u64]) -> usize {
+        let mut c = Call::new(nr, args);
+        c.may_fail = true;
+        self.push_call(c)
+    }
+
+    /// Adds a call; returns its index.
+    pub fn push_call(&mut self, c: Call) -> usize {
+        self.calls.push(c);
+        self.calls.len() - 1
+    }
+
+    pub fn calls(&self) -> &[Call] {
+        &self.calls
+    }
+
+    pub fn len(&self) -> usize {
+        self.calls.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.calls.is_empty()
+    }
+}
+
+/// Whether a raw syscall result is `-errno`.
+pub fn is_err(ret: i64) -> bool {
+    (-4095..0).contains(&ret)
+}
+
+/// Argument registers in syscall order: rdi, rsi, rdx, r10, r8, r9.
+const ARG_REGS: [u8; 6] = [7, 6, 2, 10, 8, 9];
+const RAX: u8 = 0;
+const INT3: u8 = 0xcc;
+
+/// `mov reg, imm` in its shortest form.
+fn mov_imm(out: &mut Vec<u8>, reg: u8, v: u64) {
+    let low = reg & 7;
+    let ext = reg >= 8;
+    if v == 0 {
+        // xor r32, r32 (zero-extends to 64 bits)
+        if ext {
+            out.push(0x45);
+        }
+        out.extend_from_slice(&[0x31, 0xc0 | low << 3 | low]);
+    } else if v <= u64::from(u32::MAX) {
+        // mov r32, imm32 (zero-extends)
+        if ext {
+            out.push(0x41);
+        }
+        out.push(0xb8 + low);
+        out.extend_from_slice(&(v as u32).to_le_bytes());
+    } else if i32::try_from(v as i64).is_ok() {
+        // mov r/m64, imm32 (sign-extends)
+        out.extend_from_slice(&[if ext { 0x49 } else { 0x48 }, 0xc7, 0xc0 | low]);
+        out.extend_from_slice(&(v as u32).to_le_bytes());
+    } else {
+        // movabs r64, imm64
+        out.extend_from_slice(&[if ext { 0x49 } else { 0x48 }, 0xb8 + low]);
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+}
+
+/// `mov reg, [addr]` (64 bits) through rax.
+fn mov_load(out: &mut Vec<u8>, reg: u8, addr: u64) {
+    // movabs rax, [moffs64]
+    out.extend_from_slice(&[0x48, 0xa1]);
+    out.extend_from_slice(&addr.to_le_bytes());
+    if reg != RAX {
+        // mov r64, rax
+        let rex = if reg >= 8 { 0x49 } else { 0x48 };
+        out.extend_from_slice(&[rex, 0x89, 0xc0 | (reg & 7)]);
+    }
+}
+
+/// `mov [addr], rax`.
+fn store_rax(out: &mut Vec<u8>, addr: u64) {
+    out.extend_from_slice(&[0x48, 0xa3]);
+    out.extend_from_slice(&addr.to_le_bytes());
+}
+
+/// Machine code for some calls of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Code {
+    pub bytes: Vec<u8>,
+    /// For each call that checks its result: (offset of its `int3`, call
+    /// index).
+    pub traps: Vec<(usize, usize)>,
+    /// Offset of the final `int3`.
+    pub end: usize,
+}
+
+/// Encodes `calls` (indexes `first..`), storing the result of call `i` at
+/// `results + 8 * i`. A `Ret` argument refers to the table by absolute
+/// index; `known` gives the results of calls before `first` (already run),
+/// used as immediates.
+pub fn encode(calls: &[Call], first: usize, known: &[i64], results: u64) -> Code {
+    let mut out = Vec::with_capacity(calls.len() * 48);
+    let mut traps = Vec::new();
+    for (k, c) in calls.iter().enumerate() {
+        let i = first + k;
+        for (reg, arg) in ARG_REGS.iter().zip(&c.args) {
+            match *arg {
+                Arg::Ret(j) if j >= first => mov_load(&mut out, *reg, results + 8 * j as u64),
+                Arg::Ret(j) => mov_imm(
+                    &mut out,
+                    *reg,
+                    known.get(j).copied().unwrap_or_default() as u64,
+                ),
+                Arg::Imm(v) => mov_imm(&mut out, *reg, v),
+            }
+        }
+        mov_imm(&mut out, RAX, c.nr as u64);
+        out.extend_from_slice(&[0x0f, 0x05]); // syscall
+        store_rax(&mut out, results + 8 * i as u64);
+        if !c.may_fail {
+            // cmp rax, -4095; jb +1; int3
+            out.extend_from_slice(&[0x48, 0x3d]);
+            out.extend_from_slice(&(-4095i32).to_le_bytes());
+            out.extend_from_slice(&[0x72, 0x01]);
+            traps.push((out.len(), i));
+            out.push(INT3);
+        }
+    }
+    let end = out.len();
+    out.push(INT3);
+    Code {
+        bytes: out,
+        traps,
+        end,
+    }
+}
+
+/// Upper bound of the code bytes of one call.
+const MAX_CALL_CODE: usize = 6 * 13 + 10 + 2 + 10 + 9;
+
+/// Why a batch did not run to its end.
+fn describe(c: &Call, results: &[i64]) -> String {
+    c.args
+        .iter()
+        .map(|a| match *a {
+            Arg::Imm(v) => format!("{v:#x}"),
+            Arg::Ret(j) => format!("{:#x}", results.get(j).copied().unwrap_or_default() as u64),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Tracee {
+    /// Lets batches run as code at `off` of the scratch area (to its end),
+    /// which the caller mapped executable.
+    pub fn enable_blobs(&mut self, off: u64) {
+        self.blob_off = Some(off);
+    }
+
+    /// Where batches run (offset in the scratch area), if they may.
+    pub fn blob_off(&self) -> Option<u64> {
+        self.blob_off
+    }
+
+    /// The blob area as (address, length), when there is one.
+    fn blob_area(&self) -> Option<(u64, u64)> {
+        let off = self.blob_off?;
+        let (addr, len) = self.scratch?;
+        (off < len).then(|| (addr + off, len - off))
+    }
+
+    /// Whether the task ignores SIGTRAP now (read once, then kept until a
+    /// remote `rt_sigaction` of SIGTRAP).
+    fn sigtrap_ignored(&mut self) -> Result<bool> {
+        if let Some(v) = self.trap_ignored {
+            return Ok(v);
+        }
+        let st = crate::proc::read_status(self.pid()).map_err(|e| Error::Unexpected {
+            pid: self.pid(),
+            what: format!("reading its status for SIGTRAP's disposition: {e}"),
+        })?;
+        let v = st.sig_ign & (1 << (libc::SIGTRAP - 1)) != 0;
+        self.trap_ignored = Some(v);
+        Ok(v)
+    }
+
+    /// Runs the calls of `batch` in order and returns their raw results
+    /// (`-errno` for a failure). The first failure of a call not marked
+    /// `may_fail` ends the batch with an error naming it (index, name,
+    /// arguments, errno). With a blob area, one stop per blob; without one
+    /// (or while the task ignores SIGTRAP), one remote syscall at a time.
+    pub fn run_batch(&mut self, batch: &Batch) -> Result<Vec<i64>> {
+        let calls = batch.calls();
+        let mut results: Vec<i64> = Vec::with_capacity(calls.len());
+        // A batch that changes dispositions runs call by call: its own
+        // trap could undo what it set for SIGTRAP.
+        let sets_actions = calls.iter().any(|c| c.nr == libc::SYS_rt_sigaction);
+        let area = match self.blob_area() {
+            Some(a) if !calls.is_empty() && !sets_actions && !self.sigtrap_ignored()? => Some(a),
+            _ => None,
+        };
+        let Some((addr, len)) = area else {
+            for (i, c) in calls.iter().enumerate() {
+                let args: Vec<u64> = c
+                    .args
+                    .iter()
+                    .map(|a| match *a {
+                        Arg::Imm(v) => v,
+                        Arg::Ret(j) => results.get(j).copied().unwrap_or_default() as u64,
+                    })
+                    .collect();
+                let r = self.syscall_raw(c.nr, &args)?;
+                results.push(r);
+                if is_err(r) && !c.may_fail {
+                    return Err(self.batch_error(calls, i, &results, r));
+                }
+            }
+            return Ok(results);
+        };
+        // Layout of a blob: the results table, then the code.
+        while results.len() < calls.len() {
+            let first = results.len();
+            let room = len as usize;
+            // Calls that fit: 8 bytes of table each, the code, a final int3.
+            let n = (room.saturating_sub(1) / (MAX_CALL_CODE + 8)).min(calls.len() - first);
+            if n == 0 {
+                return Err(Error::Unexpected {
+                    pid: self.pid(),
+                    what: format!("blob area of {len} bytes holds no call"),
+                });
+            }
+            let chunk = &calls[first..first + n];
+            let table = addr;
+            let code_at = addr + 8 * n as u64;
+            // The table is indexed from the chunk's first call.
+            let rebased: Vec<Call> = chunk
+                .iter()
+                .map(|c| {
+                    let mut c = c.clone();
+                    for a in c.args.iter_mut() {
+                        *a = match *a {
+                            Arg::Ret(j) if j >= first => Arg::Ret(j - first),
+                            Arg::Ret(j) => {
+                                Arg::Imm(results.get(j).copied().unwrap_or_default() as u64)
+                            }
+                            imm => imm,
+                        };
+                    }
+                    c
+                })
+                .collect();
+            let code = encode(&rebased, 0, &[], table);
+            self.write_blob(code_at, &code.bytes)?;
+            let ip = self.run_blob(code_at)?;
+            let hit = ip.wrapping_sub(code_at + 1) as usize;
+            let ran = if hit == code.end {
+                n
+            } else if let Some(&(_, k)) = code.traps.iter().find(|&&(off, _)| off == hit) {
+                k + 1
+            } else {
+                return Err(Error::Unexpected {
+                    pid: self.pid(),
+                    what: format!(
+                        "a blob at {code_at:#x} trapped at {ip:#x}, which is none of its traps"
+                    ),
+                });
+            };
+            let mut raw = vec![0u8; 8 * ran];
+            super::mem::read(self.pid(), table, &mut raw).map_err(|e| Error::Unexpected {
+                pid: self.pid(),
+                what: format!("reading the results of a blob at {table:#x}: {e}"),
+            })?;
+            for w in raw.chunks_exact(8) {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(w);
+                results.push(i64::from_le_bytes(b));
+            }
+            if ran < n {
+                let i = first + ran - 1;
+                let r = results[i];
+                return Err(self.batch_error(calls, i, &results, r));
+            }
+        }
+        Ok(results)
+    }
+
+    fn batch_error(&self, calls: &[Call], i: usize, results: &[i64], r: i64) -> Error {
+        let c = &calls[i];
+        Error::RemoteBatch {
+            pid: self.pid(),
+            index: i,
+            count: calls.len(),
+            name: syscall_name(c.nr),
+            args: describe(c, results),
+            errno: Errno::from_raw(-r as i32),
+        }
+    }
+
+    fn write_blob(&self, at: u64, code: &[u8]) -> Result<()> {
+        super::mem::write(self.pid(), at, code).map_err(|e| Error::Unexpected {
+            pid: self.pid(),
+            what: format!("writing a blob of {} bytes at {at:#x}: {e}", code.len()),
+        })
+    }
+
+    /// Runs the code at `ip` until its trap; returns the address after the
+    /// `int3` that stopped it.
+    fn run_blob(&mut self, ip: u64) -> Result<u64> {
+        let pid = self.pid;
+        let trap = 1u64 << (libc::SIGTRAP - 1);
+        let mask = self.sigmask()?;
+        if mask & trap != 0 {
+            self.set_sigmask(mask & !trap)?;
+        }
+        let mut r = self.regs;
+        r.rip = ip;
+        r.orig_rax = u64::MAX;
+        ptrace::setregs(pid, r).ctx(pid, "PTRACE_SETREGS")?;
+        ptrace::cont(pid, None).ctx(pid, "PTRACE_CONT")?;
+        let mut retraps = 0;
+        loop {
+            match wait_stop(pid)? {
+                WaitStatus::Stopped(_, Signal::SIGTRAP) => break,
+                // A task in a job-control stop traps again on its way: go on.
+                WaitStatus::PtraceEvent(_, _, ev)
+                    if ev == libc::PTRACE_EVENT_STOP && retraps < 16 =>
+                {
+                    retraps += 1;
+                    ptrace::cont(pid, None).ctx(pid, "PTRACE_CONT")?;
+                }
+                other => {
+                    let at = ptrace::getregs(pid).map(|r| r.rip).unwrap_or_default();
+                    return Err(Error::Unexpected {
+                        pid: pid.as_raw(),
+                        what: format!("a blob at {ip:#x}: unexpected stop {other:?} at {at:#x}"),
+                    });
+                }
+            }
+        }
+        // A signal-delivery stop: on resume the kernel applies its restart
+        // rules, as after an interrupt.
+        self.stop = Stop::Event;
+        let out = ptrace::getregs(pid).ctx(pid, "PTRACE_GETREGS")?;
+        if mask & trap != 0 {
+            self.set_sigmask(mask)?;
+        }
+        Ok(out.rip)
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_mmap_encodes_to_known_bytes() {
+        let c = Call::new(
+            libc::SYS_mmap,
+            &[0, 0x1000, 3, 0x22, u64::MAX, 0x1_0000_0000],
+        );
+        let code = encode(&[c], 0, &[], 0x7000_0000_1000);
+        #[rustfmt::skip]
+        let want: Vec<u8> = vec![
+            0x31, 0xff,                               // xor edi, edi
+            0xbe, 0x00, 0x10, 0x00, 0x00,             // mov esi, 0x1000
+            0xba, 0x03, 0x00, 0x00, 0x00,             // mov edx, 3
+            0x41, 0xba, 0x22, 0x00, 0x00, 0x00,       // mov r10d, 0x22
+            0x49, 0xc7, 0xc0, 0xff, 0xff, 0xff, 0xff, // mov r8, -1
+            0x49, 0xb9, 0, 0, 0, 0, 1, 0, 0, 0,       // movabs r9, 0x100000000
+            0xb8, 0x09, 0x00, 0x00, 0x00,             // mov eax, 9 (mmap)
+            0x0f, 0x05,                               // syscall
+            0x48, 0xa3, 0x00, 0x10, 0, 0, 0, 0x70, 0, 0, // mov [0x700000001000], rax
+            0x48, 0x3d, 0x01, 0xf0, 0xff, 0xff,       // cmp rax, -4095
+            0x72, 0x01,                               // jb +1
+            0xcc,                                     // int3 (failed)
+            0xcc,                                     // int3 (done)
+        ];
+        assert_eq!(code.bytes, want);
+        assert_eq!(code.traps, vec![(want.len() - 2, 0)]);
+        assert_eq!(code.end, want.len() - 1);
+        assert!(code.bytes.len() <= MAX_CALL_CODE + 1);
+    }
+
+    #[test]
+    fn an_earlier_result_is_loaded_from_the_table() {
+        let calls = [
+            Call::new(libc::SYS_getpid, &[]),
+            Call::with_args(libc::SYS_close, &[Arg::Ret(0)]),
+        ];
+        let code = encode(&calls, 0, &[], 0x1000);
+        // second call: movabs rax, [0x1000]; mov rdi, rax
+        let load = [0x48, 0xa1, 0x00, 0x10, 0, 0, 0, 0, 0, 0, 0x48, 0x89, 0xc7];
+        assert!(code.bytes.windows(load.len()).any(|w| w == load));
+        // and its result lands at 0x1008
+        let store = [0x48, 0xa3, 0x08, 0x10, 0, 0, 0, 0, 0, 0];
+        assert!(code.bytes.windows(store.len()).any(|w| w == store));
+        // A result from before the chunk is an immediate.
+        let later = encode(&calls[1..], 1, &[42], 0x1000);
+        assert_eq!(&later.bytes[..5], &[0xbf, 42, 0, 0, 0]);
+    }
+
+    #[test]
+    fn a_call_that_may_fail_has_no_trap() {
+        let mut c = Call::new(libc::SYS_madvise, &[1, 2, 3]);
+        c.may_fail = true;
+        let code = encode(&[c], 0, &[], 0);
+        assert!(code.traps.is_empty());
+        assert_eq!(code.bytes.iter().filter(|&&b| b == INT3).count(), 1);
+    }
+
+    /// A paused child of the test, seized, with an executable scratch area.
+    fn traced_child() -> (Tracee, u64) {
+        let c = crate::sys::testing::spawn_mem_child(&[]).unwrap();
+        let mut t = Tracee::seize(c.pid, true).unwrap();
+        let maps = crate::proc::read_maps(c.pid).unwrap();
+        let vdso = maps
+            .iter()
+            .find(|m| m.name == crate::proc::MapName::Vdso)
+            .unwrap();
+        t.find_syscall_ip(vdso.start, vdso.end).unwrap();
+        let page = crate::sys::PAGE_SIZE;
+        let at = t.map_scratch_with_blobs(None, 4 * page, page).unwrap();
+        (t, at)
+    }
+
+    fn finish(t: Tracee) {
+        let pid = t.pid();
+        t.kill();
+        let _ = crate::sys::rusage::wait4(pid);
+    }
+
+    #[test]
+    fn a_blob_maps_memory_in_a_traced_child_in_one_stop() {
+        let (mut t, _) = traced_child();
+        let pid = t.pid();
+        let page = crate::sys::PAGE_SIZE;
+        // Puppets run with every signal blocked: the mask must come back.
+        let all = !((1u64 << (libc::SIGKILL - 1)) | (1u64 << (libc::SIGSTOP - 1)));
+        t.set_sigmask(all).unwrap();
+        let mut b = Batch::new();
+        let m = b.push(
+            libc::SYS_mmap,
+            &[
+                0,
+                2 * page,
+                (libc::PROT_READ | libc::PROT_WRITE) as u64,
+                (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
+                u64::MAX,
+                0,
+            ],
+        );
+        b.push_call(Call::with_args(
+            libc::SYS_mprotect,
+            &[
+                Arg::Ret(m),
+                Arg::Imm(page),
+                Arg::Imm(libc::PROT_READ as u64),
+            ],
+        ));
+        let gp = b.push(libc::SYS_getpid, &[]);
+        let bad = b.push_may_fail(libc::SYS_munmap, &[1, 1]);
+        let r = t.run_batch(&b).unwrap();
+        assert_eq!(r.len(), 4);
+        assert_eq!(r[gp], i64::from(pid));
+        assert_eq!(r[1], 0);
+        assert_eq!(r[bad], -i64::from(libc::EINVAL));
+        let base = r[m] as u64;
+        let maps = crate::proc::read_maps(pid).unwrap();
+        let prot = |a: u64| {
+            maps.iter()
+                .find(|e| e.start <= a && a < e.end)
+                .map(|e| (e.perms.read, e.perms.write))
+        };
+        assert_eq!(prot(base), Some((true, false)));
+        assert_eq!(prot(base + page), Some((true, true)));
+        assert_eq!(t.sigmask().unwrap(), all);
+        // And a plain remote syscall still works after the blob's stop.
+        assert_eq!(t.syscall(libc::SYS_getpid, &[]).unwrap(), pid as u64);
+        finish(t);
+    }
+
+    #[test]
+    fn a_failing_call_stops_the_blob_and_is_named() {
+        let (mut t, _) = traced_child();
+        let pid = t.pid();
+        let mut b = Batch::new();
+        b.push(libc::SYS_getpid, &[]);
+        b.push(libc::SYS_munmap, &[1, 1]);
+        // Never runs: its result would show in the child's umask.
+        b.push(libc::SYS_umask, &[0o077]);
+        let e = t.run_batch(&b).unwrap_err();
+        match &e {
+            Error::RemoteBatch {
+                pid: p,
+                index,
+                count,
+                name,
+                errno,
+                ..
+            } => {
+                assert_eq!((*p, *index, *count), (pid, 1, 3));
+                assert_eq!(name, "munmap");
+                assert_eq!(*errno, Errno::EINVAL);
+            }
+            other => panic!("{other}"),
+        }
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&format!("pid {pid}")) && msg.contains("munmap(0x1, 0x1"),
+            "{msg}"
+        );
+        let old = t.syscall(libc::SYS_umask, &[0o022]).unwrap();
+        assert_ne!(old, 0o077, "the call after the failure ran");
+        finish(t);
+    }
+
+    #[test]
+    fn a_batch_bigger_than_the_area_runs_in_several_blobs() {
+        let (mut t, _) = traced_child();
+        let pid = t.pid();
+        let mut b = Batch::new();
+        let first = b.push(libc::SYS_getpid, &[]);
+        // 3 pages of area hold ~100 calls: 300 need several blobs, and the
+        // later ones read the first result as an immediate.
+        for _ in 0..300 {
+            b.push_call(Call::with_args(libc::SYS_getpgid, &[Arg::Ret(first)]));
+        }
+        let r = t.run_batch(&b).unwrap();
+        assert_eq!(r.len(), 301);
+        let pgid = t.syscall(libc::SYS_getpgid, &[0]).unwrap() as i64;
+        assert!(r[1..].iter().all(|&x| x == pgid), "{r:?}");
+        assert_eq!(r[0], i64::from(pid));
+        finish(t);
+    }
+
+    #[test]
+    fn the_argument_registers_hold_the_immediates_at_the_trap() {
+        use proptest::strategy::{Strategy, ValueTree};
+        let (mut t, _) = traced_child();
+        let (area, _) = t.blob_area().unwrap();
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let one = proptest::prop_oneof![
+            proptest::strategy::Just(0u64),
+            0u64..=u64::from(u32::MAX),
+            (i64::from(i32::MIN)..0).prop_map(|v| v as u64),
+            proptest::num::u64::ANY,
+        ];
+        let strat = proptest::collection::vec(one, 6);
+        for _ in 0..64 {
+            let args = strat.new_tree(&mut runner).unwrap().current();
+            // No such syscall: it fails with ENOSYS and leaves the
+            // argument registers as they were loaded.
+            let mut c = Call::new(1000, &args);
+            c.may_fail = true;
+            let code = encode(&[c], 0, &[], area);
+            t.write_blob(area + 8, &code.bytes).unwrap();
+            let ip = t.run_blob(area + 8).unwrap();
+            assert_eq!(ip, area + 8 + code.end as u64 + 1);
+            let r = ptrace::getregs(t.pid).unwrap();
+            assert_eq!(
+                [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9],
+                args[..],
+                "{args:x?}"
+            );
+            assert_eq!(r.rax as i64, -i64::from(libc::ENOSYS));
+        }
+        finish(t);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn traps_sit_on_int3_and_code_fits_its_bound(
+            vals in proptest::collection::vec((0u64..=u64::MAX, proptest::bool::ANY), 1..40),
+        ) {
+            let calls: Vec<Call> = vals
+                .chunks(6)
+                .map(|c| {
+                    let args: Vec<u64> = c.iter().map(|v| v.0).collect();
+                    let mut call = Call::new(libc::SYS_getpid, &args);
+                    call.may_fail = c[0].1;
+                    call
+                })
+                .collect();
+            let code = encode(&calls, 0, &[], 0x7fff_0000_0000);
+            proptest::prop_assert!(code.bytes.len() <= calls.len() * MAX_CALL_CODE + 1);
+            proptest::prop_assert_eq!(code.bytes[code.end], INT3);
+            for &(off, _) in &code.traps {
+                proptest::prop_assert_eq!(code.bytes[off], INT3);
+            }
+            let checked = calls.iter().filter(|c| !c.may_fail).count();
+            proptest::prop_assert_eq!(code.traps.len(), checked);
+        }
+    }
+}
