@@ -262,6 +262,12 @@ impl Tracee {
         (off < len).then(|| (addr + off, len - off))
     }
 
+    /// Whether [`Tracee::run_batch`] runs batches as code now (rather than
+    /// one remote syscall at a time).
+    pub fn blobs_usable(&mut self) -> Result<bool> {
+        Ok(self.blob_area().is_some() && !self.sigtrap_ignored()?)
+    }
+
     /// Whether the task ignores SIGTRAP now (read once, then kept until a
     /// remote `rt_sigaction` of SIGTRAP).
     fn sigtrap_ignored(&mut self) -> Result<bool> {

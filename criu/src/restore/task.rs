@@ -11,13 +11,16 @@ use super::{Error, LiveImages, Result, TaskImages};
 use crate::image::pb;
 use crate::objects::{self, files::Opened, mm, shmem};
 use crate::proc;
+use crate::remote::blob::Batch;
 use crate::remote::{fdpass, Tracee};
 use crate::sys;
 
-const SCRATCH_LEN: u64 = 16 * sys::PAGE_SIZE;
-/// Scratch offsets: fd passing at 0, strings and structs above.
+const SCRATCH_LEN: u64 = 32 * sys::PAGE_SIZE;
+/// Scratch offsets: fd passing at 0, strings and structs above, and from
+/// BLOB_OFF to the end the code of batched remote syscalls.
 const FDPASS_OFF: u64 = 0;
 const DATA_OFF: u64 = sys::PAGE_SIZE;
+const BLOB_OFF: u64 = 16 * sys::PAGE_SIZE;
 
 /// The unix socket files travel to the puppets through. Every puppet
 /// inherits `theirs` (at a number no task uses) from criu at its birth.
@@ -105,10 +108,12 @@ fn restore_process(
         pid,
         what: "no room for criu's scratch area in the address space".into(),
     })?;
-    p.map_scratch(Some(at), SCRATCH_LEN)?;
+    p.map_scratch_with_blobs(Some(at), SCRATCH_LEN, BLOB_OFF)?;
     let rs = chan.remote();
-    p.syscall(libc::SYS_close_range, &[0, rs - 1, 0])?;
-    p.syscall(libc::SYS_close_range, &[rs + 1, u64::from(u32::MAX), 0])?;
+    let mut b = Batch::new();
+    b.push(libc::SYS_close_range, &[0, rs - 1, 0]);
+    b.push(libc::SYS_close_range, &[rs + 1, u64::from(u32::MAX), 0]);
+    p.run_batch(&b)?;
 
     let mf = mm::MapFiles {
         files,
@@ -200,20 +205,21 @@ fn restore_thread(t: &mut Tracee, pid: i32, core: &pb::CoreEntry) -> Result<()> 
     if let Some(rseq) = &th.rseq_entry {
         objects::rseq::restore(t, rseq)?;
     }
+    // Robust list, clear_child_tid, sigaltstack and name: one batch, its
+    // arguments side by side in the scratch area.
+    let mut b = Batch::new();
     if th.futex_rla != 0 {
-        t.syscall(
+        b.push(
             libc::SYS_set_robust_list,
             &[th.futex_rla, u64::from(th.futex_rla_len)],
-        )?;
+        );
     }
-    t.syscall(libc::SYS_set_tid_address, &[ti.clear_tid_addr])?;
+    b.push(libc::SYS_set_tid_address, &[ti.clear_tid_addr]);
+    let mut data = Vec::with_capacity(40);
     if let Some(sas) = &th.sas {
-        let mut b = Vec::with_capacity(24);
-        b.extend_from_slice(&sas.ss_sp.to_le_bytes());
-        b.extend_from_slice(&u64::from(sas.ss_flags).to_le_bytes());
-        b.extend_from_slice(&sas.ss_size.to_le_bytes());
-        let a = t.scratch_put(DATA_OFF, &b)?;
-        t.syscall(libc::SYS_sigaltstack, &[a, 0])?;
+        data.extend_from_slice(&sas.ss_sp.to_le_bytes());
+        data.extend_from_slice(&u64::from(sas.ss_flags).to_le_bytes());
+        data.extend_from_slice(&sas.ss_size.to_le_bytes());
     }
     let name = th
         .comm
@@ -223,8 +229,17 @@ fn restore_thread(t: &mut Tracee, pid: i32, core: &pb::CoreEntry) -> Result<()> 
     let mut comm = name.into_bytes();
     comm.truncate(15);
     comm.push(0);
-    let a = t.scratch_put(DATA_OFF, &comm)?;
-    prctl(t, libc::PR_SET_NAME, a)?;
+    let comm_off = data.len() as u64;
+    data.extend_from_slice(&comm);
+    let a = t.scratch_put(DATA_OFF, &data)?;
+    if th.sas.is_some() {
+        b.push(libc::SYS_sigaltstack, &[a, 0]);
+    }
+    b.push(
+        libc::SYS_prctl,
+        &[libc::PR_SET_NAME as u64, a + comm_off, 0, 0, 0],
+    );
+    t.run_batch(&b)?;
     if let Some(q) = &th.signals_p {
         objects::sigqueue::restore(t, pid, q, false, DATA_OFF)?;
     }
@@ -342,7 +357,10 @@ pub(super) fn restore_all(
         // The other threads, born from the leader with their own TIDs.
         for &tid in task.pstree.threads.iter().filter(|&&t| t as i32 != pid) {
             let leader = &mut proc.threads[0];
-            let t = clone_in(leader, tid as i32, THREAD_FLAGS)?;
+            let mut t = clone_in(leader, tid as i32, THREAD_FLAGS)?;
+            if let Some(off) = leader.blob_off() {
+                t.enable_blobs(off);
+            }
             proc.threads.push(t);
         }
         // POSIX timers may signal any of the threads: made once they exist.
