@@ -1078,34 +1078,63 @@ fn saved_auxv(raw: &[u8]) -> Vec<u64> {
 
 /// Restore half, step two (after files): the mm fields — code/data/brk/
 /// stack/arg/env ranges, auxv and the exe link — in one PR_SET_MM_MAP.
+/// The calls (open the exe, whose fd lands in the prctl's struct,
+/// PR_SET_MM_MAP, close, THP) go into `batch`, which the caller runs
+/// before it uses the scratch area at `scratch_off` again.
 pub fn restore_fields(
     p: &mut Tracee,
     mm: &pb::MmEntry,
     files: &[pb::FileEntry],
     scratch_off: u64,
+    batch: &mut Batch,
 ) -> Result<()> {
-    let exe_fd = remote_open(p, files, mm.exe_file_id, libc::O_RDONLY as u32, scratch_off)?;
+    let path = open_path(files, mm.exe_file_id)?;
     let auxv: Vec<u8> = mm
         .mm_saved_auxv
         .iter()
         .flat_map(|v| v.to_le_bytes())
         .collect();
-    let auxv_addr = p.scratch_put(scratch_off, &auxv)?;
-    let map = mm_map_bytes(mm, auxv_addr, exe_fd as u32);
-    let map_addr = p.scratch_put(scratch_off + auxv.len() as u64 + 64, &map)?;
+    // In the scratch area: the path, the auxv, the struct prctl_mm_map.
+    let (base, _) = p.scratch().unwrap_or((0, 0));
+    let path_addr = base + scratch_off;
+    let auxv_off = (path.len() as u64 + 7) & !7;
+    let map_off = auxv_off + auxv.len() as u64;
+    let map = mm_map_bytes(mm, path_addr + auxv_off, u32::MAX);
+    let mut data = path;
+    data.resize(auxv_off as usize, 0);
+    data.extend_from_slice(&auxv);
+    data.extend_from_slice(&map);
+    p.scratch_put(scratch_off, &data)?;
+    // exe_fd is the struct's last field.
+    let mut open = Call::new(
+        libc::SYS_openat,
+        &[
+            libc::AT_FDCWD as u64,
+            path_addr,
+            (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
+            0,
+        ],
+    );
+    open.store32 = Some(path_addr + map_off + map.len() as u64 - 4);
+    let exe_fd = batch.push_call(open);
     const PR_SET_MM: u64 = 35;
     const PR_SET_MM_MAP: u64 = 14;
-    let r = p.syscall(
+    batch.push(
         libc::SYS_prctl,
-        &[PR_SET_MM, PR_SET_MM_MAP, map_addr, map.len() as u64, 0],
+        &[
+            PR_SET_MM,
+            PR_SET_MM_MAP,
+            path_addr + map_off,
+            map.len() as u64,
+            0,
+        ],
     );
-    p.syscall(libc::SYS_close, &[exe_fd])?;
-    r?;
+    batch.push_call(Call::with_args(libc::SYS_close, &[Arg::Ret(exe_fd)]));
     if let Some(thp) = mm.thp_disabled {
-        p.syscall(
+        batch.push(
             libc::SYS_prctl,
             &[libc::PR_SET_THP_DISABLE as u64, u64::from(thp), 0, 0, 0],
-        )?;
+        );
     }
     Ok(())
 }

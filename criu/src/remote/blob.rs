@@ -48,6 +48,9 @@ pub struct Call {
     /// A failure of this call is only returned, not an error, and the
     /// calls after it run all the same.
     pub may_fail: bool,
+    /// Also store the low 32 bits of the result at this address of the
+    /// tracee (an fd a later call reads from a struct).
+    pub store32: Option<u64>,
 }
 
 impl Call {
@@ -61,6 +64,7 @@ impl Call {
             nr,
             args: a,
             may_fail: false,
+            store32: None,
         }
     }
 
@@ -74,6 +78,7 @@ impl Call {
             nr,
             args: a,
             may_fail: false,
+            store32: None,
         }
     }
 }
@@ -210,6 +215,11 @@ pub fn encode(calls: &[Call], first: usize, known: &[i64], results: u64) -> Code
         mov_imm(&mut out, RAX, c.nr as u64);
         out.extend_from_slice(&[0x0f, 0x05]); // syscall
         store_rax(&mut out, results + 8 * i as u64);
+        if let Some(at) = c.store32 {
+            // mov [moffs64], eax
+            out.push(0xa3);
+            out.extend_from_slice(&at.to_le_bytes());
+        }
         if !c.may_fail {
             // cmp rax, -4095; jb +1; int3
             out.extend_from_slice(&[0x48, 0x3d]);
@@ -229,7 +239,7 @@ pub fn encode(calls: &[Call], first: usize, known: &[i64], results: u64) -> Code
 }
 
 /// Upper bound of the code bytes of one call.
-const MAX_CALL_CODE: usize = 6 * 13 + 10 + 2 + 10 + 9;
+const MAX_CALL_CODE: usize = 6 * 13 + 10 + 2 + 10 + 9 + 9;
 
 /// Why a batch did not run to its end.
 fn describe(c: &Call, results: &[i64]) -> String {
@@ -291,9 +301,12 @@ impl Tracee {
     pub fn run_batch(&mut self, batch: &Batch) -> Result<Vec<i64>> {
         let calls = batch.calls();
         let mut results: Vec<i64> = Vec::with_capacity(calls.len());
-        // A batch that changes dispositions runs call by call: its own
-        // trap could undo what it set for SIGTRAP.
-        let sets_actions = calls.iter().any(|c| c.nr == libc::SYS_rt_sigaction);
+        // A batch that sets SIGTRAP's disposition (or one it cannot tell)
+        // runs call by call: its own trap could undo what it set.
+        let sets_actions = calls.iter().any(|c| {
+            c.nr == libc::SYS_rt_sigaction
+                && !matches!(c.args[0], Arg::Imm(s) if s != libc::SIGTRAP as u64)
+        });
         let area = match self.blob_area() {
             Some(a) if !calls.is_empty() && !sets_actions && !self.sigtrap_ignored()? => Some(a),
             _ => None,
@@ -379,6 +392,9 @@ impl Tracee {
                 let r = results[i];
                 return Err(self.batch_error(calls, i, &results, r));
             }
+        }
+        if calls.iter().any(|c| c.nr == libc::SYS_rt_sigaction) {
+            self.trap_ignored = None;
         }
         Ok(results)
     }
@@ -499,6 +515,17 @@ mod tests {
     }
 
     #[test]
+    fn a_result_can_also_be_stored_as_32_bits() {
+        let mut c = Call::new(libc::SYS_getpid, &[]);
+        c.store32 = Some(0x7000_0000_2000);
+        let code = encode(&[c], 0, &[], 0x1000);
+        let store = [0xa3, 0x00, 0x20, 0, 0, 0, 0x70, 0, 0];
+        let at = code.bytes.windows(9).position(|w| w == store).unwrap();
+        // right after the store of rax into the table
+        assert_eq!(&code.bytes[at - 10..at - 8], &[0x48, 0xa3]);
+    }
+
+    #[test]
     fn a_call_that_may_fail_has_no_trap() {
         let mut c = Call::new(libc::SYS_madvise, &[1, 2, 3]);
         c.may_fail = true;
@@ -556,7 +583,10 @@ mod tests {
                 Arg::Imm(libc::PROT_READ as u64),
             ],
         ));
-        let gp = b.push(libc::SYS_getpid, &[]);
+        let mut c = Call::new(libc::SYS_getpid, &[]);
+        let (scratch, _) = t.scratch().unwrap();
+        c.store32 = Some(scratch + 16);
+        let gp = b.push_call(c);
         let bad = b.push_may_fail(libc::SYS_munmap, &[1, 1]);
         let r = t.run_batch(&b).unwrap();
         assert_eq!(r.len(), 4);
@@ -573,6 +603,9 @@ mod tests {
         assert_eq!(prot(base), Some((true, false)));
         assert_eq!(prot(base + page), Some((true, true)));
         assert_eq!(t.sigmask().unwrap(), all);
+        let mut word = [0u8; 4];
+        t.scratch_get(16, &mut word).unwrap();
+        assert_eq!(i32::from_le_bytes(word), pid);
         // And a plain remote syscall still works after the blob's stop.
         assert_eq!(t.syscall(libc::SYS_getpid, &[]).unwrap(), pid as u64);
         finish(t);

@@ -156,11 +156,16 @@ fn restore_process(
     if let Some(rl) = &tc.rlimits {
         objects::rlimit::restore(p, pid, rl, DATA_OFF)?;
     }
-    mm::restore_fields(p, &live.mm, files, DATA_OFF)?;
+    let mut b = Batch::new();
+    mm::restore_fields(p, &live.mm, files, DATA_OFF, &mut b)?;
     if tc.child_subreaper == Some(true) {
-        prctl(p, libc::PR_SET_CHILD_SUBREAPER, 1)?;
+        b.push(
+            libc::SYS_prctl,
+            &[libc::PR_SET_CHILD_SUBREAPER as u64, 1, 0, 0, 0],
+        );
     }
-    p.syscall(libc::SYS_personality, &[u64::from(tc.personality)])?;
+    b.push(libc::SYS_personality, &[u64::from(tc.personality)]);
+    p.run_batch(&b)?;
     if let Some(adj) = tc.oom_score_adj {
         restore_oom_score_adj(p.pid(), adj);
     }
