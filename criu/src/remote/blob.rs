@@ -125,6 +125,45 @@ impl Batch {
     }
 }
 
+/// Whether [`Tracee::syscall`] may run `nr` alone as a blob (one stop)
+/// rather than through syscall-stops (two): not the calls that change the
+/// address space (the blob area with it), make or end tasks (a new task
+/// would run the blob too), or touch signal dispositions and masks.
+pub fn one_stop_ok(nr: i64) -> bool {
+    !matches!(
+        nr,
+        libc::SYS_mmap
+            | libc::SYS_munmap
+            | libc::SYS_mremap
+            | libc::SYS_mprotect
+            | libc::SYS_madvise
+            | libc::SYS_brk
+            | libc::SYS_shmat
+            | libc::SYS_shmdt
+            | libc::SYS_clone
+            | libc::SYS_clone3
+            | libc::SYS_fork
+            | libc::SYS_vfork
+            | libc::SYS_execve
+            | libc::SYS_execveat
+            | libc::SYS_exit
+            | libc::SYS_exit_group
+            | libc::SYS_rt_sigaction
+            | libc::SYS_rt_sigprocmask
+            | libc::SYS_rt_sigreturn
+            | libc::SYS_rt_sigsuspend
+            | libc::SYS_pause
+            | libc::SYS_kill
+            | libc::SYS_tkill
+            | libc::SYS_tgkill
+            | libc::SYS_rt_sigqueueinfo
+            | libc::SYS_rt_tgsigqueueinfo
+            | libc::SYS_pidfd_send_signal
+            | libc::SYS_ptrace
+            | libc::SYS_seccomp
+    )
+}
+
 /// Whether a raw syscall result is `-errno`.
 pub fn is_err(ret: i64) -> bool {
     (-4095..0).contains(&ret)
@@ -258,6 +297,11 @@ impl Tracee {
     /// which the caller mapped executable.
     pub fn enable_blobs(&mut self, off: u64) {
         self.blob_off = Some(off);
+    }
+
+    /// Runs batches one remote syscall at a time from now on.
+    pub fn disable_blobs(&mut self) {
+        self.blob_off = None;
     }
 
     /// Where batches run (offset in the scratch area), if they may.

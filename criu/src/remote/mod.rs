@@ -316,6 +316,18 @@ impl Tracee {
     /// Runs syscall `nr` inside the task and returns its raw result
     /// (`-errno` on failure).
     pub fn syscall_raw(&mut self, nr: i64, args: &[u64]) -> Result<i64> {
+        // One stop instead of two, as a batch of one, where the call
+        // cannot disturb the blob area, the task's signal state or the
+        // task tree.
+        if blob::one_stop_ok(nr) && self.blobs_usable()? {
+            let mut b = blob::Batch::new();
+            b.push_may_fail(nr, args);
+            let r = self.run_batch(&b)?;
+            return r.first().copied().ok_or_else(|| Error::Unexpected {
+                pid: self.pid(),
+                what: format!("remote {}: no result", syscall_name(nr)),
+            });
+        }
         let ip = self.syscall_ip.ok_or_else(|| Error::Unexpected {
             pid: self.pid(),
             what: "no syscall instruction known for remote syscalls".into(),

@@ -333,6 +333,24 @@ fn finish_thread(t: &mut Tracee, core: &pb::CoreEntry, leader_mask: Option<u64>)
     Ok(())
 }
 
+/// Whether a SIGTRAP is among the signals the task had pending (its
+/// threads' queues or the shared one).
+fn queues_sigtrap(task: &TaskImages) -> bool {
+    let is_trap = |si: &pb::SiginfoEntry| {
+        si.siginfo
+            .get(0..4)
+            .is_some_and(|b| b == libc::SIGTRAP.to_le_bytes())
+    };
+    task.cores
+        .iter()
+        .flat_map(|c| {
+            let own = c.thread_core.as_ref().and_then(|th| th.signals_p.as_ref());
+            let shared = c.tc.as_ref().and_then(|tc| tc.signals_s.as_ref());
+            own.into_iter().chain(shared)
+        })
+        .any(|q| q.signals.iter().any(is_trap))
+}
+
 /// Remakes every live process of the tree in its puppet.
 pub(super) fn restore_all(
     puppets: &mut Puppets,
@@ -376,6 +394,13 @@ pub(super) fn restore_all(
         // filters may be installed with TSYNC for all of them.
         for (t, core) in proc.threads.iter_mut().zip(&task.cores).rev() {
             restore_seccomp_filters(t, core, &seccomp)?;
+        }
+        // A SIGTRAP queued again would be taken for a blob's trap (blobs
+        // run with SIGTRAP unblocked): remote syscalls one at a time then.
+        if queues_sigtrap(task) {
+            for t in proc.threads.iter_mut() {
+                t.disable_blobs();
+            }
         }
         for (t, core) in proc.threads.iter_mut().zip(&task.cores) {
             restore_thread(t, pid, core)?;
