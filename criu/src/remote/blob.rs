@@ -202,85 +202,90 @@ fn mov_imm(out: &mut Vec<u8>, reg: u8, v: u64) {
     }
 }
 
-/// `mov reg, [addr]` (64 bits) through rax.
-fn mov_load(out: &mut Vec<u8>, reg: u8, addr: u64) {
-    // movabs rax, [moffs64]
-    out.extend_from_slice(&[0x48, 0xa1]);
-    out.extend_from_slice(&addr.to_le_bytes());
-    if reg != RAX {
-        // mov r64, rax
-        let rex = if reg >= 8 { 0x49 } else { 0x48 };
-        out.extend_from_slice(&[rex, 0x89, 0xc0 | (reg & 7)]);
-    }
-}
-
-/// `mov [addr], rax`.
-fn store_rax(out: &mut Vec<u8>, addr: u64) {
-    out.extend_from_slice(&[0x48, 0xa3]);
-    out.extend_from_slice(&addr.to_le_bytes());
+/// The rip-relative displacement from the end of an instruction at
+/// `next` to `target`. Code, table and progress word share one small area,
+/// so it always fits 32 bits.
+fn rel32(target: u64, next: u64) -> [u8; 4] {
+    (target.wrapping_sub(next) as i64 as i32).to_le_bytes()
 }
 
 /// Machine code for some calls of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Code {
     pub bytes: Vec<u8>,
-    /// For each call that checks its result: (offset of its `int3`, call
-    /// index).
-    pub traps: Vec<(usize, usize)>,
-    /// Offset of the final `int3`.
+    /// Offset of the final `int3`, where every path ends.
     pub end: usize,
 }
 
-/// Encodes `calls` (indexes `first..`), storing the result of call `i` at
-/// `results + 8 * i`. A `Ret` argument refers to the table by absolute
-/// index; `known` gives the results of calls before `first` (already run),
-/// used as immediates.
-pub fn encode(calls: &[Call], first: usize, known: &[i64], results: u64) -> Code {
-    let mut out = Vec::with_capacity(calls.len() * 48);
-    let mut traps = Vec::new();
+/// Where a blob keeps what it reports: call `k`'s result at `table + 8k`,
+/// and the number of calls done so far at `progress` (32 bits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    pub code: u64,
+    pub table: u64,
+    pub progress: u64,
+}
+
+/// Encodes `calls` as code at `l.code`. A `Ret(j)` argument is read from
+/// the table (entry `j` of these calls). After each call its result goes
+/// to the table, the progress word becomes its index + 1, and, unless it
+/// may fail, a failure jumps to the final `int3`.
+pub fn encode(calls: &[Call], l: Layout) -> Code {
+    let mut out: Vec<u8> = Vec::with_capacity(calls.len() * 48);
+    // Offsets of the rel32 of each jump to the end, patched last.
+    let mut to_end = Vec::new();
+    let here = |out: &Vec<u8>, extra: usize| l.code + (out.len() + extra) as u64;
     for (k, c) in calls.iter().enumerate() {
-        let i = first + k;
         for (reg, arg) in ARG_REGS.iter().zip(&c.args) {
             match *arg {
-                Arg::Ret(j) if j >= first => mov_load(&mut out, *reg, results + 8 * j as u64),
-                Arg::Ret(j) => mov_imm(
-                    &mut out,
-                    *reg,
-                    known.get(j).copied().unwrap_or_default() as u64,
-                ),
+                Arg::Ret(j) => {
+                    // mov r64, [rip + disp32]
+                    let rex = if *reg >= 8 { 0x4c } else { 0x48 };
+                    let next = here(&out, 7);
+                    out.extend_from_slice(&[rex, 0x8b, 0x05 | (reg & 7) << 3]);
+                    out.extend_from_slice(&rel32(l.table + 8 * j as u64, next));
+                }
                 Arg::Imm(v) => mov_imm(&mut out, *reg, v),
             }
         }
         mov_imm(&mut out, RAX, c.nr as u64);
         out.extend_from_slice(&[0x0f, 0x05]); // syscall
-        store_rax(&mut out, results + 8 * i as u64);
+                                              // mov [rip + disp32], rax
+        let next = here(&out, 7);
+        out.extend_from_slice(&[0x48, 0x89, 0x05]);
+        out.extend_from_slice(&rel32(l.table + 8 * k as u64, next));
         if let Some(at) = c.store32 {
             // mov [moffs64], eax
             out.push(0xa3);
             out.extend_from_slice(&at.to_le_bytes());
         }
+        // mov dword [rip + disp32], k + 1
+        let next = here(&out, 10);
+        out.extend_from_slice(&[0xc7, 0x05]);
+        out.extend_from_slice(&rel32(l.progress, next));
+        out.extend_from_slice(&(k as u32 + 1).to_le_bytes());
         if !c.may_fail {
-            // cmp rax, -4095; jb +1; int3
+            // cmp rax, -4095; jae end
             out.extend_from_slice(&[0x48, 0x3d]);
             out.extend_from_slice(&(-4095i32).to_le_bytes());
-            out.extend_from_slice(&[0x72, 0x01]);
-            traps.push((out.len(), i));
-            out.push(INT3);
+            out.extend_from_slice(&[0x0f, 0x83]);
+            to_end.push(out.len());
+            out.extend_from_slice(&[0; 4]);
         }
     }
     let end = out.len();
     out.push(INT3);
-    Code {
-        bytes: out,
-        traps,
-        end,
+    for at in to_end {
+        let rel = (end as i64 - (at as i64 + 4)) as i32;
+        out[at..at + 4].copy_from_slice(&rel.to_le_bytes());
     }
+    Code { bytes: out, end }
 }
 
 /// Upper bound of the code bytes of one call.
-const MAX_CALL_CODE: usize = 6 * 13 + 10 + 2 + 10 + 9 + 9;
+const MAX_CALL_CODE: usize = 6 * 10 + 5 + 2 + 7 + 9 + 10 + 12;
 
-/// Why a batch did not run to its end.
+/// The arguments of call `c` as they were, for an error message.
 fn describe(c: &Call, results: &[i64]) -> String {
     c.args
         .iter()
@@ -291,6 +296,8 @@ fn describe(c: &Call, results: &[i64]) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+const TRAP_BIT: u64 = 1 << (libc::SIGTRAP - 1);
 
 impl Tracee {
     /// Lets batches run as code at `off` of the scratch area (to its end),
@@ -313,7 +320,7 @@ impl Tracee {
     fn blob_area(&self) -> Option<(u64, u64)> {
         let off = self.blob_off?;
         let (addr, len) = self.scratch?;
-        (off < len).then(|| (addr + off, len - off))
+        (off < len && len - off >= 4096).then(|| (addr + off, len - off))
     }
 
     /// Whether [`Tracee::run_batch`] runs batches as code now (rather than
@@ -323,7 +330,7 @@ impl Tracee {
     }
 
     /// Whether the task ignores SIGTRAP now (read once, then kept until a
-    /// remote `rt_sigaction` of SIGTRAP).
+    /// remote `rt_sigaction`).
     fn sigtrap_ignored(&mut self) -> Result<bool> {
         if let Some(v) = self.trap_ignored {
             return Ok(v);
@@ -332,7 +339,7 @@ impl Tracee {
             pid: self.pid(),
             what: format!("reading its status for SIGTRAP's disposition: {e}"),
         })?;
-        let v = st.sig_ign & (1 << (libc::SIGTRAP - 1)) != 0;
+        let v = st.sig_ign & TRAP_BIT != 0;
         self.trap_ignored = Some(v);
         Ok(v)
     }
@@ -342,17 +349,20 @@ impl Tracee {
     /// `may_fail` ends the batch with an error naming it (index, name,
     /// arguments, errno). With a blob area, one stop per blob; without one
     /// (or while the task ignores SIGTRAP), one remote syscall at a time.
+    ///
+    /// Once a blob ran, SIGTRAP stays unblocked in the task (the mask is
+    /// the caller's to set last, with [`Tracee::set_sigmask`]).
     pub fn run_batch(&mut self, batch: &Batch) -> Result<Vec<i64>> {
         let calls = batch.calls();
         let mut results: Vec<i64> = Vec::with_capacity(calls.len());
         // A batch that sets SIGTRAP's disposition (or one it cannot tell)
         // runs call by call: its own trap could undo what it set.
-        let sets_actions = calls.iter().any(|c| {
+        let sets_trap = calls.iter().any(|c| {
             c.nr == libc::SYS_rt_sigaction
                 && !matches!(c.args[0], Arg::Imm(s) if s != libc::SIGTRAP as u64)
         });
         let area = match self.blob_area() {
-            Some(a) if !calls.is_empty() && !sets_actions && !self.sigtrap_ignored()? => Some(a),
+            Some(a) if !calls.is_empty() && !sets_trap && !self.sigtrap_ignored()? => Some(a),
             _ => None,
         };
         let Some((addr, len)) = area else {
@@ -373,23 +383,38 @@ impl Tracee {
             }
             return Ok(results);
         };
-        // Layout of a blob: the results table, then the code.
+        // The area: the progress word, the results table (a quarter of
+        // it), then code, each blob written where the last one stopped so
+        // that the task need not be moved there.
+        let progress = addr;
+        let table = addr + 8;
+        let code_start = addr + len / 4;
+        let code_end = addr + len;
+        let table_max = ((code_start - table) / 8) as usize;
         while results.len() < calls.len() {
             let first = results.len();
-            let room = len as usize;
-            // Calls that fit: 8 bytes of table each, the code, a final int3.
-            let n = (room.saturating_sub(1) / (MAX_CALL_CODE + 8)).min(calls.len() - first);
+            let left = calls.len() - first;
+            let fit = |at: u64| {
+                (((code_end - at) as usize).saturating_sub(1) / MAX_CALL_CODE)
+                    .min(table_max)
+                    .min(left)
+            };
+            let mut at = self
+                .blob_rip
+                .filter(|&ip| ip >= code_start && ip < code_end)
+                .unwrap_or(code_start);
+            if fit(at) == 0 {
+                at = code_start;
+            }
+            let n = fit(at);
             if n == 0 {
                 return Err(Error::Unexpected {
                     pid: self.pid(),
                     what: format!("blob area of {len} bytes holds no call"),
                 });
             }
-            let chunk = &calls[first..first + n];
-            let table = addr;
-            let code_at = addr + 8 * n as u64;
-            // The table is indexed from the chunk's first call.
-            let rebased: Vec<Call> = chunk
+            // Results from before this blob are immediates now.
+            let chunk: Vec<Call> = calls[first..first + n]
                 .iter()
                 .map(|c| {
                     let mut c = c.clone();
@@ -405,36 +430,42 @@ impl Tracee {
                     c
                 })
                 .collect();
-            let code = encode(&rebased, 0, &[], table);
-            self.write_blob(code_at, &code.bytes)?;
-            let ip = self.run_blob(code_at)?;
-            let hit = ip.wrapping_sub(code_at + 1) as usize;
-            let ran = if hit == code.end {
-                n
-            } else if let Some(&(_, k)) = code.traps.iter().find(|&&(off, _)| off == hit) {
-                k + 1
-            } else {
+            let l = Layout {
+                code: at,
+                table,
+                progress,
+            };
+            let code = encode(&chunk, l);
+            self.write_blob(at, &code.bytes)?;
+            self.run_blob(at)?;
+            self.blob_rip = Some(at + code.end as u64 + 1);
+            let mut raw = vec![0u8; 8 + 8 * n];
+            super::mem::read(self.pid(), progress, &mut raw).map_err(|e| Error::Unexpected {
+                pid: self.pid(),
+                what: format!("reading the results of a blob at {progress:#x}: {e}"),
+            })?;
+            let word = |i: usize| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&raw[8 * i..8 * i + 8]);
+                u64::from_le_bytes(b)
+            };
+            let ran = (word(0) & 0xffff_ffff) as usize;
+            if ran == 0 || ran > n {
                 return Err(Error::Unexpected {
                     pid: self.pid(),
-                    what: format!(
-                        "a blob at {code_at:#x} trapped at {ip:#x}, which is none of its traps"
-                    ),
+                    what: format!("a blob at {at:#x} of {n} calls stopped after {ran}"),
                 });
-            };
-            let mut raw = vec![0u8; 8 * ran];
-            super::mem::read(self.pid(), table, &mut raw).map_err(|e| Error::Unexpected {
-                pid: self.pid(),
-                what: format!("reading the results of a blob at {table:#x}: {e}"),
-            })?;
-            for w in raw.chunks_exact(8) {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(w);
-                results.push(i64::from_le_bytes(b));
+            }
+            results.extend((1..=ran).map(|i| word(i) as i64));
+            let last = first + ran - 1;
+            if !calls[last].may_fail && is_err(results[last]) {
+                return Err(self.batch_error(calls, last, &results, results[last]));
             }
             if ran < n {
-                let i = first + ran - 1;
-                let r = results[i];
-                return Err(self.batch_error(calls, i, &results, r));
+                return Err(Error::Unexpected {
+                    pid: self.pid(),
+                    what: format!("a blob at {at:#x} of {n} calls stopped after {ran}"),
+                });
             }
         }
         if calls.iter().any(|c| c.nr == libc::SYS_rt_sigaction) {
@@ -462,19 +493,25 @@ impl Tracee {
         })
     }
 
-    /// Runs the code at `ip` until its trap; returns the address after the
-    /// `int3` that stopped it.
-    fn run_blob(&mut self, ip: u64) -> Result<u64> {
+    /// Runs the code at `ip` until its trap. The task is moved there only
+    /// when it is not there already (after the previous blob).
+    fn run_blob(&mut self, ip: u64) -> Result<()> {
         let pid = self.pid;
-        let trap = 1u64 << (libc::SIGTRAP - 1);
-        let mask = self.sigmask()?;
-        if mask & trap != 0 {
-            self.set_sigmask(mask & !trap)?;
+        if !self.trap_unblocked.get() {
+            let mask = self.sigmask()?;
+            if mask & TRAP_BIT != 0 {
+                self.set_sigmask(mask & !TRAP_BIT)?;
+            }
+            self.trap_unblocked.set(true);
         }
-        let mut r = self.regs;
-        r.rip = ip;
-        r.orig_rax = u64::MAX;
-        ptrace::setregs(pid, r).ctx(pid, "PTRACE_SETREGS")?;
+        if self.blob_rip != Some(ip) {
+            let mut r = self.regs;
+            r.rip = ip;
+            r.orig_rax = u64::MAX;
+            ptrace::setregs(pid, r).ctx(pid, "PTRACE_SETREGS")?;
+        }
+        // From here on the task is not where blob_rip says until the trap.
+        self.blob_rip = None;
         ptrace::cont(pid, None).ctx(pid, "PTRACE_CONT")?;
         let mut retraps = 0;
         loop {
@@ -497,13 +534,9 @@ impl Tracee {
             }
         }
         // A signal-delivery stop: on resume the kernel applies its restart
-        // rules, as after an interrupt.
+        // rules, as after an interrupt (orig_rax is -1: nothing to restart).
         self.stop = Stop::Event;
-        let out = ptrace::getregs(pid).ctx(pid, "PTRACE_GETREGS")?;
-        if mask & trap != 0 {
-            self.set_sigmask(mask)?;
-        }
-        Ok(out.rip)
+        Ok(())
     }
 }
 
@@ -511,13 +544,19 @@ impl Tracee {
 mod tests {
     use super::*;
 
+    const L: Layout = Layout {
+        code: 0x7000_0000_2000,
+        table: 0x7000_0000_0008,
+        progress: 0x7000_0000_0000,
+    };
+
     #[test]
     fn one_mmap_encodes_to_known_bytes() {
         let c = Call::new(
             libc::SYS_mmap,
             &[0, 0x1000, 3, 0x22, u64::MAX, 0x1_0000_0000],
         );
-        let code = encode(&[c], 0, &[], 0x7000_0000_1000);
+        let code = encode(&[c], L);
         #[rustfmt::skip]
         let want: Vec<u8> = vec![
             0x31, 0xff,                               // xor edi, edi
@@ -528,14 +567,15 @@ mod tests {
             0x49, 0xb9, 0, 0, 0, 0, 1, 0, 0, 0,       // movabs r9, 0x100000000
             0xb8, 0x09, 0x00, 0x00, 0x00,             // mov eax, 9 (mmap)
             0x0f, 0x05,                               // syscall
-            0x48, 0xa3, 0x00, 0x10, 0, 0, 0, 0x70, 0, 0, // mov [0x700000001000], rax
+            // mov [rip - 0x2029], rax: next ip 0x...2031 -> 0x...0008
+            0x48, 0x89, 0x05, 0xd7, 0xdf, 0xff, 0xff,
+            // mov dword [rip - 0x203b], 1: next ip 0x...203b -> 0x...0000
+            0xc7, 0x05, 0xc5, 0xdf, 0xff, 0xff, 0x01, 0x00, 0x00, 0x00,
             0x48, 0x3d, 0x01, 0xf0, 0xff, 0xff,       // cmp rax, -4095
-            0x72, 0x01,                               // jb +1
-            0xcc,                                     // int3 (failed)
-            0xcc,                                     // int3 (done)
+            0x0f, 0x83, 0x00, 0x00, 0x00, 0x00,       // jae end (the next byte)
+            0xcc,                                     // end: int3
         ];
-        assert_eq!(code.bytes, want);
-        assert_eq!(code.traps, vec![(want.len() - 2, 0)]);
+        assert_eq!(code.bytes, want, "{:02x?}", code.bytes);
         assert_eq!(code.end, want.len() - 1);
         assert!(code.bytes.len() <= MAX_CALL_CODE + 1);
     }
@@ -546,35 +586,41 @@ mod tests {
             Call::new(libc::SYS_getpid, &[]),
             Call::with_args(libc::SYS_close, &[Arg::Ret(0)]),
         ];
-        let code = encode(&calls, 0, &[], 0x1000);
-        // second call: movabs rax, [0x1000]; mov rdi, rax
-        let load = [0x48, 0xa1, 0x00, 0x10, 0, 0, 0, 0, 0, 0, 0x48, 0x89, 0xc7];
-        assert!(code.bytes.windows(load.len()).any(|w| w == load));
-        // and its result lands at 0x1008
-        let store = [0x48, 0xa3, 0x08, 0x10, 0, 0, 0, 0, 0, 0];
-        assert!(code.bytes.windows(store.len()).any(|w| w == store));
-        // A result from before the chunk is an immediate.
-        let later = encode(&calls[1..], 1, &[42], 0x1000);
-        assert_eq!(&later.bytes[..5], &[0xbf, 42, 0, 0, 0]);
+        let code = encode(&calls, L);
+        let first = encode(&calls[..1], L).end;
+        // second call starts with: mov rdi, [rip + disp32] -> table entry 0
+        assert_eq!(&code.bytes[first..first + 3], &[0x48, 0x8b, 0x3d]);
+        let next = L.code + first as u64 + 7;
+        let disp = i32::from_le_bytes(code.bytes[first + 3..first + 7].try_into().unwrap());
+        assert_eq!(next.wrapping_add(disp as i64 as u64), L.table);
+        // r8 from entry 1: REX.R set
+        let c = Call::with_args(
+            libc::SYS_mmap,
+            &[0.into(), 0.into(), 0.into(), 0.into(), Arg::Ret(1)],
+        );
+        let code = encode(&[c], L);
+        assert!(code.bytes.windows(3).any(|w| w == [0x4c, 0x8b, 0x05]));
     }
 
     #[test]
     fn a_result_can_also_be_stored_as_32_bits() {
         let mut c = Call::new(libc::SYS_getpid, &[]);
-        c.store32 = Some(0x7000_0000_2000);
-        let code = encode(&[c], 0, &[], 0x1000);
-        let store = [0xa3, 0x00, 0x20, 0, 0, 0, 0x70, 0, 0];
+        c.store32 = Some(0x7000_0000_3000);
+        let code = encode(&[c], L);
+        let store = [0xa3, 0x00, 0x30, 0, 0, 0, 0x70, 0, 0];
         let at = code.bytes.windows(9).position(|w| w == store).unwrap();
         // right after the store of rax into the table
-        assert_eq!(&code.bytes[at - 10..at - 8], &[0x48, 0xa3]);
+        assert_eq!(&code.bytes[at - 7..at - 4], &[0x48, 0x89, 0x05]);
     }
 
     #[test]
-    fn a_call_that_may_fail_has_no_trap() {
+    fn a_call_that_may_fail_has_no_check() {
         let mut c = Call::new(libc::SYS_madvise, &[1, 2, 3]);
         c.may_fail = true;
-        let code = encode(&[c], 0, &[], 0);
-        assert!(code.traps.is_empty());
+        let code = encode(&[c.clone()], L);
+        c.may_fail = false;
+        let checked = encode(&[c], L);
+        assert_eq!(checked.bytes.len() - code.bytes.len(), 12);
         assert_eq!(code.bytes.iter().filter(|&&b| b == INT3).count(), 1);
     }
 
@@ -604,7 +650,8 @@ mod tests {
         let (mut t, _) = traced_child();
         let pid = t.pid();
         let page = crate::sys::PAGE_SIZE;
-        // Puppets run with every signal blocked: the mask must come back.
+        // Puppets run with every signal blocked: blobs take out SIGTRAP
+        // only (the caller sets the final mask).
         let all = !((1u64 << (libc::SIGKILL - 1)) | (1u64 << (libc::SIGSTOP - 1)));
         t.set_sigmask(all).unwrap();
         let mut b = Batch::new();
@@ -646,7 +693,7 @@ mod tests {
         };
         assert_eq!(prot(base), Some((true, false)));
         assert_eq!(prot(base + page), Some((true, true)));
-        assert_eq!(t.sigmask().unwrap(), all);
+        assert_eq!(t.sigmask().unwrap(), all & !TRAP_BIT);
         let mut word = [0u8; 4];
         t.scratch_get(16, &mut word).unwrap();
         assert_eq!(i32::from_le_bytes(word), pid);
@@ -722,17 +769,22 @@ mod tests {
             proptest::num::u64::ANY,
         ];
         let strat = proptest::collection::vec(one, 6);
+        let l = Layout {
+            code: area + 1024,
+            table: area + 8,
+            progress: area,
+        };
         for _ in 0..64 {
             let args = strat.new_tree(&mut runner).unwrap().current();
             // No such syscall: it fails with ENOSYS and leaves the
             // argument registers as they were loaded.
             let mut c = Call::new(1000, &args);
             c.may_fail = true;
-            let code = encode(&[c], 0, &[], area);
-            t.write_blob(area + 8, &code.bytes).unwrap();
-            let ip = t.run_blob(area + 8).unwrap();
-            assert_eq!(ip, area + 8 + code.end as u64 + 1);
+            let code = encode(&[c], l);
+            t.write_blob(l.code, &code.bytes).unwrap();
+            t.run_blob(l.code).unwrap();
             let r = ptrace::getregs(t.pid).unwrap();
+            assert_eq!(r.rip, l.code + code.end as u64 + 1);
             assert_eq!(
                 [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9],
                 args[..],
@@ -745,7 +797,7 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn traps_sit_on_int3_and_code_fits_its_bound(
+        fn every_path_ends_on_the_final_int3_and_code_fits_its_bound(
             vals in proptest::collection::vec((0u64..=u64::MAX, proptest::bool::ANY), 1..40),
         ) {
             let calls: Vec<Call> = vals
@@ -757,14 +809,21 @@ mod tests {
                     call
                 })
                 .collect();
-            let code = encode(&calls, 0, &[], 0x7fff_0000_0000);
+            let code = encode(&calls, L);
             proptest::prop_assert!(code.bytes.len() <= calls.len() * MAX_CALL_CODE + 1);
             proptest::prop_assert_eq!(code.bytes[code.end], INT3);
-            for &(off, _) in &code.traps {
-                proptest::prop_assert_eq!(code.bytes[off], INT3);
+            proptest::prop_assert_eq!(code.end, code.bytes.len() - 1);
+            // Every jae lands on the final int3.
+            let mut jumps = 0;
+            for i in 0..code.bytes.len().saturating_sub(5) {
+                if code.bytes[i..i + 2] == [0x0f, 0x83] && i >= 6 && code.bytes[i - 6..i - 4] == [0x48, 0x3d] {
+                    let rel = i32::from_le_bytes(code.bytes[i + 2..i + 6].try_into().unwrap());
+                    proptest::prop_assert_eq!((i as i64 + 6 + i64::from(rel)) as usize, code.end);
+                    jumps += 1;
+                }
             }
             let checked = calls.iter().filter(|c| !c.may_fail).count();
-            proptest::prop_assert_eq!(code.traps.len(), checked);
+            proptest::prop_assert_eq!(jumps, checked);
         }
     }
 }

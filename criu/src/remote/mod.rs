@@ -108,6 +108,12 @@ pub struct Tracee {
     blob_off: Option<u64>,
     /// Whether the task ignores SIGTRAP, once known.
     trap_ignored: Option<bool>,
+    /// Where the task sits after the trap of the last blob, while nothing
+    /// moved it since: the next blob is written there.
+    blob_rip: Option<u64>,
+    /// Whether criu took SIGTRAP out of the task's mask for blobs (and
+    /// nothing put it back since).
+    trap_unblocked: std::cell::Cell<bool>,
 }
 
 const OPTIONS: Options = sys::ptrace::SEIZE_OPTIONS;
@@ -217,6 +223,8 @@ impl Tracee {
             scratch: None,
             blob_off: None,
             trap_ignored: None,
+            blob_rip: None,
+            trap_unblocked: std::cell::Cell::new(false),
         })
     }
 
@@ -247,6 +255,7 @@ impl Tracee {
     }
 
     pub fn set_regs(&mut self, regs: &Regs) -> Result<()> {
+        self.blob_rip = None;
         ptrace::setregs(self.pid, *regs).ctx(self.pid, "PTRACE_SETREGS")?;
         self.regs = *regs;
         Ok(())
@@ -272,7 +281,10 @@ impl Tracee {
     }
 
     pub fn set_sigmask(&self, mask: u64) -> Result<()> {
-        sys::ptrace::setsigmask(self.pid, mask).ctx(self.pid, "PTRACE_SETSIGMASK")
+        sys::ptrace::setsigmask(self.pid, mask).ctx(self.pid, "PTRACE_SETSIGMASK")?;
+        self.trap_unblocked
+            .set(mask & (1 << (libc::SIGTRAP - 1)) == 0);
+        Ok(())
     }
 
     pub fn rseq(&self) -> Result<sys::ptrace::RseqConfiguration> {
@@ -357,6 +369,10 @@ impl Tracee {
         if nr == libc::SYS_rt_sigaction {
             self.trap_ignored = None;
         }
+        if nr == libc::SYS_rt_sigprocmask {
+            self.trap_unblocked.set(false);
+        }
+        self.blob_rip = None;
         ptrace::setregs(self.pid, r).ctx(self.pid, "PTRACE_SETREGS")?;
         let mut entered = false;
         let mut retraps = 0;
