@@ -306,9 +306,16 @@ impl Tracee {
         self.blob_off = Some(off);
     }
 
-    /// Runs batches one remote syscall at a time from now on.
-    pub fn disable_blobs(&mut self) {
+    /// Runs batches one remote syscall at a time from now on, and blocks
+    /// SIGTRAP again if a blob took it out of the mask (a SIGTRAP about to
+    /// be queued must wait there).
+    pub fn disable_blobs(&mut self) -> Result<()> {
         self.blob_off = None;
+        if self.trap_taken.get() {
+            let mask = self.sigmask()?;
+            self.set_sigmask(mask | TRAP_BIT)?;
+        }
+        Ok(())
     }
 
     /// Where batches run (offset in the scratch area), if they may.
@@ -501,6 +508,7 @@ impl Tracee {
             let mask = self.sigmask()?;
             if mask & TRAP_BIT != 0 {
                 self.set_sigmask(mask & !TRAP_BIT)?;
+                self.trap_taken.set(true);
             }
             self.trap_unblocked.set(true);
         }

@@ -114,6 +114,8 @@ pub struct Tracee {
     /// Whether criu took SIGTRAP out of the task's mask for blobs (and
     /// nothing put it back since).
     trap_unblocked: std::cell::Cell<bool>,
+    /// Whether criu did so on a mask that blocked it.
+    trap_taken: std::cell::Cell<bool>,
 }
 
 const OPTIONS: Options = sys::ptrace::SEIZE_OPTIONS;
@@ -225,6 +227,7 @@ impl Tracee {
             trap_ignored: None,
             blob_rip: None,
             trap_unblocked: std::cell::Cell::new(false),
+            trap_taken: std::cell::Cell::new(false),
         })
     }
 
@@ -284,6 +287,7 @@ impl Tracee {
         sys::ptrace::setsigmask(self.pid, mask).ctx(self.pid, "PTRACE_SETSIGMASK")?;
         self.trap_unblocked
             .set(mask & (1 << (libc::SIGTRAP - 1)) == 0);
+        self.trap_taken.set(false);
         Ok(())
     }
 

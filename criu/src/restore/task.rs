@@ -396,10 +396,14 @@ pub(super) fn restore_all(
             restore_seccomp_filters(t, core, &seccomp)?;
         }
         // A SIGTRAP queued again would be taken for a blob's trap (blobs
-        // run with SIGTRAP unblocked): remote syscalls one at a time then.
+        // run with SIGTRAP unblocked): remote syscalls one at a time then,
+        // with SIGTRAP blocked like every other signal of a puppet (threads
+        // cloned after the leader's blobs inherited it unblocked).
         if queues_sigtrap(task) {
             for t in proc.threads.iter_mut() {
-                t.disable_blobs();
+                t.disable_blobs()?;
+                let mask = t.sigmask()?;
+                t.set_sigmask(mask | 1 << (libc::SIGTRAP - 1))?;
             }
         }
         for (t, core) in proc.threads.iter_mut().zip(&task.cores) {
