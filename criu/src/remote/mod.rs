@@ -4,7 +4,10 @@
 //! registers, and runs syscalls *inside* it ("remote syscalls"): the task's
 //! registers are pointed at a `syscall` instruction already present in its
 //! address space (its vDSO has some), and ptrace's syscall-stops bring it back
-//! under control right after the kernel returns. No code is injected.
+//! under control right after the kernel returns. A restore's puppet also
+//! gets an executable scratch area: there batches of syscalls run as a few
+//! generated instructions each, one stop per batch ([`blob`]). Dump injects
+//! no code.
 //!
 //! A tracee is released either exactly as it was found
 //! ([`Tracee::release`]: registers and signal mask put back, an interrupted
