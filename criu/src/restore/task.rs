@@ -11,7 +11,7 @@ use super::{Error, LiveImages, Result, TaskImages};
 use crate::image::pb;
 use crate::objects::{self, files::Opened, mm, shmem};
 use crate::proc;
-use crate::remote::blob::Batch;
+use crate::remote::blob::{Arg, Batch, Call};
 use crate::remote::{fdpass, Tracee};
 use crate::sys;
 
@@ -128,21 +128,28 @@ fn restore_process(
         p.syscall(libc::SYS_membarrier, &[1u64 << bit, 0, 0])?;
     }
 
-    for fi in &live.fdinfo {
-        let file = opened.get(files, fi.id)?;
-        let got = fdpass::pass_fd(p, chan.ours.as_fd(), rs as i32, file.as_fd(), FDPASS_OFF)?;
-        let cloexec = fi.flags & libc::FD_CLOEXEC as u32 != 0;
-        if got as u32 == fi.fd {
-            if !cloexec {
-                p.syscall(libc::SYS_fcntl, &[got as u64, libc::F_SETFD as u64, 0])?;
-            }
-        } else {
-            let fl = if cloexec { libc::O_CLOEXEC as u64 } else { 0 };
-            p.syscall(libc::SYS_dup3, &[got as u64, u64::from(fi.fd), fl])?;
-            p.syscall(libc::SYS_close, &[got as u64])?;
+    // The fds: received in messages of up to fdpass::MAX_FDS (one remote
+    // recvmsg each), then put at their numbers in one batch.
+    let mut gots: Vec<i32> = Vec::with_capacity(live.fdinfo.len());
+    for chunk in live.fdinfo.chunks(fdpass::MAX_FDS) {
+        let mut owned = Vec::with_capacity(chunk.len());
+        for fi in chunk {
+            let f = opened.get(files, fi.id)?;
+            owned.push(f.try_clone().map_err(|e| Error::Task {
+                pid,
+                what: format!("dup of the file for fd {}: {e}", fi.fd),
+            })?);
         }
+        let fds: Vec<_> = owned.iter().map(|f| f.as_fd()).collect();
+        gots.extend(fdpass::pass_fds(
+            p,
+            chan.ours.as_fd(),
+            rs as i32,
+            &fds,
+            FDPASS_OFF,
+        )?);
     }
-    p.syscall(libc::SYS_close, &[rs])?;
+    p.run_batch(&install_fds(&live.fdinfo, &gots, rs))?;
     // Locks on the fds just installed, taken by their owner (before creds).
     objects::files::locks::restore(p, pid, opened.file_locks()?, DATA_OFF)?;
     // A session leader takes its controlling terminal back.
@@ -170,6 +177,65 @@ fn restore_process(
         restore_oom_score_adj(p.pid(), adj);
     }
     Ok(())
+}
+
+/// The calls that move the fds the puppet received (`gots`, close on exec)
+/// to their numbers with their close-on-exec flag, then close its end `rs`
+/// of the fd channel. When a number wanted is one still holding a received
+/// fd, every fd goes above all of them first.
+fn install_fds(fdinfo: &[pb::FdinfoEntry], gots: &[i32], rs: u64) -> Batch {
+    let mut b = Batch::new();
+    let want = |i: usize| {
+        (
+            u64::from(fdinfo[i].fd),
+            fdinfo[i].flags & libc::FD_CLOEXEC as u32 != 0,
+        )
+    };
+    let clash = (0..gots.len()).any(|i| {
+        let (to, _) = want(i);
+        gots[i + 1..].iter().any(|&g| g as u64 == to)
+    });
+    if !clash {
+        for (i, &got) in gots.iter().enumerate() {
+            let (to, cloexec) = want(i);
+            if got as u64 == to {
+                if !cloexec {
+                    b.push(libc::SYS_fcntl, &[to, libc::F_SETFD as u64, 0]);
+                }
+            } else {
+                let fl = if cloexec { libc::O_CLOEXEC as u64 } else { 0 };
+                b.push(libc::SYS_dup3, &[got as u64, to, fl]);
+                b.push(libc::SYS_close, &[got as u64]);
+            }
+        }
+    } else {
+        let top = gots
+            .iter()
+            .map(|&g| g as u64)
+            .chain((0..gots.len()).map(|i| want(i).0))
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let mut moved = Vec::with_capacity(gots.len());
+        for &got in gots {
+            moved.push(b.push(
+                libc::SYS_fcntl,
+                &[got as u64, libc::F_DUPFD_CLOEXEC as u64, top],
+            ));
+            b.push(libc::SYS_close, &[got as u64]);
+        }
+        for (i, &m) in moved.iter().enumerate() {
+            let (to, cloexec) = want(i);
+            let fl = if cloexec { libc::O_CLOEXEC as u64 } else { 0 };
+            b.push_call(Call::with_args(
+                libc::SYS_dup3,
+                &[Arg::Ret(m), Arg::Imm(to), Arg::Imm(fl)],
+            ));
+            b.push_call(Call::with_args(libc::SYS_close, &[Arg::Ret(m)]));
+        }
+    }
+    b.push(libc::SYS_close, &[rs]);
+    b
 }
 
 /// Written by criu to /proc/PID/oom_score_adj. As in CRIU, not critical:
@@ -426,4 +492,63 @@ pub(super) fn restore_all(
     // Every memfd is mapped where it was: now its seals may go on.
     opened.seal_memfds()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fi(fd: u32, cloexec: bool) -> pb::FdinfoEntry {
+        pb::FdinfoEntry {
+            fd,
+            flags: if cloexec { libc::FD_CLOEXEC as u32 } else { 0 },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn received_fds_go_to_their_numbers_directly_when_nothing_clashes() {
+        // 0 and 1 arrive where they belong; 2 arrived at 3 and goes to 7.
+        let b = install_fds(&[fi(0, false), fi(1, true), fi(7, true)], &[0, 1, 3], 100);
+        let calls: Vec<(i64, Vec<Arg>)> = b
+            .calls()
+            .iter()
+            .map(|c| (c.nr, c.args[..3].to_vec()))
+            .collect();
+        let imm = |v: &[u64]| v.iter().map(|&x| Arg::Imm(x)).collect::<Vec<_>>();
+        assert_eq!(
+            calls,
+            vec![
+                (libc::SYS_fcntl, imm(&[0, libc::F_SETFD as u64, 0])),
+                (libc::SYS_dup3, imm(&[3, 7, libc::O_CLOEXEC as u64])),
+                (libc::SYS_close, imm(&[3, 0, 0])),
+                (libc::SYS_close, imm(&[100, 0, 0])),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_target_still_holding_a_received_fd_moves_everything_above_first() {
+        // fd 0 arrived at 0 but must become 1, where fd 1 arrived.
+        let b = install_fds(&[fi(1, false), fi(0, false)], &[0, 1], 100);
+        let nrs: Vec<i64> = b.calls().iter().map(|c| c.nr).collect();
+        assert_eq!(
+            nrs,
+            vec![
+                libc::SYS_fcntl,
+                libc::SYS_close,
+                libc::SYS_fcntl,
+                libc::SYS_close,
+                libc::SYS_dup3,
+                libc::SYS_close,
+                libc::SYS_dup3,
+                libc::SYS_close,
+                libc::SYS_close,
+            ]
+        );
+        // Parked above every number involved, then moved from there.
+        assert_eq!(b.calls()[0].args[2], Arg::Imm(2));
+        assert_eq!(b.calls()[4].args[..2], [Arg::Ret(0), Arg::Imm(1)]);
+        assert_eq!(b.calls()[6].args[..2], [Arg::Ret(2), Arg::Imm(0)]);
+    }
 }
