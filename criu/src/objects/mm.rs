@@ -14,6 +14,7 @@ use std::path::Path;
 use crate::image::pages::{PagesReader, PE_LAZY, PE_PARENT, PE_PRESENT};
 use crate::image::{self, magic, pb};
 use crate::proc::{self, MapName, VmFlag};
+use crate::remote::blob::{Arg, Batch, Call};
 use crate::remote::Tracee;
 use crate::sys::PAGE_SIZE;
 
@@ -632,17 +633,49 @@ fn move_vdso(
             .iter()
             .any(|&(from, _)| overlaps(from, (to, to + (from.1 - from.0))))
     });
+    // The hops, in order.
+    let mut hops: Vec<((u64, u64), u64)> = Vec::new();
     if clash {
         let mut at = parking;
         for (from, _) in moves.iter_mut() {
             let len = from.1 - from.0;
-            mremap(p, *from, at)?;
+            hops.push((*from, at));
             *from = (at, at + len);
             at += len;
         }
     }
-    for &(from, to) in &moves {
-        if from.0 != to {
+    hops.extend(moves.iter().filter(|(from, to)| from.0 != *to));
+    if p.blobs_usable()? {
+        // From code in the scratch area, which stays where it is: one
+        // stop for all moves; then remote syscalls follow the vDSO.
+        let mut b = Batch::new();
+        let mut ip = p.syscall_ip();
+        for &(from, to) in &hops {
+            let len = from.1 - from.0;
+            b.push(
+                libc::SYS_mremap,
+                &[
+                    from.0,
+                    len,
+                    len,
+                    (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64,
+                    to,
+                ],
+            );
+            ip = ip.map(|ip| {
+                if ip >= from.0 && ip < from.1 {
+                    to + (ip - from.0)
+                } else {
+                    ip
+                }
+            });
+        }
+        p.run_batch(&b)?;
+        if let Some(ip) = ip {
+            p.set_syscall_ip(ip);
+        }
+    } else {
+        for &(from, to) in &hops {
             mremap(p, from, to)?;
         }
     }
@@ -682,16 +715,7 @@ fn remote_open(
     flags: u32,
     scratch_off: u64,
 ) -> Result<u64> {
-    let reg = files
-        .iter()
-        .find(|f| f.id == id)
-        .and_then(|f| f.reg.as_ref())
-        .ok_or_else(|| Error::Mismatch {
-            what: format!("a mapping refers to file id {id}, which files.img does not have"),
-        })?;
-    super::files::reg::check_unchanged(reg)?;
-    let mut path = reg.name.as_bytes().to_vec();
-    path.push(0);
+    let path = open_path(files, id)?;
     let addr = p.scratch_put(scratch_off, &path)?;
     Ok(p.syscall(
         libc::SYS_openat,
@@ -702,6 +726,22 @@ fn remote_open(
             0,
         ],
     )?)
+}
+
+/// The NUL-terminated path of file id `id`, checked unchanged since the
+/// dump.
+fn open_path(files: &[pb::FileEntry], id: u32) -> Result<Vec<u8>> {
+    let reg = files
+        .iter()
+        .find(|f| f.id == id)
+        .and_then(|f| f.reg.as_ref())
+        .ok_or_else(|| Error::Mismatch {
+            what: format!("a mapping refers to file id {id}, which files.img does not have"),
+        })?;
+    super::files::reg::check_unchanged(reg)?;
+    let mut path = reg.name.as_bytes().to_vec();
+    path.push(0);
+    Ok(path)
 }
 
 /// The files mappings are made of: the images' file entries, the files
@@ -747,9 +787,11 @@ pub fn restore(
                 MapName::Vdso | MapName::Vvar | MapName::VvarVclock | MapName::Vsyscall
             )
     };
+    let mut unmaps = Batch::new();
     for (start, end) in unmap_stretches(&puppet, keep) {
-        p.syscall(libc::SYS_munmap, &[start, end - start])?;
+        unmaps.push(libc::SYS_munmap, &[start, end - start]);
     }
+    p.run_batch(&unmaps)?;
     // 2. vDSO and vvar where the task had them; remote syscalls follow.
     let parking = pick_scratch(
         mm,
@@ -760,10 +802,23 @@ pub fn restore(
     .unwrap_or(scratch + scratch_len + (1 << 30));
     move_vdso(p, mm, vdso, &vvar, parking)?;
 
-    // 3. Every other mapping, writable while its pages are filled.
-    let mut opened: Vec<(u64, u32, u64)> = Vec::new(); // (file id, flags, remote fd)
-                                                       // Mappings made with their final protection already (no mprotect in
-                                                       // step 5), by start address.
+    // 3. Every other mapping, writable while its pages are filled: one
+    // batch of openat/mmap/madvise/close (the mmaps take the fds the
+    // openats of the same batch return); shared memory, SysV attachments
+    // and files made in criu are done on the way, one call at a time.
+    let mut opened: Vec<(u64, u32, Arg)> = Vec::new(); // (file id, flags, remote fd)
+    let mut batch = Batch::new();
+    // Paths the batch opens, written at `scratch_off` just before it runs
+    // (the calls made on the way use that space too).
+    let mut paths: Vec<u8> = Vec::new();
+    let room = p
+        .blob_off()
+        .unwrap_or(scratch_len)
+        .saturating_sub(scratch_off) as usize;
+    // (index of the mmap in the batch, where it must land)
+    let mut landings: Vec<(usize, u64)> = Vec::new();
+    // Mappings made with their final protection already (no mprotect in
+    // step 5), by start address.
     let mut prot_done: Vec<u64> = Vec::new();
     let pages = PagesReader::open(dir, pid as u32)?;
     for v in &mm.vmas {
@@ -809,14 +864,31 @@ pub fn restore(
                 None => {
                     let fd = match mf.opened.mapping_fd(files, id, oflags)? {
                         // Made in criu (memfd, ghost): passed in.
-                        Some(f) => crate::remote::fdpass::pass_fd(
+                        Some(f) => Arg::Imm(crate::remote::fdpass::pass_fd(
                             p,
                             mf.chan,
                             mf.remote,
                             f.as_fd(),
                             scratch_off,
-                        )? as u64,
-                        None => remote_open(p, files, id, oflags, scratch_off)?,
+                        )? as u64),
+                        None => {
+                            let path = open_path(files, id)?;
+                            if paths.len() + path.len() <= room {
+                                let addr = scratch + scratch_off + paths.len() as u64;
+                                paths.extend_from_slice(&path);
+                                Arg::Ret(batch.push(
+                                    libc::SYS_openat,
+                                    &[
+                                        libc::AT_FDCWD as u64,
+                                        addr,
+                                        u64::from(oflags | libc::O_CLOEXEC as u32),
+                                        0,
+                                    ],
+                                ))
+                            } else {
+                                Arg::Imm(remote_open(p, files, id, oflags, scratch_off)?)
+                            }
+                        }
                     };
                     opened.push((u64::from(id), oflags, fd));
                     fd
@@ -824,24 +896,20 @@ pub fn restore(
             }
         } else {
             flags |= libc::MAP_ANONYMOUS as u64;
-            u64::MAX
+            Arg::Imm(u64::MAX)
         };
-        let got = p.syscall(
+        let at = batch.push_call(Call::with_args(
             libc::SYS_mmap,
             &[
-                v.start,
-                v.end - v.start,
-                u64::from(prot),
-                flags,
+                Arg::Imm(v.start),
+                Arg::Imm(v.end - v.start),
+                Arg::Imm(u64::from(prot)),
+                Arg::Imm(flags),
                 fd,
-                v.pgoff,
+                Arg::Imm(v.pgoff),
             ],
-        )?;
-        if got != v.start {
-            return Err(Error::Mismatch {
-                what: format!("pid {pid}: mapping {:#x} landed at {got:#x}", v.start),
-            });
-        }
+        ));
+        landings.push((at, v.start));
         if prot == v.prot {
             prot_done.push(v.start);
         }
@@ -849,11 +917,23 @@ pub fn restore(
         // fault in as the task had them (huge where it asked for it).
         let thp = v.madv.unwrap_or(0) & (1 << libc::MADV_HUGEPAGE | 1 << libc::MADV_NOHUGEPAGE);
         for bit in (0..64u64).filter(|b| thp & (1 << b) != 0) {
-            p.syscall(libc::SYS_madvise, &[v.start, v.end - v.start, bit])?;
+            batch.push(libc::SYS_madvise, &[v.start, v.end - v.start, bit]);
         }
     }
     for (_, _, fd) in opened {
-        p.syscall(libc::SYS_close, &[fd])?;
+        batch.push_call(Call::with_args(libc::SYS_close, &[fd]));
+    }
+    if !paths.is_empty() {
+        p.scratch_put(scratch_off, &paths)?;
+    }
+    let made = p.run_batch(&batch)?;
+    for (i, start) in landings {
+        let got = made.get(i).copied().unwrap_or_default() as u64;
+        if got != start {
+            return Err(Error::Mismatch {
+                what: format!("pid {pid}: mapping {start:#x} landed at {got:#x}"),
+            });
+        }
     }
     prot_done.sort_unstable();
 
@@ -866,7 +946,11 @@ pub fn restore(
         .collect();
     super::mm_pages::fill_except(p.pid(), &pages, &vdso_at)?;
 
-    // 5. Final protections and advice.
+    // 5.-7. One batch: final protections and advice; guard pages, now that
+    // the pages around them are written (a guard throws away what is under
+    // it), before mlock, which they refuse; locks last, once everything is
+    // in place.
+    let mut last = Batch::new();
     let real = || {
         mm.vmas.iter().filter(|v| {
             v.status & (VMA_AREA_VDSO | VMA_AREA_VVAR | VMA_AREA_VSYSCALL | VMA_AREA_GUARD) == 0
@@ -874,40 +958,39 @@ pub fn restore(
     };
     for v in real() {
         if prot_done.binary_search(&v.start).is_err() {
-            p.syscall(
+            last.push(
                 libc::SYS_mprotect,
                 &[v.start, v.end - v.start, u64::from(v.prot)],
-            )?;
+            );
         }
         let madv = v.madv.unwrap_or(0);
         for bit in 0..64u64 {
             if madv & (1 << bit) != 0 {
-                p.syscall(libc::SYS_madvise, &[v.start, v.end - v.start, bit])?;
+                last.push(libc::SYS_madvise, &[v.start, v.end - v.start, bit]);
             }
         }
     }
-    // 6. Guard pages, now that the pages around them are written (a guard
-    // throws away what is under it); before mlock, which they refuse.
     for v in mm.vmas.iter().filter(|v| v.status & VMA_AREA_GUARD != 0) {
-        p.syscall(
+        last.push(
             libc::SYS_madvise,
             &[v.start, v.end - v.start, MADV_GUARD_INSTALL],
-        )
-        .map_err(|e| Error::Mismatch {
-            what: format!(
-                "pid {pid}: installing guard pages {:#x}-{:#x}: {e}",
-                v.start, v.end
-            ),
-        })?;
+        );
     }
-    // 7. Locks last, once everything is in place.
+    let mut locks: Vec<(usize, &pb::VmaEntry)> = Vec::new();
     for v in real().filter(|v| v.flags & libc::MAP_LOCKED as u32 != 0) {
         let how = if v.lock_onfault == Some(true) {
             MLOCK_ONFAULT
         } else {
             0
         };
-        let r = p.syscall_raw(libc::SYS_mlock2, &[v.start, v.end - v.start, how])?;
+        locks.push((
+            last.push_may_fail(libc::SYS_mlock2, &[v.start, v.end - v.start, how]),
+            v,
+        ));
+    }
+    let done = p.run_batch(&last)?;
+    for (i, v) in locks {
+        let r = done.get(i).copied().unwrap_or_default();
         // Locking populates; an inaccessible area, or one with guard
         // pages, cannot be wholly, so mlock says ENOMEM after it has
         // locked it all the same.
@@ -995,34 +1078,63 @@ fn saved_auxv(raw: &[u8]) -> Vec<u64> {
 
 /// Restore half, step two (after files): the mm fields — code/data/brk/
 /// stack/arg/env ranges, auxv and the exe link — in one PR_SET_MM_MAP.
+/// The calls (open the exe, whose fd lands in the prctl's struct,
+/// PR_SET_MM_MAP, close, THP) go into `batch`, which the caller runs
+/// before it uses the scratch area at `scratch_off` again.
 pub fn restore_fields(
     p: &mut Tracee,
     mm: &pb::MmEntry,
     files: &[pb::FileEntry],
     scratch_off: u64,
+    batch: &mut Batch,
 ) -> Result<()> {
-    let exe_fd = remote_open(p, files, mm.exe_file_id, libc::O_RDONLY as u32, scratch_off)?;
+    let path = open_path(files, mm.exe_file_id)?;
     let auxv: Vec<u8> = mm
         .mm_saved_auxv
         .iter()
         .flat_map(|v| v.to_le_bytes())
         .collect();
-    let auxv_addr = p.scratch_put(scratch_off, &auxv)?;
-    let map = mm_map_bytes(mm, auxv_addr, exe_fd as u32);
-    let map_addr = p.scratch_put(scratch_off + auxv.len() as u64 + 64, &map)?;
+    // In the scratch area: the path, the auxv, the struct prctl_mm_map.
+    let (base, _) = p.scratch().unwrap_or((0, 0));
+    let path_addr = base + scratch_off;
+    let auxv_off = (path.len() as u64 + 7) & !7;
+    let map_off = auxv_off + auxv.len() as u64;
+    let map = mm_map_bytes(mm, path_addr + auxv_off, u32::MAX);
+    let mut data = path;
+    data.resize(auxv_off as usize, 0);
+    data.extend_from_slice(&auxv);
+    data.extend_from_slice(&map);
+    p.scratch_put(scratch_off, &data)?;
+    // exe_fd is the struct's last field.
+    let mut open = Call::new(
+        libc::SYS_openat,
+        &[
+            libc::AT_FDCWD as u64,
+            path_addr,
+            (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
+            0,
+        ],
+    );
+    open.store32 = Some(path_addr + map_off + map.len() as u64 - 4);
+    let exe_fd = batch.push_call(open);
     const PR_SET_MM: u64 = 35;
     const PR_SET_MM_MAP: u64 = 14;
-    let r = p.syscall(
+    batch.push(
         libc::SYS_prctl,
-        &[PR_SET_MM, PR_SET_MM_MAP, map_addr, map.len() as u64, 0],
+        &[
+            PR_SET_MM,
+            PR_SET_MM_MAP,
+            path_addr + map_off,
+            map.len() as u64,
+            0,
+        ],
     );
-    p.syscall(libc::SYS_close, &[exe_fd])?;
-    r?;
+    batch.push_call(Call::with_args(libc::SYS_close, &[Arg::Ret(exe_fd)]));
     if let Some(thp) = mm.thp_disabled {
-        p.syscall(
+        batch.push(
             libc::SYS_prctl,
             &[libc::PR_SET_THP_DISABLE as u64, u64::from(thp), 0, 0, 0],
-        )?;
+        );
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! mask (`blk_sigset`).
 
 use crate::image::pb;
+use crate::remote::blob::Batch;
 use crate::remote::Tracee;
 
 use super::Result;
@@ -53,9 +54,17 @@ fn is_pristine_default(sa: &pb::SaEntry) -> bool {
 /// SIGSEGV/SIGBUS): a signal neither ignored nor caught there is SIG_DFL
 /// with flags, mask and restorer cleared by criu's execve. Skipping those
 /// saves ~50 remote syscalls per process.
+///
+/// The others go in one batch (their `struct sigaction`s side by side at
+/// `scratch_off`), but SIGTRAP's, which is set alone after it: a batch
+/// ends in a trap, which would reset an ignored SIGTRAP to SIG_DFL.
 pub fn restore(t: &mut Tracee, sas: &[pb::SaEntry], scratch_off: u64) -> Result<()> {
     let st = crate::proc::read_status(t.pid())?;
     let handled = st.sig_ign | st.sig_cgt;
+    let (base, _) = t.scratch().unwrap_or((0, 0));
+    let mut structs = Vec::new();
+    let mut batch = Batch::new();
+    let mut trap = None;
     for (sig, sa) in signals().zip(sas.iter()) {
         if is_pristine_default(sa) && handled & (1u64 << (sig - 1)) == 0 {
             continue;
@@ -64,8 +73,21 @@ pub fn restore(t: &mut Tracee, sas: &[pb::SaEntry], scratch_off: u64) -> Result<
         for v in [sa.sigaction, sa.flags, sa.restorer, sa.mask] {
             k.extend_from_slice(&v.to_le_bytes());
         }
+        if sig == libc::SIGTRAP {
+            trap = Some(k);
+            continue;
+        }
+        let addr = base + scratch_off + structs.len() as u64;
+        structs.extend_from_slice(&k);
+        batch.push(libc::SYS_rt_sigaction, &[sig as u64, addr, 0, 8]);
+    }
+    if !batch.is_empty() {
+        t.scratch_put(scratch_off, &structs)?;
+        t.run_batch(&batch)?;
+    }
+    if let Some(k) = trap {
         let addr = t.scratch_put(scratch_off, &k)?;
-        t.syscall(libc::SYS_rt_sigaction, &[sig as u64, addr, 0, 8])?;
+        t.syscall(libc::SYS_rt_sigaction, &[libc::SIGTRAP as u64, addr, 0, 8])?;
     }
     Ok(())
 }

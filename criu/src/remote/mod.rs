@@ -4,13 +4,17 @@
 //! registers, and runs syscalls *inside* it ("remote syscalls"): the task's
 //! registers are pointed at a `syscall` instruction already present in its
 //! address space (its vDSO has some), and ptrace's syscall-stops bring it back
-//! under control right after the kernel returns. No code is injected.
+//! under control right after the kernel returns. A restore's puppet also
+//! gets an executable scratch area: there batches of syscalls run as a few
+//! generated instructions each, one stop per batch ([`blob`]). Dump injects
+//! no code.
 //!
 //! A tracee is released either exactly as it was found
 //! ([`Tracee::release`]: registers and signal mask put back, an interrupted
 //! syscall restarted by the kernel's own rules) or with new registers
 //! ([`Tracee::detach`], used by restore).
 
+pub mod blob;
 pub mod fdpass;
 pub mod mem;
 
@@ -36,6 +40,17 @@ pub enum Error {
     },
     #[error("pid {pid}: {what}")]
     Unexpected { pid: i32, what: String },
+    #[error(
+        "pid {pid}: remote {name}({args}) failed: {errno} (call {index} of a batch of {count})"
+    )]
+    RemoteBatch {
+        pid: i32,
+        index: usize,
+        count: usize,
+        name: String,
+        args: String,
+        errno: Errno,
+    },
     #[error("pid {pid}: remote {name}({args}) failed: {errno}")]
     Remote {
         pid: i32,
@@ -91,6 +106,19 @@ pub struct Tracee {
     events: Events,
     /// A page range criu mapped in the task for syscall arguments.
     scratch: Option<(u64, u64)>,
+    /// Where in the scratch area batches of syscalls run as code (see
+    /// [`blob`]), when the area is executable.
+    blob_off: Option<u64>,
+    /// Whether the task ignores SIGTRAP, once known.
+    trap_ignored: Option<bool>,
+    /// Where the task sits after the trap of the last blob, while nothing
+    /// moved it since: the next blob is written there.
+    blob_rip: Option<u64>,
+    /// Whether criu took SIGTRAP out of the task's mask for blobs (and
+    /// nothing put it back since).
+    trap_unblocked: std::cell::Cell<bool>,
+    /// Whether criu did so on a mask that blocked it.
+    trap_taken: std::cell::Cell<bool>,
 }
 
 const OPTIONS: Options = sys::ptrace::SEIZE_OPTIONS;
@@ -198,6 +226,11 @@ impl Tracee {
             regs,
             events: Events::default(),
             scratch: None,
+            blob_off: None,
+            trap_ignored: None,
+            blob_rip: None,
+            trap_unblocked: std::cell::Cell::new(false),
+            trap_taken: std::cell::Cell::new(false),
         })
     }
 
@@ -228,6 +261,7 @@ impl Tracee {
     }
 
     pub fn set_regs(&mut self, regs: &Regs) -> Result<()> {
+        self.blob_rip = None;
         ptrace::setregs(self.pid, *regs).ctx(self.pid, "PTRACE_SETREGS")?;
         self.regs = *regs;
         Ok(())
@@ -253,7 +287,11 @@ impl Tracee {
     }
 
     pub fn set_sigmask(&self, mask: u64) -> Result<()> {
-        sys::ptrace::setsigmask(self.pid, mask).ctx(self.pid, "PTRACE_SETSIGMASK")
+        sys::ptrace::setsigmask(self.pid, mask).ctx(self.pid, "PTRACE_SETSIGMASK")?;
+        self.trap_unblocked
+            .set(mask & (1 << (libc::SIGTRAP - 1)) == 0);
+        self.trap_taken.set(false);
+        Ok(())
     }
 
     pub fn rseq(&self) -> Result<sys::ptrace::RseqConfiguration> {
@@ -297,6 +335,18 @@ impl Tracee {
     /// Runs syscall `nr` inside the task and returns its raw result
     /// (`-errno` on failure).
     pub fn syscall_raw(&mut self, nr: i64, args: &[u64]) -> Result<i64> {
+        // One stop instead of two, as a batch of one, where the call
+        // cannot disturb the blob area, the task's signal state or the
+        // task tree.
+        if blob::one_stop_ok(nr) && self.blobs_usable()? {
+            let mut b = blob::Batch::new();
+            b.push_may_fail(nr, args);
+            let r = self.run_batch(&b)?;
+            return r.first().copied().ok_or_else(|| Error::Unexpected {
+                pid: self.pid(),
+                what: format!("remote {}: no result", syscall_name(nr)),
+            });
+        }
         let ip = self.syscall_ip.ok_or_else(|| Error::Unexpected {
             pid: self.pid(),
             what: "no syscall instruction known for remote syscalls".into(),
@@ -323,6 +373,13 @@ impl Tracee {
         r.r8 = a(4);
         r.r9 = a(5);
         r.rip = ip;
+        if nr == libc::SYS_rt_sigaction {
+            self.trap_ignored = None;
+        }
+        if nr == libc::SYS_rt_sigprocmask {
+            self.trap_unblocked.set(false);
+        }
+        self.blob_rip = None;
         ptrace::setregs(self.pid, r).ctx(self.pid, "PTRACE_SETREGS")?;
         let mut entered = false;
         let mut retraps = 0;
@@ -403,32 +460,48 @@ impl Tracee {
     /// Maps the scratch area criu passes syscall arguments through: `len`
     /// bytes, at `at` exactly when given.
     pub fn map_scratch(&mut self, at: Option<u64>, len: u64) -> Result<u64> {
-        let addr = match at {
-            None => self.mmap_scratch(len)?,
-            Some(at) => {
-                let got = self.syscall(
-                    libc::SYS_mmap,
-                    &[
-                        at,
-                        len,
-                        (libc::PROT_READ | libc::PROT_WRITE) as u64,
-                        (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE)
-                            as u64,
-                        u64::MAX,
-                        0,
-                    ],
-                )?;
-                if got != at {
-                    return Err(Error::Unexpected {
-                        pid: self.pid(),
-                        what: format!("scratch area wanted at {at:#x}, got {got:#x}"),
-                    });
-                }
-                got
-            }
-        };
-        self.scratch = Some((addr, len));
+        self.map_scratch_prot(at, len, libc::PROT_READ | libc::PROT_WRITE)
+    }
+
+    /// Maps the scratch area at `at` (exactly, when given) executable too,
+    /// and lets batches of syscalls run as code in it from `blob_off` to
+    /// its end (see [`blob`]).
+    pub fn map_scratch_with_blobs(
+        &mut self,
+        at: Option<u64>,
+        len: u64,
+        blob_off: u64,
+    ) -> Result<u64> {
+        let prot = libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC;
+        let addr = self.map_scratch_prot(at, len, prot)?;
+        self.enable_blobs(blob_off);
         Ok(addr)
+    }
+
+    fn map_scratch_prot(&mut self, at: Option<u64>, len: u64, prot: i32) -> Result<u64> {
+        let (hint, fixed) = match at {
+            None => (0, 0),
+            Some(at) => (at, libc::MAP_FIXED_NOREPLACE),
+        };
+        let got = self.syscall(
+            libc::SYS_mmap,
+            &[
+                hint,
+                len,
+                prot as u64,
+                (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | fixed) as u64,
+                u64::MAX,
+                0,
+            ],
+        )?;
+        if at.is_some_and(|at| got != at) {
+            return Err(Error::Unexpected {
+                pid: self.pid(),
+                what: format!("scratch area wanted at {hint:#x}, got {got:#x}"),
+            });
+        }
+        self.scratch = Some((got, len));
+        Ok(got)
     }
 
     /// Uses a scratch area another thread of the same address space mapped.

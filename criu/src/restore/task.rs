@@ -11,13 +11,16 @@ use super::{Error, LiveImages, Result, TaskImages};
 use crate::image::pb;
 use crate::objects::{self, files::Opened, mm, shmem};
 use crate::proc;
+use crate::remote::blob::{Arg, Batch, Call};
 use crate::remote::{fdpass, Tracee};
 use crate::sys;
 
-const SCRATCH_LEN: u64 = 16 * sys::PAGE_SIZE;
-/// Scratch offsets: fd passing at 0, strings and structs above.
+const SCRATCH_LEN: u64 = 32 * sys::PAGE_SIZE;
+/// Scratch offsets: fd passing at 0, strings and structs above, and from
+/// BLOB_OFF to the end the code of batched remote syscalls.
 const FDPASS_OFF: u64 = 0;
 const DATA_OFF: u64 = sys::PAGE_SIZE;
+const BLOB_OFF: u64 = 16 * sys::PAGE_SIZE;
 
 /// The unix socket files travel to the puppets through. Every puppet
 /// inherits `theirs` (at a number no task uses) from criu at its birth.
@@ -105,10 +108,12 @@ fn restore_process(
         pid,
         what: "no room for criu's scratch area in the address space".into(),
     })?;
-    p.map_scratch(Some(at), SCRATCH_LEN)?;
+    p.map_scratch_with_blobs(Some(at), SCRATCH_LEN, BLOB_OFF)?;
     let rs = chan.remote();
-    p.syscall(libc::SYS_close_range, &[0, rs - 1, 0])?;
-    p.syscall(libc::SYS_close_range, &[rs + 1, u64::from(u32::MAX), 0])?;
+    let mut b = Batch::new();
+    b.push(libc::SYS_close_range, &[0, rs - 1, 0]);
+    b.push(libc::SYS_close_range, &[rs + 1, u64::from(u32::MAX), 0]);
+    p.run_batch(&b)?;
 
     let mf = mm::MapFiles {
         files,
@@ -123,21 +128,28 @@ fn restore_process(
         p.syscall(libc::SYS_membarrier, &[1u64 << bit, 0, 0])?;
     }
 
-    for fi in &live.fdinfo {
-        let file = opened.get(files, fi.id)?;
-        let got = fdpass::pass_fd(p, chan.ours.as_fd(), rs as i32, file.as_fd(), FDPASS_OFF)?;
-        let cloexec = fi.flags & libc::FD_CLOEXEC as u32 != 0;
-        if got as u32 == fi.fd {
-            if !cloexec {
-                p.syscall(libc::SYS_fcntl, &[got as u64, libc::F_SETFD as u64, 0])?;
-            }
-        } else {
-            let fl = if cloexec { libc::O_CLOEXEC as u64 } else { 0 };
-            p.syscall(libc::SYS_dup3, &[got as u64, u64::from(fi.fd), fl])?;
-            p.syscall(libc::SYS_close, &[got as u64])?;
+    // The fds: received in messages of up to fdpass::MAX_FDS (one remote
+    // recvmsg each), then put at their numbers in one batch.
+    let mut gots: Vec<i32> = Vec::with_capacity(live.fdinfo.len());
+    for chunk in live.fdinfo.chunks(fdpass::MAX_FDS) {
+        let mut owned = Vec::with_capacity(chunk.len());
+        for fi in chunk {
+            let f = opened.get(files, fi.id)?;
+            owned.push(f.try_clone().map_err(|e| Error::Task {
+                pid,
+                what: format!("dup of the file for fd {}: {e}", fi.fd),
+            })?);
         }
+        let fds: Vec<_> = owned.iter().map(|f| f.as_fd()).collect();
+        gots.extend(fdpass::pass_fds(
+            p,
+            chan.ours.as_fd(),
+            rs as i32,
+            &fds,
+            FDPASS_OFF,
+        )?);
     }
-    p.syscall(libc::SYS_close, &[rs])?;
+    p.run_batch(&install_fds(&live.fdinfo, &gots, rs))?;
     // Locks on the fds just installed, taken by their owner (before creds).
     objects::files::locks::restore(p, pid, opened.file_locks()?, DATA_OFF)?;
     // A session leader takes its controlling terminal back.
@@ -150,18 +162,83 @@ fn restore_process(
     if let Some(rl) = &tc.rlimits {
         objects::rlimit::restore(p, pid, rl, DATA_OFF)?;
     }
-    mm::restore_fields(p, &live.mm, files, DATA_OFF)?;
-    // After the last file opened by path (the exe link's): a chroot would
-    // hide the paths, which are from the top of the mount namespace.
-    objects::fs::restore(p, &live.fs, files, DATA_OFF)?;
+    let mut b = Batch::new();
+    mm::restore_fields(p, &live.mm, files, DATA_OFF, &mut b)?;
     if tc.child_subreaper == Some(true) {
-        prctl(p, libc::PR_SET_CHILD_SUBREAPER, 1)?;
+        b.push(
+            libc::SYS_prctl,
+            &[libc::PR_SET_CHILD_SUBREAPER as u64, 1, 0, 0, 0],
+        );
     }
-    p.syscall(libc::SYS_personality, &[u64::from(tc.personality)])?;
+    b.push(libc::SYS_personality, &[u64::from(tc.personality)]);
+    p.run_batch(&b)?;
+    // After the last file opened by path (the exe link's, in the batch): a
+    // chroot would hide the paths, which are from the top of the mount
+    // namespace.
+    objects::fs::restore(p, &live.fs, files, DATA_OFF)?;
     if let Some(adj) = tc.oom_score_adj {
         restore_oom_score_adj(p.pid(), adj);
     }
     Ok(())
+}
+
+/// The calls that move the fds the puppet received (`gots`, close on exec)
+/// to their numbers with their close-on-exec flag, then close its end `rs`
+/// of the fd channel. When a number wanted is one still holding a received
+/// fd, every fd goes above all of them first.
+fn install_fds(fdinfo: &[pb::FdinfoEntry], gots: &[i32], rs: u64) -> Batch {
+    let mut b = Batch::new();
+    let want = |i: usize| {
+        (
+            u64::from(fdinfo[i].fd),
+            fdinfo[i].flags & libc::FD_CLOEXEC as u32 != 0,
+        )
+    };
+    let clash = (0..gots.len()).any(|i| {
+        let (to, _) = want(i);
+        gots[i + 1..].iter().any(|&g| g as u64 == to)
+    });
+    if !clash {
+        for (i, &got) in gots.iter().enumerate() {
+            let (to, cloexec) = want(i);
+            if got as u64 == to {
+                if !cloexec {
+                    b.push(libc::SYS_fcntl, &[to, libc::F_SETFD as u64, 0]);
+                }
+            } else {
+                let fl = if cloexec { libc::O_CLOEXEC as u64 } else { 0 };
+                b.push(libc::SYS_dup3, &[got as u64, to, fl]);
+                b.push(libc::SYS_close, &[got as u64]);
+            }
+        }
+    } else {
+        let top = gots
+            .iter()
+            .map(|&g| g as u64)
+            .chain((0..gots.len()).map(|i| want(i).0))
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let mut moved = Vec::with_capacity(gots.len());
+        for &got in gots {
+            moved.push(b.push(
+                libc::SYS_fcntl,
+                &[got as u64, libc::F_DUPFD_CLOEXEC as u64, top],
+            ));
+            b.push(libc::SYS_close, &[got as u64]);
+        }
+        for (i, &m) in moved.iter().enumerate() {
+            let (to, cloexec) = want(i);
+            let fl = if cloexec { libc::O_CLOEXEC as u64 } else { 0 };
+            b.push_call(Call::with_args(
+                libc::SYS_dup3,
+                &[Arg::Ret(m), Arg::Imm(to), Arg::Imm(fl)],
+            ));
+            b.push_call(Call::with_args(libc::SYS_close, &[Arg::Ret(m)]));
+        }
+    }
+    b.push(libc::SYS_close, &[rs]);
+    b
 }
 
 /// Written by criu to /proc/PID/oom_score_adj. As in CRIU, not critical:
@@ -202,20 +279,21 @@ fn restore_thread(t: &mut Tracee, pid: i32, core: &pb::CoreEntry) -> Result<()> 
     if let Some(rseq) = &th.rseq_entry {
         objects::rseq::restore(t, rseq)?;
     }
+    // Robust list, clear_child_tid, sigaltstack and name: one batch, its
+    // arguments side by side in the scratch area.
+    let mut b = Batch::new();
     if th.futex_rla != 0 {
-        t.syscall(
+        b.push(
             libc::SYS_set_robust_list,
             &[th.futex_rla, u64::from(th.futex_rla_len)],
-        )?;
+        );
     }
-    t.syscall(libc::SYS_set_tid_address, &[ti.clear_tid_addr])?;
+    b.push(libc::SYS_set_tid_address, &[ti.clear_tid_addr]);
+    let mut data = Vec::with_capacity(40);
     if let Some(sas) = &th.sas {
-        let mut b = Vec::with_capacity(24);
-        b.extend_from_slice(&sas.ss_sp.to_le_bytes());
-        b.extend_from_slice(&u64::from(sas.ss_flags).to_le_bytes());
-        b.extend_from_slice(&sas.ss_size.to_le_bytes());
-        let a = t.scratch_put(DATA_OFF, &b)?;
-        t.syscall(libc::SYS_sigaltstack, &[a, 0])?;
+        data.extend_from_slice(&sas.ss_sp.to_le_bytes());
+        data.extend_from_slice(&u64::from(sas.ss_flags).to_le_bytes());
+        data.extend_from_slice(&sas.ss_size.to_le_bytes());
     }
     let name = th
         .comm
@@ -225,8 +303,17 @@ fn restore_thread(t: &mut Tracee, pid: i32, core: &pb::CoreEntry) -> Result<()> 
     let mut comm = name.into_bytes();
     comm.truncate(15);
     comm.push(0);
-    let a = t.scratch_put(DATA_OFF, &comm)?;
-    prctl(t, libc::PR_SET_NAME, a)?;
+    let comm_off = data.len() as u64;
+    data.extend_from_slice(&comm);
+    let a = t.scratch_put(DATA_OFF, &data)?;
+    if th.sas.is_some() {
+        b.push(libc::SYS_sigaltstack, &[a, 0]);
+    }
+    b.push(
+        libc::SYS_prctl,
+        &[libc::PR_SET_NAME as u64, a + comm_off, 0, 0, 0],
+    );
+    t.run_batch(&b)?;
     if let Some(q) = &th.signals_p {
         objects::sigqueue::restore(t, pid, q, false, DATA_OFF)?;
     }
@@ -315,6 +402,24 @@ fn finish_thread(t: &mut Tracee, core: &pb::CoreEntry, leader_mask: Option<u64>)
     Ok(())
 }
 
+/// Whether a SIGTRAP is among the signals the task had pending (its
+/// threads' queues or the shared one).
+fn queues_sigtrap(task: &TaskImages) -> bool {
+    let is_trap = |si: &pb::SiginfoEntry| {
+        si.siginfo
+            .get(0..4)
+            .is_some_and(|b| b == libc::SIGTRAP.to_le_bytes())
+    };
+    task.cores
+        .iter()
+        .flat_map(|c| {
+            let own = c.thread_core.as_ref().and_then(|th| th.signals_p.as_ref());
+            let shared = c.tc.as_ref().and_then(|tc| tc.signals_s.as_ref());
+            own.into_iter().chain(shared)
+        })
+        .any(|q| q.signals.iter().any(is_trap))
+}
+
 /// Remakes every live process of the tree in its puppet.
 pub(super) fn restore_all(
     puppets: &mut Puppets,
@@ -347,7 +452,10 @@ pub(super) fn restore_all(
                 continue;
             }
             let leader = &mut proc.threads[0];
-            let t = clone_in(leader, tid as i32, &task.set_tid(i)?, THREAD_FLAGS)?;
+            let mut t = clone_in(leader, tid as i32, &task.set_tid(i)?, THREAD_FLAGS)?;
+            if let Some(off) = leader.blob_off() {
+                t.enable_blobs(off);
+            }
             proc.threads.push(t);
         }
         // POSIX timers may signal any of the threads: made once they exist.
@@ -358,6 +466,17 @@ pub(super) fn restore_all(
         // filters may be installed with TSYNC for all of them.
         for (t, core) in proc.threads.iter_mut().zip(&task.cores).rev() {
             restore_seccomp_filters(t, core, &seccomp)?;
+        }
+        // A SIGTRAP queued again would be taken for a blob's trap (blobs
+        // run with SIGTRAP unblocked): remote syscalls one at a time then,
+        // with SIGTRAP blocked like every other signal of a puppet (threads
+        // cloned after the leader's blobs inherited it unblocked).
+        if queues_sigtrap(task) {
+            for t in proc.threads.iter_mut() {
+                t.disable_blobs()?;
+                let mask = t.sigmask()?;
+                t.set_sigmask(mask | 1 << (libc::SIGTRAP - 1))?;
+            }
         }
         for (t, core) in proc.threads.iter_mut().zip(&task.cores) {
             restore_thread(t, pid, core)?;
@@ -379,4 +498,63 @@ pub(super) fn restore_all(
     // Every memfd is mapped where it was: now its seals may go on.
     opened.seal_memfds()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fi(fd: u32, cloexec: bool) -> pb::FdinfoEntry {
+        pb::FdinfoEntry {
+            fd,
+            flags: if cloexec { libc::FD_CLOEXEC as u32 } else { 0 },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn received_fds_go_to_their_numbers_directly_when_nothing_clashes() {
+        // 0 and 1 arrive where they belong; 2 arrived at 3 and goes to 7.
+        let b = install_fds(&[fi(0, false), fi(1, true), fi(7, true)], &[0, 1, 3], 100);
+        let calls: Vec<(i64, Vec<Arg>)> = b
+            .calls()
+            .iter()
+            .map(|c| (c.nr, c.args[..3].to_vec()))
+            .collect();
+        let imm = |v: &[u64]| v.iter().map(|&x| Arg::Imm(x)).collect::<Vec<_>>();
+        assert_eq!(
+            calls,
+            vec![
+                (libc::SYS_fcntl, imm(&[0, libc::F_SETFD as u64, 0])),
+                (libc::SYS_dup3, imm(&[3, 7, libc::O_CLOEXEC as u64])),
+                (libc::SYS_close, imm(&[3, 0, 0])),
+                (libc::SYS_close, imm(&[100, 0, 0])),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_target_still_holding_a_received_fd_moves_everything_above_first() {
+        // fd 0 arrived at 0 but must become 1, where fd 1 arrived.
+        let b = install_fds(&[fi(1, false), fi(0, false)], &[0, 1], 100);
+        let nrs: Vec<i64> = b.calls().iter().map(|c| c.nr).collect();
+        assert_eq!(
+            nrs,
+            vec![
+                libc::SYS_fcntl,
+                libc::SYS_close,
+                libc::SYS_fcntl,
+                libc::SYS_close,
+                libc::SYS_dup3,
+                libc::SYS_close,
+                libc::SYS_dup3,
+                libc::SYS_close,
+                libc::SYS_close,
+            ]
+        );
+        // Parked above every number involved, then moved from there.
+        assert_eq!(b.calls()[0].args[2], Arg::Imm(2));
+        assert_eq!(b.calls()[4].args[..2], [Arg::Ret(0), Arg::Imm(1)]);
+        assert_eq!(b.calls()[6].args[..2], [Arg::Ret(2), Arg::Imm(0)]);
+    }
 }

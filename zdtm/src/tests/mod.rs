@@ -26,7 +26,7 @@ catalogue! {
     basic { loop00, env00, pid00, umask00, cwd00, rlimits00 }
     memory { maps00, mprotect00, prot_wx00, brk00, big64m, sparse, shm_anon_fork, file_shared, deleted_file_map, madvise_dontfork, mlock00, vdso00, predump_touch, guard_region, mlockall00, mlockall_onfault, thp00, hugetlb00, hugetlbfs_file, predump_shmem }
     threads { threads_few, thread_tls, thread_sigmask, futex_wait, thread_bomb, blocked }
-    signals { sigaction00, sigpending00, sigaltstack00, sigstop, stopped_tree }
+    signals { sigaction00, sigpending00, sigaltstack00, sigstop, stopped_tree, sigtrap00, sigtrap01, sigtrap02 }
     timers { itimer00, posix_timers, nanosleep }
     pipes { pipe00, pipe_bigbuf, fifo00 }
     files { file_read, devnull, fd_gaps, unlinked_file, dup_shared_offset, ghost_limit, ghost_limit_raised, flock00, posix_lock00, ofd_lock00, flock_nolocks, pidfd00, pidfd_dead, pidfd_outside, fown00, lease00,
