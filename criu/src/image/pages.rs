@@ -459,6 +459,28 @@ impl PagesReader {
     }
 
     /// Reads `buf.len()` bytes of the pages file at `offset`.
+    /// `len` bytes of the pages file from `offset` (a multiple of the page
+    /// size), mapped rather than read: straight from the page cache.
+    pub fn map_at(&self, offset: u64, len: usize) -> Result<crate::sys::file_map::FileMap> {
+        let end = offset.checked_add(len as u64);
+        if end.is_none_or(|e| e > self.pages_size) || offset % PAGE_SIZE != 0 {
+            return Err(Error::Format {
+                file: self.pages_path.clone(),
+                offset,
+                what: format!(
+                    "a map of {len} bytes is past the end ({}) or unaligned",
+                    self.pages_size
+                ),
+            });
+        }
+        crate::sys::file_map::FileMap::new(std::os::fd::AsFd::as_fd(&self.pages), offset, len)
+            .map_err(|e| Error::Io {
+                file: self.pages_path.clone(),
+                op: "mmap",
+                source: std::io::Error::from(e),
+            })
+    }
+
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         let end = offset.checked_add(buf.len() as u64);
         if end.is_none_or(|e| e > self.pages_size) {

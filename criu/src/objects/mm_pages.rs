@@ -695,8 +695,10 @@ impl PageCopier {
 
 /// Restore: copies every page of `pages` into task `pid` (runs in the
 /// parent images included, read from there), in batches of at most
-/// [`BATCH_BYTES`] (one read of a pages file each) and [`IOV_MAX`] remote
-/// pieces (one `process_vm_writev` each).
+/// [`BATCH_BYTES`] (one mapping of a pages file each: the data go from the
+/// page cache to the task in one copy) and [`IOV_MAX`] remote pieces (one
+/// `process_vm_writev` each); from [`FILL_THREADS_FROM`] bytes on, two
+/// threads take every other batch.
 pub fn fill(pid: i32, pages: &PagesReader) -> Result<()> {
     fill_with(pid, pages, BATCH_BYTES)
 }
@@ -738,90 +740,117 @@ pub fn fill_with(pid: i32, pages: &PagesReader, cap: usize) -> Result<()> {
     fill_with_skip(pid, pages, cap, &[])
 }
 
+/// One `process_vm_writev` of a restore: the pieces `(vaddr, len)` whose
+/// data sit back to back in the pages file of `src` from `file_off`.
+struct FillBatch<'a> {
+    src: &'a PagesReader,
+    file_off: u64,
+    bytes: u64,
+    pieces: Vec<(u64, u64)>,
+}
+
+/// Below this many bytes of pages a restore fills them on one thread.
+const FILL_THREADS_FROM: u64 = 8 << 20;
+
 fn fill_with_skip(pid: i32, pages: &PagesReader, cap: usize, skip: &[(u64, u64)]) -> Result<()> {
     let cap = cap
         .max(PAGE_SIZE as usize)
-        .next_multiple_of(PAGE_SIZE as usize);
-    let mut buf: Vec<u8> = Vec::new();
-    let mut mem: Option<File> = None;
-    // Pieces (vaddr, len) whose data sit back to back in the pages file of
-    // `src` from `file_off`.
-    let mut pieces: Vec<(u64, u64)> = Vec::with_capacity(IOV_MAX);
-    let mut src: &PagesReader = pages;
-    let mut file_off = 0u64;
-    let mut used = 0u64;
-
-    let mut flush =
-        |pieces: &mut Vec<(u64, u64)>, src: &PagesReader, file_off: u64, used: u64| -> Result<()> {
-            if pieces.is_empty() {
-                return Ok(());
-            }
-            if buf.len() < used as usize {
-                buf.resize(cap, 0);
-            }
-            let data = &mut buf[..used as usize];
-            src.read_at(file_off, data)?;
-            let remote: Vec<RemoteIoVec> = pieces
-                .iter()
-                .map(|&(a, l)| RemoteIoVec {
-                    base: a as usize,
-                    len: l as usize,
-                })
-                .collect();
-            let got =
-                process_vm_writev(Pid::from_raw(pid), &[IoSlice::new(data)], &remote).unwrap_or(0);
-            // What did not go in directly goes through /proc/PID/mem.
-            let mut off = 0usize;
-            let mut skip = got;
-            for &(a, l) in pieces.iter() {
-                let l = l as usize;
-                if skip >= l {
-                    skip -= l;
-                } else {
-                    let f = mem_file(&mut mem, pid, true)?;
-                    f.write_all_at(&data[off + skip..off + l], a + skip as u64)
-                        .map_err(|source| Error::Io {
-                            pid,
-                            what: format!(
-                                "writing {} bytes of pages at {:#x}",
-                                l - skip,
-                                a + skip as u64
-                            ),
-                            source,
-                        })?;
-                    skip = 0;
-                }
-                off += l;
-            }
-            pieces.clear();
-            Ok(())
-        };
-
+        .next_multiple_of(PAGE_SIZE as usize) as u64;
+    let mut batches: Vec<FillBatch<'_>> = Vec::new();
     for piece in present_parts(pages, skip)? {
-        let mut addr = piece.vaddr;
-        let mut at = piece.offset;
-        let mut left = piece.len;
+        let (mut addr, mut at, mut left) = (piece.vaddr, piece.offset, piece.len);
         while left > 0 {
-            let full = used == cap as u64 || pieces.len() == IOV_MAX;
-            let apart =
-                !pieces.is_empty() && (file_off + used != at || !std::ptr::eq(src, piece.src));
-            if full || apart {
-                flush(&mut pieces, src, file_off, used)?;
-                used = 0;
+            let joins = batches.last().is_some_and(|b| {
+                b.bytes < cap
+                    && b.pieces.len() < IOV_MAX
+                    && b.file_off + b.bytes == at
+                    && std::ptr::eq(b.src, piece.src)
+            });
+            if !joins {
+                batches.push(FillBatch {
+                    src: piece.src,
+                    file_off: at,
+                    bytes: 0,
+                    pieces: Vec::new(),
+                });
             }
-            if pieces.is_empty() {
-                file_off = at;
-                src = piece.src;
-            }
-            let n = left.min(cap as u64 - used);
-            pieces.push((addr, n));
-            used += n;
-            addr += n;
-            at += n;
-            left -= n;
+            let Some(b) = batches.last_mut() else { break };
+            let n = left.min(cap - b.bytes);
+            b.pieces.push((addr, n));
+            b.bytes += n;
+            (addr, at, left) = (addr + n, at + n, left - n);
         }
     }
-    flush(&mut pieces, src, file_off, used)
+    let total: u64 = batches.iter().map(|b| b.bytes).sum();
+    if total < FILL_THREADS_FROM {
+        let mut mem = None;
+        return batches
+            .iter()
+            .try_for_each(|b| fill_batch(pid, b, &mut mem));
+    }
+    // Two threads, every other batch each: the copies (and the task's page
+    // faults) run on two CPUs.
+    std::thread::scope(|s| {
+        let half = |k: usize| {
+            let batches = &batches;
+            move || -> Result<()> {
+                let mut mem = None;
+                batches
+                    .iter()
+                    .skip(k)
+                    .step_by(2)
+                    .try_for_each(|b| fill_batch(pid, b, &mut mem))
+            }
+        };
+        let other = s.spawn(half(1));
+        let mine = half(0)();
+        let theirs = other.join().unwrap_or_else(|_| {
+            Err(Error::Mismatch {
+                what: format!("pid {pid}: a page-filling thread panicked"),
+            })
+        });
+        mine.and(theirs)
+    })
+}
+
+/// Writes one batch into task `pid` from a mapping of its pages file;
+/// what `process_vm_writev` cannot write goes through /proc/PID/mem
+/// (`mem`, opened on first use).
+fn fill_batch(pid: i32, b: &FillBatch<'_>, mem: &mut Option<File>) -> Result<()> {
+    let map = b.src.map_at(b.file_off, b.bytes as usize)?;
+    let data = map.bytes();
+    let remote: Vec<RemoteIoVec> = b
+        .pieces
+        .iter()
+        .map(|&(a, l)| RemoteIoVec {
+            base: a as usize,
+            len: l as usize,
+        })
+        .collect();
+    let got = process_vm_writev(Pid::from_raw(pid), &[IoSlice::new(data)], &remote).unwrap_or(0);
+    let mut off = 0usize;
+    let mut skip = got;
+    for &(a, l) in &b.pieces {
+        let l = l as usize;
+        if skip >= l {
+            skip -= l;
+        } else {
+            let f = mem_file(mem, pid, true)?;
+            f.write_all_at(&data[off + skip..off + l], a + skip as u64)
+                .map_err(|source| Error::Io {
+                    pid,
+                    what: format!(
+                        "writing {} bytes of pages at {:#x}",
+                        l - skip,
+                        a + skip as u64
+                    ),
+                    source,
+                })?;
+            skip = 0;
+        }
+        off += l;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -1108,5 +1137,36 @@ mod tests {
             ));
         }
         assert_eq!(got, [1, 5, 11, 12, 21, 0]);
+    }
+    #[test]
+    fn a_large_fill_runs_on_two_threads_and_writes_every_page() {
+        // More than FILL_THREADS_FROM, in runs with holes between them.
+        let pages = (FILL_THREADS_FROM / PAGE_SIZE) * 2;
+        let dst = own(pages, &[], &[]);
+        let me = std::process::id() as i32;
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = PagesWriter::create(dir.path(), 3, 3).unwrap();
+        let mut want = Vec::new();
+        for run in (0..pages).step_by(7) {
+            let n = 5.min(pages - run);
+            let data: Vec<u8> = (0..n * PAGE_SIZE)
+                .map(|b| ((run + b / PAGE_SIZE) % 253) as u8 + 1)
+                .collect();
+            w.add(dst.base + run * PAGE_SIZE, PE_PRESENT, &data)
+                .unwrap();
+            want.extend((run..run + n).map(|p| (p, (p % 253) as u8 + 1)));
+        }
+        w.finish().unwrap();
+        let r = PagesReader::open(dir.path(), 3).unwrap();
+        fill(me, &r).unwrap();
+        for (p, v) in want {
+            let got = crate::sys::pagemap_scan::tests_support::peek(dst.base + p * PAGE_SIZE);
+            assert_eq!(got, v, "page {p}");
+        }
+        // a page between runs is left alone
+        assert_eq!(
+            crate::sys::pagemap_scan::tests_support::peek(dst.base + 6 * PAGE_SIZE),
+            0
+        );
     }
 }

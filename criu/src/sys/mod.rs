@@ -10,6 +10,7 @@ pub mod epoll_at;
 pub mod events;
 pub mod fanotify;
 pub mod fd;
+pub mod file_map;
 pub mod fown;
 pub mod kcmp;
 pub mod mount_api;
