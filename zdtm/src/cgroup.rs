@@ -38,5 +38,11 @@ pub fn ns(who: &str) -> Result<std::path::PathBuf> {
 
 /// /proc/self/cgroup.
 pub fn own() -> Result<String> {
-    std::fs::read_to_string("/proc/self/cgroup").context("read /proc/self/cgroup")
+    of("self")
+}
+
+/// /proc/WHO/cgroup (`self` or a PID).
+pub fn of(who: &str) -> Result<String> {
+    std::fs::read_to_string(format!("/proc/{who}/cgroup"))
+        .with_context(|| format!("read /proc/{who}/cgroup"))
 }

@@ -551,36 +551,24 @@ fn special(maps: &[proc::MapsEntry]) -> (Option<Range>, Vec<Range>) {
 /// Moves `from` to `to`. Remote syscalls run from the vDSO: when the move
 /// takes the syscall instruction along, follow it.
 fn mremap(p: &mut Tracee, from: (u64, u64), to: u64) -> Result<()> {
-    let len = from.1 - from.0;
+    let args = mremap_args(from, to);
     let ip = p.syscall_ip();
     if let Some(ip) = ip.filter(|&ip| ip >= from.0 && ip < from.1) {
         p.set_syscall_ip(to + (ip - from.0));
         // The kernel returns from this call to the old address; we are
         // back in control at the syscall-exit stop before that matters.
-        let r = p.syscall_at(
-            ip,
-            libc::SYS_mremap,
-            &[
-                from.0,
-                len,
-                len,
-                (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64,
-                to,
-            ],
-        );
+        let r = p.syscall_at(ip, libc::SYS_mremap, &args);
         return r.map(|_| ()).map_err(Into::into);
     }
-    p.syscall(
-        libc::SYS_mremap,
-        &[
-            from.0,
-            len,
-            len,
-            (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64,
-            to,
-        ],
-    )?;
+    p.syscall(libc::SYS_mremap, &args)?;
     Ok(())
+}
+
+/// The arguments of an `mremap` moving the area `from` to `to`.
+fn mremap_args(from: (u64, u64), to: u64) -> [u64; 5] {
+    let len = from.1 - from.0;
+    let flags = (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64;
+    [from.0, len, len, flags, to]
 }
 
 /// Moves the puppet's vDSO and vvar pages (found as `vdso`, `vvar`) to the
@@ -651,17 +639,7 @@ fn move_vdso(
         let mut b = Batch::new();
         let mut ip = p.syscall_ip();
         for &(from, to) in &hops {
-            let len = from.1 - from.0;
-            b.push(
-                libc::SYS_mremap,
-                &[
-                    from.0,
-                    len,
-                    len,
-                    (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64,
-                    to,
-                ],
-            );
+            b.push(libc::SYS_mremap, &mremap_args(from, to));
             ip = ip.map(|ip| {
                 if ip >= from.0 && ip < from.1 {
                     to + (ip - from.0)

@@ -56,16 +56,8 @@ pub struct Call {
 impl Call {
     /// The call with every argument known (missing ones are 0).
     pub fn new(nr: i64, args: &[u64]) -> Self {
-        let mut a = [Arg::Imm(0); 6];
-        for (slot, &v) in a.iter_mut().zip(args) {
-            *slot = Arg::Imm(v);
-        }
-        Call {
-            nr,
-            args: a,
-            may_fail: false,
-            store32: None,
-        }
+        let args: Vec<Arg> = args.iter().map(|&v| Arg::Imm(v)).collect();
+        Self::with_args(nr, &args)
     }
 
     /// The call with arguments that may refer to earlier results.

@@ -1,3 +1,4 @@
+use crate::cgroup;
 use crate::prelude::*;
 
 /// The restore's pre-restore action script (written by the test): it
@@ -22,7 +23,7 @@ pub const DESC: Desc = Desc {
 /// The path of `who` in the hierarchy whose /proc/PID/cgroup line has
 /// controllers `ctl` (`""` for v2).
 fn path_in(who: &str, ctl: &str) -> Result<Option<String>> {
-    let text = std::fs::read_to_string(format!("/proc/{who}/cgroup")).context("read cgroup")?;
+    let text = cgroup::of(who)?;
     Ok(text.lines().find_map(|l| {
         let (_, rest) = l.split_once(':')?;
         let (c, p) = rest.split_once(':')?;
@@ -107,11 +108,11 @@ pub fn run(t: &mut Test) -> Result<()> {
         let res = (|| {
             ensure!(wait_for(5000, || page.word(0).load(Ordering::SeqCst) == 1), "the child did not join its cgroups");
             let kid_pid = kid.pid.to_string();
-            let before = std::fs::read_to_string(format!("/proc/{kid_pid}/cgroup")).context("the child's cgroups")?;
+            let before = cgroup::of(&kid_pid)?;
             t.daemon()?;
             t.wait_sig();
             ensure!(std::path::Path::new(MARK).exists(), "the pre-restore script did not remove the cgroups");
-            let now = std::fs::read_to_string(format!("/proc/{kid_pid}/cgroup")).context("the child's cgroups")?;
+            let now = cgroup::of(&kid_pid)?;
             ensure!(now == before, "the child was in {before:?}, is in {now:?}");
             for (dir, file, want) in [
                 (&top, "cgroup.max.descendants", "5"),

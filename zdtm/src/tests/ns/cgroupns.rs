@@ -42,12 +42,12 @@ pub fn run(t: &mut Test) -> Result<()> {
         let res = (|| {
             ensure!(wait_for(5000, || page.word(0).load(Ordering::SeqCst) == 1), "the child did not join {sub}");
             let kid_pid = kid.pid.to_string();
-            let kid_before = std::fs::read_to_string(format!("/proc/{kid_pid}/cgroup")).context("read child's cgroup")?;
+            let kid_before = cgroup::of(&kid_pid)?;
             t.daemon()?;
             t.wait_sig();
             let now = cgroup::own()?;
             ensure!(now == before, "/proc/self/cgroup was {before:?}, is {now:?}");
-            let kid_now = std::fs::read_to_string(format!("/proc/{kid_pid}/cgroup")).context("read child's cgroup")?;
+            let kid_now = cgroup::of(&kid_pid)?;
             ensure!(kid_now == kid_before, "the child's cgroup file was {kid_before:?}, is {kid_now:?}");
             let (me, kid_ns) = (cgroup::ns("self")?, cgroup::ns(&kid_pid)?);
             ensure!(me == kid_ns, "the test is in {me:?}, the child in {kid_ns:?}");

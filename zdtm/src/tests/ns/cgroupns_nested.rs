@@ -138,7 +138,7 @@ pub fn run(t: &mut Test) -> Result<()> {
             ensure!(a_ns != outer_ns && c_ns != outer_ns && a_ns != c_ns, "the namespaces were not made apart");
             let b_pid = page.word(5).load(Ordering::SeqCst).to_string();
             ensure!(cgroup::ns(&b_pid)? == a_ns, "B is not in A's cgroup namespace");
-            let a_cg = std::fs::read_to_string(format!("/proc/{a_pid}/cgroup")).context("A's cgroup")?;
+            let a_cg = cgroup::of(&a_pid)?;
             t.daemon()?;
             t.wait_sig();
             let me_now = cgroup::own()?;
@@ -152,7 +152,7 @@ pub fn run(t: &mut Test) -> Result<()> {
             ensure!(d_now == c_now, "D is in {d_now:?}, C in {c_now:?}");
             let b_now = cgroup::ns(&b_pid)?;
             ensure!(b_now == a_now, "B is in {b_now:?}, A in {a_now:?}");
-            let a_cg_now = std::fs::read_to_string(format!("/proc/{a_pid}/cgroup")).context("A's cgroup")?;
+            let a_cg_now = cgroup::of(&a_pid)?;
             ensure!(a_cg_now == a_cg, "the test sees A's cgroups as {a_cg_now:?}, was {a_cg:?}");
             // B's namespace is A's: asked before B may go.
             sync::set_and_wake(page.word(3), 1)?;

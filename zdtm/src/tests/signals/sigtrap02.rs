@@ -1,5 +1,4 @@
 use crate::prelude::*;
-use nix::sys::signal::{raise, SigSet, Signal};
 
 pub const DESC: Desc = Desc {
     name: "signals/sigtrap02",
@@ -8,37 +7,6 @@ pub const DESC: Desc = Desc {
     ..Desc::DEFAULT
 };
 
-/// glibc adds this flag behind our back (x86 value).
-const SA_RESTORER: i32 = 0x0400_0000;
-
-static HITS: AtomicU32 = AtomicU32::new(0);
-
-extern "C" fn on_trap(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
-    HITS.fetch_add(1, Ordering::SeqCst);
-}
-
 pub fn run(t: &mut Test) -> Result<()> {
-    let want = sys::info_handler(on_trap);
-    let flags = libc::SA_SIGINFO | libc::SA_RESTART;
-    let sa = sys::make_sigaction(want, flags, &[libc::SIGUSR1]);
-    sys::sigaction(libc::SIGTRAP, &sa).context("sigaction SIGTRAP")?;
-    let mut trap = SigSet::empty();
-    trap.add(Signal::SIGTRAP);
-    trap.thread_block().context("block SIGTRAP")?;
-    // Pending across the dump: restore must queue it again, not eat it.
-    raise(Signal::SIGTRAP).context("raise SIGTRAP")?;
-    t.daemon()?;
-    t.wait_sig();
-    let got = sys::get_sigaction(libc::SIGTRAP).context("read sigaction SIGTRAP")?;
-    ensure!(got.sa_sigaction == want, "SIGTRAP handler {:#x}, expected {want:#x}", got.sa_sigaction);
-    let f = got.sa_flags & !SA_RESTORER;
-    ensure!(f == flags, "SIGTRAP flags {f:#x}, expected {flags:#x}");
-    ensure!(sys::sigismember(&got.sa_mask, libc::SIGUSR1), "SIGTRAP's handler mask lost SIGUSR1");
-    let mask = SigSet::thread_get_mask().context("read the signal mask")?;
-    ensure!(mask.contains(Signal::SIGTRAP), "SIGTRAP is no longer blocked");
-    ensure!(HITS.load(Ordering::SeqCst) == 0, "the handler ran while SIGTRAP was blocked");
-    trap.thread_unblock().context("unblock SIGTRAP")?;
-    let hits = HITS.load(Ordering::SeqCst);
-    ensure!(hits == 1, "the handler ran {hits} times for the one pending SIGTRAP");
-    Ok(())
+    super::sigtrap00::handler_kept(t, true)
 }
