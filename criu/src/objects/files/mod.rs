@@ -416,7 +416,12 @@ impl FileTable {
             return Ok(entry);
         }
         if fmt == libc::S_IFCHR && tty::kind(st.st_rdev).is_some() {
-            let t = tty::dump(&mut self.tty, pid, fd, id, info.flags, &link, file, &st)?;
+            let mut t = tty::dump(&mut self.tty, pid, fd, id, info.flags, &link, file, &st)?;
+            // A master opened through the ptmx of another devpts instance
+            // (a container's) names it, for the restore to open it again.
+            if tty::is_ptmx(st.st_rdev) && link != "/dev/ptmx" {
+                t.regf_id = Some(self.by_path(pid, &link)?);
+            }
             return Ok(pb::FileEntry {
                 id,
                 r#type: pb::FdTypes::Tty as i32,

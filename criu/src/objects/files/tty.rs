@@ -62,6 +62,12 @@ pub fn kind(rdev: u64) -> Option<&'static str> {
 
 /// Which side of a Unix98 pty `rdev` is: Some(true) for the master,
 /// Some(false) for the slave, None for no pty.
+/// A pty master opened through a ptmx (device 5:2), of /dev or of a devpts
+/// instance.
+pub fn is_ptmx(rdev: u64) -> bool {
+    (libc::major(rdev), libc::minor(rdev)) == (5, 2)
+}
+
 pub fn pty_side(rdev: u64) -> Option<bool> {
     match (libc::major(rdev), libc::minor(rdev)) {
         (5, 2) | (128..=135, _) => Some(true),
@@ -640,21 +646,29 @@ pub struct TtyRestore {
     infos: Option<Vec<pb::TtyInfoEntry>>,
     /// tty-data.img by info id.
     data: Option<HashMap<u32, Vec<u8>>>,
+    /// The ptmx a pty (by index) was opened through, when not /dev/ptmx:
+    /// that of another devpts instance (a container's), from the
+    /// `regf_id` of its master's file entry.
+    ptmx: HashMap<u32, String>,
     masters: HashMap<u32, Master>,
 }
 
-/// Opens /dev/ptmx until the new pty has index `want`, holding the smaller
-/// ones meanwhile (the kernel hands out the lowest free index).
-fn pty_with_index(want: u32) -> Result<OwnedFd> {
+/// Opens `ptmx` (/dev/ptmx, or the ptmx of another devpts instance, a
+/// path of the restored tree) until the new pty has index `want`, holding
+/// the smaller ones meanwhile (the kernel hands out the lowest free index).
+fn pty_with_index(want: u32, ptmx: Option<&str>) -> Result<OwnedFd> {
     let mut held = Vec::new();
+    let flags = OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
     loop {
-        let fd = nix::fcntl::open(
-            "/dev/ptmx",
-            OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
+        let fd = match ptmx {
+            None => nix::fcntl::open("/dev/ptmx", flags, Mode::empty()),
+            Some(p) => crate::objects::ns::mnt::open_in_tree(p, flags),
+        }
         .map_err(|e| Error::Mismatch {
-            what: format!("opening /dev/ptmx for pty index {want}: {e}"),
+            what: format!(
+                "opening {} for pty index {want}: {e}",
+                ptmx.unwrap_or("/dev/ptmx")
+            ),
         })?;
         let got = sys::tty::pty_index(fd.as_fd()).map_err(|e| Error::Mismatch {
             what: format!("TIOCGPTN of a new pty (wanted index {want}): {e}"),
@@ -673,6 +687,26 @@ fn pty_with_index(want: u32) -> Result<OwnedFd> {
     }
 }
 
+/// The ptmx paths of the ptys whose masters were not opened through
+/// /dev/ptmx: pty index -> path (`regf_id` of a master's file entry).
+fn ptmx_paths(infos: &[pb::TtyInfoEntry], files: &[pb::FileEntry]) -> HashMap<u32, String> {
+    let mut out = HashMap::new();
+    for t in files.iter().filter_map(|f| f.tty.as_ref()) {
+        let Some(regf) = t.regf_id else { continue };
+        let info = infos.iter().find(|i| i.id == t.tty_info_id);
+        let index = info.and_then(|i| i.pty.as_ref()).map(|p| p.index);
+        let path = files
+            .iter()
+            .find(|f| f.id == regf)
+            .and_then(|f| f.reg.as_ref())
+            .map(|r| r.name.clone());
+        if let (Some(index), Some(path)) = (index, path) {
+            out.insert(index, path);
+        }
+    }
+    out
+}
+
 impl TtyRestore {
     fn info(&mut self, dir: &Path, info_id: u32) -> Result<pb::TtyInfoEntry> {
         self.load(dir)?;
@@ -686,10 +720,19 @@ impl TtyRestore {
             })
     }
 
-    /// Reads tty-info.img and tty-data.img, once.
+    /// Reads tty-info.img and tty-data.img, once, and the ptmx paths of
+    /// the masters in files.img.
     fn load(&mut self, dir: &Path) -> Result<()> {
         if self.infos.is_none() {
-            self.infos = Some(image::read_image(dir, "tty-info.img", magic::TTY_INFO)?);
+            let infos: Vec<pb::TtyInfoEntry> =
+                image::read_image(dir, "tty-info.img", magic::TTY_INFO)?;
+            let files: Vec<pb::FileEntry> = if dir.join("files.img").exists() {
+                image::read_image(dir, "files.img", magic::FILES)?
+            } else {
+                Vec::new()
+            };
+            self.ptmx = ptmx_paths(&infos, &files);
+            self.infos = Some(infos);
         }
         if self.data.is_none() {
             let list: Vec<pb::TtyDataEntry> = if dir.join("tty-data.img").exists() {
@@ -744,7 +787,7 @@ impl TtyRestore {
     /// window size of `info`.
     fn master(&mut self, index: u32, info: &pb::TtyInfoEntry) -> Result<&mut Master> {
         if let std::collections::hash_map::Entry::Vacant(slot) = self.masters.entry(index) {
-            let fd = pty_with_index(index)?;
+            let fd = pty_with_index(index, self.ptmx.get(&index).map(String::as_str))?;
             let err = |what: &str, e| Error::Mismatch {
                 what: format!("pty {index}: {what}: {e}"),
             };
@@ -1081,6 +1124,40 @@ mod tests {
         let mut d = with_slave_ctty(700, 700, true);
         let outside = HashMap::from([(701, 2)]);
         assert!(d.note_fd(700, 0, 1, &outside).is_err());
+    }
+
+    #[test]
+    fn ptmx_paths_come_from_masters_that_name_one() {
+        let info = |id, index| pb::TtyInfoEntry {
+            id,
+            pty: Some(pb::TtyPtyEntry { index }),
+            ..Default::default()
+        };
+        let tty = |id, tty_info_id, regf_id| pb::FileEntry {
+            id,
+            tty: Some(pb::TtyFileEntry {
+                id,
+                tty_info_id,
+                regf_id,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let reg = pb::FileEntry {
+            id: 9,
+            reg: Some(pb::RegFileEntry {
+                id: 9,
+                name: "/dev/pts/ptmx".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let infos = [info(1, 3), info(2, 4)];
+        // pty 3's master names its ptmx; pty 4's was opened through /dev/ptmx
+        let files = [tty(5, 1, Some(9)), tty(6, 2, None), reg];
+        let got = ptmx_paths(&infos, &files);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got.get(&3).map(String::as_str), Some("/dev/pts/ptmx"));
     }
 
     #[test]

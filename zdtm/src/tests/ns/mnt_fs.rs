@@ -7,7 +7,7 @@ pub const DESC: Desc = Desc {
     family: "ns",
     flavors: NS_FLAVORS,
     flags: &[Flag::Suid],
-    description: "in the test's own mount namespace: a tmpfs overmounted by another (the lower one's file comes back once the upper is unmounted), an mqueue, a devpts instance, a file open on the upper tmpfs, and a child chrooted into a directory of a tmpfs keep their mounts, files and root",
+    description: "in the test's own mount namespace: a tmpfs overmounted by another (the lower one's file comes back once the upper is unmounted), an mqueue, a devpts instance with a pty open through its ptmx, a file open on the upper tmpfs, and a child chrooted into a directory of a tmpfs keep their mounts, files and root",
     ..Desc::DEFAULT
 };
 
@@ -52,6 +52,9 @@ fn setup(d: &Path) -> Result<Paths> {
 pub fn run(t: &mut Test) -> Result<()> {
     let d = t.dir()?;
     let p = setup(&d)?;
+    // A pty of the devpts instance (index 0 there, whatever the host's).
+    let ptmx = std::fs::OpenOptions::new().read(true).write(true).open(p.pts.join("ptmx")).context("open the instance's ptmx")?;
+    let ptmx_link = fd_link(std::os::fd::AsRawFd::as_raw_fd(&ptmx))?;
     // A file of a mount only this mount namespace has, open across C/R.
     let mut upper = std::fs::OpenOptions::new().read(true).write(true).open(p.over.join("upper")).context("open the upper file")?;
     let page = SharedPage::new()?;
@@ -80,6 +83,11 @@ pub fn run(t: &mut Test) -> Result<()> {
     ensure!(up == b"above", "the upper tmpfs holds {up:?}");
     std::fs::read_dir(&p.mq).context("list the mqueue mount")?;
     ensure!(p.pts.join("ptmx").exists(), "the devpts instance has no ptmx");
+    let link = fd_link(std::os::fd::AsRawFd::as_raw_fd(&ptmx))?;
+    ensure!(link == ptmx_link, "the pty master was opened through {ptmx_link}, is now through {link}");
+    let pts: Vec<_> = std::fs::read_dir(&p.pts).context("list devpts")?.flatten().map(|e| e.file_name()).collect();
+    ensure!(pts.iter().any(|n| n == "0"), "the pty of the devpts instance is gone: {pts:?}");
+    drop(ptmx);
     let mut got = Vec::new();
     std::io::Read::read_to_end(&mut upper, &mut got).context("read the open upper file")?;
     ensure!(got == b"above", "the file open on the upper tmpfs reads {got:?}");
