@@ -299,23 +299,8 @@ pub fn leftover(pid: i32) -> Result<Vec<i32>> {
 /// from a process the parent images tracked (the same open userfaultfd,
 /// by kcmp). They are criu's, to be closed like the process's own.
 pub fn inherited(pid: i32, parent_dir: &Path) -> Result<Vec<i32>> {
-    let Ok(rd) = std::fs::read_dir(parent_dir) else {
-        return Ok(Vec::new());
-    };
     let mut out = Vec::new();
-    for e in rd.flatten() {
-        let name = e.file_name();
-        let Some(img_pid) = name.to_str().and_then(|n| {
-            n.strip_prefix("uffd-track-")?
-                .strip_suffix(".img")?
-                .parse()
-                .ok()
-        }) else {
-            continue;
-        };
-        let Some(t) = read_entry(parent_dir, img_pid)? else {
-            continue;
-        };
+    for t in recorded(parent_dir)? {
         let (owner, fd) = (t.pid as i32, t.uffd);
         if owner == pid || fd < 0 || out.contains(&fd) || !is_uffd(pid, fd) || !is_uffd(owner, fd) {
             continue;
@@ -327,9 +312,9 @@ pub fn inherited(pid: i32, parent_dir: &Path) -> Result<Vec<i32>> {
     Ok(out)
 }
 
-/// Every mapping of shared anonymous memory a pre-dump in `parent_dir`
-/// armed tracking on, in any task: `(host pid, start, end, shmid)`.
-pub fn recorded_shmem(parent_dir: &Path) -> Result<Vec<(i32, u64, u64, u64)>> {
+/// Every tracking record (`uffd-track-PID.img`) of the pre-dump in
+/// `parent_dir` (none when it cannot be listed).
+fn recorded(parent_dir: &Path) -> Result<Vec<pb::MmTrackEntry>> {
     let Ok(rd) = std::fs::read_dir(parent_dir) else {
         return Ok(Vec::new());
     };
@@ -344,9 +329,16 @@ pub fn recorded_shmem(parent_dir: &Path) -> Result<Vec<(i32, u64, u64, u64)>> {
         }) else {
             continue;
         };
-        let Some(t) = read_entry(parent_dir, img_pid)? else {
-            continue;
-        };
+        out.extend(read_entry(parent_dir, img_pid)?);
+    }
+    Ok(out)
+}
+
+/// Every mapping of shared anonymous memory a pre-dump in `parent_dir`
+/// armed tracking on, in any task: `(host pid, start, end, shmid)`.
+pub fn recorded_shmem(parent_dir: &Path) -> Result<Vec<(i32, u64, u64, u64)>> {
+    let mut out = Vec::new();
+    for t in recorded(parent_dir)? {
         if t.uffd < 0 {
             continue;
         }
