@@ -30,13 +30,7 @@ fn cgroup2_mount() -> Option<PathBuf> {
 }
 
 fn start_victim(out: &Path) -> (Child, i32) {
-    let victim = Command::new(VICTIM)
-        .args(["loop", out.to_str().unwrap()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn victim");
+    let victim = spawn(&["loop", out.to_str().unwrap()]);
     let pid = victim.id() as i32;
     wait_for("the counter to start", || counter(out) > 3);
     (victim, pid)
@@ -49,20 +43,29 @@ fn frozen(cg: &Path) -> bool {
         .any(|l| l == "frozen 1")
 }
 
+/// A fresh cgroup for this test under `mnt`; None (the test then skips,
+/// saying why: `missing` when there is no hierarchy) when none can be made.
+fn test_cgroup(mnt: Option<PathBuf>, missing: &str) -> Option<PathBuf> {
+    let Some(mnt) = mnt else {
+        eprintln!("skipped: {missing}");
+        return None;
+    };
+    let cg = mnt.join(format!("criu-rs-test-{}", std::process::id()));
+    if std::fs::create_dir(&cg).is_err() {
+        eprintln!("skipped: cannot make a cgroup under {}", mnt.display());
+        return None;
+    }
+    Some(cg)
+}
+
 /// runc's `freeze_cgroup`: the cgroup is frozen after pre-dump (while the
 /// tree is seized) and thawed after the dump.
 #[test]
 #[serial]
 fn freeze_cgroup_freezes_around_the_seize_and_thaws() {
-    let Some(mnt) = cgroup2_mount() else {
-        eprintln!("skipped: no cgroup2 mount");
+    let Some(cg) = test_cgroup(cgroup2_mount(), "no cgroup2 mount") else {
         return;
     };
-    let cg = mnt.join(format!("criu-rs-test-{}", std::process::id()));
-    if std::fs::create_dir(&cg).is_err() {
-        eprintln!("skipped: cannot make a cgroup under {}", mnt.display());
-        return;
-    }
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("count");
     let (mut victim, pid) = start_victim(&out);
@@ -150,15 +153,9 @@ fn tracer(pid: i32) -> Option<i32> {
 #[test]
 #[serial]
 fn freeze_cgroup_v1_seizes_the_frozen_tasks_and_thaws() {
-    let Some(mnt) = freezer_v1_mount() else {
-        eprintln!("skipped: no cgroup v1 freezer mounted");
+    let Some(cg) = test_cgroup(freezer_v1_mount(), "no cgroup v1 freezer mounted") else {
         return;
     };
-    let cg = mnt.join(format!("criu-rs-test-{}", std::process::id()));
-    if std::fs::create_dir(&cg).is_err() {
-        eprintln!("skipped: cannot make a cgroup under {}", mnt.display());
-        return;
-    }
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("count");
     // The parent is put into the cgroup before it forks the counter.
