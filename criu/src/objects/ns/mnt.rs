@@ -479,13 +479,16 @@ pub fn propagation(
         fn mp(&self, i: usize) -> String {
             self.mounts[i].mountpoint.clone()
         }
-        fn leader(&self, g: u32) -> std::result::Result<usize, String> {
-            let members = self
-                .groups
+        /// The entries in peer group `g` (none for a group outside).
+        fn members(&self, g: u32) -> &[usize] {
+            self.groups
                 .iter()
                 .find(|(id, _)| *id == g)
                 .map(|(_, v)| v.as_slice())
-                .unwrap_or_default();
+                .unwrap_or_default()
+        }
+        fn leader(&self, g: u32) -> std::result::Result<usize, String> {
+            let members = self.members(g);
             // With --ext-sharing an external member leads: it is made of a
             // mount outside, in the group to join.
             let external = |&l: &usize| self.prop.sharing && is_external(&self.mounts[l]);
@@ -520,13 +523,7 @@ pub fn propagation(
                 target: self.mp(l),
                 flag: libc::MS_SHARED,
             });
-            let members = self
-                .groups
-                .iter()
-                .find(|(id, _)| *id == g)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default();
-            for o in members.into_iter().filter(|&o| o != l) {
+            for o in self.members(g).to_vec().into_iter().filter(|&o| o != l) {
                 self.out.push(Prop::SetGroup {
                     from: self.mp(l),
                     to: self.mp(o),
@@ -536,7 +533,7 @@ pub fn propagation(
             Ok(())
         }
         fn slave(&mut self, x: usize, master: u32) -> std::result::Result<(), String> {
-            if !self.groups.iter().any(|(id, _)| *id == master) {
+            if self.members(master).is_empty() {
                 if self.prop.masters && is_external(&self.mounts[x]) {
                     // Made of a mount of the master group, or of one of
                     // its slaves: a slave of that group once made one.
@@ -1490,43 +1487,41 @@ fn attach(pid: i32, source: &str, target: &str, keep: bool) -> Result<()> {
             errno,
         })?;
     let what = |step: &str| format!("{step} the copy of the mount at {source} at {target}");
-    let mut attached = super::in_ns(pid, &[super::Kind::Mnt], || {
-        Ok(crate::sys::mount_api::attach(
-            copy.as_fd(),
-            Path::new(target),
-        ))
-    })?;
+    // In the puppet's namespace: attached (and made private unless kept),
+    // or why it could not be attached.
+    let in_puppet = || {
+        super::in_ns(pid, &[super::Kind::Mnt], || {
+            if let Err(errno) = crate::sys::mount_api::attach(copy.as_fd(), Path::new(target)) {
+                return Ok(Err(errno));
+            }
+            if !keep {
+                nix::mount::mount(
+                    None::<&str>,
+                    target,
+                    None::<&str>,
+                    nix::mount::MsFlags::MS_PRIVATE,
+                    None::<&str>,
+                )
+                .map_err(|errno| Error::Sys {
+                    pid,
+                    what: what("making private"),
+                    errno,
+                })?;
+            }
+            Ok(Ok(()))
+        })
+    };
+    let mut attached = in_puppet()?;
     if attached == Err(nix::errno::Errno::ENOENT) {
         make_mountpoint(pid, Some(source), target)?;
         tracing::debug!(target, "mount point made");
-        attached = super::in_ns(pid, &[super::Kind::Mnt], || {
-            Ok(crate::sys::mount_api::attach(
-                copy.as_fd(),
-                Path::new(target),
-            ))
-        })?;
+        attached = in_puppet()?;
     }
     attached.map_err(|errno| Error::Sys {
         pid,
         what: what("attaching (move_mount)"),
         errno,
     })?;
-    if !keep {
-        super::in_ns(pid, &[super::Kind::Mnt], || {
-            nix::mount::mount(
-                None::<&str>,
-                target,
-                None::<&str>,
-                nix::mount::MsFlags::MS_PRIVATE,
-                None::<&str>,
-            )
-            .map_err(|errno| Error::Sys {
-                pid,
-                what: what("making private"),
-                errno,
-            })
-        })?;
-    }
     Ok(())
 }
 
