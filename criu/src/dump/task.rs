@@ -50,6 +50,9 @@ struct ProcInside {
     membarrier: Option<u32>,
     /// mlockall(MCL_FUTURE…) flags, seen on the scratch area.
     mlockall: u32,
+    /// The init of a pid namespace of the tree: that namespace's
+    /// ns_last_pid (see [`ns::pid::last_pid`]).
+    last_pid: Option<u32>,
 }
 
 /// State of one thread that only it can tell.
@@ -68,7 +71,8 @@ struct ThreadInside {
 /// `membarrier` command that returns the process's registrations.
 const MEMBARRIER_CMD_GET_REGISTRATIONS: u64 = 1 << 9;
 
-fn ask_process(t: &mut Tracee, pid: i32) -> Result<ProcInside> {
+/// `ns_init`: the process is the init of a pid namespace of the tree.
+fn ask_process(t: &mut Tracee, pid: i32, ns_init: bool) -> Result<ProcInside> {
     let base = t.scratch().map_or(0, |s| s.0);
     let brk = t.syscall(libc::SYS_brk, &[0])?;
     let dumpable = prctl(t, PR_GET_DUMPABLE, 0)? as i32;
@@ -86,7 +90,9 @@ fn ask_process(t: &mut Tracee, pid: i32) -> Result<ProcInside> {
         &[MEMBARRIER_CMD_GET_REGISTRATIONS, 0, 0],
     )?;
     let mlockall = mm::dump_mlockall(t)?;
+    let last_pid = if ns_init { ns::pid::last_pid(t)? } else { None };
     Ok(ProcInside {
+        last_pid,
         mlockall,
         membarrier: (membarrier > 0).then_some(membarrier as u32),
         brk,
@@ -149,7 +155,8 @@ fn ask_inside(p: &mut Proc) -> Result<(ProcInside, Vec<ThreadInside>)> {
     let ip = leader.find_syscall_ip(vdso.start, vdso.end)?;
     let scratch = leader.map_scratch(None, SCRATCH_LEN)?;
     let res = (|| -> Result<(ProcInside, Vec<ThreadInside>)> {
-        let process = ask_process(&mut p.threads[0].tracee, pid)?;
+        let ns_init = p.inner.is_ns_init();
+        let process = ask_process(&mut p.threads[0].tracee, pid, ns_init)?;
         let mut threads = Vec::with_capacity(p.threads.len());
         for th in p.threads.iter_mut() {
             th.tracee.set_syscall_ip(ip);
@@ -307,10 +314,8 @@ pub(super) fn dump_process(
     ns_ids.fill(pid, &mut kobj)?;
     // The init of a pid namespace of the tree's (its root's, or one nested
     // below) keeps the namespace's ns_last_pid.
-    if p.inner.nested.last().copied().unwrap_or(p.inner.pid) == 1 {
-        if let Some(id) = kobj.pid_ns_id {
-            ns::pid::dump(&mut p.threads[0].tracee, id, dir)?;
-        }
+    if let (true, Some(id)) = (p.inner.is_ns_init(), kobj.pid_ns_id) {
+        ns::pid::write(dir, id, process.last_pid)?;
     }
     image::write_image(
         dir,

@@ -30,38 +30,39 @@ fn file(id: u32) -> String {
     format!("pidns-{id}.img")
 }
 
-/// Dump half, for a tree rooted at the init of its own pid namespace (id
-/// `id`): its `ns_last_pid`, read inside the init `t` (stopped, with its
-/// syscall instruction found), so that the next task it makes after the
-/// restore gets the PID it would have got. Without a /proc in the init's
-/// root there is nothing to read: the image is written without it.
-pub fn dump(t: &mut Tracee, id: u32, dir: &Path) -> Result<()> {
+/// Dump half, inside the init `t` of a pid namespace of the tree (stopped,
+/// with its syscall instruction found and a scratch area mapped): the
+/// namespace's `ns_last_pid`, so that the next task it makes after the
+/// restore gets the PID it would have got. None (with a warning) when the
+/// init's root has no /proc to read it from.
+pub fn last_pid(t: &mut Tracee) -> Result<Option<u32>> {
     let pid = t.pid();
-    let base = t.map_scratch(None, crate::sys::PAGE_SIZE)?;
-    let read = (|| -> Result<Option<u32>> {
-        let fd = open_last_pid(t, libc::O_RDONLY)?;
-        if fd < 0 {
-            tracing::warn!(
-                pid,
-                "ns_last_pid not kept: the init cannot open /proc/sys/kernel/ns_last_pid: {}",
-                nix::errno::Errno::from_raw(-fd as i32)
-            );
-            return Ok(None);
-        }
-        let n = t.syscall_raw(libc::SYS_read, &[fd as u64, base + LAST_PID_LEN, 32]);
-        t.syscall(libc::SYS_close, &[fd as u64])?;
-        let n = n?;
-        let mut buf = vec![0u8; n.clamp(0, 32) as usize];
-        t.scratch_get(LAST_PID_LEN, &mut buf)?;
-        let text = String::from_utf8_lossy(&buf);
-        text.trim().parse().map(Some).map_err(|_| Error::Mismatch {
-            what: format!("pid {pid}: ns_last_pid read inside it is {text:?}, not a number"),
-        })
-    })();
-    t.unmap_scratch()?;
+    let fd = open_last_pid(t, libc::O_RDONLY)?;
+    if fd < 0 {
+        tracing::warn!(
+            pid,
+            "ns_last_pid not kept: the init cannot open /proc/sys/kernel/ns_last_pid: {}",
+            nix::errno::Errno::from_raw(-fd as i32)
+        );
+        return Ok(None);
+    }
+    let base = t.scratch().map_or(0, |s| s.0);
+    let n = t.syscall_raw(libc::SYS_read, &[fd as u64, base + LAST_PID_LEN, 32]);
+    t.syscall(libc::SYS_close, &[fd as u64])?;
+    let n = n?;
+    let mut buf = vec![0u8; n.clamp(0, 32) as usize];
+    t.scratch_get(LAST_PID_LEN, &mut buf)?;
+    let text = String::from_utf8_lossy(&buf);
+    text.trim().parse().map(Some).map_err(|_| Error::Mismatch {
+        what: format!("pid {pid}: ns_last_pid read inside it is {text:?}, not a number"),
+    })
+}
+
+/// Writes `pidns-ID.img` of the pid namespace `id` with its `last_pid`.
+pub fn write(dir: &Path, id: u32, last_pid: Option<u32>) -> Result<()> {
     let e = pb::PidnsEntry {
         ext_key: None,
-        last_pid: read?,
+        last_pid,
     };
     image::write_image(dir, &file(id), magic::PIDNS, [&e])?;
     Ok(())
@@ -132,6 +133,14 @@ pub struct Inner {
     /// Its PIDs in the pid namespaces below the tree's, outermost first
     /// (empty for a task of the tree's own namespace).
     pub nested: Vec<i32>,
+}
+
+impl Inner {
+    /// Is the task the init (PID 1) of its own pid namespace, the tree's
+    /// or one nested below?
+    pub fn is_ns_init(&self) -> bool {
+        self.nested.last().copied().unwrap_or(self.pid) == 1
+    }
 }
 
 /// The innermost level of an `NS*` line of status (the whole value when
